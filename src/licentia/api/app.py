@@ -1,0 +1,69 @@
+"""The Starlette application: client API, admin API, OpenAPI, and JSON errors for everything else."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from licentia.api import admin_api, client_api
+from licentia.api.errors import JSON, error_response
+from licentia.api.openapi import openapi_document
+from licentia.api.routing import to_route
+from licentia.server import LicenseServer
+from licentia.store.journal import JournalFailure
+
+log = logging.getLogger("licentia.api")
+
+ENDPOINTS = [*client_api.ENDPOINTS, *admin_api.ENDPOINTS]
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "invalid_request")
+    return error_response(code, str(exc.detail), exc.status_code)
+
+
+async def _journal_failure(request: Request, exc: Exception) -> Response:
+    return error_response("unavailable", "the server cannot store changes right now", 503)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("Unexpected error while answering %s %s.", request.method, request.url.path)
+    return error_response("internal_error", "the server hit an unexpected error; see its log", 500)
+
+
+def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starlette:
+    document = openapi_document(ENDPOINTS)
+
+    async def openapi(request: Request) -> Response:
+        return JSON(document)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await server.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await server.stop()
+
+    app = Starlette(
+        routes=[*(to_route(e) for e in ENDPOINTS), Route("/openapi.json", openapi, methods=["GET"])],
+        exception_handlers={
+            HTTPException: _http_error,
+            JournalFailure: _journal_failure,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    return app

@@ -1,0 +1,98 @@
+"""Endpoints declared once: the same table builds the Starlette routes and the OpenAPI document.
+
+Each endpoint names its request body type (a msgspec struct); the body is read
+with a size limit, decoded and validated before the handler runs, so a handler
+only ever sees well-formed input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from licentia.api.auth import require_role
+from licentia.api.errors import JSON, ApiError, error_response
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type | None = None
+    role: str | None = None
+    tag: str = "client"
+    raw_body: bool = False
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it passes the configured limit."""
+    limit: int = request.app.state.server.config.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError("invalid_request", "Content-Length is not a number", 400)
+        if int(declared) > limit:
+            raise ApiError("body_too_large", f"request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError("body_too_large", f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
+def decode_body(data: bytes, body_type: type) -> Any:
+    decoder = _decoders.get(body_type)
+    if decoder is None:
+        decoder = _decoders[body_type] = msgspec.json.Decoder(body_type)
+    if not data.strip():
+        raise ApiError("invalid_json", "request body is empty; a JSON object is expected")
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise ApiError("invalid_request", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError("invalid_json", f"request body is not valid JSON: {exc}") from None
+
+
+def _content_type_ok(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    return content_type in ("application/json", "")
+
+
+def to_route(endpoint: Endpoint) -> Route:
+    async def run(request: Request) -> Response:
+        try:
+            user = await require_role(request, endpoint.role) if endpoint.role else None
+            args: list[Any] = [request]
+            if endpoint.body is not None or endpoint.raw_body:
+                if not _content_type_ok(request):
+                    raise ApiError("unsupported_media_type", "send the body as application/json")
+                data = await read_body(request)
+                args.append(data if endpoint.raw_body else decode_body(data, endpoint.body))  # type: ignore[arg-type]
+            if user is not None:
+                request.state.user = user
+            return await endpoint.handler(*args)
+        except ApiError as exc:
+            return error_response(exc.code, exc.message, exc.status)
+
+    return Route(endpoint.path, run, methods=[endpoint.method], name=endpoint.handler.__name__)
+
+
+def ok(content: Any, status: int = 200) -> JSON:
+    return JSON(content, status_code=status)

@@ -1,0 +1,444 @@
+"""The `licentia` command: a thin layer over the server, the signing module and the client SDK."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from licentia import __version__, license_file
+from licentia.config import Config, ConfigError
+
+DEFAULT_SERVER = os.environ.get("LICENTIA_SERVER", "http://127.0.0.1:8470")
+log = logging.getLogger("licentia.cli")
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _date(text: str) -> float:
+    """A date as YYYY-MM-DD (UTC midnight) or a Unix timestamp."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text if "T" in text else f"{text}T00:00:00+00:00").timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not YYYY-MM-DD or a Unix time") from None
+
+
+# -- serve / demo --------------------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return Config.load(
+        args.config,
+        data_dir=args.data,
+        host=args.host,
+        port=args.port,
+        trusted_issuers=args.trust or None,
+        log_level=args.log_level,
+    )
+
+
+def _run(config: Config, install: list[Path] | None = None) -> int:
+    import uvicorn
+
+    from licentia.api.app import create_app
+    from licentia.logs import configure_logging
+    from licentia.server import LicenseServer
+
+    configure_logging(config.log_level, config.log_format)
+    server = LicenseServer(config)
+    try:
+        server.open()
+    except BlockingIOError:
+        print(f"error: another licentia server is using {config.data_dir}", file=sys.stderr)
+        return 2
+    server.install_on_start = install or []
+    app = create_app(server)
+    base = f"http://{config.host}:{config.port}"
+    print(
+        f"Licentia {__version__} on {base}\n"
+        f"  client API: {base}/api/v1   admin API: {base}/api/v1/admin   OpenAPI: {base}/openapi.json\n"
+        f"  console:    {base}/console/\n"
+        f"  data:       {config.data_dir.resolve()}",
+        flush=True,
+    )
+    uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            log_level=config.log_level,
+            access_log=config.access_log,
+            log_config=None,
+        )
+    ).run()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return _run(_config(args))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from licentia.demo import prepare_demo
+
+    config = _config(args)
+    paths = prepare_demo(config.data_dir)
+    print("Demo issuer key and licenses:", ", ".join(str(p) for p in paths))
+    return _run(config, install=paths)
+
+
+# -- keys and licenses ---------------------------------------------------------------------------
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    key = license_file.new_issuer_key()
+    private, public = Path(f"{args.out}.key"), Path(f"{args.out}.pub")
+    if private.exists() and not args.force:
+        print(f"error: {private} exists (use --force to replace it)", file=sys.stderr)
+        return 2
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(license_file.private_key_pem(key))
+    public.write_bytes(license_file.public_key_pem(key.public_key()))
+    print(f"issuer key {license_file.key_id(key.public_key())}: private {private}, public {public}")
+    print(f"servers trust it when {public.name} is in their data directory's trusted-issuers/ folder")
+    return 0
+
+
+def cmd_license_issue(args: argparse.Namespace) -> int:
+    from licentia.core.model import LicenseTerms
+
+    now = time.time()
+    terms = LicenseTerms(
+        license_id=args.id or f"LIC-{uuid.uuid4().hex[:10].upper()}",
+        product=args.product,
+        edition=args.edition,
+        customer=args.customer,
+        unit=args.unit,
+        count=args.count,
+        features=args.feature or [],
+        not_before=args.not_before if args.not_before is not None else now,
+        expires=args.expires if args.expires is not None else now + args.days * 86400,
+        grace_days=args.grace_days,
+        issued_at=now,
+    )
+    if terms.count < 1 or terms.expires <= terms.not_before:
+        print("error: count must be at least 1 and the expiry after not-before", file=sys.stderr)
+        return 2
+    document = license_file.issue(terms, license_file.load_private_key(args.key))
+    text = json.dumps(document, indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote license {terms.license_id} to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _admin(args: argparse.Namespace) -> Any:
+    from licentia.client import AdminSession
+
+    user = args.user or os.environ.get("LICENTIA_USER", "admin")
+    password = os.environ.get("LICENTIA_PASSWORD") or getpass.getpass(f"password for {user}: ")
+    return AdminSession(args.server, user, password)
+
+
+def cmd_license_add(args: argparse.Namespace) -> int:
+    _print(_admin(args).request("POST", "/api/v1/admin/licenses", content=Path(args.file).read_bytes()))
+    return 0
+
+
+def cmd_license_list(args: argparse.Namespace) -> int:
+    licenses = _admin(args).request("GET", "/api/v1/admin/licenses")["licenses"]
+    for lic in licenses:
+        expires = datetime.fromtimestamp(lic["expires"]).date().isoformat()
+        print(
+            f"{lic['license_id']:<20} {lic['product']:<16} {lic['unit']:<8} "
+            f"{lic['used']:>5}/{lic['count']:<5} {lic['status']:<10} expires {expires}"
+        )
+    if not licenses:
+        print("no licenses installed")
+    return 0
+
+
+def cmd_license_remove(args: argparse.Namespace) -> int:
+    _print(_admin(args).request("DELETE", f"/api/v1/admin/licenses/{args.license_id}"))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    _print(_admin(args).request("GET", "/api/v1/admin/status"))
+    return 0
+
+
+def cmd_admin_password(args: argparse.Namespace) -> int:
+    """Set a user's password directly in the data directory while the server is stopped."""
+    from licentia.api.passwords import hash_password
+    from licentia.core.commands import PutAdminUser
+    from licentia.core.model import AdminUser
+    from licentia.server import LicenseServer
+
+    password = os.environ.get("LICENTIA_NEW_PASSWORD") or getpass.getpass(
+        f"new password for {args.username}: "
+    )
+    if len(password) < 8:
+        print("error: a password has at least 8 characters", file=sys.stderr)
+        return 2
+    server = LicenseServer(Config.load(data_dir=args.data))
+    try:
+        server.open()
+    except BlockingIOError:
+        print(
+            "error: the server is running; change passwords through the admin API or console", file=sys.stderr
+        )
+        return 2
+
+    async def apply() -> Any:
+        outcome = await server.execute(
+            PutAdminUser(user=AdminUser(args.username, hash_password(password), args.role))
+        )
+        await server.journal.close(server.state)
+        return outcome
+
+    outcome = asyncio.run(apply())
+    server.release()
+    if not outcome.ok:
+        print(f"error: {outcome.message}", file=sys.stderr)
+        return 2
+    print(f"password of {args.username!r} ({args.role}) set")
+    return 0
+
+
+# -- client --------------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    import socket
+
+    from licentia.client import LicenseClient
+
+    return LicenseClient(
+        args.server,
+        host=socket.gethostname(),
+        user=getpass.getuser(),
+        application="licentia-cli",
+        version=__version__,
+    )
+
+
+def _client_call(call: Callable[[], Any]) -> int:
+    from licentia.client import LicenseDenied, ServerUnavailable
+
+    try:
+        _print(call())
+    except LicenseDenied as exc:
+        print(f"denied ({exc.status}) {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except ServerUnavailable as exc:
+        print(f"unavailable: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def cmd_client_print(args: argparse.Namespace) -> int:
+    client = _client(args)
+    return _client_call(
+        lambda: client.print_check(
+            args.product, args.printer, driver=args.driver, port=args.port_name, location=args.location
+        )
+    )
+
+
+def cmd_client_checkout(args: argparse.Namespace) -> int:
+    client = _client(args)
+    return _client_call(
+        lambda: client.checkout(args.product, feature=args.feature, request_id=args.request_id)
+    )
+
+
+def cmd_client_heartbeat(args: argparse.Namespace) -> int:
+    client = _client(args)
+    return _client_call(lambda: client.heartbeat(*args.lease_id))
+
+
+def cmd_client_checkin(args: argparse.Namespace) -> int:
+    client = _client(args)
+    return _client_call(lambda: client.checkin(args.lease_id))
+
+
+def cmd_client_info(args: argparse.Namespace) -> int:
+    client = _client(args)
+    return _client_call(lambda: client.server_info())
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="licentia", description="Licentia network license server.")
+    parser.add_argument("--version", action="version", version=f"licentia {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def server_flags(p: argparse.ArgumentParser, default_data: str | None = None) -> None:
+        p.add_argument(
+            "--data",
+            type=Path,
+            default=default_data,
+            help="data directory (SQLite store, keys); default ./licentia-data",
+        )
+        p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port to listen on (default 8470)")
+        p.add_argument("--config", type=Path, help="TOML configuration file (see docs/configuration.md)")
+        p.add_argument(
+            "--trust",
+            type=Path,
+            action="append",
+            metavar="PUBKEY",
+            help="trust licenses signed by this issuer public key (repeatable)",
+        )
+        p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    p = commands.add_parser("serve", help="run a license server")
+    server_flags(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = commands.add_parser("demo", help="run a server with a demo issuer key and demo licenses")
+    server_flags(p)
+    p.set_defaults(func=cmd_demo)
+
+    keys = commands.add_parser("keys", help="issuer keys (vendor side)").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
+    p = keys.add_parser("new", help="make an Ed25519 issuer key pair: OUT.key and OUT.pub")
+    p.add_argument("--out", default="issuer", help="file name prefix (default: issuer)")
+    p.add_argument("--force", action="store_true", help="replace an existing key")
+    p.set_defaults(func=cmd_keys_new)
+
+    def admin_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})")
+        p.add_argument(
+            "--user",
+            help="admin user (default $LICENTIA_USER or admin); password from $LICENTIA_PASSWORD or a prompt",
+        )
+
+    lic = commands.add_parser("license", help="issue, add, list and remove licenses").add_subparsers(
+        dest="license_command", required=True, metavar="ACTION"
+    )
+    p = lic.add_parser("issue", help="sign a license file with an issuer key (vendor side)")
+    p.add_argument("--key", type=Path, required=True, help="issuer private key (from 'keys new')")
+    p.add_argument("--product", required=True)
+    p.add_argument("--edition", default="Standard")
+    p.add_argument("--customer", required=True)
+    p.add_argument("--unit", choices=["printers", "seats"], required=True)
+    p.add_argument("--count", type=int, required=True, help="printers or concurrent seats allowed")
+    p.add_argument("--feature", action="append", help="a feature name (repeatable)")
+    p.add_argument("--id", help="license id (default: generated)")
+    p.add_argument("--not-before", type=_date, help="YYYY-MM-DD (default: now)")
+    p.add_argument("--expires", type=_date, help="YYYY-MM-DD (default: --days from now)")
+    p.add_argument("--days", type=float, default=365, help="validity when --expires is not given")
+    p.add_argument("--grace-days", type=int, default=30, help="limited-use grace for over-use (default 30)")
+    p.add_argument("--out", help="write the license here instead of standard output")
+    p.set_defaults(func=cmd_license_issue)
+    p = lic.add_parser("add", help="install a license file on a server")
+    p.add_argument("file")
+    admin_flags(p)
+    p.set_defaults(func=cmd_license_add)
+    p = lic.add_parser("list", help="list a server's licenses with use and status")
+    admin_flags(p)
+    p.set_defaults(func=cmd_license_list)
+    p = lic.add_parser("remove", help="remove a license (to move it to another server)")
+    p.add_argument("license_id")
+    admin_flags(p)
+    p.set_defaults(func=cmd_license_remove)
+
+    p = commands.add_parser("status", help="a server's status and license summary")
+    admin_flags(p)
+    p.set_defaults(func=cmd_status)
+
+    adm = commands.add_parser("admin", help="offline administration of a stopped server").add_subparsers(
+        dest="admin_command", required=True, metavar="ACTION"
+    )
+    p = adm.add_parser(
+        "password",
+        help="set a user's password in DATA (server stopped); reads $LICENTIA_NEW_PASSWORD or prompts",
+    )
+    p.add_argument("--data", type=Path, default=Path("licentia-data"))
+    p.add_argument("--username", default="admin")
+    p.add_argument("--role", choices=["viewer", "manager", "admin"], default="admin")
+    p.set_defaults(func=cmd_admin_password)
+
+    cli = commands.add_parser("client", help="talk to a server as an application would").add_subparsers(
+        dest="client_command", required=True, metavar="ACTION"
+    )
+
+    def client_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})")
+
+    p = cli.add_parser("info", help="what the server tells clients about itself")
+    client_flags(p)
+    p.set_defaults(func=cmd_client_info)
+    p = cli.add_parser("print-check", help="ask whether this computer may print to a printer")
+    p.add_argument("--product", required=True)
+    p.add_argument("--printer", required=True, help="printer name")
+    p.add_argument("--driver", default="")
+    p.add_argument("--port-name", default="", help="printer port (e.g. IP_10.0.0.5)")
+    p.add_argument("--location", default="")
+    client_flags(p)
+    p.set_defaults(func=cmd_client_print)
+    p = cli.add_parser("checkout", help="check out a seat; prints the lease")
+    p.add_argument("--product", required=True)
+    p.add_argument("--feature")
+    p.add_argument("--request-id", help="retrying with the same id never takes a second seat")
+    client_flags(p)
+    p.set_defaults(func=cmd_client_checkout)
+    p = cli.add_parser("heartbeat", help="renew leases")
+    p.add_argument("lease_id", nargs="+")
+    client_flags(p)
+    p.set_defaults(func=cmd_client_heartbeat)
+    p = cli.add_parser("checkin", help="release a lease")
+    p.add_argument("lease_id")
+    client_flags(p)
+    p.set_defaults(func=cmd_client_checkin)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, license_file.LicenseFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from licentia.client import LicenseDenied, ServerUnavailable
+
+        if isinstance(exc, LicenseDenied | ServerUnavailable):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Commands: the only way license state changes.
+
+A command is plain data. The edge that receives a request builds one, the
+journal (SQLite locally, Raft in a triad) makes it durable, and
+`LicenseState.apply(command, now)` turns it into a new state and an outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from licentia.core.model import (
+    AccessRule,
+    AdminUser,
+    ClientInfo,
+    LicenseTerms,
+    MappingRule,
+    PrinterIdentity,
+)
+
+
+class Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=True):
+    pass
+
+
+class AddLicense(Command, tag="add_license"):
+    """A license whose signature the edge has already verified against a trusted issuer."""
+
+    terms: LicenseTerms
+    key_id: str
+    signature: str
+
+
+class RemoveLicense(Command, tag="remove_license"):
+    license_id: str
+
+
+class PrintCheck(Command, tag="print_check"):
+    product: str
+    printer: PrinterIdentity
+    client: ClientInfo
+    source_ip: str = ""
+
+
+class Checkout(Command, tag="checkout"):
+    request_id: str
+    lease_id: str
+    product: str
+    client: ClientInfo
+    feature: str | None = None
+    source_ip: str = ""
+    ttl_s: float | None = None
+
+
+class Heartbeat(Command, tag="heartbeat"):
+    lease_ids: list[str]
+
+
+class Checkin(Command, tag="checkin"):
+    lease_id: str
+
+
+class RevokeLease(Command, tag="revoke_lease"):
+    lease_id: str
+
+
+class ReclaimExpired(Command, tag="reclaim_expired"):
+    pass
+
+
+class CreatePrinterGroup(Command, tag="create_printer_group"):
+    name: str
+
+
+class RenamePrinterGroup(Command, tag="rename_printer_group"):
+    name: str
+    new_name: str
+
+
+class DeletePrinterGroup(Command, tag="delete_printer_group"):
+    name: str
+
+
+class SetMappingRules(Command, tag="set_mapping_rules"):
+    rules: list[MappingRule]
+
+
+class SetPrinterGroup(Command, tag="set_printer_group"):
+    printer_id: str
+    group: str
+
+
+class UpdateSettings(Command, tag="update_settings"):
+    changes: dict[str, Any]
+    expected_version: int | None = None
+
+
+class SetAccessRules(Command, tag="set_access_rules"):
+    rules: list[AccessRule]
+    default_policy: str | None = None
+
+
+class PutAdminUser(Command, tag="put_admin_user"):
+    """Create a console/admin user or change its password or role (hash made at the edge)."""
+
+    user: AdminUser
+
+
+class DeleteAdminUser(Command, tag="delete_admin_user"):
+    username: str
+
+
+AnyCommand = (
+    AddLicense
+    | RemoveLicense
+    | PrintCheck
+    | Checkout
+    | Heartbeat
+    | Checkin
+    | RevokeLease
+    | ReclaimExpired
+    | CreatePrinterGroup
+    | RenamePrinterGroup
+    | DeletePrinterGroup
+    | SetMappingRules
+    | SetPrinterGroup
+    | UpdateSettings
+    | SetAccessRules
+    | PutAdminUser
+    | DeleteAdminUser
+)
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyCommand)
+
+
+def encode_command(command: Command) -> bytes:
+    return _encoder.encode(command)
+
+
+def decode_command(data: bytes | str) -> Command:
+    return _decoder.decode(data)

@@ -1,0 +1,149 @@
+"""The records that make up license state.
+
+They are msgspec structs so that snapshots, journal entries and API answers use
+one encoding and one set of field names.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+Text = Annotated[str, msgspec.Meta(max_length=200)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+Unit = Literal["printers", "seats"]
+Role = Literal["viewer", "manager", "admin"]
+
+DEFAULT_GROUP = "Default"
+BLOCKED_GROUP = "Blocked"
+BUILTIN_GROUPS = (DEFAULT_GROUP, BLOCKED_GROUP)
+
+
+class LicenseTerms(msgspec.Struct, forbid_unknown_fields=True):
+    """What a signed license grants; the signed payload of a license file."""
+
+    license_id: str
+    product: str
+    edition: str
+    customer: str
+    unit: Unit
+    count: int
+    not_before: float
+    expires: float
+    features: list[str] = []
+    grace_days: int = 30
+    issued_at: float = 0.0
+
+
+class License(msgspec.Struct):
+    terms: LicenseTerms
+    key_id: str
+    signature: str
+    installed_at: float
+    grace_started_at: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.terms.license_id
+
+    def is_valid_at(self, now: float) -> bool:
+        return self.terms.not_before <= now < self.terms.expires
+
+    def grace_seconds_left(self, now: float) -> float:
+        total = self.terms.grace_days * 86400.0
+        if self.grace_started_at is None:
+            return total
+        return max(0.0, total - (now - self.grace_started_at))
+
+
+class PrinterIdentity(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    driver: Text = ""
+    port: Text = ""
+    location: Text = ""
+
+
+class ClientInfo(msgspec.Struct, forbid_unknown_fields=True):
+    host: Text = ""
+    user: Text = ""
+    application: Text = ""
+    version: Text = ""
+
+
+class Printer(msgspec.Struct):
+    printer_id: str
+    identity: PrinterIdentity
+    group: str
+    first_seen: float
+    last_used: float
+    license_id: str | None = None
+    uses: int = 0
+
+
+class Lease(msgspec.Struct):
+    lease_id: str
+    request_id: str
+    license_id: str
+    product: str
+    feature: str | None
+    client: ClientInfo
+    source_ip: str
+    granted_at: float
+    expires_at: float
+    ttl_s: float
+
+
+class Client(msgspec.Struct):
+    client_id: str
+    info: ClientInfo
+    source_ip: str
+    first_seen: float
+    last_seen: float
+    requests: int = 0
+
+
+class MappingRule(msgspec.Struct, forbid_unknown_fields=True):
+    """Puts a new printer whose field matches `pattern` into `group`."""
+
+    pattern: str
+    group: str
+    field: Literal["name", "driver", "port", "location", "any"] = "name"
+
+
+class AccessRule(msgspec.Struct, forbid_unknown_fields=True):
+    """One allow/deny line of the "This License Server" list; first match wins."""
+
+    rule_id: str
+    action: Literal["allow", "deny"]
+    who_kind: Literal["any", "user", "host", "server"] = "any"
+    who: str = "*"
+    where_kind: Literal["any", "ip", "cidr", "hostname"] = "any"
+    where: str = "*"
+    description: str = ""
+
+
+class AdminUser(msgspec.Struct):
+    username: str
+    password_hash: str
+    role: Role
+    password_version: int = 1
+
+
+class UsageRecord(msgspec.Struct):
+    """One line of the usage log: a request and what the server decided."""
+
+    at: float
+    kind: str
+    granted: bool
+    reason: str
+    product: str = ""
+    license_id: str = ""
+    printer_id: str = ""
+    printer_name: str = ""
+    lease_id: str = ""
+    client_host: str = ""
+    client_user: str = ""
+    application: str = ""
+    source_ip: str = ""

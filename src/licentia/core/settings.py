@@ -1,0 +1,59 @@
+"""Server-wide settings shared by every member of a relationship.
+
+Process-level knobs that differ per member (addresses, ports, data directory)
+live in `licentia.config` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True):
+    lease_ttl_s: float = 120.0
+    heartbeat_interval_s: float = 30.0
+    printer_window_days: float = 7.0
+    client_grace_hours: float = 72.0
+    usage_retention_days: float = 90.0
+    default_access_policy: str = "allow"
+    server_name: str = "Licentia"
+
+
+LIMITS: dict[str, tuple[float, float]] = {
+    "lease_ttl_s": (5, 7 * 86400),
+    "heartbeat_interval_s": (1, 86400),
+    "printer_window_days": (1, 365),
+    "client_grace_hours": (0, 30 * 24),
+    "usage_retention_days": (1, 3650),
+}
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def merged_settings(current: Settings, changes: dict[str, Any]) -> Settings:
+    """Return `current` with `changes` applied, or raise SettingsError naming the bad field."""
+    known = set(Settings.__struct_fields__)
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+    data = msgspec.to_builtins(current)
+    data.update(changes)
+    try:
+        candidate = msgspec.convert(data, Settings)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(str(exc)) from None
+    for name, (low, high) in LIMITS.items():
+        value = getattr(candidate, name)
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+    if candidate.heartbeat_interval_s * 2 > candidate.lease_ttl_s:
+        raise SettingsError("heartbeat_interval_s must be at most half of lease_ttl_s")
+    if candidate.default_access_policy not in ("allow", "deny"):
+        raise SettingsError("default_access_policy must be 'allow' or 'deny'")
+    if not 1 <= len(candidate.server_name) <= 80:
+        raise SettingsError("server_name must be 1 to 80 characters")
+    return candidate

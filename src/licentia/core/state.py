@@ -1,0 +1,626 @@
+"""The deterministic license state machine.
+
+`LicenseState.apply(command, now)` is the one place license state changes. It
+does no I/O and reads no clock, so a standalone server replaying its SQLite
+journal and the members of a triad applying the Raft log all reach the same
+state. Every handler validates first and mutates after, so a refused command
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from licentia.core import commands as c
+from licentia.core.access import RequestOrigin, matching_rule, validate_rules
+from licentia.core.expiring import ExpiringSet
+from licentia.core.model import (
+    BLOCKED_GROUP,
+    BUILTIN_GROUPS,
+    DEFAULT_GROUP,
+    AccessRule,
+    AdminUser,
+    Client,
+    ClientInfo,
+    Lease,
+    License,
+    MappingRule,
+    Printer,
+    UsageRecord,
+)
+from licentia.core.printers import GROUP_NAME, client_id, group_for, printer_id, validate_mapping_rules
+from licentia.core.settings import Settings, SettingsError, merged_settings
+
+DAY = 86400.0
+SETTINGS_HISTORY = 50
+
+
+class Outcome(msgspec.Struct):
+    """What applying a command decided. `code` is "ok" or a machine-readable refusal reason."""
+
+    ok: bool
+    code: str = "ok"
+    message: str = ""
+    data: dict[str, Any] = {}
+    usage: list[UsageRecord] = []
+    changed: bool = False
+
+
+def refused(code: str, message: str, usage: list[UsageRecord] | None = None) -> Outcome:
+    return Outcome(ok=False, code=code, message=message, usage=usage or [], changed=bool(usage))
+
+
+class Snapshot(msgspec.Struct):
+    licenses: list[License]
+    printers: list[Printer]
+    leases: list[Lease]
+    clients: list[Client]
+    groups: list[str]
+    mapping_rules: list[MappingRule]
+    access_rules: list[AccessRule]
+    access_rules_version: int
+    settings: Settings
+    settings_version: int
+    settings_history: list[dict[str, Any]]
+    users: list[AdminUser]
+
+
+class LicenseState:
+    def __init__(self) -> None:
+        self.licenses: dict[str, License] = {}
+        self.printers: dict[str, Printer] = {}
+        self.leases: dict[str, Lease] = {}
+        self.lease_by_request: dict[str, str] = {}
+        self.clients: dict[str, Client] = {}
+        self.groups: list[str] = list(BUILTIN_GROUPS)
+        self.mapping_rules: list[MappingRule] = []
+        self.access_rules: list[AccessRule] = []
+        self.access_rules_version = 1
+        self.settings = Settings()
+        self.settings_version = 1
+        self.settings_history: list[dict[str, Any]] = []
+        self.users: dict[str, AdminUser] = {}
+        self._in_use: dict[str, ExpiringSet] = {}
+        self._handlers: dict[type, Callable[[Any, float], Outcome]] = {
+            c.AddLicense: self._add_license,
+            c.RemoveLicense: self._remove_license,
+            c.PrintCheck: self._print_check,
+            c.Checkout: self._checkout,
+            c.Heartbeat: self._heartbeat,
+            c.Checkin: self._checkin,
+            c.RevokeLease: self._revoke_lease,
+            c.ReclaimExpired: self._reclaim_expired,
+            c.CreatePrinterGroup: self._create_group,
+            c.RenamePrinterGroup: self._rename_group,
+            c.DeletePrinterGroup: self._delete_group,
+            c.SetMappingRules: self._set_mapping_rules,
+            c.SetPrinterGroup: self._set_printer_group,
+            c.UpdateSettings: self._update_settings,
+            c.SetAccessRules: self._set_access_rules,
+            c.PutAdminUser: self._put_user,
+            c.DeleteAdminUser: self._delete_user,
+        }
+
+    def apply(self, command: c.Command, now: float) -> Outcome:
+        return self._handlers[type(command)](command, now)
+
+    # -- licenses -------------------------------------------------------------------------------
+
+    def _add_license(self, cmd: c.AddLicense, now: float) -> Outcome:
+        terms = cmd.terms
+        if terms.license_id in self.licenses:
+            return refused("license_exists", f"license {terms.license_id} is already installed")
+        if terms.expires <= now:
+            return refused("license_expired", f"license {terms.license_id} expired")
+        if terms.not_before >= terms.expires:
+            return refused("invalid_license", "license not_before is not before its expiry")
+        if terms.count < 1:
+            return refused("invalid_license", "license count must be at least 1")
+        if terms.grace_days < 0:
+            return refused("invalid_license", "license grace_days must not be negative")
+        self.licenses[terms.license_id] = License(
+            terms=terms, key_id=cmd.key_id, signature=cmd.signature, installed_at=now
+        )
+        self._in_use[terms.license_id] = ExpiringSet()
+        return Outcome(ok=True, data={"license_id": terms.license_id}, changed=True)
+
+    def _remove_license(self, cmd: c.RemoveLicense, now: float) -> Outcome:
+        if cmd.license_id not in self.licenses:
+            return refused("license_not_found", f"no license {cmd.license_id} is installed")
+        del self.licenses[cmd.license_id]
+        del self._in_use[cmd.license_id]
+        usage = []
+        for lease in [lease for lease in self.leases.values() if lease.license_id == cmd.license_id]:
+            self._drop_lease(lease)
+            usage.append(self._lease_record(lease, now, "checkin", False, "license_removed"))
+        for printer in self.printers.values():
+            if printer.license_id == cmd.license_id:
+                printer.license_id = None
+        return Outcome(ok=True, data={"license_id": cmd.license_id}, usage=usage, changed=True)
+
+    def _valid_licenses(
+        self, product: str, unit: str, now: float, feature: str | None = None
+    ) -> list[License]:
+        found = [
+            lic
+            for lic in self.licenses.values()
+            if lic.terms.product == product
+            and lic.terms.unit == unit
+            and lic.is_valid_at(now)
+            and (feature is None or feature in lic.terms.features)
+        ]
+        found.sort(key=lambda lic: (lic.terms.expires, lic.id))
+        return found
+
+    def used(self, license_id: str, now: float) -> int:
+        return self._in_use[license_id].live_count(now)
+
+    # -- clients and access ---------------------------------------------------------------------
+
+    def _touch_client(self, info: ClientInfo, source_ip: str, now: float) -> None:
+        key = client_id(info)
+        client = self.clients.get(key)
+        if client is None:
+            client = self.clients[key] = Client(
+                client_id=key, info=info, source_ip=source_ip, first_seen=now, last_seen=now
+            )
+        client.info.version = info.version
+        client.source_ip = source_ip
+        client.last_seen = now
+        client.requests += 1
+
+    def access_decision(self, origin: RequestOrigin) -> tuple[bool, str]:
+        """(allowed, why) for a request from `origin`; `why` names the rule that decided."""
+        rule = matching_rule(self.access_rules, origin)
+        if rule is None:
+            allowed = self.settings.default_access_policy == "allow"
+            return allowed, f"default policy ({self.settings.default_access_policy})"
+        return rule.action == "allow", f"rule {rule.rule_id!r} ({rule.action})"
+
+    # -- printers -------------------------------------------------------------------------------
+
+    def _print_check(self, cmd: c.PrintCheck, now: float) -> Outcome:
+        self._touch_client(cmd.client, cmd.source_ip, now)
+        pid = printer_id(cmd.printer)
+
+        def record(granted: bool, reason: str, license_id: str = "") -> UsageRecord:
+            return UsageRecord(
+                at=now,
+                kind="print",
+                granted=granted,
+                reason=reason,
+                product=cmd.product,
+                license_id=license_id,
+                printer_id=pid,
+                printer_name=cmd.printer.name,
+                client_host=cmd.client.host,
+                client_user=cmd.client.user,
+                application=cmd.client.application,
+                source_ip=cmd.source_ip,
+            )
+
+        allowed, why = self.access_decision(
+            RequestOrigin(user=cmd.client.user, host=cmd.client.host, ip=cmd.source_ip)
+        )
+        if not allowed:
+            return refused("access_denied", f"denied by access {why}", [record(False, "access_denied")])
+        printer = self.printers.get(pid)
+        if printer is None:
+            printer = Printer(
+                printer_id=pid,
+                identity=cmd.printer,
+                group=group_for(cmd.printer, self.mapping_rules),
+                first_seen=now,
+                last_used=0.0,
+            )
+            self.printers[pid] = printer
+        if printer.group == BLOCKED_GROUP:
+            return refused(
+                "printer_blocked",
+                f"printer {cmd.printer.name!r} is in the Blocked group",
+                [record(False, "printer_blocked")],
+            )
+        licenses = self._valid_licenses(cmd.product, "printers", now)
+        if not licenses:
+            return refused(
+                "no_license",
+                f"no valid printer license for product {cmd.product!r}",
+                [record(False, "no_license")],
+            )
+        window = self.settings.printer_window_days * DAY
+        chosen: License | None = None
+        status = "ok"
+        current = self.licenses.get(printer.license_id or "")
+        if current in licenses and pid in self._in_use[current.id] and printer.last_used + window > now:
+            chosen = current
+        if chosen is None:
+            chosen = next((lic for lic in licenses if self.used(lic.id, now) < lic.terms.count), None)
+        if chosen is None:
+            chosen = next((lic for lic in licenses if lic.grace_seconds_left(now) > 0), None)
+            if chosen is None:
+                return refused(
+                    "limit_exceeded",
+                    f"all printer licenses for {cmd.product!r} are in use and their grace period is spent",
+                    [record(False, "limit_exceeded")],
+                )
+            if chosen.grace_started_at is None:
+                chosen.grace_started_at = now
+            status = "grace"
+        if printer.license_id and printer.license_id != chosen.id and printer.license_id in self._in_use:
+            self._in_use[printer.license_id].discard(pid)
+        printer.license_id = chosen.id
+        printer.last_used = now
+        printer.uses += 1
+        self._in_use[chosen.id].put(pid, now + window)
+        if status == "ok" and self.used(chosen.id, now) > chosen.terms.count:
+            status = "grace"
+        return Outcome(
+            ok=True,
+            data={
+                "granted": True,
+                "printer_id": pid,
+                "group": printer.group,
+                "license_id": chosen.id,
+                "status": status,
+                "grace_days_left": round(chosen.grace_seconds_left(now) / DAY, 2),
+            },
+            usage=[record(True, status, chosen.id)],
+            changed=True,
+        )
+
+    def _set_printer_group(self, cmd: c.SetPrinterGroup, now: float) -> Outcome:
+        printer = self.printers.get(cmd.printer_id)
+        if printer is None:
+            return refused("printer_not_found", f"no printer {cmd.printer_id}")
+        if cmd.group not in self.groups:
+            return refused("group_not_found", f"no printer group {cmd.group!r}")
+        printer.group = cmd.group
+        if cmd.group == BLOCKED_GROUP and printer.license_id in self._in_use:
+            self._in_use[printer.license_id].discard(printer.printer_id)
+            printer.license_id = None
+        return Outcome(ok=True, data={"printer_id": printer.printer_id, "group": cmd.group}, changed=True)
+
+    def _create_group(self, cmd: c.CreatePrinterGroup, now: float) -> Outcome:
+        if not GROUP_NAME.match(cmd.name):
+            return refused("invalid_group_name", "a group name is 1-64 letters, digits, spaces or . ( ) -")
+        if cmd.name.casefold() in {g.casefold() for g in self.groups}:
+            return refused("group_exists", f"printer group {cmd.name!r} already exists")
+        self.groups.append(cmd.name)
+        return Outcome(ok=True, data={"name": cmd.name}, changed=True)
+
+    def _rename_group(self, cmd: c.RenamePrinterGroup, now: float) -> Outcome:
+        if cmd.name in BUILTIN_GROUPS:
+            return refused("group_protected", f"the built-in group {cmd.name!r} cannot be renamed")
+        if cmd.name not in self.groups:
+            return refused("group_not_found", f"no printer group {cmd.name!r}")
+        if not GROUP_NAME.match(cmd.new_name):
+            return refused("invalid_group_name", "a group name is 1-64 letters, digits, spaces or . ( ) -")
+        if cmd.new_name.casefold() in {g.casefold() for g in self.groups if g != cmd.name}:
+            return refused("group_exists", f"printer group {cmd.new_name!r} already exists")
+        self.groups[self.groups.index(cmd.name)] = cmd.new_name
+        for printer in self.printers.values():
+            if printer.group == cmd.name:
+                printer.group = cmd.new_name
+        for rule in self.mapping_rules:
+            if rule.group == cmd.name:
+                rule.group = cmd.new_name
+        return Outcome(ok=True, data={"name": cmd.new_name}, changed=True)
+
+    def _delete_group(self, cmd: c.DeletePrinterGroup, now: float) -> Outcome:
+        if cmd.name in BUILTIN_GROUPS:
+            return refused("group_protected", f"the built-in group {cmd.name!r} cannot be deleted")
+        if cmd.name not in self.groups:
+            return refused("group_not_found", f"no printer group {cmd.name!r}")
+        if any(rule.group == cmd.name for rule in self.mapping_rules):
+            return refused("group_in_use", f"a mapping rule still sends printers to {cmd.name!r}")
+        self.groups.remove(cmd.name)
+        for printer in self.printers.values():
+            if printer.group == cmd.name:
+                printer.group = DEFAULT_GROUP
+        return Outcome(ok=True, data={"name": cmd.name}, changed=True)
+
+    def _set_mapping_rules(self, cmd: c.SetMappingRules, now: float) -> Outcome:
+        problem = validate_mapping_rules(cmd.rules, set(self.groups))
+        if problem:
+            return refused("invalid_mapping_rules", problem)
+        self.mapping_rules = list(cmd.rules)
+        return Outcome(ok=True, data={"rules": len(cmd.rules)}, changed=True)
+
+    # -- seats ----------------------------------------------------------------------------------
+
+    def _lease_record(self, lease: Lease, now: float, kind: str, granted: bool, reason: str) -> UsageRecord:
+        return UsageRecord(
+            at=now,
+            kind=kind,
+            granted=granted,
+            reason=reason,
+            product=lease.product,
+            license_id=lease.license_id,
+            lease_id=lease.lease_id,
+            client_host=lease.client.host,
+            client_user=lease.client.user,
+            application=lease.client.application,
+            source_ip=lease.source_ip,
+        )
+
+    def _drop_lease(self, lease: Lease) -> None:
+        del self.leases[lease.lease_id]
+        self.lease_by_request.pop(lease.request_id, None)
+        if lease.license_id in self._in_use:
+            self._in_use[lease.license_id].discard(lease.lease_id)
+
+    @staticmethod
+    def lease_view(lease: Lease) -> dict[str, Any]:
+        return {
+            "lease_id": lease.lease_id,
+            "license_id": lease.license_id,
+            "product": lease.product,
+            "feature": lease.feature,
+            "expires_at": lease.expires_at,
+            "ttl_s": lease.ttl_s,
+        }
+
+    def _checkout(self, cmd: c.Checkout, now: float) -> Outcome:
+        self._touch_client(cmd.client, cmd.source_ip, now)
+        existing = self.leases.get(self.lease_by_request.get(cmd.request_id, ""))
+        if existing is not None and existing.expires_at > now:
+            return Outcome(ok=True, data={**self.lease_view(existing), "repeated": True}, changed=True)
+
+        def record(granted: bool, reason: str, license_id: str = "") -> UsageRecord:
+            return UsageRecord(
+                at=now,
+                kind="checkout",
+                granted=granted,
+                reason=reason,
+                product=cmd.product,
+                license_id=license_id,
+                lease_id=cmd.lease_id if granted else "",
+                client_host=cmd.client.host,
+                client_user=cmd.client.user,
+                application=cmd.client.application,
+                source_ip=cmd.source_ip,
+            )
+
+        allowed, why = self.access_decision(
+            RequestOrigin(user=cmd.client.user, host=cmd.client.host, ip=cmd.source_ip)
+        )
+        if not allowed:
+            return refused("access_denied", f"denied by access {why}", [record(False, "access_denied")])
+        if cmd.lease_id in self.leases:
+            return refused("lease_exists", f"lease id {cmd.lease_id} is already in use")
+        licenses = self._valid_licenses(cmd.product, "seats", now, cmd.feature)
+        if not licenses:
+            what = f"product {cmd.product!r}" + (f" with feature {cmd.feature!r}" if cmd.feature else "")
+            return refused("no_license", f"no valid seat license for {what}", [record(False, "no_license")])
+        chosen = next((lic for lic in licenses if self.used(lic.id, now) < lic.terms.count), None)
+        if chosen is None:
+            total = sum(lic.terms.count for lic in licenses)
+            return refused(
+                "limit_exceeded",
+                f"all {total} seats of {cmd.product!r} are in use",
+                [record(False, "limit_exceeded")],
+            )
+        if existing is not None:
+            self._drop_lease(existing)
+        ttl = min(cmd.ttl_s or self.settings.lease_ttl_s, self.settings.lease_ttl_s)
+        lease = Lease(
+            lease_id=cmd.lease_id,
+            request_id=cmd.request_id,
+            license_id=chosen.id,
+            product=cmd.product,
+            feature=cmd.feature,
+            client=cmd.client,
+            source_ip=cmd.source_ip,
+            granted_at=now,
+            expires_at=now + ttl,
+            ttl_s=ttl,
+        )
+        self.leases[lease.lease_id] = lease
+        self.lease_by_request[cmd.request_id] = lease.lease_id
+        self._in_use[chosen.id].put(lease.lease_id, lease.expires_at)
+        return Outcome(
+            ok=True,
+            data={**self.lease_view(lease), "repeated": False},
+            usage=[record(True, "ok", chosen.id)],
+            changed=True,
+        )
+
+    def _heartbeat(self, cmd: c.Heartbeat, now: float) -> Outcome:
+        renewed: dict[str, float] = {}
+        lost: list[str] = []
+        for lease_id in cmd.lease_ids:
+            lease = self.leases.get(lease_id)
+            if lease is None or lease.expires_at <= now:
+                lost.append(lease_id)
+                continue
+            lease.expires_at = now + lease.ttl_s
+            self._in_use[lease.license_id].put(lease_id, lease.expires_at)
+            renewed[lease_id] = lease.expires_at
+        usage = [
+            UsageRecord(at=now, kind="heartbeat", granted=False, reason="lease_expired", lease_id=lid)
+            for lid in lost
+        ]
+        return Outcome(
+            ok=True, data={"renewed": renewed, "expired": lost}, usage=usage, changed=bool(renewed or usage)
+        )
+
+    def _checkin(self, cmd: c.Checkin, now: float) -> Outcome:
+        lease = self.leases.get(cmd.lease_id)
+        if lease is None:
+            return refused("lease_not_found", f"no lease {cmd.lease_id} is held")
+        self._drop_lease(lease)
+        return Outcome(
+            ok=True,
+            data={"lease_id": lease.lease_id, "released": True},
+            usage=[self._lease_record(lease, now, "checkin", True, "ok")],
+            changed=True,
+        )
+
+    def _revoke_lease(self, cmd: c.RevokeLease, now: float) -> Outcome:
+        lease = self.leases.get(cmd.lease_id)
+        if lease is None:
+            return refused("lease_not_found", f"no lease {cmd.lease_id} is held")
+        self._drop_lease(lease)
+        return Outcome(
+            ok=True,
+            data={"lease_id": lease.lease_id, "revoked": True},
+            usage=[self._lease_record(lease, now, "checkin", False, "revoked")],
+            changed=True,
+        )
+
+    def _reclaim_expired(self, cmd: c.ReclaimExpired, now: float) -> Outcome:
+        expired = [lease for lease in self.leases.values() if lease.expires_at <= now]
+        for lease in expired:
+            self._drop_lease(lease)
+        return Outcome(
+            ok=True,
+            data={"reclaimed": [lease.lease_id for lease in expired]},
+            usage=[self._lease_record(lease, now, "checkin", False, "lease_expired") for lease in expired],
+            changed=bool(expired),
+        )
+
+    # -- settings, access rules, users ----------------------------------------------------------
+
+    def _update_settings(self, cmd: c.UpdateSettings, now: float) -> Outcome:
+        if cmd.expected_version is not None and cmd.expected_version != self.settings_version:
+            return refused(
+                "version_conflict",
+                f"settings are at version {self.settings_version}, not {cmd.expected_version}",
+            )
+        try:
+            updated = merged_settings(self.settings, cmd.changes)
+        except SettingsError as exc:
+            return refused("invalid_settings", str(exc))
+        window_changed = updated.printer_window_days != self.settings.printer_window_days
+        self.settings = updated
+        self.settings_version += 1
+        self.settings_history.append({"version": self.settings_version, "at": now, "changes": cmd.changes})
+        del self.settings_history[:-SETTINGS_HISTORY]
+        if window_changed:
+            self._rebuild_in_use()
+        return Outcome(ok=True, data={"version": self.settings_version}, changed=True)
+
+    def _set_access_rules(self, cmd: c.SetAccessRules, now: float) -> Outcome:
+        problem = validate_rules(cmd.rules)
+        if problem:
+            return refused("invalid_access_rules", problem)
+        if cmd.default_policy not in (None, "allow", "deny"):
+            return refused("invalid_access_rules", "default_policy must be 'allow' or 'deny'")
+        self.access_rules = list(cmd.rules)
+        self.access_rules_version += 1
+        if cmd.default_policy is not None and cmd.default_policy != self.settings.default_access_policy:
+            self.settings = msgspec.structs.replace(self.settings, default_access_policy=cmd.default_policy)
+            self.settings_version += 1
+        return Outcome(ok=True, data={"version": self.access_rules_version}, changed=True)
+
+    def _put_user(self, cmd: c.PutAdminUser, now: float) -> Outcome:
+        user = cmd.user
+        if not 1 <= len(user.username) <= 64 or not user.username.isprintable():
+            return refused("invalid_user", "a username is 1 to 64 printable characters")
+        previous = self.users.get(user.username)
+        if previous and previous.role == "admin" and user.role != "admin" and self._admins() == 1:
+            return refused("last_admin", "the last admin cannot lose the admin role")
+        version = previous.password_version + 1 if previous else 1
+        self.users[user.username] = msgspec.structs.replace(user, password_version=version)
+        return Outcome(ok=True, data={"username": user.username, "role": user.role}, changed=True)
+
+    def _delete_user(self, cmd: c.DeleteAdminUser, now: float) -> Outcome:
+        user = self.users.get(cmd.username)
+        if user is None:
+            return refused("user_not_found", f"no user {cmd.username!r}")
+        if user.role == "admin" and self._admins() == 1:
+            return refused("last_admin", "the last admin cannot be deleted")
+        del self.users[cmd.username]
+        return Outcome(ok=True, data={"username": cmd.username}, changed=True)
+
+    def _admins(self) -> int:
+        return sum(1 for user in self.users.values() if user.role == "admin")
+
+    # -- snapshots and views --------------------------------------------------------------------
+
+    def _rebuild_in_use(self) -> None:
+        window = self.settings.printer_window_days * DAY
+        self._in_use = {license_id: ExpiringSet() for license_id in self.licenses}
+        for printer in self.printers.values():
+            if printer.license_id in self._in_use:
+                self._in_use[printer.license_id].put(printer.printer_id, printer.last_used + window)
+        for lease in self.leases.values():
+            if lease.license_id in self._in_use:
+                self._in_use[lease.license_id].put(lease.lease_id, lease.expires_at)
+
+    def snapshot_bytes(self) -> bytes:
+        """The whole state, encoded; replaying the journal after it gives back the same state."""
+        return msgspec.json.encode(
+            Snapshot(
+                licenses=list(self.licenses.values()),
+                printers=list(self.printers.values()),
+                leases=list(self.leases.values()),
+                clients=list(self.clients.values()),
+                groups=self.groups,
+                mapping_rules=self.mapping_rules,
+                access_rules=self.access_rules,
+                access_rules_version=self.access_rules_version,
+                settings=self.settings,
+                settings_version=self.settings_version,
+                settings_history=self.settings_history,
+                users=list(self.users.values()),
+            )
+        )
+
+    def snapshot(self) -> Snapshot:
+        return msgspec.json.decode(self.snapshot_bytes(), type=Snapshot)
+
+    @classmethod
+    def from_snapshot(cls, snap: Snapshot) -> LicenseState:
+        state = cls()
+        state.licenses = {lic.id: lic for lic in snap.licenses}
+        state.printers = {p.printer_id: p for p in snap.printers}
+        state.leases = {lease.lease_id: lease for lease in snap.leases}
+        state.lease_by_request = {lease.request_id: lease.lease_id for lease in snap.leases}
+        state.clients = {cl.client_id: cl for cl in snap.clients}
+        state.groups = list(snap.groups)
+        state.mapping_rules = list(snap.mapping_rules)
+        state.access_rules = list(snap.access_rules)
+        state.access_rules_version = snap.access_rules_version
+        state.settings = snap.settings
+        state.settings_version = snap.settings_version
+        state.settings_history = list(snap.settings_history)
+        state.users = {u.username: u for u in snap.users}
+        state._rebuild_in_use()
+        return state
+
+    def license_status(self, lic: License, now: float) -> dict[str, Any]:
+        used = self.used(lic.id, now)
+        if now >= lic.terms.expires:
+            status = "expired"
+        elif now < lic.terms.not_before:
+            status = "not_yet_valid"
+        elif used > lic.terms.count:
+            status = "grace" if lic.grace_seconds_left(now) > 0 else "exhausted"
+        elif lic.terms.unit == "seats" and used >= lic.terms.count:
+            status = "full"
+        else:
+            status = "ok"
+        return {
+            **msgspec.to_builtins(lic.terms),
+            "key_id": lic.key_id,
+            "installed_at": lic.installed_at,
+            "used": used,
+            "status": status,
+            "grace_started_at": lic.grace_started_at,
+            "grace_days_left": round(lic.grace_seconds_left(now) / DAY, 2),
+        }
+
+    def printer_view(self, printer: Printer, now: float) -> dict[str, Any]:
+        window = self.settings.printer_window_days * DAY
+        return {
+            **msgspec.to_builtins(printer),
+            "in_window": printer.last_used + window > now,
+            "counted": printer.license_id is not None
+            and printer.license_id in self._in_use
+            and printer.printer_id in self._in_use[printer.license_id]
+            and printer.last_used + window > now,
+        }

@@ -1,0 +1,180 @@
+"""A standalone license server: the core state machine made durable by the SQLite journal.
+
+The HTTP layer calls `execute` with a command; the server stamps it with the
+clock, applies it to the core, waits until the journal has it on disk and
+only then returns the outcome to be answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from licentia import __version__
+from licentia.api.passwords import hash_password
+from licentia.config import Config
+from licentia.core.commands import Command, PutAdminUser, ReclaimExpired
+from licentia.core.model import AdminUser
+from licentia.core.state import DAY, LicenseState, Outcome
+from licentia.license_file import TrustedIssuers
+from licentia.store.journal import SqliteJournal
+
+log = logging.getLogger("licentia.server")
+
+INITIAL_PASSWORD_FILE = "initial-admin-password"
+
+
+class LicenseServer:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.journal: SqliteJournal
+        self.state: LicenseState
+        self.trusted: TrustedIssuers
+        self.server_id = ""
+        self.token_secret = b""
+        self.started_at = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock_fd: int | None = None
+        self.install_on_start: list[Path] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Load durable state; synchronous so the CLI can also use it with no event loop."""
+        data = self.config.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(data / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise
+        self.config.issuers_dir.mkdir(exist_ok=True)
+        self.journal = SqliteJournal(
+            self.config.database,
+            synchronous=self.config.durability,
+            snapshot_every=self.config.snapshot_every,
+        )
+        self.state = self.journal.load()
+        self.trusted = TrustedIssuers.from_directory(self.config.issuers_dir, self.config.trusted_issuers)
+        self.server_id = self.journal.meta("server_id") or ""
+        if not self.server_id:
+            self.server_id = uuid.uuid4().hex[:12]
+            self.journal.set_meta("server_id", self.server_id)
+        self.token_secret = self._secret_file(data / "token.key")
+        self.started_at = self.clock()
+
+    def release(self) -> None:
+        """Let another process open this data directory."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @staticmethod
+    def _secret_file(path: Path) -> bytes:
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+        return path.read_bytes()
+
+    async def start(self) -> None:
+        await self.ensure_admin()
+        for path in self.install_on_start:
+            await self.install_license_file(path)
+        self._tasks.append(asyncio.create_task(self._reclaim_loop()))
+        self._tasks.append(asyncio.create_task(self._retention_loop()))
+        log.info(
+            "License server %s started with %d license(s) and trusts %d issuer key(s).",
+            self.server_id,
+            len(self.state.licenses),
+            len(self.trusted.ids()),
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.journal.close(self.state)
+        self.release()
+        log.info("License server %s stopped; state is on disk.", self.server_id)
+
+    async def install_license_file(self, path: Path) -> None:
+        command = self.trusted.verify(path.read_bytes())
+        if command.terms.license_id in self.state.licenses:
+            return
+        outcome = await self.execute(command)
+        if outcome.ok:
+            log.info("Installed license %s from %s.", command.terms.license_id, path)
+        else:
+            log.warning("Did not install %s: %s", path, outcome.message)
+
+    async def ensure_admin(self) -> None:
+        """On first start create the `admin` user, with LICENTIA_ADMIN_PASSWORD or a generated password."""
+        if self.state.users:
+            return
+        password = os.environ.get("LICENTIA_ADMIN_PASSWORD")
+        if not password:
+            password = secrets.token_urlsafe(12)
+            path = self.config.data_dir / INITIAL_PASSWORD_FILE
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(password + "\n")
+            log.warning("Created user 'admin'; its initial password is in %s.", path)
+        await self.execute(PutAdminUser(user=AdminUser("admin", hash_password(password), "admin")))
+
+    # -- commands -------------------------------------------------------------------------------
+
+    async def execute(self, command: Command) -> Outcome:
+        now = self.clock()
+        outcome = self.state.apply(command, now)
+        if outcome.changed:
+            await self.journal.append(command, now, outcome.usage)
+            self.journal.offer_snapshot(self.state)
+        else:
+            await self.journal.barrier()
+        return outcome
+
+    async def read_state(self) -> LicenseState:
+        """The state once everything it reflects is durable."""
+        await self.journal.barrier()
+        return self.state
+
+    async def _reclaim_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reclaim_interval_s)
+            now = self.clock()
+            if any(lease.expires_at <= now for lease in self.state.leases.values()):
+                outcome = await self.execute(ReclaimExpired())
+                reclaimed = outcome.data.get("reclaimed", [])
+                if reclaimed:
+                    log.info("Reclaimed %d lease(s) that were not renewed in time.", len(reclaimed))
+
+    async def _retention_loop(self) -> None:
+        while True:
+            cutoff = self.clock() - self.state.settings.usage_retention_days * DAY
+            await self.journal.prune_usage(cutoff)
+            await asyncio.sleep(3600)
+
+    def info(self) -> dict[str, object]:
+        return {
+            "server_id": self.server_id,
+            "name": self.state.settings.server_name,
+            "version": __version__,
+            "relationship": None,
+            "heartbeat_interval_s": self.state.settings.heartbeat_interval_s,
+            "lease_ttl_s": self.state.settings.lease_ttl_s,
+            "time": self.clock(),
+        }

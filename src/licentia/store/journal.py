@@ -1,0 +1,264 @@
+"""SQLite persistence around the core: a command journal, snapshots and the usage log.
+
+Every command that changed state is appended to the journal together with the
+usage records it produced, in one transaction, before its request is answered.
+Commands that arrive while a transaction is being written are committed
+together in the next one (group commit), so durability costs one fsync per
+batch, not per request. On start the latest snapshot is loaded and the journal
+after it is replayed through the same core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from licentia.core.commands import Command, decode_command, encode_command
+from licentia.core.model import UsageRecord
+from licentia.core.state import LicenseState, Snapshot
+
+log = logging.getLogger("licentia.store")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (idx INTEGER PRIMARY KEY, at REAL NOT NULL, command BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL,
+                                     data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS usage (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, idx INTEGER NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
+    granted INTEGER NOT NULL, reason TEXT NOT NULL, product TEXT, license_id TEXT, printer_id TEXT,
+    printer_name TEXT, lease_id TEXT, client_host TEXT, client_user TEXT, application TEXT, source_ip TEXT);
+CREATE INDEX IF NOT EXISTS usage_at ON usage (at);
+CREATE INDEX IF NOT EXISTS usage_printer ON usage (printer_id, at);
+CREATE INDEX IF NOT EXISTS usage_client ON usage (client_host, at);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+USAGE_FIELDS = tuple(UsageRecord.__struct_fields__)
+_INSERT_USAGE = f"INSERT INTO usage (idx, {', '.join(USAGE_FIELDS)}) VALUES (?{', ?' * len(USAGE_FIELDS)})"
+
+
+class JournalFailure(RuntimeError):
+    """The journal could not make a command durable; the in-memory state can no longer be trusted."""
+
+
+class UsageQuery(msgspec.Struct, forbid_unknown_fields=True):
+    failed_only: bool = False
+    kind: str | None = None
+    printer_id: str | None = None
+    client_host: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+class SqliteJournal:
+    def __init__(self, path: Path, *, synchronous: str = "FULL", snapshot_every: int = 10_000) -> None:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
+        self.path = path
+        self.snapshot_every = snapshot_every
+        self._synchronous = synchronous
+        self._writer = _connect(path, synchronous)
+        self._writer.executescript(SCHEMA)
+        self._reader = _connect(path, synchronous)
+        self._reader_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-journal")
+        self._pending: list[tuple[int, float, bytes, list[UsageRecord]]] = []
+        self._pending_waiters: list[asyncio.Future[None]] = []
+        self._inflight_waiters: list[asyncio.Future[None]] = []
+        self._pending_snapshot: tuple[int, bytes] | None = None
+        self._flushing = False
+        self.failure: BaseException | None = None
+        self.last_index = 0
+        self.durable_index = 0
+        self.snapshot_index = 0
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def load(self) -> LicenseState:
+        """Rebuild the state: latest snapshot, then every journaled command after it."""
+        row = self._writer.execute("SELECT idx, data FROM snapshot WHERE id = 1").fetchone()
+        if row:
+            state = LicenseState.from_snapshot(msgspec.json.decode(row[1], type=Snapshot))
+            self.snapshot_index = row[0]
+        else:
+            state = LicenseState()
+        index = self.snapshot_index
+        replayed = 0
+        for idx, at, blob in self._writer.execute(
+            "SELECT idx, at, command FROM journal WHERE idx > ? ORDER BY idx", (self.snapshot_index,)
+        ):
+            state.apply(decode_command(blob), at)
+            index = idx
+            replayed += 1
+        self.last_index = self.durable_index = index
+        log.info(
+            "Loaded state at journal index %d (snapshot %d, %d commands replayed).",
+            index,
+            self.snapshot_index,
+            replayed,
+        )
+        return state
+
+    def meta(self, key: str) -> str | None:
+        row = self._writer.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._writer.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- appending ------------------------------------------------------------------------------
+
+    def append(self, command: Command, at: float, usage: list[UsageRecord]) -> asyncio.Future[None]:
+        """Queue an applied command; the returned future resolves once it is on disk."""
+        if self.failure is not None:
+            raise JournalFailure("the journal failed earlier; restart the server") from self.failure
+        self.last_index += 1
+        self._pending.append((self.last_index, at, encode_command(command), usage))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_waiters.append(future)
+        self._kick()
+        return future
+
+    def offer_snapshot(self, state: LicenseState) -> None:
+        """Write a snapshot with the next batch when enough commands were journaled since the last."""
+        if self.last_index - self.snapshot_index >= self.snapshot_every and self._pending_snapshot is None:
+            self._pending_snapshot = (self.last_index, state.snapshot_bytes())
+            self.snapshot_index = self.last_index
+            self._kick()
+
+    async def barrier(self) -> None:
+        """Wait until everything appended so far is durable."""
+        if self._pending or self._pending_snapshot:
+            waiters = self._pending_waiters
+        elif self._flushing:
+            waiters = self._inflight_waiters
+        else:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(future)
+        await future
+
+    def _kick(self) -> None:
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending or self._pending_snapshot:
+                batch, self._pending = self._pending, []
+                self._inflight_waiters, self._pending_waiters = self._pending_waiters, []
+                snapshot, self._pending_snapshot = self._pending_snapshot, None
+                try:
+                    await loop.run_in_executor(self._executor, self._write, batch, snapshot)
+                except BaseException as exc:
+                    self.failure = exc
+                    log.critical("Could not write the journal (%s); refusing further changes.", exc)
+                    for waiter in self._inflight_waiters + self._pending_waiters:
+                        if not waiter.done():
+                            waiter.set_exception(JournalFailure(str(exc)))
+                    raise
+                if batch:
+                    self.durable_index = batch[-1][0]
+                for waiter in self._inflight_waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                self._inflight_waiters = []
+        finally:
+            self._flushing = False
+
+    def _write(
+        self, batch: list[tuple[int, float, bytes, list[UsageRecord]]], snapshot: tuple[int, bytes] | None
+    ) -> None:
+        conn = self._writer
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(
+                "INSERT INTO journal (idx, at, command) VALUES (?, ?, ?)",
+                [(idx, at, blob) for idx, at, blob, _ in batch],
+            )
+            rows = [
+                (idx, *(getattr(record, name) for name in USAGE_FIELDS))
+                for idx, _, _, usage in batch
+                for record in usage
+            ]
+            if rows:
+                conn.executemany(_INSERT_USAGE, rows)
+            if snapshot is not None:
+                conn.execute("INSERT OR REPLACE INTO snapshot (id, idx, data) VALUES (1, ?, ?)", snapshot)
+                conn.execute("DELETE FROM journal WHERE idx <= ?", (snapshot[0],))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- usage log ------------------------------------------------------------------------------
+
+    def _read(self, sql: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
+        with self._reader_lock:
+            return self._reader.execute(sql, tuple(params)).fetchall()
+
+    async def query_usage(self, query: UsageQuery) -> list[dict[str, Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if query.failed_only:
+            where.append("granted = 0")
+        for column in ("kind", "printer_id", "client_host"):
+            value = getattr(query, column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.since is not None:
+            where.append("at >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            where.append("at < ?")
+            params.append(query.until)
+        sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+        params += [query.limit, query.offset]
+        rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, params)
+        records = [{"id": row[0], **dict(zip(USAGE_FIELDS, row[1:], strict=True))} for row in rows]
+        for record in records:
+            record["granted"] = bool(record["granted"])
+        return records
+
+    async def prune_usage(self, older_than: float) -> None:
+        def prune() -> None:
+            self._writer.execute("DELETE FROM usage WHERE at < ?", (older_than,))
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, prune)
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    async def close(self, state: LicenseState | None = None) -> None:
+        await self.barrier()
+        if state is not None and self.failure is None and self.last_index > self.snapshot_index:
+            self._pending_snapshot = (self.last_index, state.snapshot_bytes())
+            self.snapshot_index = self.last_index
+            self._kick()
+            await self.barrier()
+        self._executor.shutdown(wait=True)
+        self._writer.close()
+        self._reader.close()

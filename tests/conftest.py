@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import Issuer, ServerProcess  # noqa: E402
+
+
+@pytest.fixture
+def issuer() -> Issuer:
+    return Issuer()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, issuer: Issuer) -> Iterator:
+    """Start real servers that trust `issuer`; every one is stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(name: str = "server", extra_args: list[str] | None = None) -> ServerProcess:
+        data_dir = tmp_path / name
+        issuer.trust_in(data_dir)
+        server = ServerProcess(data_dir, extra_args=extra_args)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture
+def server(start_server) -> ServerProcess:
+    return start_server()
