@@ -73,8 +73,9 @@ def _run(config: Config, install: list[Path] | None = None) -> int:
     print(
         f"Licentia {__version__} on {base}\n"
         f"  client API: {base}/api/v1   admin API: {base}/api/v1/admin   OpenAPI: {base}/openapi.json\n"
-        f"  console:    {base}/console/\n"
-        f"  data:       {config.data_dir.resolve()}",
+        f"  data:       {config.data_dir.resolve()}\n"
+        f"  admin user: admin (first-start password in {config.data_dir.resolve() / 'initial-admin-password'}"
+        " unless LICENTIA_ADMIN_PASSWORD was set)",
         flush=True,
     )
     uvicorn.Server(

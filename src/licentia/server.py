@@ -44,6 +44,7 @@ class LicenseServer:
         self.started_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._lock_fd: int | None = None
+        self._last_now = 0.0
         self.install_on_start: list[Path] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -66,6 +67,7 @@ class LicenseServer:
             snapshot_every=self.config.snapshot_every,
         )
         self.state = self.journal.load()
+        self._last_now = self.journal.last_at
         self.trusted = TrustedIssuers.from_directory(self.config.issuers_dir, self.config.trusted_issuers)
         self.server_id = self.journal.meta("server_id") or ""
         if not self.server_id:
@@ -137,8 +139,13 @@ class LicenseServer:
 
     # -- commands -------------------------------------------------------------------------------
 
+    def now(self) -> float:
+        """The clock, never going backwards: journaled commands carry non-decreasing times."""
+        self._last_now = max(self._last_now, self.clock())
+        return self._last_now
+
     async def execute(self, command: Command) -> Outcome:
-        now = self.clock()
+        now = self.now()
         outcome = self.state.apply(command, now)
         if outcome.changed:
             await self.journal.append(command, now, outcome.usage)
@@ -155,7 +162,7 @@ class LicenseServer:
     async def _reclaim_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.reclaim_interval_s)
-            now = self.clock()
+            now = self.now()
             if any(lease.expires_at <= now for lease in self.state.leases.values()):
                 outcome = await self.execute(ReclaimExpired())
                 reclaimed = outcome.data.get("reclaimed", [])
@@ -164,7 +171,7 @@ class LicenseServer:
 
     async def _retention_loop(self) -> None:
         while True:
-            cutoff = self.clock() - self.state.settings.usage_retention_days * DAY
+            cutoff = self.now() - self.state.settings.usage_retention_days * DAY
             await self.journal.prune_usage(cutoff)
             await asyncio.sleep(3600)
 
@@ -176,5 +183,5 @@ class LicenseServer:
             "relationship": None,
             "heartbeat_interval_s": self.state.settings.heartbeat_interval_s,
             "lease_ttl_s": self.state.settings.lease_ttl_s,
-            "time": self.clock(),
+            "time": self.now(),
         }

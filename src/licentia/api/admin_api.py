@@ -46,7 +46,7 @@ async def login(request: Request, body: LoginRequest) -> Response:
     user = server.state.users.get(body.username)
     if user is None or not verify_password(body.password, user.password_hash):
         raise ApiError("unauthorized", "wrong username or password")
-    expires_at = server.clock() + server.config.token_ttl_s
+    expires_at = server.now() + server.config.token_ttl_s
     token = issue_token(server.token_secret, user.username, user.password_version, expires_at)
     return ok({"token": token, "expires_at": expires_at, "username": user.username, "role": user.role})
 
@@ -59,7 +59,7 @@ async def whoami(request: Request) -> Response:
 async def status(request: Request) -> Response:
     server = _server(request)
     state = await server.read_state()
-    now = server.clock()
+    now = server.now()
     return ok(
         {
             **server.info(),
@@ -80,7 +80,7 @@ async def status(request: Request) -> Response:
 async def list_licenses(request: Request) -> Response:
     server = _server(request)
     state = await server.read_state()
-    now = server.clock()
+    now = server.now()
     return ok({"licenses": [state.license_status(lic, now) for lic in state.licenses.values()]})
 
 
@@ -90,7 +90,7 @@ async def get_license(request: Request) -> Response:
     lic = state.licenses.get(request.path_params["license_id"])
     if lic is None:
         raise ApiError("license_not_found", f"no license {request.path_params['license_id']} is installed")
-    return ok(state.license_status(lic, server.clock()))
+    return ok(state.license_status(lic, server.now()))
 
 
 async def add_license(request: Request, data: bytes) -> Response:
@@ -102,7 +102,7 @@ async def add_license(request: Request, data: bytes) -> Response:
     outcome = await server.execute(command)
     answer(outcome)
     return ok(
-        server.state.license_status(server.state.licenses[command.terms.license_id], server.clock()), 201
+        server.state.license_status(server.state.licenses[command.terms.license_id], server.now()), 201
     )
 
 
@@ -117,7 +117,7 @@ async def remove_license(request: Request) -> Response:
 async def list_printers(request: Request) -> Response:
     server = _server(request)
     state = await server.read_state()
-    now = server.clock()
+    now = server.now()
     group = request.query_params.get("group")
     recent = request.query_params.get("recent") in ("1", "true")
     printers = [state.printer_view(p, now) for p in state.printers.values() if group in (None, p.group)]
@@ -181,7 +181,7 @@ async def set_mapping_rules(request: Request, body: MappingRulesRequest) -> Resp
 async def list_leases(request: Request) -> Response:
     server = _server(request)
     state = await server.read_state()
-    now = server.clock()
+    now = server.now()
     leases = [
         {**msgspec.to_builtins(lease), "expires_in_s": round(lease.expires_at - now, 1)}
         for lease in state.leases.values()

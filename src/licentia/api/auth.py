@@ -27,7 +27,7 @@ def _basic_user(request: Request, credentials: str) -> AdminUser | None:
 
 def _token_user(request: Request, token: str) -> AdminUser | None:
     server = request.app.state.server
-    claims = read_token(server.token_secret, token, server.clock())
+    claims = read_token(server.token_secret, token, server.now())
     if claims is None:
         return None
     user = server.state.users.get(claims[0])

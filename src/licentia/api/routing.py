@@ -66,7 +66,7 @@ def decode_body(data: bytes, body_type: type) -> Any:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise ApiError("invalid_request", str(exc)) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError("invalid_json", f"request body is not valid JSON: {exc}") from None
 
 

@@ -43,6 +43,8 @@ def _where_matches(rule: AccessRule, origin: RequestOrigin) -> bool:
         address = ipaddress.ip_address(origin.ip)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     if rule.where_kind == "ip":
         return address == ipaddress.ip_address(rule.where)
     return address in ipaddress.ip_network(rule.where, strict=False)

@@ -167,7 +167,8 @@ class LicenseState:
             client = self.clients[key] = Client(
                 client_id=key, info=info, source_ip=source_ip, first_seen=now, last_seen=now
             )
-        client.info.version = info.version
+        # Replace, never mutate: `client.info` may be the very ClientInfo a lease holds.
+        client.info = msgspec.structs.replace(client.info, version=info.version)
         client.source_ip = source_ip
         client.last_seen = now
         client.requests += 1
@@ -304,9 +305,11 @@ class LicenseState:
         for printer in self.printers.values():
             if printer.group == cmd.name:
                 printer.group = cmd.new_name
-        for rule in self.mapping_rules:
-            if rule.group == cmd.name:
-                rule.group = cmd.new_name
+        # New rule objects: the old ones belong to the SetMappingRules command that installed them.
+        self.mapping_rules = [
+            msgspec.structs.replace(rule, group=cmd.new_name) if rule.group == cmd.name else rule
+            for rule in self.mapping_rules
+        ]
         return Outcome(ok=True, data={"name": cmd.new_name}, changed=True)
 
     def _delete_group(self, cmd: c.DeletePrinterGroup, now: float) -> Outcome:
@@ -389,7 +392,7 @@ class LicenseState:
         )
         if not allowed:
             return refused("access_denied", f"denied by access {why}", [record(False, "access_denied")])
-        if cmd.lease_id in self.leases:
+        if cmd.lease_id in self.leases and (existing is None or existing.lease_id != cmd.lease_id):
             return refused("lease_exists", f"lease id {cmd.lease_id} is already in use")
         licenses = self._valid_licenses(cmd.product, "seats", now, cmd.feature)
         if not licenses:

@@ -87,6 +87,7 @@ class SqliteJournal:
         self._flushing = False
         self.failure: BaseException | None = None
         self.last_index = 0
+        self.last_at = 0.0
         self.durable_index = 0
         self.snapshot_index = 0
 
@@ -107,6 +108,7 @@ class SqliteJournal:
         ):
             state.apply(decode_command(blob), at)
             index = idx
+            self.last_at = at
             replayed += 1
         self.last_index = self.durable_index = index
         log.info(

@@ -1,0 +1,223 @@
+"""Seat licenses: leases, their TTL, heartbeats, idempotent checkout, checkin and revocation."""
+
+from __future__ import annotations
+
+import pytest
+
+from licentia.core.commands import Checkin, Checkout, Heartbeat, PrintCheck, ReclaimExpired, RevokeLease
+from licentia.core.model import ClientInfo, PrinterIdentity
+from licentia.core.state import LicenseState, Outcome
+
+T0 = 1_700_000_000.0
+TTL = 120.0  # Settings.lease_ttl_s default
+PRODUCT = "Designer"
+
+
+def checkout(state: LicenseState, lease_id: str, now: float, *, request_id: str | None = None,
+             feature: str | None = None, ttl_s: float | None = None, product: str = PRODUCT) -> Outcome:
+    command = Checkout(
+        request_id=request_id or f"req-{lease_id}",
+        lease_id=lease_id,
+        product=product,
+        client=ClientInfo(host="ws-01", user="bob", application="Designer", version="2.1"),
+        feature=feature,
+        source_ip="10.0.0.9",
+        ttl_s=ttl_s,
+    )
+    return state.apply(command, now)
+
+
+@pytest.fixture
+def seats(install) -> str:
+    return install(license_id="LIC-SEATS", product=PRODUCT, unit="seats", count=2, features=["rfid"])
+
+
+def test_checkout_grants_lease_expiring_after_ttl(state, seats):
+    outcome = checkout(state, "L1", T0 + 5)
+
+    assert outcome.ok and outcome.changed
+    assert outcome.data["lease_id"] == "L1"
+    assert outcome.data["license_id"] == seats
+    assert outcome.data["expires_at"] == T0 + 5 + TTL
+    assert outcome.data["repeated"] is False
+    assert state.leases["L1"].expires_at == T0 + 5 + TTL
+    assert state.used(seats, T0 + 5) == 1
+    assert [(u.kind, u.granted, u.lease_id) for u in outcome.usage] == [("checkout", True, "L1")]
+
+
+def test_checkout_uses_shorter_requested_ttl_but_caps_longer_one(state, seats):
+    assert checkout(state, "L1", T0, ttl_s=30).data["expires_at"] == T0 + 30
+    assert checkout(state, "L2", T0, ttl_s=10_000).data["expires_at"] == T0 + TTL
+
+
+def test_checkout_over_count_is_denied(state, seats):
+    assert checkout(state, "L1", T0).ok
+    assert checkout(state, "L2", T0).ok
+    before = state.leases.copy()
+
+    outcome = checkout(state, "L3", T0 + 1)
+
+    assert outcome.code == "limit_exceeded"
+    assert "L3" not in state.leases and state.leases == before
+    assert [(u.granted, u.reason, u.lease_id) for u in outcome.usage] == [(False, "limit_exceeded", "")]
+    assert state.license_status(state.licenses[seats], T0 + 1)["status"] == "full"
+
+
+def test_retried_request_returns_same_lease_and_takes_one_seat(state, seats):
+    first = checkout(state, "L1", T0, request_id="req-42")
+    retry = checkout(state, "L1-retry", T0 + 2, request_id="req-42")  # the edge mints a new lease id per call
+
+    assert retry.ok
+    assert retry.data["lease_id"] == first.data["lease_id"] == "L1"
+    assert retry.data["expires_at"] == first.data["expires_at"]
+    assert retry.data["repeated"] is True
+    assert retry.usage == []
+    assert list(state.leases) == ["L1"]
+    assert state.used(seats, T0 + 2) == 1
+
+
+def test_retried_request_after_lease_expired_gets_a_new_lease(state, seats):
+    checkout(state, "L1", T0, request_id="req-42")
+    retry = checkout(state, "L2", T0 + TTL + 1, request_id="req-42")
+    assert retry.ok and retry.data["repeated"] is False
+    assert list(state.leases) == ["L2"]
+    assert state.used(seats, T0 + TTL + 1) == 1
+
+
+def test_checkout_with_lease_id_already_held_is_refused(state, seats):
+    checkout(state, "L1", T0, request_id="a")
+    assert checkout(state, "L1", T0, request_id="b").code == "lease_exists"
+    assert state.leases["L1"].request_id == "a"
+
+
+def test_heartbeat_renews_lease_and_reports_expired_ones(state, seats):
+    checkout(state, "L1", T0)
+    checkout(state, "L2", T0, ttl_s=30)
+
+    outcome = state.apply(Heartbeat(lease_ids=["L1", "L2", "unknown"]), T0 + 60)
+
+    assert outcome.ok
+    assert outcome.data["renewed"] == {"L1": T0 + 60 + TTL}
+    assert outcome.data["expired"] == ["L2", "unknown"]
+    assert state.leases["L1"].expires_at == T0 + 60 + TTL
+    assert {(u.kind, u.reason, u.lease_id) for u in outcome.usage} == {
+        ("heartbeat", "lease_expired", "L2"),
+        ("heartbeat", "lease_expired", "unknown"),
+    }
+
+
+def test_renewed_lease_keeps_its_seat_past_original_expiry(state, seats):
+    checkout(state, "L1", T0)
+    checkout(state, "L2", T0)
+    state.apply(Heartbeat(lease_ids=["L1", "L2"]), T0 + 100)
+    assert state.used(seats, T0 + TTL + 10) == 2
+    assert checkout(state, "L3", T0 + TTL + 10).code == "limit_exceeded"
+
+
+def test_lease_not_renewed_within_ttl_no_longer_counts(state, seats):
+    checkout(state, "L1", T0)
+    checkout(state, "L2", T0 + 60)
+    assert checkout(state, "L3", T0 + TTL - 1).code == "limit_exceeded"
+
+    outcome = checkout(state, "L3", T0 + TTL)  # L1 expired at exactly T0 + TTL
+
+    assert outcome.ok
+    assert state.used(seats, T0 + TTL) == 2
+
+
+def test_reclaim_expired_removes_stale_leases_and_records_usage(state, seats):
+    checkout(state, "L1", T0)
+    checkout(state, "L2", T0 + 100)
+
+    outcome = state.apply(ReclaimExpired(), T0 + TTL + 1)
+
+    assert outcome.ok and outcome.changed
+    assert outcome.data["reclaimed"] == ["L1"]
+    assert list(state.leases) == ["L2"]
+    assert [(u.kind, u.granted, u.reason, u.lease_id, u.license_id) for u in outcome.usage] == [
+        ("checkin", False, "lease_expired", "L1", seats)
+    ]
+    assert state.apply(Heartbeat(lease_ids=["L1"]), T0 + TTL + 2).data["expired"] == ["L1"]
+
+
+def test_reclaim_with_nothing_expired_changes_nothing(state, seats):
+    checkout(state, "L1", T0)
+    before = state.snapshot_bytes()
+    outcome = state.apply(ReclaimExpired(), T0 + 1)
+    assert outcome.ok and not outcome.changed and outcome.data["reclaimed"] == []
+    assert state.snapshot_bytes() == before
+
+
+def test_checkin_releases_seat(state, seats):
+    checkout(state, "L1", T0)
+    checkout(state, "L2", T0)
+
+    outcome = state.apply(Checkin(lease_id="L1"), T0 + 5)
+
+    assert outcome.ok and outcome.data == {"lease_id": "L1", "released": True}
+    assert "L1" not in state.leases
+    assert state.used(seats, T0 + 5) == 1
+    assert [(u.kind, u.granted, u.reason) for u in outcome.usage] == [("checkin", True, "ok")]
+    assert checkout(state, "L3", T0 + 6).ok
+
+
+def test_checkin_frees_request_id_for_a_new_lease(state, seats):
+    checkout(state, "L1", T0, request_id="req-1")
+    state.apply(Checkin(lease_id="L1"), T0 + 1)
+    again = checkout(state, "L2", T0 + 2, request_id="req-1")
+    assert again.ok and again.data["lease_id"] == "L2" and again.data["repeated"] is False
+
+
+def test_checkin_of_unknown_lease_is_refused(state, seats):
+    before = state.snapshot_bytes()
+    outcome = state.apply(Checkin(lease_id="ghost"), T0)
+    assert outcome.code == "lease_not_found"
+    assert not outcome.changed
+    assert state.snapshot_bytes() == before
+
+
+def test_feature_the_license_lacks_is_refused(state, seats):
+    assert checkout(state, "L1", T0, feature="rfid").ok
+
+    outcome = checkout(state, "L2", T0, feature="cloud")
+
+    assert outcome.code == "no_license"
+    assert "cloud" in outcome.message
+    assert "L2" not in state.leases
+
+
+def test_checkout_for_unlicensed_product_is_refused(state, seats):
+    assert checkout(state, "L1", T0, product="Other").code == "no_license"
+
+
+def test_printer_license_does_not_grant_seats(state, install):
+    install(product=PRODUCT, unit="printers", count=5)
+    assert checkout(state, "L1", T0).code == "no_license"
+
+
+def test_seat_license_does_not_grant_printers(state, seats):
+    outcome = state.apply(PrintCheck(product=PRODUCT, printer=PrinterIdentity(name="P"), client=ClientInfo()), T0)
+    assert outcome.code == "no_license"
+
+
+def test_revoke_lease_removes_it_and_frees_seat(state, seats):
+    checkout(state, "L1", T0)
+    checkout(state, "L2", T0)
+
+    outcome = state.apply(RevokeLease(lease_id="L1"), T0 + 1)
+
+    assert outcome.ok and outcome.data["revoked"] is True
+    assert "L1" not in state.leases
+    assert state.used(seats, T0 + 1) == 1
+    assert [(u.granted, u.reason) for u in outcome.usage] == [(False, "revoked")]
+    assert state.apply(Heartbeat(lease_ids=["L1"]), T0 + 2).data["expired"] == ["L1"]
+    assert state.apply(RevokeLease(lease_id="L1"), T0 + 3).code == "lease_not_found"
+
+
+def test_removing_license_drops_its_leases(state, seats):
+    from licentia.core.commands import RemoveLicense
+
+    checkout(state, "L1", T0)
+    outcome = state.apply(RemoveLicense(seats), T0 + 1)
+    assert state.leases == {}
+    assert [(u.lease_id, u.reason) for u in outcome.usage] == [("L1", "license_removed")]

@@ -1,0 +1,276 @@
+"""The SQLite journal: commands survive a restart, snapshots compact the journal, usage is queryable."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from harness import Issuer
+
+from licentia.core import commands as c
+from licentia.core.model import AdminUser, ClientInfo, PrinterIdentity
+from licentia.core.printers import printer_id
+from licentia.core.state import LicenseState, Outcome
+from licentia.store.journal import SqliteJournal, UsageQuery
+
+T0 = 1_700_000_000.0
+DAY = 86400.0
+
+
+def add_license(issuer: Issuer, **fields) -> c.AddLicense:
+    terms = issuer.terms(not_before=T0 - 60, expires=T0 + 365 * DAY, **fields)
+    return c.AddLicense(terms=terms, key_id="test-key", signature="c2lnbmF0dXJl")
+
+
+def print_check(name: str, host: str = "ws-01") -> c.PrintCheck:
+    return c.PrintCheck(product="LabelStudio", printer=PrinterIdentity(name=name),
+                        client=ClientInfo(host=host, user="alice", application="LabelStudio"), source_ip="10.0.0.2")
+
+
+def checkout(lease_id: str, version: str) -> c.Checkout:
+    return c.Checkout(request_id=f"req-{lease_id}", lease_id=lease_id, product="Designer",
+                      client=ClientInfo(host="ws-09", user="bob", application="Designer", version=version))
+
+
+def script(issuer: Issuer) -> list[tuple[c.Command, float]]:
+    """Twelve commands that each change state (so each is journaled), with explicit times."""
+    return [
+        (c.PutAdminUser(user=AdminUser("admin", "hash", "admin")), T0),
+        (add_license(issuer, license_id="LIC-P", unit="printers", count=2, grace_days=0), T0 + 1),
+        (add_license(issuer, license_id="LIC-S", product="Designer", unit="seats", count=5), T0 + 2),
+        (print_check("P1"), T0 + 10),
+        (checkout("L1", "1.0"), T0 + 11),
+        (print_check("P2", host="ws-02"), T0 + 12),
+        (print_check("P3", host="ws-03"), T0 + 13),  # over the count with no grace: denied, but journaled
+        (c.CreatePrinterGroup(name="Dock"), T0 + 14),
+        (c.UpdateSettings(changes={"lease_ttl_s": 600}), T0 + 15),
+        (checkout("L2", "2.0"), T0 + 16),  # the same workstation with a newer client version
+        (c.Heartbeat(lease_ids=["L1", "L2"]), T0 + 17),
+        (checkout("L3", "3.0"), T0 + 18),
+    ]
+
+
+async def execute(journal: SqliteJournal, state: LicenseState, command: c.Command, now: float) -> Outcome:
+    """What the standalone server does: apply, then journal what changed and offer a snapshot."""
+    outcome = state.apply(command, now)
+    if outcome.changed:
+        await journal.append(command, now, outcome.usage)
+        journal.offer_snapshot(state)
+    return outcome
+
+
+async def run_script(journal: SqliteJournal, state: LicenseState, issuer: Issuer) -> list[Outcome]:
+    outcomes = [await execute(journal, state, command, now) for command, now in script(issuer)]
+    assert all(outcome.changed for outcome in outcomes)
+    return outcomes
+
+
+def table_rows(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def reload(path: Path) -> tuple[LicenseState, int]:
+    journal = SqliteJournal(path)
+    try:
+        state = journal.load()
+        return state, journal.last_index
+    finally:
+        asyncio.run(journal.close())
+
+
+def test_reopened_journal_replays_commands_to_same_state(tmp_path, issuer):
+    path = tmp_path / "journal.db"
+    state = LicenseState()
+
+    async def body() -> None:
+        journal = SqliteJournal(path)
+        assert journal.load().snapshot_bytes() == LicenseState().snapshot_bytes()
+        await run_script(journal, state, issuer)
+        assert journal.durable_index == 12
+        await journal.close()  # no snapshot: reload must replay all twelve commands
+
+    asyncio.run(body())
+
+    assert table_rows(path, "journal") == 12
+    assert table_rows(path, "snapshot") == 0
+    reloaded, last_index = reload(path)
+    assert last_index == 12
+    assert reloaded.snapshot_bytes() == state.snapshot_bytes()
+    assert reloaded.used("LIC-P", T0 + 20) == state.used("LIC-P", T0 + 20) == 2
+
+
+def test_close_with_state_writes_snapshot_and_empties_journal(tmp_path, issuer):
+    path = tmp_path / "journal.db"
+    state = LicenseState()
+
+    async def body() -> None:
+        journal = SqliteJournal(path)
+        journal.load()
+        await run_script(journal, state, issuer)
+        await journal.close(state)
+
+    asyncio.run(body())
+
+    assert table_rows(path, "journal") == 0
+    assert table_rows(path, "snapshot") == 1
+    reloaded, last_index = reload(path)
+    assert last_index == 12
+    assert reloaded.snapshot_bytes() == state.snapshot_bytes()
+
+
+def test_snapshot_every_five_compacts_journal_and_reload_is_equal(tmp_path, issuer):
+    path = tmp_path / "journal.db"
+    state = LicenseState()
+
+    async def body() -> None:
+        journal = SqliteJournal(path, snapshot_every=5)
+        journal.load()
+        await run_script(journal, state, issuer)
+        assert journal.snapshot_index == 10
+        await journal.close()
+
+    asyncio.run(body())
+
+    assert table_rows(path, "journal") == 2  # commands 11 and 12; the rest are in the snapshot at 10
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT idx FROM snapshot").fetchall() == [(10,)]
+    reloaded, last_index = reload(path)
+    assert last_index == 12
+    assert reloaded.snapshot_bytes() == state.snapshot_bytes()
+    # The lease checked out by client version 1.0 still says so after a restart from the snapshot.
+    assert reloaded.leases["L1"].client.version == state.leases["L1"].client.version == "1.0"
+
+
+def test_journal_continues_after_reload(tmp_path, issuer):
+    path = tmp_path / "journal.db"
+    live = LicenseState()
+
+    async def first_run() -> None:
+        journal = SqliteJournal(path, snapshot_every=5)
+        journal.load()
+        for command, now in script(issuer)[:7]:
+            await execute(journal, live, command, now)
+        await journal.close()
+
+    async def second_run() -> None:
+        journal = SqliteJournal(path, snapshot_every=5)
+        state = journal.load()
+        assert journal.last_index == 7
+        assert state.snapshot_bytes() == live.snapshot_bytes()
+        for command, now in script(issuer)[7:]:
+            await execute(journal, state, command, now)
+            live.apply(command, now)
+        assert journal.last_index == 12
+        await journal.close()
+
+    asyncio.run(first_run())
+    asyncio.run(second_run())
+
+    reloaded, last_index = reload(path)
+    assert last_index == 12
+    assert reloaded.snapshot_bytes() == live.snapshot_bytes()
+
+
+def test_usage_rows_are_queryable(tmp_path, issuer):
+    path = tmp_path / "journal.db"
+    state = LicenseState()
+
+    async def body() -> None:
+        journal = SqliteJournal(path)
+        journal.load()
+        await run_script(journal, state, issuer)
+
+        failed = await journal.query_usage(UsageQuery(failed_only=True))
+        assert [(r["kind"], r["reason"], r["printer_name"]) for r in failed] == [
+            ("print", "limit_exceeded", "P3")
+        ]
+        assert failed[0]["granted"] is False
+        assert failed[0]["at"] == T0 + 13
+
+        everything = await journal.query_usage(UsageQuery())
+        assert len(everything) == 6  # 3 print checks, 3 checkouts; settings and groups leave no usage
+        assert [r["id"] for r in everything] == sorted((r["id"] for r in everything), reverse=True)
+        assert everything[0]["lease_id"] == "L3"  # newest first
+        assert all(r["granted"] for r in everything if r["reason"] == "ok")
+
+        prints = await journal.query_usage(UsageQuery(kind="print"))
+        assert [r["printer_name"] for r in prints] == ["P3", "P2", "P1"]
+
+        one_printer = await journal.query_usage(UsageQuery(printer_id=printer_id(PrinterIdentity(name="P2"))))
+        assert [r["printer_name"] for r in one_printer] == ["P2"]
+
+        by_host = await journal.query_usage(UsageQuery(client_host="ws-09"))
+        assert [r["lease_id"] for r in by_host] == ["L3", "L2", "L1"]
+
+        window = await journal.query_usage(UsageQuery(since=T0 + 11, until=T0 + 13))
+        assert [r["at"] for r in window] == [T0 + 12, T0 + 11]
+
+        page = await journal.query_usage(UsageQuery(limit=2, offset=1))
+        assert [r["id"] for r in page] == [r["id"] for r in everything[1:3]]
+
+        await journal.close()
+
+    asyncio.run(body())
+
+
+def test_usage_survives_restart_and_prune_removes_old_rows(tmp_path, issuer):
+    path = tmp_path / "journal.db"
+
+    async def write() -> None:
+        journal = SqliteJournal(path)
+        state = journal.load()
+        await run_script(journal, state, issuer)
+        await journal.close(state)
+
+    async def read_and_prune() -> None:
+        journal = SqliteJournal(path)
+        journal.load()
+        assert len(await journal.query_usage(UsageQuery())) == 6
+        await journal.prune_usage(T0 + 13)
+        assert [r["at"] for r in await journal.query_usage(UsageQuery())] == [T0 + 18, T0 + 16, T0 + 13]
+        await journal.close()
+
+    asyncio.run(write())
+    asyncio.run(read_and_prune())
+
+
+def test_refused_command_without_usage_is_not_journaled(tmp_path):
+    path = tmp_path / "journal.db"
+
+    async def body() -> None:
+        journal = SqliteJournal(path)
+        state = journal.load()
+        outcome = await execute(journal, state, c.DeletePrinterGroup(name="Default"), T0)
+        assert outcome.code == "group_protected"
+        await execute(journal, state, c.CreatePrinterGroup(name="Dock"), T0)
+        assert journal.last_index == 1
+        await journal.close()
+
+    asyncio.run(body())
+    assert table_rows(path, "journal") == 1
+
+
+def test_meta_values_persist(tmp_path):
+    path = tmp_path / "journal.db"
+
+    async def body() -> None:
+        journal = SqliteJournal(path)
+        journal.set_meta("server_id", "abc")
+        journal.set_meta("server_id", "def")
+        await journal.close()
+
+    asyncio.run(body())
+    journal = SqliteJournal(path)
+    try:
+        assert journal.meta("server_id") == "def"
+        assert journal.meta("missing") is None
+    finally:
+        asyncio.run(journal.close())
+
+
+def test_invalid_synchronous_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="synchronous"):
+        SqliteJournal(tmp_path / "journal.db", synchronous="OFF")
