@@ -198,9 +198,7 @@ def cmd_admin_password(args: argparse.Namespace) -> int:
     from licentia.core.model import AdminUser
     from licentia.server import LicenseServer
 
-    password = os.environ.get("LICENTIA_NEW_PASSWORD") or getpass.getpass(
-        f"new password for {args.username}: "
-    )
+    password = os.environ.get("LICENTIA_NEW_PASSWORD") or getpass.getpass(f"new password for {args.username}: ")
     if len(password) < 8:
         print("error: a password has at least 8 characters", file=sys.stderr)
         return 2
@@ -208,15 +206,11 @@ def cmd_admin_password(args: argparse.Namespace) -> int:
     try:
         server.open()
     except BlockingIOError:
-        print(
-            "error: the server is running; change passwords through the admin API or console", file=sys.stderr
-        )
+        print("error: the server is running; change passwords through the admin API or console", file=sys.stderr)
         return 2
 
     async def apply() -> Any:
-        outcome = await server.execute(
-            PutAdminUser(user=AdminUser(args.username, hash_password(password), args.role))
-        )
+        outcome = await server.execute(PutAdminUser(user=AdminUser(args.username, hash_password(password), args.role)))
         await server.journal.close(server.state)
         return outcome
 
@@ -271,9 +265,7 @@ def cmd_client_print(args: argparse.Namespace) -> int:
 
 def cmd_client_checkout(args: argparse.Namespace) -> int:
     client = _client(args)
-    return _client_call(
-        lambda: client.checkout(args.product, feature=args.feature, request_id=args.request_id)
-    )
+    return _client_call(lambda: client.checkout(args.product, feature=args.feature, request_id=args.request_id))
 
 
 def cmd_client_heartbeat(args: argparse.Namespace) -> int:

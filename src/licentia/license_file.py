@@ -128,7 +128,5 @@ class TrustedIssuers:
         try:
             public_key.verify(signature, canonical(terms))
         except InvalidSignature:
-            raise LicenseFileError(
-                "license signature does not match its terms (forged or tampered)"
-            ) from None
+            raise LicenseFileError("license signature does not match its terms (forged or tampered)") from None
         return AddLicense(terms=terms, key_id=kid, signature=document["signature"])

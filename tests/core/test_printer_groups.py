@@ -203,3 +203,10 @@ def test_mapping_rule_with_empty_pattern_is_refused(state):
     outcome = state.apply(SetMappingRules(rules=[MappingRule(pattern="", group=DEFAULT_GROUP)]), T0)
     assert outcome.code == "invalid_mapping_rules"
     assert state.mapping_rules == []
+
+
+def test_group_name_with_surrounding_spaces_is_refused(state):
+    from licentia.core.commands import CreatePrinterGroup
+
+    assert state.apply(CreatePrinterGroup(name="Blocked "), 0.0).code == "invalid_group_name"
+    assert state.apply(CreatePrinterGroup(name=" Sales"), 0.0).code == "invalid_group_name"

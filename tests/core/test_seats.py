@@ -221,3 +221,12 @@ def test_removing_license_drops_its_leases(state, seats):
     outcome = state.apply(RemoveLicense(seats), T0 + 1)
     assert state.leases == {}
     assert [(u.lease_id, u.reason) for u in outcome.usage] == [("L1", "license_removed")]
+
+
+def test_request_id_reused_for_another_product_is_refused(state, seats):
+    assert checkout(state, "L1", T0, request_id="r-1").ok
+
+    other = checkout(state, "L2", T0 + 1, request_id="r-1", product="Other")
+
+    assert other.code == "request_conflict"
+    assert "L2" not in state.leases

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from licentia.api.client_api import answer
 from licentia.api.errors import ApiError
-from licentia.api.passwords import hash_password, issue_token, verify_password
+from licentia.api.passwords import hash_password, hash_stamp, issue_token, verify_password
 from licentia.api.routing import Endpoint, ok
 from licentia.api.schemas import (
     AccessRulesRequest,
@@ -47,7 +47,8 @@ async def login(request: Request, body: LoginRequest) -> Response:
     if user is None or not verify_password(body.password, user.password_hash):
         raise ApiError("unauthorized", "wrong username or password")
     expires_at = server.now() + server.config.token_ttl_s
-    token = issue_token(server.token_secret, user.username, user.password_version, expires_at)
+    stamp = hash_stamp(user.password_hash)
+    token = issue_token(server.token_secret, user.username, user.password_version, expires_at, stamp)
     return ok({"token": token, "expires_at": expires_at, "username": user.username, "role": user.role})
 
 
@@ -101,9 +102,7 @@ async def add_license(request: Request, data: bytes) -> Response:
         raise ApiError("invalid_license", str(exc)) from None
     outcome = await server.execute(command)
     answer(outcome)
-    return ok(
-        server.state.license_status(server.state.licenses[command.terms.license_id], server.now()), 201
-    )
+    return ok(server.state.license_status(server.state.licenses[command.terms.license_id], server.now()), 201)
 
 
 async def remove_license(request: Request) -> Response:
@@ -210,8 +209,8 @@ def _usage_query(request: Request, default_limit: int) -> UsageQuery:
         query = msgspec.convert(params, UsageQuery, strict=False)
     except msgspec.ValidationError as exc:
         raise ApiError("invalid_request", f"bad query parameter: {exc}") from None
-    if not 1 <= query.limit <= MAX_USAGE_ROWS or query.offset < 0:
-        raise ApiError("invalid_request", f"limit must be 1-{MAX_USAGE_ROWS} and offset not negative")
+    if not 1 <= query.limit <= MAX_USAGE_ROWS or not 0 <= query.offset < 2**63:  # SQLite integers are 64-bit
+        raise ApiError("invalid_request", f"limit must be 1-{MAX_USAGE_ROWS} and offset 0 to 2^63-1")
     return query
 
 
@@ -270,9 +269,7 @@ async def get_access_rules(request: Request) -> Response:
 
 
 async def set_access_rules(request: Request, body: AccessRulesRequest) -> Response:
-    outcome = await _server(request).execute(
-        c.SetAccessRules(rules=body.rules, default_policy=body.default_policy)
-    )
+    outcome = await _server(request).execute(c.SetAccessRules(rules=body.rules, default_policy=body.default_policy))
     answer(outcome)
     return await get_access_rules(request)
 
@@ -301,9 +298,7 @@ async def delete_user(request: Request) -> Response:
 
 A = "/api/v1/admin"
 ENDPOINTS = [
-    Endpoint(
-        "POST", "/api/v1/auth/login", login, "Log in; returns a bearer token", body=LoginRequest, tag="admin"
-    ),
+    Endpoint("POST", "/api/v1/auth/login", login, "Log in; returns a bearer token", body=LoginRequest, tag="admin"),
     Endpoint("GET", f"{A}/me", whoami, "The logged-in user", role="viewer", tag="admin"),
     Endpoint("GET", f"{A}/status", status, "Server status and license summary", role="viewer", tag="admin"),
     Endpoint(
@@ -332,9 +327,7 @@ ENDPOINTS = [
         role="manager",
         tag="admin",
     ),
-    Endpoint(
-        "GET", f"{A}/printers", list_printers, "Printers (?group=, ?recent=1)", role="viewer", tag="admin"
-    ),
+    Endpoint("GET", f"{A}/printers", list_printers, "Printers (?group=, ?recent=1)", role="viewer", tag="admin"),
     Endpoint(
         "PUT",
         f"{A}/printers/{{printer_id}}/group",
@@ -404,9 +397,7 @@ ENDPOINTS = [
         tag="admin",
     ),
     Endpoint("GET", f"{A}/leases", list_leases, "Seat leases held now", role="viewer", tag="admin"),
-    Endpoint(
-        "POST", f"{A}/leases/{{lease_id}}/revoke", revoke_lease, "Revoke a lease", role="manager", tag="admin"
-    ),
+    Endpoint("POST", f"{A}/leases/{{lease_id}}/revoke", revoke_lease, "Revoke a lease", role="manager", tag="admin"),
     Endpoint("GET", f"{A}/clients", list_clients, "The client registry", role="viewer", tag="admin"),
     Endpoint(
         "GET",
@@ -416,12 +407,8 @@ ENDPOINTS = [
         role="viewer",
         tag="admin",
     ),
-    Endpoint(
-        "GET", f"{A}/usage.csv", usage_csv, "Usage log as CSV (same filters)", role="viewer", tag="admin"
-    ),
-    Endpoint(
-        "GET", f"{A}/settings", get_settings, "Settings, version and history", role="viewer", tag="admin"
-    ),
+    Endpoint("GET", f"{A}/usage.csv", usage_csv, "Usage log as CSV (same filters)", role="viewer", tag="admin"),
+    Endpoint("GET", f"{A}/settings", get_settings, "Settings, version and history", role="viewer", tag="admin"),
     Endpoint(
         "PATCH",
         f"{A}/settings",

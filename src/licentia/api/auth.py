@@ -8,7 +8,7 @@ import binascii
 from starlette.requests import Request
 
 from licentia.api.errors import ApiError
-from licentia.api.passwords import read_token, verify_password
+from licentia.api.passwords import hash_stamp, read_token, verify_password
 from licentia.core.model import AdminUser
 
 ROLE_RANK = {"viewer": 0, "manager": 1, "admin": 2}
@@ -31,7 +31,7 @@ def _token_user(request: Request, token: str) -> AdminUser | None:
     if claims is None:
         return None
     user = server.state.users.get(claims[0])
-    if user is None or user.password_version != claims[1]:
+    if user is None or user.password_version != claims[1] or claims[2] != hash_stamp(user.password_hash):
         return None
     return user
 
@@ -49,9 +49,7 @@ def authenticate(request: Request) -> AdminUser | None:
 async def require_role(request: Request, role: str) -> AdminUser:
     user = authenticate(request)
     if user is None:
-        raise ApiError(
-            "unauthorized", "log in first: send 'Authorization: Bearer <token>' from /api/v1/auth/login"
-        )
+        raise ApiError("unauthorized", "log in first: send 'Authorization: Bearer <token>' from /api/v1/auth/login")
     if ROLE_RANK[user.role] < ROLE_RANK[role]:
         raise ApiError("forbidden", f"this needs the {role} role; {user.username!r} is a {user.role}")
     return user

@@ -85,9 +85,7 @@ ENDPOINTS = [
         "Check out a seat (idempotent per request_id)",
         body=CheckoutRequest,
     ),
-    Endpoint(
-        "POST", "/api/v1/leases/heartbeat", heartbeat, "Renew several leases at once", body=HeartbeatRequest
-    ),
+    Endpoint("POST", "/api/v1/leases/heartbeat", heartbeat, "Renew several leases at once", body=HeartbeatRequest),
     Endpoint("POST", "/api/v1/leases/{lease_id}/heartbeat", heartbeat_one, "Renew one lease"),
     Endpoint("DELETE", "/api/v1/leases/{lease_id}", checkin, "Check a seat back in"),
 ]

@@ -41,8 +41,7 @@ def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
         params = re.findall(r"{(\w+)}", endpoint.path)
         if params:
             operation["parameters"] = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                for name in params
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in params
             ]
         if endpoint.body is not None:
             operation["requestBody"] = {

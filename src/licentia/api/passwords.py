@@ -22,9 +22,7 @@ def verify_password(password: str, stored: str) -> bool:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt":
             return False
-        candidate = hashlib.scrypt(
-            password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32
-        )
+        candidate = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32)
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(candidate.hex(), digest)
@@ -38,14 +36,19 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue_token(secret: bytes, username: str, password_version: int, expires_at: float) -> str:
-    body = _b64(json.dumps({"u": username, "v": password_version, "exp": expires_at}).encode())
+def hash_stamp(password_hash: str) -> str:
+    """A one-way fingerprint of a stored hash: a token carries it, so a re-created user's old tokens fail."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def issue_token(secret: bytes, username: str, password_version: int, expires_at: float, stamp: str = "") -> str:
+    body = _b64(json.dumps({"u": username, "v": password_version, "s": stamp, "exp": expires_at}).encode())
     signature = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
     return f"{body}.{signature}"
 
 
-def read_token(secret: bytes, token: str, now: float) -> tuple[str, int] | None:
-    """(username, password_version) of a valid, unexpired token, else None."""
+def read_token(secret: bytes, token: str, now: float) -> tuple[str, int, str] | None:
+    """(username, password_version, hash stamp) of a valid, unexpired token, else None."""
     try:
         body, signature = token.split(".")
         expected = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
@@ -54,6 +57,6 @@ def read_token(secret: bytes, token: str, now: float) -> tuple[str, int] | None:
         claims = json.loads(_unb64(body))
         if float(claims["exp"]) <= now:
             return None
-        return str(claims["u"]), int(claims["v"])
+        return str(claims["u"]), int(claims["v"]), str(claims.get("s", ""))
     except (ValueError, KeyError, TypeError):
         return None

@@ -19,9 +19,7 @@ class AdminSession:
     def close(self) -> None:
         self._http.close()
 
-    def request(
-        self, method: str, path: str, body: Any = None, *, content: bytes | None = None
-    ) -> dict[str, Any]:
+    def request(self, method: str, path: str, body: Any = None, *, content: bytes | None = None) -> dict[str, Any]:
         try:
             if content is not None:
                 response = self._http.request(

@@ -18,11 +18,18 @@ from licentia.core.model import (
     LicenseTerms,
     MappingRule,
     PrinterIdentity,
+    TriadMember,
 )
 
 
-class Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=True):
-    pass
+class Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+    """`epoch` is the active record's epoch the proposing server believed in (0 when standalone).
+
+    In a triad the state machine refuses a command whose epoch is not the current
+    one, so a deposed or partitioned server can never change license state.
+    """
+
+    epoch: int = 0
 
 
 class AddLicense(Command, tag="add_license"):
@@ -112,6 +119,32 @@ class DeleteAdminUser(Command, tag="delete_admin_user"):
     username: str
 
 
+class FormTriad(Command, tag="form_triad"):
+    """Turn this state into the state of a triad with these members (seeded from this state)."""
+
+    name: str
+    members: list[TriadMember]
+    active_ttl_s: float = 1.0
+
+
+class DissolveTriad(Command, tag="dissolve_triad"):
+    pass
+
+
+class ReportAlive(Command, tag="report_alive"):
+    """A triad member says it can commit to the log; the record expires after `ttl_s`."""
+
+    member: str
+    ttl_s: float
+
+
+class ClaimActive(Command, tag="claim_active"):
+    """Claim (or renew) the time-limited active record by the triad's priority rules."""
+
+    member: str
+    ttl_s: float
+
+
 AnyCommand = (
     AddLicense
     | RemoveLicense
@@ -130,7 +163,13 @@ AnyCommand = (
     | SetAccessRules
     | PutAdminUser
     | DeleteAdminUser
+    | FormTriad
+    | DissolveTriad
+    | ReportAlive
+    | ClaimActive
 )
+
+UNFENCED = (FormTriad, DissolveTriad, ReportAlive, ClaimActive)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyCommand)

@@ -147,3 +147,34 @@ class UsageRecord(msgspec.Struct):
     client_user: str = ""
     application: str = ""
     source_ip: str = ""
+
+
+TriadRole = Literal["primary", "secondary", "tertiary"]
+
+
+class TriadMember(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    role: TriadRole
+    api_url: str
+    raft_address: str
+
+
+class Triad(msgspec.Struct):
+    name: str
+    members: list[TriadMember]
+    active_ttl_s: float
+
+    def member(self, name: str) -> TriadMember | None:
+        return next((m for m in self.members if m.name == name), None)
+
+    def by_role(self, role: str) -> TriadMember:
+        return next(m for m in self.members if m.role == role)
+
+
+class ActiveRecord(msgspec.Struct):
+    """Who serves licenses in a triad, until when, and in which epoch."""
+
+    member: str
+    epoch: int
+    since: float
+    until: float

@@ -7,7 +7,7 @@ import re
 
 from licentia.core.model import DEFAULT_GROUP, ClientInfo, MappingRule, PrinterIdentity
 
-GROUP_NAME = re.compile(r"^[\w .()-]{1,64}$")
+GROUP_NAME = re.compile(r"^[\w.()-](?:[\w .()-]{0,62}[\w.()-])?$")
 
 
 def printer_id(identity: PrinterIdentity) -> str:

@@ -22,6 +22,7 @@ from licentia.core.model import (
     BUILTIN_GROUPS,
     DEFAULT_GROUP,
     AccessRule,
+    ActiveRecord,
     AdminUser,
     Client,
     ClientInfo,
@@ -29,6 +30,7 @@ from licentia.core.model import (
     License,
     MappingRule,
     Printer,
+    Triad,
     UsageRecord,
 )
 from licentia.core.printers import GROUP_NAME, client_id, group_for, printer_id, validate_mapping_rules
@@ -66,6 +68,10 @@ class Snapshot(msgspec.Struct):
     settings_version: int
     settings_history: list[dict[str, Any]]
     users: list[AdminUser]
+    triad: Triad | None = None
+    active: ActiveRecord | None = None
+    liveness: dict[str, float] = {}
+    last_epoch: int = 0
 
 
 class LicenseState:
@@ -83,6 +89,10 @@ class LicenseState:
         self.settings_version = 1
         self.settings_history: list[dict[str, Any]] = []
         self.users: dict[str, AdminUser] = {}
+        self.triad: Triad | None = None
+        self.active: ActiveRecord | None = None
+        self.liveness: dict[str, float] = {}
+        self.last_epoch = 0
         self._in_use: dict[str, ExpiringSet] = {}
         self._handlers: dict[type, Callable[[Any, float], Outcome]] = {
             c.AddLicense: self._add_license,
@@ -102,10 +112,96 @@ class LicenseState:
             c.SetAccessRules: self._set_access_rules,
             c.PutAdminUser: self._put_user,
             c.DeleteAdminUser: self._delete_user,
+            c.FormTriad: self._form_triad,
+            c.DissolveTriad: self._dissolve_triad,
+            c.ReportAlive: self._report_alive,
+            c.ClaimActive: self._claim_active,
         }
 
     def apply(self, command: c.Command, now: float) -> Outcome:
+        if self.triad is not None and not isinstance(command, c.UNFENCED):
+            active = self.active
+            if active is None or active.until <= now:
+                return refused("not_active", "no member of the triad is active")
+            if command.epoch != active.epoch:
+                return refused(
+                    "not_active",
+                    f"epoch {command.epoch} is stale; {active.member} is active in epoch {active.epoch}",
+                )
         return self._handlers[type(command)](command, now)
+
+    # -- triad: who is active -------------------------------------------------------------------
+
+    def _form_triad(self, cmd: c.FormTriad, now: float) -> Outcome:
+        if self.triad is not None:
+            return refused("relationship_exists", f"this server is already in triad {self.triad.name!r}")
+        roles = sorted(m.role for m in cmd.members)
+        names = {m.name for m in cmd.members}
+        if roles != ["primary", "secondary", "tertiary"] or len(names) != 3:
+            return refused("invalid_relationship", "a triad has three members: a primary, a secondary, a tertiary")
+        if not 0.2 <= cmd.active_ttl_s <= 60:
+            return refused("invalid_relationship", "active_ttl_s must be between 0.2 and 60 seconds")
+        self.triad = Triad(name=cmd.name, members=list(cmd.members), active_ttl_s=cmd.active_ttl_s)
+        self.active = None
+        self.liveness = {}
+        return Outcome(ok=True, data={"triad": cmd.name}, changed=True)
+
+    def _dissolve_triad(self, cmd: c.DissolveTriad, now: float) -> Outcome:
+        if self.triad is None:
+            return refused("no_relationship", "this server is not in a triad")
+        name = self.triad.name
+        self.triad = None
+        self.active = None
+        self.liveness = {}
+        return Outcome(ok=True, data={"dissolved": name}, changed=True)
+
+    def _report_alive(self, cmd: c.ReportAlive, now: float) -> Outcome:
+        if self.triad is None or self.triad.member(cmd.member) is None:
+            return refused("not_a_member", f"{cmd.member!r} is not a member of this triad")
+        self.liveness[cmd.member] = now + cmd.ttl_s
+        return Outcome(ok=True, changed=True)
+
+    def _claim_active(self, cmd: c.ClaimActive, now: float) -> Outcome:
+        """Compare-and-set of the active record with the triad's priority rules.
+
+        The primary may always claim (a secondary still holding the record is
+        fenced off by the new epoch); the secondary only once the active record
+        and the primary's liveness record have both expired; the tertiary never.
+        """
+        member = self.triad.member(cmd.member) if self.triad else None
+        if self.triad is None or member is None:
+            return refused("not_a_member", f"{cmd.member!r} is not a member of this triad")
+        self.liveness[cmd.member] = now + cmd.ttl_s
+        current = self.active
+        if current is not None and current.member == cmd.member and current.until > now:
+            current.until = now + cmd.ttl_s
+            return Outcome(
+                ok=True, data={"epoch": current.epoch, "until": current.until, "renewed": True}, changed=True
+            )
+        if member.role == "tertiary":
+            return refused("tertiary_never_active", "the tertiary keeps a copy and votes; it never serves")
+        if member.role == "secondary":
+            if current is not None and current.until > now:
+                return refused("active_elsewhere", f"{current.member} is active until {current.until:.3f}")
+            primary = self.triad.by_role("primary").name
+            if self.liveness.get(primary, 0.0) > now:
+                return refused("primary_alive", f"the primary {primary} reported itself alive")
+        self.last_epoch += 1
+        self.active = ActiveRecord(member=cmd.member, epoch=self.last_epoch, since=now, until=now + cmd.ttl_s)
+        for lease in self.leases.values():
+            if lease.expires_at < now + lease.ttl_s:
+                lease.expires_at = now + lease.ttl_s
+                self._in_use[lease.license_id].put(lease.lease_id, lease.expires_at)
+        return Outcome(
+            ok=True,
+            data={
+                "epoch": self.last_epoch,
+                "until": self.active.until,
+                "renewed": False,
+                "previous": current.member if current else None,
+            },
+            changed=True,
+        )
 
     # -- licenses -------------------------------------------------------------------------------
 
@@ -141,9 +237,7 @@ class LicenseState:
                 printer.license_id = None
         return Outcome(ok=True, data={"license_id": cmd.license_id}, usage=usage, changed=True)
 
-    def _valid_licenses(
-        self, product: str, unit: str, now: float, feature: str | None = None
-    ) -> list[License]:
+    def _valid_licenses(self, product: str, unit: str, now: float, feature: str | None = None) -> list[License]:
         found = [
             lic
             for lic in self.licenses.values()
@@ -203,9 +297,7 @@ class LicenseState:
                 source_ip=cmd.source_ip,
             )
 
-        allowed, why = self.access_decision(
-            RequestOrigin(user=cmd.client.user, host=cmd.client.host, ip=cmd.source_ip)
-        )
+        allowed, why = self.access_decision(RequestOrigin(user=cmd.client.user, host=cmd.client.host, ip=cmd.source_ip))
         if not allowed:
             return refused("access_denied", f"denied by access {why}", [record(False, "access_denied")])
         printer = self.printers.get(pid)
@@ -370,6 +462,8 @@ class LicenseState:
         self._touch_client(cmd.client, cmd.source_ip, now)
         existing = self.leases.get(self.lease_by_request.get(cmd.request_id, ""))
         if existing is not None and existing.expires_at > now:
+            if (existing.product, existing.feature) != (cmd.product, cmd.feature):
+                return refused("request_conflict", f"request id {cmd.request_id} was used for another product")
             return Outcome(ok=True, data={**self.lease_view(existing), "repeated": True}, changed=True)
 
         def record(granted: bool, reason: str, license_id: str = "") -> UsageRecord:
@@ -387,9 +481,7 @@ class LicenseState:
                 source_ip=cmd.source_ip,
             )
 
-        allowed, why = self.access_decision(
-            RequestOrigin(user=cmd.client.user, host=cmd.client.host, ip=cmd.source_ip)
-        )
+        allowed, why = self.access_decision(RequestOrigin(user=cmd.client.user, host=cmd.client.host, ip=cmd.source_ip))
         if not allowed:
             return refused("access_denied", f"denied by access {why}", [record(False, "access_denied")])
         if cmd.lease_id in self.leases and (existing is None or existing.lease_id != cmd.lease_id):
@@ -443,12 +535,9 @@ class LicenseState:
             self._in_use[lease.license_id].put(lease_id, lease.expires_at)
             renewed[lease_id] = lease.expires_at
         usage = [
-            UsageRecord(at=now, kind="heartbeat", granted=False, reason="lease_expired", lease_id=lid)
-            for lid in lost
+            UsageRecord(at=now, kind="heartbeat", granted=False, reason="lease_expired", lease_id=lid) for lid in lost
         ]
-        return Outcome(
-            ok=True, data={"renewed": renewed, "expired": lost}, usage=usage, changed=bool(renewed or usage)
-        )
+        return Outcome(ok=True, data={"renewed": renewed, "expired": lost}, usage=usage, changed=bool(renewed or usage))
 
     def _checkin(self, cmd: c.Checkin, now: float) -> Outcome:
         lease = self.leases.get(cmd.lease_id)
@@ -592,6 +681,10 @@ class LicenseState:
         state.settings_version = snap.settings_version
         state.settings_history = list(snap.settings_history)
         state.users = {u.username: u for u in snap.users}
+        state.triad = snap.triad
+        state.active = snap.active
+        state.liveness = dict(snap.liveness)
+        state.last_epoch = snap.last_epoch
         state._rebuild_in_use()
         return state
 

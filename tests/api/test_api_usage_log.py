@@ -1,0 +1,161 @@
+"""The usage log: its filters and its CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+from api_support import assert_error, assert_log_clean, install_ok, usage
+
+CSV_HEADER = [
+    "id",
+    "at",
+    "kind",
+    "granted",
+    "reason",
+    "product",
+    "license_id",
+    "printer_id",
+    "printer_name",
+    "lease_id",
+    "client_host",
+    "client_user",
+    "application",
+    "source_ip",
+]
+
+
+@pytest.fixture
+def logged(server, issuer):
+    """A server whose usage log holds print checks, a refusal, a checkout and a checkin, in that order."""
+    with server.admin() as admin:
+        install_ok(admin, issuer.license_bytes(license_id="PRN", unit="printers"))
+        install_ok(admin, issuer.license_bytes(license_id="SEAT", unit="seats"))
+        ids = {}
+
+        def act(method, path, **body):
+            answer = admin.request(method, path, json=body or None)
+            time.sleep(0.01)  # distinct timestamps for the since/until filters
+            return answer
+
+        ids["a"] = act(
+            "POST",
+            "/api/v1/print-checks",
+            product="LabelStudio",
+            printer={"name": 'Front, "A"'},
+            client={"host": "ws-1", "user": "ann"},
+        ).json()["printer_id"]
+        ids["b"] = act(
+            "POST",
+            "/api/v1/print-checks",
+            product="LabelStudio",
+            printer={"name": "Back"},
+            client={"host": "ws-2", "user": "bob"},
+        ).json()["printer_id"]
+        act("POST", "/api/v1/print-checks", product="Missing", printer={"name": "Back"}, client={"host": "ws-2"})
+        lease = act("POST", "/api/v1/leases", product="LabelStudio", client={"host": "ws-1"}).json()
+        act("DELETE", f"/api/v1/leases/{lease['lease_id']}")
+        ids["lease"] = lease["lease_id"]
+        yield admin, ids
+
+
+def test_usage_log_lists_every_decision_newest_first(logged):
+    admin, ids = logged
+    records = usage(admin)
+    assert [(r["kind"], r["granted"], r["reason"]) for r in records] == [
+        ("checkin", True, "ok"),
+        ("checkout", True, "ok"),
+        ("print", False, "no_license"),
+        ("print", True, "ok"),
+        ("print", True, "ok"),
+    ]
+    ids_desc = [r["id"] for r in records]
+    assert ids_desc == sorted(ids_desc, reverse=True)
+    assert records[-1]["printer_name"] == 'Front, "A"' and records[-1]["license_id"] == "PRN"
+    assert records[1]["lease_id"] == ids["lease"]
+
+
+def test_usage_filters_select_matching_records(logged):
+    admin, ids = logged
+    failed = usage(admin, failed_only="true")
+    assert [(r["kind"], r["product"]) for r in failed] == [("print", "Missing")]
+    assert len(usage(admin, failed_only="false")) == 5
+    assert {r["kind"] for r in usage(admin, kind="checkout")} == {"checkout"}
+    assert [r["printer_name"] for r in usage(admin, printer_id=ids["a"])] == ['Front, "A"']
+    assert [r["reason"] for r in usage(admin, printer_id=ids["b"])] == ["no_license", "ok"]
+    assert [r["kind"] for r in usage(admin, client_host="ws-2")] == ["print", "print"]
+    assert [r["kind"] for r in usage(admin, client_host="ws-2", failed_only=1)] == ["print"]
+    assert usage(admin, client_host="nobody") == []
+
+
+def test_usage_since_until_and_limit_filters(logged):
+    admin, _ = logged
+    records = usage(admin)
+    times = [r["at"] for r in reversed(records)]  # oldest first
+    since = usage(admin, since=times[2])
+    assert [r["id"] for r in since] == [r["id"] for r in records[:3]]
+    until = usage(admin, until=times[2])  # until is exclusive
+    assert [r["id"] for r in until] == [r["id"] for r in records[3:]]
+    window = usage(admin, since=times[1], until=times[3])
+    assert [r["id"] for r in window] == [records[2]["id"], records[3]["id"]]
+    limited = usage(admin, limit=2)
+    assert [r["id"] for r in limited] == [r["id"] for r in records[:2]]
+    paged = usage(admin, limit=2, offset=2)
+    assert [r["id"] for r in paged] == [r["id"] for r in records[2:4]]
+    assert usage(admin, since=time.time() + 60) == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 100_001},
+        {"offset": -1},
+        {"offset": 10**19},  # fits no SQLite integer
+        {"offset": 10**20},
+        {"limit": "many"},
+        {"failed_only": "perhaps"},
+        {"since": "yesterday"},
+        {"until": "1e400"},
+        {"colour": "red"},
+    ],
+)
+def test_bad_usage_filters_are_refused(shared_server, shared_admin, params):
+    admin = shared_admin
+    error = assert_error(admin.get("/api/v1/admin/usage", params=params), 422, "invalid_request")
+    assert next(iter(params)) in error["message"]
+    assert_error(admin.get("/api/v1/admin/usage.csv", params=params), 422, "invalid_request")
+    assert_log_clean(shared_server)
+
+
+def test_usage_csv_export_has_the_header_and_one_row_per_record(logged):
+    admin, _ = logged
+    answer = admin.get("/api/v1/admin/usage.csv")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert "attachment" in answer.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(answer.text)))
+    assert rows[0] == CSV_HEADER
+    records = usage(admin)
+    assert len(rows) == 1 + len(records)
+    by_column = [dict(zip(CSV_HEADER, row, strict=True)) for row in rows[1:]]
+    assert [int(row["id"]) for row in by_column] == [r["id"] for r in records]
+    assert [row["kind"] for row in by_column] == [r["kind"] for r in records]
+    assert by_column[-1]["printer_name"] == 'Front, "A"'  # commas and quotes survive the round trip
+    assert float(by_column[0]["at"]) == pytest.approx(records[0]["at"])
+
+
+def test_usage_csv_export_applies_the_filters(logged):
+    admin, _ = logged
+    rows = list(csv.DictReader(io.StringIO(admin.get("/api/v1/admin/usage.csv?failed_only=true").text)))
+    assert [(row["kind"], row["reason"]) for row in rows] == [("print", "no_license")]
+    rows = list(csv.DictReader(io.StringIO(admin.get("/api/v1/admin/usage.csv?kind=checkin&limit=1").text)))
+    assert len(rows) == 1 and rows[0]["kind"] == "checkin"
+
+
+def test_usage_csv_of_an_empty_log_is_just_the_header(admin):
+    answer = admin.get("/api/v1/admin/usage.csv")
+    assert answer.status_code == 200
+    assert list(csv.reader(io.StringIO(answer.text))) == [CSV_HEADER]
