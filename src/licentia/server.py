@@ -1,8 +1,10 @@
-"""A standalone license server: the core state machine made durable by the SQLite journal.
+"""A license server: the core state machine, made durable by the SQLite journal or by a triad's Raft log.
 
-The HTTP layer calls `execute` with a command; the server stamps it with the
-clock, applies it to the core, waits until the journal has it on disk and
-only then returns the outcome to be answered.
+The HTTP layer calls `execute` with a command. Standalone, the server stamps it
+with the clock, applies it to the core and waits until the journal has it on
+disk. In a triad it proposes it through Raft with the epoch of the active
+record it holds, and every member applies it once committed. Either way the
+outcome is answered only once the change is durable.
 """
 
 from __future__ import annotations
@@ -13,17 +15,23 @@ import fcntl
 import logging
 import os
 import secrets
+import shutil
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
+
 from licentia import __version__
 from licentia.api.passwords import hash_password
+from licentia.cluster.heartbeats import HeartbeatCoalescer
+from licentia.cluster.sealing import load_or_create_peer_key, public_b64
+from licentia.cluster.triad import CommitFailed, NotActive, TriadConfig, TriadNode
 from licentia.config import Config
-from licentia.core.commands import Command, PutAdminUser, ReclaimExpired
+from licentia.core.commands import Command, FormTriad, PutAdminUser, ReclaimExpired, RemoveLicense
 from licentia.core.model import AdminUser
-from licentia.core.state import DAY, LicenseState, Outcome
+from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
 from licentia.license_file import TrustedIssuers
 from licentia.store.journal import SqliteJournal
 
@@ -46,6 +54,8 @@ class LicenseServer:
         self._lock_fd: int | None = None
         self._last_now = 0.0
         self.install_on_start: list[Path] = []
+        self.triad: TriadNode | None = None
+        self.heartbeats = HeartbeatCoalescer(self.execute)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -74,7 +84,25 @@ class LicenseServer:
             self.server_id = uuid.uuid4().hex[:12]
             self.journal.set_meta("server_id", self.server_id)
         self.token_secret = self._secret_file(data / "token.key")
+        self.peer_key = load_or_create_peer_key(data / "peer.key")
         self.started_at = self.clock()
+        if self.triad_file.exists():
+            config = msgspec.json.decode(self.triad_file.read_bytes(), type=TriadConfig)
+            seed = msgspec.json.decode(self.triad_seed_file.read_bytes(), type=Snapshot)
+            self.state = LicenseState.from_snapshot(seed)
+            self.triad = TriadNode(self, config, self.raft_dir)
+
+    @property
+    def triad_file(self) -> Path:
+        return self.config.data_dir / "triad.json"
+
+    @property
+    def triad_seed_file(self) -> Path:
+        return self.config.data_dir / "triad-seed.json"
+
+    @property
+    def raft_dir(self) -> Path:
+        return self.config.data_dir / "raft"
 
     def release(self) -> None:
         """Let another process open this data directory."""
@@ -91,7 +119,10 @@ class LicenseServer:
         return path.read_bytes()
 
     async def start(self) -> None:
-        await self.ensure_admin()
+        if self.triad is not None:
+            self.triad.start()
+        else:
+            await self.ensure_admin()
         for path in self.install_on_start:
             await self.install_license_file(path)
         self._tasks.append(asyncio.create_task(self._reclaim_loop()))
@@ -109,7 +140,9 @@ class LicenseServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.journal.close(self.state)
+        if self.triad is not None:
+            await self.triad.stop()
+        await self.journal.close(None if self.triad is not None else self.state)
         self.release()
         log.info("License server %s stopped; state is on disk.", self.server_id)
 
@@ -145,6 +178,8 @@ class LicenseServer:
         return self._last_now
 
     async def execute(self, command: Command) -> Outcome:
+        if self.triad is not None:
+            return await self.triad.submit(command)
         now = self.now()
         outcome = self.state.apply(command, now)
         if outcome.changed:
@@ -155,16 +190,75 @@ class LicenseServer:
         return outcome
 
     async def read_state(self) -> LicenseState:
-        """The state once everything it reflects is durable."""
-        await self.journal.barrier()
+        """The state once everything it reflects is durable (in a triad, applied state is committed)."""
+        if self.triad is None:
+            await self.journal.barrier()
         return self.state
+
+    # -- relationships --------------------------------------------------------------------------
+
+    async def join_triad(self, config: TriadConfig, seed: bytes, formed_at: float) -> None:
+        """Become a triad member: the seed state plus the formation, then replicate through Raft."""
+        if self.triad is not None:
+            raise ValueError(f"this server is already in triad {self.triad.config.name!r}")
+        state = LicenseState.from_snapshot(msgspec.json.decode(seed, type=Snapshot))
+        formed = state.apply(
+            FormTriad(name=config.name, members=config.members, active_ttl_s=config.active_ttl_s), formed_at
+        )
+        if not formed.ok:
+            raise ValueError(formed.message)
+        await self.journal.barrier()
+        shutil.rmtree(self.raft_dir, ignore_errors=True)
+        self.triad_seed_file.write_bytes(state.snapshot_bytes())
+        fd = os.open(self.triad_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(msgspec.json.encode(config))
+        self.state = state
+        self.triad = TriadNode(self, config, self.raft_dir)
+        self.triad.start()
+        log.warning(
+            "Joined triad %s as the %s; license state now replicates through Raft.", config.name, config.member.role
+        )
+
+    async def leave_triad(self) -> None:
+        """After the triad was dissolved: keep working alone; only the former primary keeps the licenses."""
+        node = self.triad
+        if node is None:
+            return
+        role = node.config.member.role
+        await node.stop()
+        self.triad = None
+        self.state.triad = None
+        self.state.active = None
+        self.state.liveness = {}
+        await self.journal.rebase(self.state)
+        self.triad_file.unlink(missing_ok=True)
+        self.triad_seed_file.unlink(missing_ok=True)
+        shutil.rmtree(self.raft_dir, ignore_errors=True)
+        if role != "primary":
+            for license_id in list(self.state.licenses):
+                await self.execute(RemoveLicense(license_id=license_id))
+        log.warning(
+            "Left triad %s: this server (former %s) works alone now%s.",
+            node.config.name,
+            role,
+            " and keeps the licenses" if role == "primary" else "; its copies of the licenses were removed",
+        )
+
+    def relationship(self) -> dict[str, object] | None:
+        return self.triad.status() if self.triad is not None else None
 
     async def _reclaim_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.reclaim_interval_s)
             now = self.now()
+            if self.triad is not None and not self.triad.is_serving():
+                continue
             if any(lease.expires_at <= now for lease in self.state.leases.values()):
-                outcome = await self.execute(ReclaimExpired())
+                try:
+                    outcome = await self.execute(ReclaimExpired())
+                except (NotActive, CommitFailed):
+                    continue
                 reclaimed = outcome.data.get("reclaimed", [])
                 if reclaimed:
                     log.info("Reclaimed %d lease(s) that were not renewed in time.", len(reclaimed))
@@ -180,8 +274,23 @@ class LicenseServer:
             "server_id": self.server_id,
             "name": self.state.settings.server_name,
             "version": __version__,
-            "relationship": None,
+            "peer_public_key": public_b64(self.peer_key),
+            "relationship": self._client_view_of_relationship(),
             "heartbeat_interval_s": self.state.settings.heartbeat_interval_s,
             "lease_ttl_s": self.state.settings.lease_ttl_s,
             "time": self.now(),
+        }
+
+    def _client_view_of_relationship(self) -> dict[str, object] | None:
+        """What clients cache: the members, and which one serves."""
+        if self.triad is None:
+            return None
+        status = self.triad.status()
+        return {
+            "type": "triad",
+            "name": status["name"],
+            "me": status["me"],
+            "active": status["active"],
+            "serving": status["serving"],
+            "members": [{"name": m["name"], "role": m["role"], "api_url": m["api_url"]} for m in status["members"]],
         }

@@ -54,12 +54,12 @@ async def checkout(request: Request, body: CheckoutRequest) -> Response:
 
 
 async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
-    return answer(await request.app.state.server.execute(c.Heartbeat(lease_ids=body.lease_ids)))
+    return answer(await request.app.state.server.heartbeats.renew(body.lease_ids))
 
 
 async def heartbeat_one(request: Request) -> Response:
     lease_id = request.path_params["lease_id"]
-    outcome = await request.app.state.server.execute(c.Heartbeat(lease_ids=[lease_id]))
+    outcome = await request.app.state.server.heartbeats.renew([lease_id])
     if lease_id not in outcome.data["renewed"]:
         raise ApiError("lease_expired", f"lease {lease_id} is not held any more; check out again")
     return ok({"lease_id": lease_id, "expires_at": outcome.data["renewed"][lease_id]})

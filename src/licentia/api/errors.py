@@ -37,6 +37,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "body_too_large": 413,
     "unsupported_media_type": 415,
     "unavailable": 503,
+    "no_active_server": 503,
+    "invalid_relationship": 422,
+    "access_check_failed": 409,
+    "no_relationship": 404,
 }
 
 _encoder = msgspec.json.Encoder()

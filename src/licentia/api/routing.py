@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from licentia.api.auth import require_role
 from licentia.api.errors import JSON, ApiError, error_response
+from licentia.cluster.triad import CommitFailed, NotActive
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -90,8 +91,23 @@ def to_route(endpoint: Endpoint) -> Route:
             return await endpoint.handler(*args)
         except ApiError as exc:
             return error_response(exc.code, exc.message, exc.status)
+        except NotActive as exc:
+            return not_active_response(request, exc)
+        except CommitFailed as exc:
+            return error_response("unavailable", str(exc), 503)
 
     return Route(endpoint.path, run, methods=[endpoint.method], name=endpoint.handler.__name__)
+
+
+def not_active_response(request: Request, exc: NotActive) -> Response:
+    """A member that does not serve now: 307 to the active member (same method and body), or 503."""
+    if exc.active_url is None:
+        return error_response("no_active_server", str(exc), 503)
+    location = exc.active_url.rstrip("/") + request.url.path
+    if request.url.query:
+        location += "?" + request.url.query
+    body = {"error": {"code": "not_active", "message": str(exc), "active_url": exc.active_url}}
+    return JSON(body, status_code=307, headers={"Location": location})
 
 
 def ok(content: Any, status: int = 200) -> JSON:

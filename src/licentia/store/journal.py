@@ -32,9 +32,11 @@ CREATE TABLE IF NOT EXISTS journal (idx INTEGER PRIMARY KEY, at REAL NOT NULL, c
 CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL,
                                      data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS usage (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, idx INTEGER NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL DEFAULT '', idx INTEGER NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0, at REAL NOT NULL, kind TEXT NOT NULL,
     granted INTEGER NOT NULL, reason TEXT NOT NULL, product TEXT, license_id TEXT, printer_id TEXT,
     printer_name TEXT, lease_id TEXT, client_host TEXT, client_user TEXT, application TEXT, source_ip TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS usage_entry ON usage (origin, idx, seq);
 CREATE INDEX IF NOT EXISTS usage_at ON usage (at);
 CREATE INDEX IF NOT EXISTS usage_printer ON usage (printer_id, at);
 CREATE INDEX IF NOT EXISTS usage_client ON usage (client_host, at);
@@ -42,7 +44,14 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 USAGE_FIELDS = tuple(UsageRecord.__struct_fields__)
-_INSERT_USAGE = f"INSERT INTO usage (idx, {', '.join(USAGE_FIELDS)}) VALUES (?{', ?' * len(USAGE_FIELDS)})"
+_INSERT_USAGE = (
+    f"INSERT OR IGNORE INTO usage (origin, idx, seq, {', '.join(USAGE_FIELDS)}) "
+    f"VALUES (?, ?, ?{', ?' * len(USAGE_FIELDS)})"
+)
+
+
+def usage_rows(origin: str, idx: int, usage: list[UsageRecord]) -> list[tuple[Any, ...]]:
+    return [(origin, idx, seq, *(getattr(record, name) for name in USAGE_FIELDS)) for seq, record in enumerate(usage)]
 
 
 class JournalFailure(RuntimeError):
@@ -85,6 +94,9 @@ class SqliteJournal:
         self._inflight_waiters: list[asyncio.Future[None]] = []
         self._pending_snapshot: tuple[int, bytes] | None = None
         self._flushing = False
+        self._usage_lock = threading.Lock()
+        self._usage_queue: list[tuple[Any, ...]] = []
+        self._usage_drain_scheduled = False
         self.failure: BaseException | None = None
         self.last_index = 0
         self.last_at = 0.0
@@ -198,11 +210,7 @@ class SqliteJournal:
                 "INSERT INTO journal (idx, at, command) VALUES (?, ?, ?)",
                 [(idx, at, blob) for idx, at, blob, _ in batch],
             )
-            rows = [
-                (idx, *(getattr(record, name) for name in USAGE_FIELDS))
-                for idx, _, _, usage in batch
-                for record in usage
-            ]
+            rows = [row for idx, _, _, usage in batch for row in usage_rows("", idx, usage)]
             if rows:
                 conn.executemany(_INSERT_USAGE, rows)
             if snapshot is not None:
@@ -245,6 +253,40 @@ class SqliteJournal:
         for record in records:
             record["granted"] = bool(record["granted"])
         return records
+
+    def record_usage(self, rows: list[tuple[Any, ...]]) -> None:
+        """Queue usage rows from another thread (a triad's Raft thread); written in order, in batches."""
+        with self._usage_lock:
+            self._usage_queue.extend(rows)
+            if self._usage_drain_scheduled:
+                return
+            self._usage_drain_scheduled = True
+        self._executor.submit(self._drain_usage)
+
+    def _drain_usage(self) -> None:
+        with self._usage_lock:
+            rows, self._usage_queue = self._usage_queue, []
+            self._usage_drain_scheduled = False
+        if rows:
+            self._writer.execute("BEGIN")
+            self._writer.executemany(_INSERT_USAGE, rows)
+            self._writer.execute("COMMIT")
+
+    async def rebase(self, state: LicenseState) -> None:
+        """Make `state` the standalone starting point (after leaving a triad): snapshot it, drop the journal."""
+        await self.barrier()
+        self.last_index += 1
+        index, data = self.last_index, state.snapshot_bytes()
+
+        def write() -> None:
+            conn = self._writer
+            conn.execute("BEGIN")
+            conn.execute("INSERT OR REPLACE INTO snapshot (id, idx, data) VALUES (1, ?, ?)", (index, data))
+            conn.execute("DELETE FROM journal")
+            conn.execute("COMMIT")
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, write)
+        self.snapshot_index = self.durable_index = index
 
     async def prune_usage(self, older_than: float) -> None:
         def prune() -> None:

@@ -1,0 +1,67 @@
+"""Lease renewals coalesced: heartbeats arriving while one renewal is being made durable go in the next one.
+
+In a triad this keeps heartbeats from each becoming a Raft write; standalone it
+saves journal rows. The first heartbeat after a quiet spell is not delayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from licentia.core.commands import Command, Heartbeat
+from licentia.core.state import Outcome
+
+MAX_BATCH = 5000
+
+
+class HeartbeatCoalescer:
+    def __init__(self, execute: Callable[[Command], Awaitable[Outcome]]) -> None:
+        self._execute = execute
+        self._pending: list[tuple[list[str], asyncio.Future[Outcome]]] = []
+        self._running = False
+
+    async def renew(self, lease_ids: list[str]) -> Outcome:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._pending.append((lease_ids, future))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch: list[tuple[list[str], asyncio.Future[Outcome]]] = []
+                count = 0
+                while self._pending and count < MAX_BATCH:
+                    item = self._pending.pop(0)
+                    batch.append(item)
+                    count += len(item[0])
+                lease_ids = list(dict.fromkeys(lease_id for ids, _ in batch for lease_id in ids))
+                try:
+                    outcome = await self._execute(Heartbeat(lease_ids=lease_ids))
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                renewed: dict[str, float] = outcome.data.get("renewed", {})
+                expired = set(outcome.data.get("expired", []))
+                for ids, future in batch:
+                    if future.done():
+                        continue
+                    if not outcome.ok:
+                        future.set_result(outcome)
+                        continue
+                    future.set_result(
+                        Outcome(
+                            ok=True,
+                            data={
+                                "renewed": {i: renewed[i] for i in ids if i in renewed},
+                                "expired": [i for i in ids if i in expired],
+                            },
+                        )
+                    )
+        finally:
+            self._running = False

@@ -1,0 +1,408 @@
+"""A triad member: license state replicated through pysyncobj (Raft), and the loop that decides who is active.
+
+Every member applies the same committed commands to the same deterministic
+core. Who may grant is not Raft leadership: it is the replicated, time-limited
+active record (`ClaimActive` in the core), claimed by priority (primary, then
+secondary, never tertiary). Every command a member proposes carries the epoch
+of the record it holds, and the core refuses a stale one, so a deposed or
+partitioned member can never grant. A member stops serving a safety margin
+before its record expires, so clients on its side of a partition are never told
+"ok" while the other side takes over and reclaims their seats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+
+from licentia.core.commands import ClaimActive, Command, DissolveTriad, decode_command, encode_command
+from licentia.core.model import TriadMember
+from licentia.core.state import LicenseState, Outcome, Snapshot
+from licentia.store.journal import usage_rows
+
+if TYPE_CHECKING:
+    from licentia.server import LicenseServer
+
+log = logging.getLogger("licentia.triad")
+
+COMMIT_TIMEOUT_S = 2.0
+
+
+class NotActive(Exception):
+    """This member may not serve license requests now; `active_url` names the one that can, if any."""
+
+    def __init__(self, message: str, active_url: str | None) -> None:
+        super().__init__(message)
+        self.active_url = active_url
+
+
+class CommitFailed(Exception):
+    """The command could not be committed to the triad's log (no quorum, or leadership changed)."""
+
+
+class TriadConfig(msgspec.Struct):
+    """What a member keeps in DATA/triad.json: the relationship and its Raft secret."""
+
+    name: str
+    me: str
+    members: list[TriadMember]
+    secret: str
+    origin: str
+    active_ttl_s: float = 1.0
+
+    @property
+    def member(self) -> TriadMember:
+        return next(m for m in self.members if m.name == self.me)
+
+    def others(self) -> list[TriadMember]:
+        return [m for m in self.members if m.name != self.me]
+
+
+@dataclass
+class RoleView:
+    """What this member last saw of the active record, to log changes once."""
+
+    active: str | None = None
+    epoch: int = 0
+    raft_leader: str | None = None
+
+
+class ReplicatedLicenseLog(SyncObjConsumer):
+    """The pysyncobj consumer: one replicated method that applies an encoded command to the core."""
+
+    def __init__(self, node: TriadNode) -> None:
+        self._node = node
+        super().__init__()
+
+    @replicated
+    def apply_entry(self, blob: bytes, at: float) -> Outcome:
+        return self._node.apply_committed(blob, at)
+
+    def _serialize(self) -> dict[str, Any]:
+        return {"snapshot": self._node.snapshot_bytes()}
+
+    def _deserialize(self, data: dict[str, Any]) -> None:
+        self._node.restore(data["snapshot"])
+
+
+class TriadNode:
+    def __init__(self, server: LicenseServer, config: TriadConfig, raft_dir: Path) -> None:
+        self.server = server
+        self.config = config
+        self.raft_dir = raft_dir
+        self._loop_thread = 0
+        self._transfer_to: str | None = None
+        self._transfer_requested_at = 0.0
+        self.log = ReplicatedLicenseLog(self)
+        self.syncobj: SyncObj | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._view = RoleView()
+        self.failovers = 0
+
+    # -- replication (Raft thread) --------------------------------------------------------------
+
+    def apply_committed(self, blob: bytes, at: float) -> Outcome:
+        """Apply a committed entry on the event loop's thread and wait for it.
+
+        State is only ever touched on the loop's thread, so request handlers read
+        it without locks, and a Raft snapshot taken on this thread sees exactly
+        the entries applied so far.
+        """
+        command = decode_command(blob)
+        index = self.syncobj.raftLastApplied + 1 if self.syncobj else 0
+        loop = self._loop
+        if loop is None or loop.is_closed() or threading.get_ident() == self._loop_thread:
+            return self._apply(command, at, index)
+        done: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(self._apply(command, at, index))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:
+            return self._apply(command, at, index)
+        return done.result(timeout=30)
+
+    def _apply(self, command: Command, at: float, index: int) -> Outcome:
+        outcome = self.server.state.apply(command, at)
+        if outcome.usage:
+            self.server.journal.record_usage(usage_rows(self.config.origin, index, outcome.usage))
+        if outcome.ok and isinstance(command, ClaimActive):
+            self._observe()
+        if outcome.ok and isinstance(command, DissolveTriad) and self._loop is not None:
+            self._loop.create_task(self.server.leave_triad())
+        return outcome
+
+    def snapshot_bytes(self) -> bytes:
+        return self.server.state.snapshot_bytes()
+
+    def restore(self, data: bytes) -> None:
+        self.server.state = LicenseState.from_snapshot(msgspec.json.decode(data, type=Snapshot))
+        log.info("Loaded the triad state from a Raft snapshot.")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.raft_dir.mkdir(parents=True, exist_ok=True)
+        ttl = self.config.active_ttl_s
+        conf = SyncObjConf(
+            password=self.config.secret,
+            journalFile=str(self.raft_dir / "raft.journal"),
+            fullDumpFile=str(self.raft_dir / "raft.dump"),
+            raftMinTimeout=0.25 * ttl + 0.05,
+            raftMaxTimeout=0.5 * ttl + 0.05,
+            appendEntriesPeriod=0.05,
+            connectionTimeout=max(1.0, 0.9 * ttl),
+            connectionRetryTime=0.25,
+            leaderFallbackTimeout=max(0.6, 0.7 * ttl),
+            dynamicMembershipChange=False,
+            useFork=False,
+            logCompactionMinEntries=50_000,
+            logCompactionMinTime=600,
+            commandsWaitLeader=False,
+        )
+        me = self.config.member
+        others = [m.raft_address for m in self.config.others()]
+        self.syncobj = SyncObj(me.raft_address, others, conf=conf, consumers=[self.log])
+        self.syncobj.addOnTickCallback(self._on_raft_tick)
+        self._task = asyncio.create_task(self._role_loop())
+        log.info("Triad %s: started as the %s (%s), Raft on %s.", self.config.name, me.role, me.name, me.raft_address)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.syncobj is not None:
+            syncobj, self.syncobj = self.syncobj, None
+            await asyncio.get_running_loop().run_in_executor(None, syncobj.destroy_synchronous)
+
+    # -- serving --------------------------------------------------------------------------------
+
+    def margin(self) -> float:
+        return 0.35 * self.config.active_ttl_s
+
+    def serving_epoch(self) -> int:
+        """The epoch this member serves in, or NotActive naming who serves instead."""
+        state = self.server.state
+        active = state.active
+        now = self.server.now()
+        if active is not None and active.member == self.config.me and now < active.until - self.margin():
+            return active.epoch
+        if active is not None and active.member != self.config.me and active.until > now:
+            member = state.triad.member(active.member) if state.triad else None
+            raise NotActive(
+                f"{active.member} is the active server of triad {self.config.name}", member.api_url if member else None
+            )
+        raise NotActive(f"no member of triad {self.config.name} is active right now", None)
+
+    def is_serving(self) -> bool:
+        try:
+            self.serving_epoch()
+        except NotActive:
+            return False
+        return True
+
+    async def submit(self, command: Command, *, fenced: bool = True) -> Outcome:
+        if fenced:
+            command.epoch = self.serving_epoch()
+        return await self.propose(command)
+
+    async def propose(self, command: Command, timeout: float = COMMIT_TIMEOUT_S) -> Outcome:
+        syncobj = self.syncobj
+        if syncobj is None:
+            raise CommitFailed("this member is not replicating")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+
+        def settle(result: Any, error: int) -> None:
+            if future.done():
+                return
+            if error == FAIL_REASON.SUCCESS:
+                future.set_result(result)
+            else:
+                future.set_exception(CommitFailed(f"the triad could not commit the command (reason {error})"))
+
+        def done(result: Any, error: int) -> None:
+            loop.call_soon_threadsafe(settle, result, error)
+
+        self.log.apply_entry(encode_command(command), self.server.now(), callback=done)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise CommitFailed("the triad did not commit the command in time (no quorum?)") from None
+
+    # -- who is active (the HA loop) ------------------------------------------------------------
+
+    def _raft_status(self) -> dict[str, Any]:
+        """pysyncobj's status, read from this thread; retried if the Raft thread changed it meanwhile."""
+        for _ in range(5):
+            if self.syncobj is None:
+                return {}
+            try:
+                return self.syncobj.getStatus()
+            except RuntimeError:
+                continue
+        return {}
+
+    def caught_up(self) -> bool:
+        status = self._raft_status()
+        if not status or status.get("leader") is None:
+            return False
+        return status["last_applied"] >= status["leader_commit_idx"]
+
+    async def _role_loop(self) -> None:
+        me = self.config.member
+        tick = self.config.active_ttl_s / 5
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                await self._run_once(me)
+            except (CommitFailed, NotActive) as exc:
+                log.debug("Triad %s: %s", self.config.name, exc)
+            except Exception:
+                log.exception("Triad %s: the role loop hit an unexpected error.", self.config.name)
+
+    async def _run_once(self, me: TriadMember) -> None:
+        self._observe()
+        self._align_raft_leader()
+        if me.role == "tertiary" or not self.caught_up():
+            return
+        state = self.server.state
+        now = self.server.now()
+        active = state.active
+        if me.role == "secondary":
+            primary = state.triad.by_role("primary").name if state.triad else ""
+            held_by_me = active is not None and active.member == me.name and active.until > now
+            if not held_by_me and (
+                (active is not None and active.until > now) or state.liveness.get(primary, 0.0) > now
+            ):
+                return
+        outcome = await self.propose(
+            ClaimActive(member=me.name, ttl_s=self.config.active_ttl_s), timeout=self.config.active_ttl_s
+        )
+        if not outcome.ok:
+            log.debug("Triad %s: claim refused: %s", self.config.name, outcome.message)
+        self._observe()
+
+    def _align_raft_leader(self) -> None:
+        """Keep Raft leadership on the active member, so its commands need no extra hop."""
+        syncobj = self.syncobj
+        active = self.server.state.active
+        now = self.server.now()
+        if syncobj is None or active is None or active.member == self.config.me or active.until <= now:
+            return
+        if syncobj._isLeader() and now - self._transfer_requested_at > 1.0:
+            target = next((m for m in self.config.members if m.name == active.member), None)
+            if target is not None:
+                self._transfer_requested_at = now
+                self._transfer_to = target.raft_address
+
+    def _on_raft_tick(self) -> None:
+        """Runs on the Raft thread: pysyncobj calls are only made from there."""
+        target, self._transfer_to = self._transfer_to, None
+        if target is not None and self.syncobj is not None:
+            self.syncobj.transferLeadership(target)
+
+    def _observe(self) -> None:
+        """Log every change of the active member as one sentence."""
+        state = self.server.state
+        active = state.active
+        now = self.server.now()
+        name = active.member if active is not None and active.until > now else None
+        epoch = active.epoch if active is not None else 0
+        view = self._view
+        if (name, epoch) == (view.active, view.epoch):
+            return
+        if name is None:
+            log.warning(
+                "Triad %s: no member is active (the %s's record expired); license requests wait.",
+                self.config.name,
+                view.active or "previous active",
+            )
+        elif name == self.config.me:
+            log.warning(
+                "Triad %s: this server (%s, %s) became active in epoch %d%s.",
+                self.config.name,
+                name,
+                self.config.member.role,
+                epoch,
+                f", taking over from {view.active}" if view.active and view.active != name else "",
+            )
+        else:
+            log.warning(
+                "Triad %s: %s is now active in epoch %d; this server (%s) redirects clients to it.",
+                self.config.name,
+                name,
+                epoch,
+                self.config.me,
+            )
+        if view.active is not None and name is not None and name != view.active:
+            self.failovers += 1
+        view.active, view.epoch = name, epoch
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        state = self.server.state
+        now = self.server.now()
+        syncobj = self.syncobj
+        raft = self._raft_status()
+        leader = raft.get("leader")
+        leader_address = str(getattr(leader, "address", leader)) if leader is not None else None
+        active = state.active
+        members = []
+        for member in self.config.members:
+            is_me = member.name == self.config.me
+            if is_me:
+                reachable = syncobj is not None
+                match = raft.get("last_applied")
+            else:
+                reachable = raft.get(f"partner_node_status_server_{member.raft_address}") == 2
+                match = raft.get(f"match_idx_server_{member.raft_address}")
+            commit = raft.get("commit_idx")
+            members.append(
+                {
+                    "name": member.name,
+                    "role": member.role,
+                    "api_url": member.api_url,
+                    "raft_address": member.raft_address,
+                    "active": active is not None and active.member == member.name and active.until > now,
+                    "reachable": reachable,
+                    "raft_leader": leader_address == member.raft_address,
+                    "log_behind": (commit - match)
+                    if isinstance(match, int) and isinstance(commit, int) and (is_me or raft.get("state") == 2)
+                    else None,
+                }
+            )
+        return {
+            "type": "triad",
+            "name": self.config.name,
+            "me": self.config.me,
+            "my_role": self.config.member.role,
+            "serving": self.is_serving(),
+            "active": active.member if active is not None and active.until > now else None,
+            "epoch": active.epoch if active is not None else 0,
+            "active_until": active.until if active is not None else None,
+            "has_quorum": bool(raft.get("has_quorum")),
+            "commit_index": raft.get("commit_idx"),
+            "applied_index": raft.get("last_applied"),
+            "failovers_seen": self.failovers,
+            "members": members,
+        }
