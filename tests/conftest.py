@@ -36,3 +36,20 @@ def start_server(tmp_path: Path, issuer: Issuer) -> Iterator:
 @pytest.fixture
 def server(start_server) -> ServerProcess:
     return start_server()
+
+
+@pytest.fixture
+def start_triad(tmp_path: Path, issuer: Issuer) -> Iterator:
+    """Start real triads (three server processes); every process is killed after the test."""
+    from harness import TriadCluster
+
+    started: list[TriadCluster] = []
+
+    def start(**kwargs) -> TriadCluster:
+        cluster = TriadCluster(tmp_path / f"triad{len(started)}", issuer, **kwargs)
+        started.append(cluster)
+        return cluster.start()
+
+    yield start
+    for cluster in started:
+        cluster.stop()

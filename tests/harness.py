@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -116,3 +117,77 @@ class ServerProcess:
         token = httpx.post(f"{self.url}/api/v1/auth/login",
                            json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+ROLES = ("primary", "secondary", "tertiary")
+
+
+class TriadCluster:
+    """Three `licentia serve` processes joined in a triad through the setup API of the first one."""
+
+    def __init__(self, base_dir: Path, issuer: Issuer | None = None, name: str = "T1",
+                 active_ttl_s: float = 0.8) -> None:
+        self.name = name
+        self.active_ttl_s = active_ttl_s
+        self.servers: dict[str, ServerProcess] = {}
+        self.raft_ports: dict[str, int] = {}
+        for role in ROLES:
+            data_dir = base_dir / role
+            if issuer is not None:
+                issuer.trust_in(data_dir)
+            self.servers[role] = ServerProcess(data_dir)
+            self.raft_ports[role] = free_port()
+
+    def member_specs(self) -> list[dict[str, Any]]:
+        return [
+            {"name": role, "role": role, "api_url": server.url,
+             "raft_address": f"127.0.0.1:{self.raft_ports[role]}"}
+            for role, server in self.servers.items()
+        ]
+
+    def start(self, seed: str = "primary", timeout: float = 20.0) -> TriadCluster:
+        for server in self.servers.values():
+            server.start()
+        body = {"name": self.name, "seed": seed, "username": "admin", "password": ADMIN_PASSWORD,
+                "members": self.member_specs(), "active_ttl_s": self.active_ttl_s}
+        with self.servers[seed].admin() as admin:
+            answer = admin.post("/api/v1/admin/relationship/triad", json=body, timeout=60)
+        if answer.status_code != 201:
+            raise RuntimeError(f"triad setup failed: {answer.status_code} {answer.text}")
+        self.wait_active("primary", timeout)
+        return self
+
+    def status(self, role: str) -> dict[str, Any]:
+        server = self.servers[role]
+        return httpx.get(f"{server.url}/api/v1/admin/relationship", auth=("admin", ADMIN_PASSWORD),
+                         timeout=2).json()
+
+    def active(self) -> str | None:
+        """The member that says it serves now, asking each live member."""
+        for role, server in self.servers.items():
+            if server.process is None or server.process.poll() is not None:
+                continue
+            try:
+                info = httpx.get(f"{server.url}/api/v1/server", timeout=0.5).json()
+            except httpx.HTTPError:
+                continue
+            relationship = info.get("relationship") or {}
+            if relationship.get("serving"):
+                return role
+        return None
+
+    def wait_active(self, role: str | None = None, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            current = self.active()
+            if current is not None and (role is None or current == role):
+                return current
+            time.sleep(0.05)
+        raise TimeoutError(f"no active member{' ' + role if role else ''} within {timeout}s")
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            if server.process is not None and server.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    server.process.send_signal(signal.SIGCONT)
+            server.kill()

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from licentia.api import admin_api, client_api
+from licentia.api import admin_api, client_api, relationship_api
 from licentia.api.errors import JSON, error_response
 from licentia.api.openapi import openapi_document
 from licentia.api.routing import to_route
@@ -21,7 +21,7 @@ from licentia.store.journal import JournalFailure
 
 log = logging.getLogger("licentia.api")
 
-ENDPOINTS = [*client_api.ENDPOINTS, *admin_api.ENDPOINTS]
+ENDPOINTS = [*client_api.ENDPOINTS, *admin_api.ENDPOINTS, *relationship_api.ENDPOINTS]
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 

@@ -33,11 +33,12 @@ class Endpoint:
     role: str | None = None
     tag: str = "client"
     raw_body: bool = False
+    max_body: int | None = None
 
 
-async def read_body(request: Request) -> bytes:
+async def read_body(request: Request, limit: int | None = None) -> bytes:
     """The request body, refused with 413 as soon as it passes the configured limit."""
-    limit: int = request.app.state.server.config.max_body_bytes
+    limit = limit or request.app.state.server.config.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -84,7 +85,7 @@ def to_route(endpoint: Endpoint) -> Route:
             if endpoint.body is not None or endpoint.raw_body:
                 if not _content_type_ok(request):
                     raise ApiError("unsupported_media_type", "send the body as application/json")
-                data = await read_body(request)
+                data = await read_body(request, endpoint.max_body)
                 args.append(data if endpoint.raw_body else decode_body(data, endpoint.body))  # type: ignore[arg-type]
             if user is not None:
                 request.state.user = user

@@ -71,3 +71,36 @@ class AccessTestRequest(Body):
 class UserRequest(Body):
     password: Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
     role: Literal["viewer", "manager", "admin"] = "viewer"
+
+
+Url = Annotated[str, msgspec.Meta(min_length=8, max_length=200, pattern=r"^https?://[^\s/]+(:\d+)?/?$")]
+RaftAddress = Annotated[str, msgspec.Meta(min_length=3, max_length=200, pattern=r"^[A-Za-z0-9_.-]+:\d{1,5}$")]
+MemberName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class TriadMemberSpec(Body):
+    name: MemberName
+    role: Literal["primary", "secondary", "tertiary"]
+    api_url: Url
+    raft_address: RaftAddress
+
+
+class TriadSetupRequest(Body):
+    name: MemberName
+    members: Annotated[list[TriadMemberSpec], msgspec.Meta(min_length=3, max_length=3)]
+    seed: MemberName
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    active_ttl_s: Annotated[float, msgspec.Meta(ge=0.5, le=30)] = 0.8
+    check_only: bool = False
+
+
+class TriadJoinRequest(Body):
+    name: MemberName
+    me: MemberName
+    members: Annotated[list[TriadMemberSpec], msgspec.Meta(min_length=3, max_length=3)]
+    sealed_secret: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    seed_snapshot: str
+    formed_at: float
+    origin: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    active_ttl_s: Annotated[float, msgspec.Meta(ge=0.5, le=30)] = 0.8

@@ -57,7 +57,7 @@ class TriadConfig(msgspec.Struct):
     members: list[TriadMember]
     secret: str
     origin: str
-    active_ttl_s: float = 1.0
+    active_ttl_s: float = 0.8
 
     @property
     def member(self) -> TriadMember:
@@ -165,12 +165,12 @@ class TriadNode:
             password=self.config.secret,
             journalFile=str(self.raft_dir / "raft.journal"),
             fullDumpFile=str(self.raft_dir / "raft.dump"),
-            raftMinTimeout=0.25 * ttl + 0.05,
-            raftMaxTimeout=0.5 * ttl + 0.05,
-            appendEntriesPeriod=0.05,
-            connectionTimeout=max(1.0, 0.9 * ttl),
-            connectionRetryTime=0.25,
-            leaderFallbackTimeout=max(0.6, 0.7 * ttl),
+            raftMinTimeout=max(0.2, 0.25 * ttl),
+            raftMaxTimeout=max(0.4, 0.5 * ttl),
+            appendEntriesPeriod=0.04,
+            connectionTimeout=max(0.6, 0.75 * ttl),
+            connectionRetryTime=0.2,
+            leaderFallbackTimeout=max(0.6, 0.75 * ttl),
             dynamicMembershipChange=False,
             useFork=False,
             logCompactionMinEntries=50_000,
@@ -269,7 +269,7 @@ class TriadNode:
 
     async def _role_loop(self) -> None:
         me = self.config.member
-        tick = self.config.active_ttl_s / 5
+        tick = min(0.1, self.config.active_ttl_s / 5)
         while True:
             await asyncio.sleep(tick)
             try:

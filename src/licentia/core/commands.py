@@ -124,7 +124,7 @@ class FormTriad(Command, tag="form_triad"):
 
     name: str
     members: list[TriadMember]
-    active_ttl_s: float = 1.0
+    active_ttl_s: float = 0.8
 
 
 class DissolveTriad(Command, tag="dissolve_triad"):

@@ -659,6 +659,10 @@ class LicenseState:
                 settings_version=self.settings_version,
                 settings_history=self.settings_history,
                 users=list(self.users.values()),
+                triad=self.triad,
+                active=self.active,
+                liveness=self.liveness,
+                last_epoch=self.last_epoch,
             )
         )
 

@@ -1,0 +1,145 @@
+"""Setting up a triad from one server: check every member, seed the state, hand each member its sealed secret.
+
+Run by the server that receives the admin request; it talks to the members
+(itself included) through their admin APIs with the credentials given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import secrets
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from licentia.cluster.sealing import seal
+
+
+class SetupRefused(Exception):
+    """The triad cannot be set up; `problems` says exactly what is missing where."""
+
+    def __init__(self, code: str, message: str, problems: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.problems = problems or []
+
+
+@dataclass
+class MemberSession:
+    spec: dict[str, Any]
+    http: httpx.AsyncClient
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["name"])
+
+
+async def _address_of(api_url: str) -> str:
+    host = urlparse(api_url).hostname or ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return str(infos[0][4][0]) if infos else ""
+
+
+async def _open(spec: dict[str, Any], username: str, password: str) -> MemberSession:
+    http = httpx.AsyncClient(base_url=spec["api_url"].rstrip("/"), timeout=5.0)
+    try:
+        login = await http.post("/api/v1/auth/login", json={"username": username, "password": password})
+    except httpx.HTTPError as exc:
+        await http.aclose()
+        raise SetupRefused(
+            "member_unreachable", f"{spec['name']} ({spec['api_url']}) cannot be reached: {exc}"
+        ) from None
+    if login.status_code != 200:
+        await http.aclose()
+        raise SetupRefused(
+            "member_login_failed", f"cannot log in to {spec['name']} ({spec['api_url']}) as {username!r}"
+        )
+    http.headers["Authorization"] = f"Bearer {login.json()['token']}"
+    session = MemberSession(spec=spec, http=http)
+    session.info = (await http.get("/api/v1/server")).json()
+    return session
+
+
+async def access_problems(sessions: list[MemberSession]) -> list[dict[str, Any]]:
+    """For every ordered pair: does X's access rules let Y in? Say which rule is missing where."""
+    problems = []
+    addresses = {s.name: await _address_of(s.spec["api_url"]) for s in sessions}
+    for server in sessions:
+        for peer in sessions:
+            if peer is server:
+                continue
+            probe = {"server": peer.name, "ip": addresses[peer.name], "host": urlparse(peer.spec["api_url"]).hostname}
+            answer = (await server.http.post("/api/v1/admin/access-rules/test", json=probe)).json()
+            if not answer.get("allowed"):
+                problems.append(
+                    {
+                        "server": server.name,
+                        "must_allow": peer.name,
+                        "decided_by": answer.get("decided_by"),
+                        "fix": f"on {server.name} add an access rule 'allow' for who=server {peer.name!r} "
+                        f"(or where=ip {addresses[peer.name]}) above {answer.get('decided_by')}",
+                    }
+                )
+    return problems
+
+
+async def setup_triad(request: dict[str, Any], now: float) -> dict[str, Any]:
+    members = request["members"]
+    if sorted(m["role"] for m in members) != ["primary", "secondary", "tertiary"]:
+        raise SetupRefused("invalid_relationship", "a triad has one primary, one secondary and one tertiary")
+    if len({m["name"] for m in members}) != 3 or len({m["raft_address"] for m in members}) != 3:
+        raise SetupRefused("invalid_relationship", "member names and Raft addresses must be distinct")
+    if request["seed"] not in {m["name"] for m in members}:
+        raise SetupRefused("invalid_relationship", f"the seed {request['seed']!r} is not one of the members")
+    sessions: list[MemberSession] = []
+    try:
+        for spec in members:
+            sessions.append(await _open(spec, request["username"], request["password"]))
+        busy = [s.name for s in sessions if s.info.get("relationship")]
+        if busy:
+            raise SetupRefused("relationship_exists", f"already in a relationship: {', '.join(busy)}")
+        problems = await access_problems(sessions)
+        if problems:
+            raise SetupRefused(
+                "access_check_failed",
+                "; ".join(f"{p['server']} does not allow {p['must_allow']} ({p['decided_by']})" for p in problems),
+                problems,
+            )
+        if request.get("check_only"):
+            return {"checked": True, "members": [s.name for s in sessions], "problems": []}
+        seed = next(s for s in sessions if s.name == request["seed"])
+        snapshot = (await seed.http.get("/api/v1/admin/relationship/seed")).json()["snapshot"]
+        secret = secrets.token_urlsafe(32)
+        origin = f"triad:{request['name']}:{uuid.uuid4().hex[:8]}"
+        joined = []
+        for session in sessions:
+            body = {
+                "name": request["name"],
+                "me": session.name,
+                "members": members,
+                "sealed_secret": seal(secret, session.info["peer_public_key"]),
+                "seed_snapshot": snapshot,
+                "formed_at": now,
+                "origin": origin,
+                "active_ttl_s": request.get("active_ttl_s", 0.8),
+            }
+            answer = await session.http.post("/api/v1/admin/relationship/join", json=body, timeout=30)
+            if answer.status_code != 200:
+                raise SetupRefused(
+                    "join_failed", f"{session.name} refused to join: {answer.text}", [{"joined": joined}]
+                )
+            joined.append(session.name)
+        return {"triad": request["name"], "members": joined, "seeded_from": request["seed"]}
+    finally:
+        for session in sessions:
+            await session.http.aclose()
