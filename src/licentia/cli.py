@@ -155,12 +155,16 @@ def cmd_license_issue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin(args: argparse.Namespace) -> Any:
+def _admin_session(server: str, user: str, password: str) -> Any:
     from licentia.client import AdminSession
 
+    return AdminSession(server, user, password)
+
+
+def _admin(args: argparse.Namespace) -> Any:
     user = args.user or os.environ.get("LICENTIA_USER", "admin")
     password = os.environ.get("LICENTIA_PASSWORD") or getpass.getpass(f"password for {user}: ")
-    return AdminSession(args.server, user, password)
+    return _admin_session(args.server, user, password)
 
 
 def cmd_license_add(args: argparse.Namespace) -> int:
@@ -220,6 +224,68 @@ def cmd_admin_password(args: argparse.Namespace) -> int:
         print(f"error: {outcome.message}", file=sys.stderr)
         return 2
     print(f"password of {args.username!r} ({args.role}) set")
+    return 0
+
+
+# -- relationships -------------------------------------------------------------------------------
+
+
+def _member(text: str) -> dict[str, str]:
+    """NAME,ROLE,API_URL,RAFT_HOST:PORT"""
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError("a member is NAME,ROLE,API_URL,RAFT_HOST:PORT")
+    name, role, api_url, raft = (p.strip() for p in parts)
+    return {"name": name, "role": role, "api_url": api_url, "raft_address": raft}
+
+
+def cmd_relationship_triad(args: argparse.Namespace) -> int:
+    from licentia.client import LicenseDenied
+
+    user = args.user or os.environ.get("LICENTIA_USER", "admin")
+    password = os.environ.get("LICENTIA_PASSWORD") or getpass.getpass(f"password for {user}: ")
+    session = _admin_session(args.server, user, password)
+    body = {
+        "name": args.name,
+        "members": args.member,
+        "seed": args.seed,
+        "username": user,
+        "password": password,
+        "active_ttl_s": args.active_ttl,
+        "check_only": args.check,
+    }
+    try:
+        _print(session.request("POST", "/api/v1/admin/relationship/triad", body))
+    except LicenseDenied as exc:
+        print(f"refused ({exc.status}) {exc.code}: {exc.message}", file=sys.stderr)
+        for problem in exc.details.get("problems", []):
+            if "fix" in problem:
+                print(f"  - {problem['fix']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_relationship_status(args: argparse.Namespace) -> int:
+    status = _admin(args).request("GET", "/api/v1/admin/relationship")
+    if not status.get("type"):
+        print("this server is not in a relationship")
+        return 0
+    print(
+        f"triad {status['name']}: active {status['active'] or 'nobody'} (epoch {status['epoch']}), "
+        f"quorum {'yes' if status['has_quorum'] else 'no'}"
+    )
+    for member in status["members"]:
+        behind = "?" if member["log_behind"] is None else member["log_behind"]
+        print(
+            f"  {member['name']:<12} {member['role']:<9} {'ACTIVE' if member['active'] else '':<6} "
+            f"{'reachable' if member['reachable'] else 'UNREACHABLE':<11} log behind {behind:<4} "
+            f"{member['api_url']}"
+        )
+    return 0
+
+
+def cmd_relationship_dissolve(args: argparse.Namespace) -> int:
+    _print(_admin(args).request("POST", "/api/v1/admin/relationship/dissolve", {}))
     return 0
 
 
@@ -378,6 +444,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--username", default="admin")
     p.add_argument("--role", choices=["viewer", "manager", "admin"], default="admin")
     p.set_defaults(func=cmd_admin_password)
+
+    rel = commands.add_parser("relationship", help="set up, watch and dissolve a triad").add_subparsers(
+        dest="relationship_command", required=True, metavar="ACTION"
+    )
+    p = rel.add_parser("triad", help="set up a triad from this server (checks access rules first)")
+    p.add_argument("--name", required=True, help="the triad's name (shown as one license server)")
+    p.add_argument(
+        "--member",
+        type=_member,
+        action="append",
+        required=True,
+        help="NAME,ROLE,API_URL,RAFT_HOST:PORT (three times: primary, secondary, tertiary)",
+    )
+    p.add_argument("--seed", required=True, help="member whose licenses and settings seed the triad")
+    p.add_argument("--active-ttl", type=float, default=0.8, help="active record TTL in seconds (default 0.8)")
+    p.add_argument("--check", action="store_true", help="only check reachability and access rules")
+    admin_flags(p)
+    p.set_defaults(func=cmd_relationship_triad)
+    p = rel.add_parser("status", help="members, roles, who is active, reachability, log lag")
+    admin_flags(p)
+    p.set_defaults(func=cmd_relationship_status)
+    p = rel.add_parser("dissolve", help="dissolve the triad; the primary keeps the licenses")
+    admin_flags(p)
+    p.set_defaults(func=cmd_relationship_dissolve)
 
     cli = commands.add_parser("client", help="talk to a server as an application would").add_subparsers(
         dest="client_command", required=True, metavar="ACTION"

@@ -121,3 +121,10 @@ def test_dissolve_returns_to_unfenced_standalone(triad):
     assert triad.apply(DissolveTriad(), T0 + 0.2).ok
     assert triad.triad is None and triad.active is None
     assert checkout(triad, "L1", T0 + 5, epoch=0).ok
+
+
+def test_secondary_does_not_take_over_from_a_primary_that_had_no_chance_to_claim_yet():
+    state = LicenseState()
+    assert state.apply(FormTriad(name="T", members=MEMBERS, active_ttl_s=TTL), T0).ok
+    assert claim(state, "s", T0 + 0.5).code == "primary_alive"
+    assert claim(state, "p", T0 + 0.6).ok

@@ -32,5 +32,5 @@ class AdminSession:
         data = response.json()
         if response.status_code >= 400:
             error = data.get("error", {})
-            raise LicenseDenied(response.status_code, error.get("code", "error"), error.get("message", ""))
+            raise LicenseDenied(response.status_code, error.get("code", "error"), error.get("message", ""), error)
         return data

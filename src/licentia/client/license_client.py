@@ -15,11 +15,12 @@ import httpx
 class LicenseDenied(Exception):
     """The server answered and refused; `code` is its machine-readable reason."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.details = details or {}
 
 
 class ServerUnavailable(Exception):

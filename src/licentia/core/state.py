@@ -38,6 +38,7 @@ from licentia.core.settings import Settings, SettingsError, merged_settings
 
 DAY = 86400.0
 SETTINGS_HISTORY = 50
+FORMATION_GRACE_TTLS = 5
 
 
 class Outcome(msgspec.Struct):
@@ -143,7 +144,7 @@ class LicenseState:
             return refused("invalid_relationship", "active_ttl_s must be between 0.2 and 60 seconds")
         self.triad = Triad(name=cmd.name, members=list(cmd.members), active_ttl_s=cmd.active_ttl_s)
         self.active = None
-        self.liveness = {}
+        self.liveness = {self.triad.by_role("primary").name: now + FORMATION_GRACE_TTLS * cmd.active_ttl_s}
         return Outcome(ok=True, data={"triad": cmd.name}, changed=True)
 
     def _dissolve_triad(self, cmd: c.DissolveTriad, now: float) -> Outcome:
