@@ -298,7 +298,7 @@ def _client(args: argparse.Namespace) -> Any:
     from licentia.client import LicenseClient
 
     return LicenseClient(
-        args.server,
+        args.server.split(","),
         host=socket.gethostname(),
         user=getpass.getuser(),
         application="licentia-cli",
@@ -474,7 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     def client_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})")
+        p.add_argument("--server", default=DEFAULT_SERVER,
+                       help=f"server URL, or several separated by commas (default {DEFAULT_SERVER})")
 
     p = cli.add_parser("info", help="what the server tells clients about itself")
     client_flags(p)

@@ -32,6 +32,7 @@ from licentia.config import Config
 from licentia.core.commands import Command, FormTriad, PutAdminUser, ReclaimExpired, RemoveLicense
 from licentia.core.model import AdminUser
 from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
+from licentia.grants import GrantSigner
 from licentia.license_file import TrustedIssuers
 from licentia.store.journal import SqliteJournal
 
@@ -85,6 +86,7 @@ class LicenseServer:
             self.journal.set_meta("server_id", self.server_id)
         self.token_secret = self._secret_file(data / "token.key")
         self.peer_key = load_or_create_peer_key(data / "peer.key")
+        self.grants = GrantSigner.from_file(data / "grant.key", self.server_id)
         self.started_at = self.clock()
         if self.triad_file.exists():
             config = msgspec.json.decode(self.triad_file.read_bytes(), type=TriadConfig)
@@ -275,6 +277,9 @@ class LicenseServer:
             "name": self.state.settings.server_name,
             "version": __version__,
             "peer_public_key": public_b64(self.peer_key),
+            "grant_key_id": self.grants.key_id,
+            "grant_public_key": self.grants.public_b64,
+            "client_grace_hours": self.state.settings.client_grace_hours,
             "relationship": self._client_view_of_relationship(),
             "heartbeat_interval_s": self.state.settings.heartbeat_interval_s,
             "lease_ttl_s": self.state.settings.lease_ttl_s,
@@ -294,3 +299,10 @@ class LicenseServer:
             "serving": status["serving"],
             "members": [{"name": m["name"], "role": m["role"], "api_url": m["api_url"]} for m in status["members"]],
         }
+
+    def grant_token(self, kind: str, product: str, ref: str, client: str) -> dict[str, object]:
+        """A signed statement of this grant, valid for the connectivity grace period."""
+        now = self.now()
+        expires = now + self.state.settings.client_grace_hours * 3600
+        claims = {"kind": kind, "product": product, "ref": ref, "sub": client, "iat": now, "exp": expires}
+        return {"token": self.grants.sign(claims), "expires_at": expires}

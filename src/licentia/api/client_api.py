@@ -15,6 +15,7 @@ from licentia.api.errors import ApiError
 from licentia.api.routing import Endpoint, ok
 from licentia.api.schemas import CheckoutRequest, HeartbeatRequest, PrintCheckRequest
 from licentia.core import commands as c
+from licentia.core.model import ClientInfo
 from licentia.core.state import Outcome
 
 
@@ -32,11 +33,21 @@ async def server_info(request: Request) -> Response:
     return ok(request.app.state.server.info())
 
 
+def _subject(client: ClientInfo) -> str:
+    return f"{client.host}/{client.user}/{client.application}"
+
+
 async def print_check(request: Request, body: PrintCheckRequest) -> Response:
+    server = request.app.state.server
     command = c.PrintCheck(
         product=body.product, printer=body.printer, client=body.client, source_ip=_source_ip(request)
     )
-    return answer(await request.app.state.server.execute(command))
+    outcome = await server.execute(command)
+    if outcome.ok:
+        outcome.data["grant"] = server.grant_token(
+            "print", body.product, outcome.data["printer_id"], _subject(body.client)
+        )
+    return answer(outcome)
 
 
 async def checkout(request: Request, body: CheckoutRequest) -> Response:
@@ -49,12 +60,25 @@ async def checkout(request: Request, body: CheckoutRequest) -> Response:
         source_ip=_source_ip(request),
         ttl_s=body.ttl_s,
     )
-    outcome = await request.app.state.server.execute(command)
+    server = request.app.state.server
+    outcome = await server.execute(command)
+    if outcome.ok:
+        outcome.data["grant"] = server.grant_token(
+            "seat", body.product, outcome.data["lease_id"], _subject(body.client)
+        )
     return answer(outcome, 200 if outcome.data.get("repeated") else 201)
 
 
 async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
-    return answer(await request.app.state.server.heartbeats.renew(body.lease_ids))
+    server = request.app.state.server
+    outcome = await server.heartbeats.renew(body.lease_ids)
+    if outcome.ok:
+        renewed = [server.state.leases[i] for i in outcome.data["renewed"] if i in server.state.leases]
+        outcome.data["grants"] = {
+            lease.product: server.grant_token("seat", lease.product, lease.lease_id, _subject(lease.client))
+            for lease in renewed
+        }
+    return answer(outcome)
 
 
 async def heartbeat_one(request: Request) -> Response:

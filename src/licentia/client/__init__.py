@@ -1,6 +1,8 @@
-"""The SDK applications use to ask a Licentia server for licenses."""
+"""The SDK applications use to ask a Licentia server (or relationship) for licenses."""
 
 from licentia.client.admin import AdminSession
-from licentia.client.license_client import LicenseClient, LicenseDenied, ServerUnavailable
+from licentia.client.async_client import AsyncLicenseClient
+from licentia.client.errors import LicenseDenied, ServerUnavailable
+from licentia.client.license_client import LicenseClient
 
-__all__ = ["AdminSession", "LicenseClient", "LicenseDenied", "ServerUnavailable"]
+__all__ = ["AdminSession", "AsyncLicenseClient", "LicenseClient", "LicenseDenied", "ServerUnavailable"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from licentia.client.license_client import LicenseDenied, ServerUnavailable
+from licentia.client.errors import LicenseDenied, ServerUnavailable
 
 
 class AdminSession:

@@ -1,50 +1,49 @@
-"""A synchronous client for the client API of one Licentia server.
+"""The synchronous client: the asyncio client run on a private event-loop thread.
 
-Failover across the members of a relationship is layered on top of this
-(see the client SDK issue); this class speaks the protocol.
+Applications that are not written with asyncio use this; every method blocks
+until the answer (or the failover) is done, and lease renewal runs in the
+background on the client's own thread.
 """
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
-import httpx
+from licentia.client.async_client import AsyncLicenseClient
+from licentia.client.errors import LicenseDenied, ServerUnavailable
 
+__all__ = ["LicenseClient", "LicenseDenied", "ServerUnavailable"]
 
-class LicenseDenied(Exception):
-    """The server answered and refused; `code` is its machine-readable reason."""
-
-    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or {}
-
-
-class ServerUnavailable(Exception):
-    """No answer from the server (connection refused, timed out, or a 5xx)."""
+T = TypeVar("T")
 
 
 class LicenseClient:
-    def __init__(
-        self,
-        server: str,
-        *,
-        host: str = "",
-        user: str = "",
-        application: str = "",
-        version: str = "",
-        connect_timeout: float = 0.5,
-        timeout: float = 5.0,
-    ) -> None:
-        self.server = server.rstrip("/")
-        self.identity = {"host": host, "user": user, "application": application, "version": version}
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=connect_timeout))
+    def __init__(self, servers: str | list[str], **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="licentia-client", daemon=True)
+        self._thread.start()
+        self._async = self._run(self._make(servers, options))
+
+    @staticmethod
+    async def _make(servers: str | list[str], options: dict[str, Any]) -> AsyncLicenseClient:
+        return AsyncLicenseClient(servers, **options)
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    @property
+    def aio(self) -> AsyncLicenseClient:
+        return self._async
 
     def close(self) -> None:
-        self._http.close()
+        if self._loop.is_running():
+            self._run(self._async.aclose())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        self._loop.close()
 
     def __enter__(self) -> LicenseClient:
         return self
@@ -52,53 +51,29 @@ class LicenseClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        try:
-            response = self._http.request(method, f"{self.server}{path}", json=body)
-        except httpx.HTTPError as exc:
-            raise ServerUnavailable(f"{self.server}: {exc}") from exc
-        if response.status_code >= 500:
-            raise ServerUnavailable(f"{self.server} answered {response.status_code}")
-        data = response.json()
-        if response.status_code >= 400:
-            error = data.get("error", {})
-            raise LicenseDenied(response.status_code, error.get("code", "error"), error.get("message", ""))
-        return data
-
     def server_info(self) -> dict[str, Any]:
-        return self._call("GET", "/api/v1/server")
+        return self._run(self._async.server_info())
 
-    def print_check(
-        self, product: str, printer: str, *, driver: str = "", port: str = "", location: str = ""
-    ) -> dict[str, Any]:
-        body = {
-            "product": product,
-            "printer": {"name": printer, "driver": driver, "port": port, "location": location},
-            "client": self.identity,
-        }
-        return self._call("POST", "/api/v1/print-checks", body)
+    def print_check(self, product: str, printer: str, **where: str) -> dict[str, Any]:
+        return self._run(self._async.print_check(product, printer, **where))
 
-    def checkout(
-        self,
-        product: str,
-        *,
-        feature: str | None = None,
-        request_id: str | None = None,
-        ttl_s: float | None = None,
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "product": product,
-            "client": self.identity,
-            "request_id": request_id or uuid.uuid4().hex,
-        }
-        if feature:
-            body["feature"] = feature
-        if ttl_s:
-            body["ttl_s"] = ttl_s
-        return self._call("POST", "/api/v1/leases", body)
+    def checkout(self, product: str, **options: Any) -> dict[str, Any]:
+        return self._run(self._async.checkout(product, **options))
 
     def heartbeat(self, *lease_ids: str) -> dict[str, Any]:
-        return self._call("POST", "/api/v1/leases/heartbeat", {"lease_ids": list(lease_ids)})
+        return self._run(self._async.heartbeat(*lease_ids))
 
     def checkin(self, lease_id: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/api/v1/leases/{lease_id}")
+        return self._run(self._async.checkin(lease_id))
+
+    def renew_now(self) -> None:
+        self._run(self._async.renew_now())
+
+    def before_job(self, product: str, printer: str, **where: str) -> dict[str, Any] | None:
+        return self._run(self._async.before_job(product, printer, **where))
+
+    def after_job(self, product: str, printer: str, **where: str) -> dict[str, Any] | None:
+        return self._run(self._async.after_job(product, printer, **where))
+
+    def grace_left(self, product: str, kind: str = "print") -> float:
+        return self._async.grace_left(product, kind)

@@ -1,0 +1,98 @@
+"""The servers a client knows, which one to try first, and the grant keys it trusts; cached on disk.
+
+A client is given one or more addresses. The first server that answers tells it
+the members of its relationship and which one is active; the client keeps that
+list (and the servers' grant-token keys) in a small JSON file, so an
+application restarted while its first server is down still finds the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("LICENTIA_CLIENT_CACHE", Path.home() / ".cache" / "licentia"))
+
+
+class ServerDirectory:
+    def __init__(self, seeds: list[str], cache_dir: Path | None = None) -> None:
+        self.seeds = [url.rstrip("/") for url in seeds]
+        digest = hashlib.sha256("\n".join(sorted(self.seeds)).encode()).hexdigest()[:12]
+        self.path = (cache_dir or default_cache_dir()) / f"servers-{digest}.json"
+        self.members: list[str] = []
+        self.active: str | None = None
+        self.grant_keys: dict[str, bytes] = {}
+        self.relationship: str | None = None
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        self.members = [str(url) for url in data.get("members", [])]
+        self.active = data.get("active")
+        self.relationship = data.get("relationship")
+        self.grant_keys = {kid: base64.b64decode(raw) for kid, raw in data.get("grant_keys", {}).items()}
+
+    def save(self) -> None:
+        data = {
+            "members": self.members,
+            "active": self.active,
+            "relationship": self.relationship,
+            "grant_keys": {kid: base64.b64encode(raw).decode() for kid, raw in self.grant_keys.items()},
+        }
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".servers-")
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass
+
+    def candidates(self) -> list[str]:
+        """Every known server once: the active one first, then the configured ones, then learned members."""
+        ordered = [self.active] if self.active else []
+        ordered += self.seeds + self.members
+        return list(dict.fromkeys(url for url in ordered if url))
+
+    def mark_active(self, url: str) -> None:
+        url = url.rstrip("/")
+        if url != self.active:
+            self.active = url
+            self.save()
+
+    def learn(self, url: str, info: dict[str, Any]) -> None:
+        """Take in what `/api/v1/server` at `url` said: its grant key and its relationship."""
+        changed = False
+        kid, raw = info.get("grant_key_id"), info.get("grant_public_key")
+        if isinstance(kid, str) and isinstance(raw, str) and kid not in self.grant_keys:
+            self.grant_keys[kid] = base64.b64decode(raw)
+            changed = True
+        relationship = info.get("relationship")
+        if isinstance(relationship, dict):
+            members = [str(m["api_url"]).rstrip("/") for m in relationship.get("members", []) if "api_url" in m]
+            active = next(
+                (
+                    str(m["api_url"]).rstrip("/")
+                    for m in relationship.get("members", [])
+                    if m.get("name") == relationship.get("active")
+                ),
+                None,
+            )
+            if members != self.members or relationship.get("name") != self.relationship:
+                self.members, self.relationship = members, relationship.get("name")
+                changed = True
+            if active and active != self.active:
+                self.active = active
+                changed = True
+        if changed:
+            self.save()

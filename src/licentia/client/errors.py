@@ -1,0 +1,20 @@
+"""What a client call can fail with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LicenseDenied(Exception):
+    """The server answered and refused; `code` is its machine-readable reason."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+class ServerUnavailable(Exception):
+    """No server could process the request (unreachable, timed out, or none of them active)."""
