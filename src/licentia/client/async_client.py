@@ -30,6 +30,11 @@ from licentia.grants import unverified_key_id
 log = logging.getLogger("licentia.client")
 
 RETRYABLE_STATUS = {502, 503, 504}
+GRACE_WARNING_EVERY_S = 300.0
+
+
+class _NoActiveYet(Exception):
+    """Servers answered, but none could process the request yet (a relationship is electing)."""
 
 
 @dataclass
@@ -57,6 +62,7 @@ class AsyncLicenseClient:
         heartbeat_interval_s: float | None = None,
         clock: Callable[[], float] = time.time,
         on_grace: Callable[[str, float], None] | None = None,
+        failover_wait_s: float = 3.0,
     ) -> None:
         seeds = [servers] if isinstance(servers, str) else list(servers)
         if not seeds:
@@ -66,6 +72,8 @@ class AsyncLicenseClient:
         self.clock = clock
         self.on_grace = on_grace
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.failover_wait_s = failover_wait_s
+        self._last_grace_warning: dict[str, float] = {}
         self.grace = GraceTokens()
         self.schedules: dict[tuple[str, str], PrintCheckSchedule] = {}
         self.leases: dict[str, HeldLease] = {}
@@ -101,10 +109,23 @@ class AsyncLicenseClient:
             self.directory.learn(url, response.json())
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
-        """Send to the server that can process it: active first, following redirects, then the others."""
+        """Send to the server that can process it; while a relationship elects a new active server
+        (members answer but none serves), keep trying for up to `failover_wait_s`."""
+        deadline = time.monotonic() + self.failover_wait_s
+        while True:
+            try:
+                return await self._call_once(method, path, body)
+            except _NoActiveYet as exc:
+                if time.monotonic() >= deadline:
+                    raise ServerUnavailable(str(exc)) from None
+                await asyncio.sleep(0.05)
+
+    async def _call_once(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+        """One pass: active first, following redirects, then the others."""
         queue = self.directory.candidates()
         tried: set[str] = set()
         problems: list[str] = []
+        answered = False
         while queue:
             url = queue.pop(0)
             if url in tried:
@@ -116,6 +137,7 @@ class AsyncLicenseClient:
                 problems.append(f"{url}: {type(exc).__name__}")
                 continue
             if response.status_code == 307:
+                answered = True
                 target = str(response.json().get("error", {}).get("active_url") or "").rstrip("/")
                 if target and target not in tried:
                     self.directory.mark_active(target)
@@ -124,12 +146,16 @@ class AsyncLicenseClient:
                 continue
             if response.status_code in RETRYABLE_STATUS or response.status_code >= 500:
                 problems.append(f"{url}: {response.status_code}")
+                answered = True
                 await self._introduce(url)
                 continue
             self.directory.mark_active(url)
             await self._introduce(url)
             return response
-        raise ServerUnavailable("no license server could process the request: " + "; ".join(problems))
+        message = "no license server could process the request: " + "; ".join(problems)
+        if answered:
+            raise _NoActiveYet(message)
+        raise ServerUnavailable(message)
 
     async def _json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         response = await self._call(method, path, body)
@@ -158,9 +184,14 @@ class AsyncLicenseClient:
             raise cause
         if self.on_grace is not None:
             self.on_grace(product, left)
-        log.warning(
-            "No license server reachable; %s keeps working on its grace token (%.1f hours left).", product, left / 3600
-        )
+        now = time.monotonic()
+        if now - self._last_grace_warning.get(product, -3600.0) >= GRACE_WARNING_EVERY_S:
+            self._last_grace_warning[product] = now
+            log.warning(
+                "No license server reachable; %s keeps working on its grace token (%.1f hours left).",
+                product,
+                left / 3600,
+            )
         return {"granted": True, "offline": True, "grace_seconds_left": left}
 
     # -- requests -------------------------------------------------------------------------------
