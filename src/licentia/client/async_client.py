@@ -58,7 +58,7 @@ class AsyncLicenseClient:
         version: str = "",
         cache_dir: Path | None = None,
         connect_timeout: float = 0.3,
-        request_timeout: float = 2.0,
+        request_timeout: float = 1.0,
         heartbeat_interval_s: float | None = None,
         clock: Callable[[], float] = time.time,
         on_grace: Callable[[str, float], None] | None = None,
