@@ -39,6 +39,7 @@ from licentia.store.journal import SqliteJournal
 log = logging.getLogger("licentia.server")
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"
+GRANT_REUSE_S = 60.0
 
 
 class LicenseServer:
@@ -57,6 +58,7 @@ class LicenseServer:
         self.install_on_start: list[Path] = []
         self.triad: TriadNode | None = None
         self.heartbeats = HeartbeatCoalescer(self.execute)
+        self._grant_cache: dict[tuple[str, str, str], tuple[float, dict[str, object]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -300,9 +302,21 @@ class LicenseServer:
             "members": [{"name": m["name"], "role": m["role"], "api_url": m["api_url"]} for m in status["members"]],
         }
 
-    def grant_token(self, kind: str, product: str, ref: str, client: str) -> dict[str, object]:
-        """A signed statement of this grant, valid for the connectivity grace period."""
+    def grant_token(self, kind: str, product: str, client: str) -> dict[str, object]:
+        """A signed statement that `client` was granted `product`, valid for the connectivity grace period.
+
+        Signing costs about as much as the rest of a request, so a token is reused for a minute per
+        (kind, product, client); grace is counted in hours, so that minute is immaterial.
+        """
         now = self.now()
+        key = (kind, product, client)
+        cached = self._grant_cache.get(key)
+        if cached is not None and now - cached[0] < GRANT_REUSE_S:
+            return cached[1]
         expires = now + self.state.settings.client_grace_hours * 3600
-        claims = {"kind": kind, "product": product, "ref": ref, "sub": client, "iat": now, "exp": expires}
-        return {"token": self.grants.sign(claims), "expires_at": expires}
+        claims = {"kind": kind, "product": product, "sub": client, "iat": now, "exp": expires}
+        grant = {"token": self.grants.sign(claims), "expires_at": expires}
+        if len(self._grant_cache) > 10_000:
+            self._grant_cache.clear()
+        self._grant_cache[key] = (now, grant)
+        return grant

@@ -6,7 +6,7 @@ the core, decide who may use it.
 
 from __future__ import annotations
 
-import uuid
+import secrets
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,16 +44,14 @@ async def print_check(request: Request, body: PrintCheckRequest) -> Response:
     )
     outcome = await server.execute(command)
     if outcome.ok:
-        outcome.data["grant"] = server.grant_token(
-            "print", body.product, outcome.data["printer_id"], _subject(body.client)
-        )
+        outcome.data["grant"] = server.grant_token("print", body.product, _subject(body.client))
     return answer(outcome)
 
 
 async def checkout(request: Request, body: CheckoutRequest) -> Response:
     command = c.Checkout(
-        request_id=body.request_id or uuid.uuid4().hex,
-        lease_id=uuid.uuid4().hex,
+        request_id=body.request_id or secrets.token_hex(16),
+        lease_id=secrets.token_hex(16),
         product=body.product,
         feature=body.feature,
         client=body.client,
@@ -63,9 +61,7 @@ async def checkout(request: Request, body: CheckoutRequest) -> Response:
     server = request.app.state.server
     outcome = await server.execute(command)
     if outcome.ok:
-        outcome.data["grant"] = server.grant_token(
-            "seat", body.product, outcome.data["lease_id"], _subject(body.client)
-        )
+        outcome.data["grant"] = server.grant_token("seat", body.product, _subject(body.client))
     return answer(outcome, 200 if outcome.data.get("repeated") else 201)
 
 
@@ -75,8 +71,7 @@ async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
     if outcome.ok:
         renewed = [server.state.leases[i] for i in outcome.data["renewed"] if i in server.state.leases]
         outcome.data["grants"] = {
-            lease.product: server.grant_token("seat", lease.product, lease.lease_id, _subject(lease.client))
-            for lease in renewed
+            lease.product: server.grant_token("seat", lease.product, _subject(lease.client)) for lease in renewed
         }
     return answer(outcome)
 
@@ -84,6 +79,8 @@ async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
 async def heartbeat_one(request: Request) -> Response:
     lease_id = request.path_params["lease_id"]
     outcome = await request.app.state.server.heartbeats.renew([lease_id])
+    if not outcome.ok:
+        raise ApiError(outcome.code, outcome.message)
     if lease_id not in outcome.data["renewed"]:
         raise ApiError("lease_expired", f"lease {lease_id} is not held any more; check out again")
     return ok({"lease_id": lease_id, "expires_at": outcome.data["renewed"][lease_id]})

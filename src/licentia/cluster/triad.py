@@ -222,7 +222,13 @@ class TriadNode:
     async def submit(self, command: Command, *, fenced: bool = True) -> Outcome:
         if fenced:
             command.epoch = self.serving_epoch()
-        return await self.propose(command)
+        outcome = await self.propose(command)
+        if fenced and not outcome.ok and outcome.code == "not_active":
+            # Fenced off: another member took over while the command was in flight, and it
+            # changed nothing. Answer like any member that does not serve: name the one that does.
+            self.serving_epoch()
+            raise NotActive(outcome.message, None)
+        return outcome
 
     async def propose(self, command: Command, timeout: float = COMMIT_TIMEOUT_S) -> Outcome:
         syncobj = self.syncobj
