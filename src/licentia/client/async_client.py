@@ -73,13 +73,16 @@ class AsyncLicenseClient:
         self.on_grace = on_grace
         self.heartbeat_interval_s = heartbeat_interval_s
         self.failover_wait_s = failover_wait_s
+        self.request_timeout = request_timeout
         self._last_grace_warning: dict[str, float] = {}
-        self.grace = GraceTokens()
+        self.grace = GraceTokens(self.directory)
         self.schedules: dict[tuple[str, str], PrintCheckSchedule] = {}
         self.leases: dict[str, HeldLease] = {}
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(request_timeout, connect=connect_timeout))
         self._introduced: set[str] = set()
         self._renewer: asyncio.Task[None] | None = None
+        # A lease re-established under a new id: the id the application holds -> the one that replaced it.
+        self._replaced: dict[str, str] = {}
 
     async def aclose(self) -> None:
         if self._renewer is not None:
@@ -112,20 +115,29 @@ class AsyncLicenseClient:
         """Send to the server that can process it; while a relationship elects a new active server
         (members answer but none serves), keep trying for up to `failover_wait_s`."""
         deadline = time.monotonic() + self.failover_wait_s
+        timed_out: dict[str, float] = {}
         while True:
             try:
-                return await self._call_once(method, path, body)
+                return await self._call_once(method, path, body, timed_out)
             except _NoActiveYet as exc:
                 if time.monotonic() >= deadline:
                     raise ServerUnavailable(str(exc)) from None
                 await asyncio.sleep(0.05)
 
-    async def _call_once(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
-        """One pass: active first, following redirects, then the others."""
+    async def _call_once(
+        self, method: str, path: str, body: dict[str, Any] | None, timed_out: dict[str, float] | None = None
+    ) -> httpx.Response:
+        """One pass: active first, following redirects, then the others.
+
+        A member that timed out in an earlier pass of the same call (`timed_out`: url -> when) is left
+        out for one request timeout: a hung host costs a full timeout on every try, while the others
+        answer at once that the relationship is still electing."""
+        timed_out = {} if timed_out is None else timed_out
+        now = time.monotonic()
         queue = self.directory.candidates()
-        tried: set[str] = set()
-        problems: list[str] = []
-        answered = False
+        tried = {url for url, at in timed_out.items() if now - at < self.request_timeout}
+        problems = [f"{url}: timed out {now - timed_out[url]:.1f}s ago" for url in tried]
+        answered = bool(tried)  # try those again once they have rested, until `failover_wait_s`
         while queue:
             url = queue.pop(0)
             if url in tried:
@@ -135,6 +147,8 @@ class AsyncLicenseClient:
                 response = await self._http.request(method, f"{url}{path}", json=body)
             except httpx.HTTPError as exc:
                 problems.append(f"{url}: {type(exc).__name__}")
+                if isinstance(exc, httpx.TimeoutException):
+                    timed_out[url] = time.monotonic()
                 continue
             if response.status_code == 307:
                 answered = True
@@ -237,6 +251,7 @@ class AsyncLicenseClient:
             offline = self._offline("seat", product, exc)
             lease_id = f"offline-{request_id}"
             self.leases[lease_id] = HeldLease(request_id, product, feature, lease_id, 0.0, offline=True)
+            self._start_renewer()  # so the seat is taken for real once a server answers again
             return {**offline, "lease_id": lease_id}
         await self._keep_grant(None, "seat", product, data)
         self.leases[data["lease_id"]] = HeldLease(
@@ -249,6 +264,8 @@ class AsyncLicenseClient:
         return await self._json("POST", "/api/v1/leases/heartbeat", {"lease_ids": list(lease_ids)})
 
     async def checkin(self, lease_id: str) -> dict[str, Any]:
+        while lease_id in self._replaced:
+            lease_id = self._replaced.pop(lease_id)
         held = self.leases.pop(lease_id, None)
         if held is not None and held.offline:
             return {"lease_id": lease_id, "released": True, "offline": True}
@@ -293,6 +310,8 @@ class AsyncLicenseClient:
             log.warning("Could not re-establish the %s lease: %s", held.product, exc)
             self.leases[held.lease_id] = held
             return
+        if data.get("lease_id") and data["lease_id"] != held.lease_id:
+            self._replaced[held.lease_id] = data["lease_id"]
         log.info("Re-established the %s lease as %s.", held.product, data.get("lease_id"))
 
     async def _renew_loop(self) -> None:

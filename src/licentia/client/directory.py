@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from licentia.grants import grant_key_id
+
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("LICENTIA_CLIENT_CACHE", Path.home() / ".cache" / "licentia"))
@@ -29,6 +31,7 @@ class ServerDirectory:
         self.members: list[str] = []
         self.active: str | None = None
         self.grant_keys: dict[str, bytes] = {}
+        self.grace_tokens: dict[str, str] = {}
         self.relationship: str | None = None
         self._load()
 
@@ -41,6 +44,7 @@ class ServerDirectory:
         self.active = data.get("active")
         self.relationship = data.get("relationship")
         self.grant_keys = {kid: base64.b64decode(raw) for kid, raw in data.get("grant_keys", {}).items()}
+        self.grace_tokens = {str(k): str(v) for k, v in data.get("grace_tokens", {}).items()}
 
     def save(self) -> None:
         data = {
@@ -48,6 +52,7 @@ class ServerDirectory:
             "active": self.active,
             "relationship": self.relationship,
             "grant_keys": {kid: base64.b64encode(raw).decode() for kid, raw in self.grant_keys.items()},
+            "grace_tokens": self.grace_tokens,
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +62,13 @@ class ServerDirectory:
             os.replace(tmp, self.path)
         except OSError:
             pass
+
+    def keep_grace_token(self, kind: str, product: str, token: str) -> None:
+        """Remember the newest grant per (kind, product) on disk, so grace survives a restart while offline."""
+        key = f"{kind}/{product}"
+        if self.grace_tokens.get(key) != token:
+            self.grace_tokens[key] = token
+            self.save()
 
     def candidates(self) -> list[str]:
         """Every known server once: the active one first, then the configured ones, then learned members."""
@@ -75,8 +87,10 @@ class ServerDirectory:
         changed = False
         kid, raw = info.get("grant_key_id"), info.get("grant_public_key")
         if isinstance(kid, str) and isinstance(raw, str) and kid not in self.grant_keys:
-            self.grant_keys[kid] = base64.b64decode(raw)
-            changed = True
+            key = base64.b64decode(raw)
+            if grant_key_id(key) == kid:
+                self.grant_keys[kid] = key
+                changed = True
         relationship = info.get("relationship")
         if isinstance(relationship, dict):
             members = [str(m["api_url"]).rstrip("/") for m in relationship.get("members", []) if "api_url" in m]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from licentia.client.directory import ServerDirectory
 from licentia.grants import read_grant
 
 CHECKS_TO_RECOVER = 4
@@ -31,17 +32,18 @@ class PrintCheckSchedule:
                 self.streak = 0
 
 
-@dataclass
 class GraceTokens:
-    """The last signed grant per (kind, product), checked against the servers' keys every time it is used."""
+    """The last signed grant per (kind, product), kept in the server directory's cache file and
+    checked against the servers' keys every time it is used."""
 
-    tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+    def __init__(self, directory: ServerDirectory) -> None:
+        self.directory = directory
 
     def keep(self, kind: str, product: str, token: str) -> None:
-        self.tokens[(kind, product)] = token
+        self.directory.keep_grace_token(kind, product, token)
 
     def valid_claims(self, kind: str, product: str, keys: dict[str, bytes], now: float) -> dict[str, Any] | None:
-        token = self.tokens.get((kind, product))
+        token = self.directory.grace_tokens.get(f"{kind}/{product}")
         if token is None:
             return None
         claims = read_grant(token, keys)
