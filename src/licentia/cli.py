@@ -227,6 +227,44 @@ def cmd_admin_password(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- backup and restore --------------------------------------------------------------------------
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """A consistent snapshot of a data directory, also while its server runs."""
+    from licentia.store.backup import BackupError, create_backup
+
+    try:
+        manifest = create_backup(args.data, args.out)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    state = manifest["state"]
+    print(
+        f"backup of {args.data} written to {args.out}: journal index {state['journal_index']}, "
+        f"{state['licenses']} license(s), {state['leases']} lease(s), {len(manifest['files'])} file(s)"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Bring a backup back into a data directory whose server is stopped."""
+    from licentia.store.backup import BackupError, restore_backup
+
+    try:
+        manifest = restore_backup(args.source, args.data, force=args.force)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    state = manifest["state"]
+    taken = datetime.fromtimestamp(manifest["created_at"]).isoformat(timespec="seconds")
+    print(
+        f"restored {args.source} (taken {taken}, journal index {state['journal_index']}) into {args.data}; "
+        f"start the server on it with: licentia serve --data {args.data}"
+    )
+    return 0
+
+
 # -- relationships -------------------------------------------------------------------------------
 
 
@@ -444,6 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--username", default="admin")
     p.add_argument("--role", choices=["viewer", "manager", "admin"], default="admin")
     p.set_defaults(func=cmd_admin_password)
+
+    p = commands.add_parser("backup", help="write a consistent backup of a data directory (server may run)")
+    p.add_argument("--data", type=Path, default=Path("licentia-data"), help="data directory (default ./licentia-data)")
+    p.add_argument("--out", type=Path, required=True, help="archive to write (tar.gz; holds secret keys: mode 0600)")
+    p.set_defaults(func=cmd_backup)
+    p = commands.add_parser("restore", help="restore a backup into a data directory (server stopped)")
+    p.add_argument("--data", type=Path, default=Path("licentia-data"), help="data directory (default ./licentia-data)")
+    p.add_argument("--from", dest="source", type=Path, required=True, metavar="FILE", help="archive from 'backup'")
+    p.add_argument("--force", action="store_true", help="replace the contents of a non-empty data directory")
+    p.set_defaults(func=cmd_restore)
 
     rel = commands.add_parser("relationship", help="set up, watch and dissolve a triad").add_subparsers(
         dest="relationship_command", required=True, metavar="ACTION"

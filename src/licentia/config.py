@@ -1,6 +1,7 @@
 """Process configuration: where this server keeps its data and how it listens.
 
-Values come from defaults, then a TOML file (`licentia serve --config FILE`),
+Values come from defaults, then a TOML file (`licentia serve --config FILE`,
+keys under `[server]`, and how alert mail leaves this server under `[alerts]`),
 then command-line flags. Settings shared by every member of a relationship
 (lease TTL, printer window, ...) are license state instead: see
 `licentia.core.settings`. `docs/configuration.md` lists every key.
@@ -8,6 +9,8 @@ then command-line flags. Settings shared by every member of a relationship
 
 from __future__ import annotations
 
+import os
+import socket
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,6 +19,75 @@ from typing import Any
 
 class ConfigError(ValueError):
     pass
+
+
+SMTP_TLS_MODES = ("starttls", "tls", "none")
+SMTP_DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+@dataclass
+class AlertConfig:
+    """How this process sends alerts (`[alerts]`); recipients and thresholds are shared license state.
+
+    The SMTP password comes from `smtp_password_file` (e.g. a systemd credential),
+    `$LICENTIA_SMTP_PASSWORD`, or `smtp_password`, in that order. It is kept out of
+    `repr` so it never reaches a log line, and the API only says whether one is set.
+    """
+
+    smtp_host: str = ""
+    smtp_port: int = 0
+    smtp_tls: str = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_password_file: str = ""
+    smtp_from: str = ""
+    smtp_timeout_s: float = 10.0
+    interval_s: float = 5.0
+
+    @property
+    def email_configured(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def port(self) -> int:
+        return self.smtp_port or SMTP_DEFAULT_PORTS[self.smtp_tls]
+
+    @property
+    def sender(self) -> str:
+        return self.smtp_from or f"licentia@{socket.getfqdn() or 'localhost'}"
+
+    def password(self) -> str:
+        if self.smtp_password_file:
+            try:
+                return Path(self.smtp_password_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read smtp_password_file: {exc.strerror}") from None
+        return os.environ.get("LICENTIA_SMTP_PASSWORD") or self.smtp_password
+
+    def validate(self) -> AlertConfig:
+        if self.smtp_tls not in SMTP_TLS_MODES:
+            raise ConfigError("alerts.smtp_tls must be 'starttls', 'tls' or 'none'")
+        if not 0 <= self.smtp_port < 65536:
+            raise ConfigError(f"alerts.smtp_port must be 1-65535 (0: by smtp_tls), got {self.smtp_port}")
+        if not 1 <= self.smtp_timeout_s <= 300:
+            raise ConfigError("alerts.smtp_timeout_s must be between 1 and 300")
+        if not 0.1 <= self.interval_s <= 3600:
+            raise ConfigError("alerts.interval_s must be between 0.1 and 3600")
+        if self.smtp_password_file:
+            self.password()
+        return self
+
+    @classmethod
+    def from_table(cls, values: dict[str, Any]) -> AlertConfig:
+        types = {f.name: type(f.default) for f in fields(cls)}
+        unknown = sorted(set(values) - set(types))
+        if unknown:
+            raise ConfigError(f"unknown [alerts] key(s): {', '.join(unknown)}")
+        for name, value in values.items():
+            expected = (int, float) if types[name] is float else types[name]
+            if not isinstance(value, expected) or isinstance(value, bool):
+                raise ConfigError(f"alerts.{name} must be a {types[name].__name__}")
+        return cls(**values).validate()
 
 
 @dataclass
@@ -32,6 +104,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     access_log: bool = False
+    alerts: AlertConfig = field(default_factory=AlertConfig)
 
     @property
     def database(self) -> Path:
@@ -61,9 +134,13 @@ class Config:
         values: dict[str, Any] = {}
         if path is not None:
             try:
-                values.update(tomllib.loads(path.read_text()).get("server", {}))
+                document = tomllib.loads(path.read_text())
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise ConfigError(f"cannot read {path}: {exc}") from None
+            values.update(document.get("server", {}))
+            if "alerts" in values:
+                raise ConfigError("alert keys go in an [alerts] table, not under [server]")
+            values["alerts"] = AlertConfig.from_table(document.get("alerts", {}))
         values.update({key: value for key, value in overrides.items() if value is not None})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

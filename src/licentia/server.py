@@ -24,6 +24,7 @@ from pathlib import Path
 import msgspec
 
 from licentia import __version__
+from licentia.alerts.service import AlertService
 from licentia.api.passwords import hash_password
 from licentia.cluster.heartbeats import HeartbeatCoalescer
 from licentia.cluster.sealing import load_or_create_peer_key, public_b64
@@ -34,7 +35,7 @@ from licentia.core.model import AdminUser
 from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
 from licentia.grants import GrantSigner
 from licentia.license_file import TrustedIssuers
-from licentia.store.journal import SqliteJournal
+from licentia.store.journal import JournalFailure, SqliteJournal
 
 log = logging.getLogger("licentia.server")
 
@@ -59,6 +60,9 @@ class LicenseServer:
         self.triad: TriadNode | None = None
         self.heartbeats = HeartbeatCoalescer(self.execute)
         self._grant_cache: dict[tuple[str, str, str], tuple[float, dict[str, object]]] = {}
+        self.alerts = AlertService(self)
+        # (command type, outcome code) -> count, for the metrics (licentia.api.metrics); see `execute`.
+        self.outcomes: dict[tuple[type, str], int] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -131,6 +135,7 @@ class LicenseServer:
             await self.install_license_file(path)
         self._tasks.append(asyncio.create_task(self._reclaim_loop()))
         self._tasks.append(asyncio.create_task(self._retention_loop()))
+        self._tasks.append(asyncio.create_task(self.alerts.run()))
         log.info(
             "License server %s started with %d license(s) and trusts %d issuer key(s).",
             self.server_id,
@@ -182,16 +187,27 @@ class LicenseServer:
         return self._last_now
 
     async def execute(self, command: Command) -> Outcome:
-        if self.triad is not None:
-            return await self.triad.submit(command)
-        now = self.now()
-        outcome = self.state.apply(command, now)
-        if outcome.changed:
-            await self.journal.append(command, now, outcome.usage)
-            self.journal.offer_snapshot(self.state)
-        else:
-            await self.journal.barrier()
+        try:
+            if self.triad is not None:
+                outcome = await self.triad.submit(command)
+            else:
+                now = self.now()
+                outcome = self.state.apply(command, now)
+                if outcome.changed:
+                    await self.journal.append(command, now, outcome.usage)
+                    self.journal.offer_snapshot(self.state)
+                else:
+                    await self.journal.barrier()
+        except (NotActive, CommitFailed, JournalFailure) as exc:
+            self.count_outcome(type(command), "not_active" if isinstance(exc, NotActive) else "unavailable")
+            raise
+        self.count_outcome(type(command), outcome.code)
         return outcome
+
+    def count_outcome(self, kind: type, code: str) -> None:
+        """One more command of this type answered with this code ("ok" or the refusal reason)."""
+        key = (kind, code)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
 
     async def read_state(self) -> LicenseState:
         """The state once everything it reflects is durable (in a triad, applied state is committed)."""

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from licentia.api import admin_api, client_api, relationship_api
+from licentia.api import admin_api, alerts_api, client_api, relationship_api
 from licentia.api.errors import JSON, error_response
+from licentia.api.metrics import ClientLatencyMiddleware, Metrics
 from licentia.api.openapi import openapi_document
 from licentia.api.routing import to_route
 from licentia.server import LicenseServer
@@ -21,7 +23,7 @@ from licentia.store.journal import JournalFailure
 
 log = logging.getLogger("licentia.api")
 
-ENDPOINTS = [*client_api.ENDPOINTS, *admin_api.ENDPOINTS, *relationship_api.ENDPOINTS]
+ENDPOINTS = [*client_api.ENDPOINTS, *admin_api.ENDPOINTS, *alerts_api.ENDPOINTS, *relationship_api.ENDPOINTS]
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
@@ -56,8 +58,15 @@ def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starl
             if manage_lifecycle:
                 await server.stop()
 
+    # /metrics and /health/* need no login (they expose no secrets); see docs/operations.md.
+    metrics = Metrics(server, client_api.ENDPOINTS)
     app = Starlette(
-        routes=[*(to_route(e) for e in ENDPOINTS), Route("/openapi.json", openapi, methods=["GET"])],
+        routes=[
+            *(to_route(e) for e in ENDPOINTS),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            *metrics.routes(),
+        ],
+        middleware=[Middleware(ClientLatencyMiddleware, histograms=metrics.latency)],
         exception_handlers={
             HTTPException: _http_error,
             JournalFailure: _journal_failure,
@@ -66,4 +75,5 @@ def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starl
         lifespan=lifespan,
     )
     app.state.server = server
+    app.state.metrics = metrics
     return app

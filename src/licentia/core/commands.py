@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from licentia.core.alert_settings import AlertSettings
 from licentia.core.model import (
     AccessRule,
     AdminUser,
@@ -109,6 +110,13 @@ class SetAccessRules(Command, tag="set_access_rules"):
     default_policy: str | None = None
 
 
+class SetAlertSettings(Command, tag="set_alert_settings"):
+    """Replace the alert recipients and thresholds (validated; `expected_version` guards lost updates)."""
+
+    settings: AlertSettings
+    expected_version: int | None = None
+
+
 class PutAdminUser(Command, tag="put_admin_user"):
     """Create a console/admin user or change its password or role (hash made at the edge)."""
 
@@ -161,6 +169,7 @@ AnyCommand = (
     | SetPrinterGroup
     | UpdateSettings
     | SetAccessRules
+    | SetAlertSettings
     | PutAdminUser
     | DeleteAdminUser
     | FormTriad

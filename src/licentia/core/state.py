@@ -16,6 +16,7 @@ import msgspec
 
 from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, matching_rule, validate_rules
+from licentia.core.alert_settings import AlertSettings, alert_settings_problem
 from licentia.core.expiring import ExpiringSet
 from licentia.core.model import (
     BLOCKED_GROUP,
@@ -73,6 +74,8 @@ class Snapshot(msgspec.Struct):
     active: ActiveRecord | None = None
     liveness: dict[str, float] = {}
     last_epoch: int = 0
+    alert_settings: AlertSettings = msgspec.field(default_factory=AlertSettings)
+    alert_settings_version: int = 1
 
 
 class LicenseState:
@@ -94,6 +97,8 @@ class LicenseState:
         self.active: ActiveRecord | None = None
         self.liveness: dict[str, float] = {}
         self.last_epoch = 0
+        self.alert_settings = AlertSettings()
+        self.alert_settings_version = 1
         self._in_use: dict[str, ExpiringSet] = {}
         self._handlers: dict[type, Callable[[Any, float], Outcome]] = {
             c.AddLicense: self._add_license,
@@ -111,6 +116,7 @@ class LicenseState:
             c.SetPrinterGroup: self._set_printer_group,
             c.UpdateSettings: self._update_settings,
             c.SetAccessRules: self._set_access_rules,
+            c.SetAlertSettings: self._set_alert_settings,
             c.PutAdminUser: self._put_user,
             c.DeleteAdminUser: self._delete_user,
             c.FormTriad: self._form_triad,
@@ -609,6 +615,22 @@ class LicenseState:
             self.settings_version += 1
         return Outcome(ok=True, data={"version": self.access_rules_version}, changed=True)
 
+    def _set_alert_settings(self, cmd: c.SetAlertSettings, now: float) -> Outcome:
+        if cmd.expected_version is not None and cmd.expected_version != self.alert_settings_version:
+            return refused(
+                "version_conflict",
+                f"alert settings are at version {self.alert_settings_version}, not {cmd.expected_version}",
+            )
+        problem = alert_settings_problem(cmd.settings)
+        if problem:
+            return refused("invalid_alert_settings", problem)
+        # A copy: the command object may be kept (journal queue, Raft log) and must not alias live state.
+        self.alert_settings = msgspec.structs.replace(
+            cmd.settings, recipients=list(cmd.settings.recipients), muted_kinds=list(cmd.settings.muted_kinds)
+        )
+        self.alert_settings_version += 1
+        return Outcome(ok=True, data={"version": self.alert_settings_version}, changed=True)
+
     def _put_user(self, cmd: c.PutAdminUser, now: float) -> Outcome:
         user = cmd.user
         if not 1 <= len(user.username) <= 64 or not user.username.isprintable():
@@ -664,6 +686,8 @@ class LicenseState:
                 active=self.active,
                 liveness=self.liveness,
                 last_epoch=self.last_epoch,
+                alert_settings=self.alert_settings,
+                alert_settings_version=self.alert_settings_version,
             )
         )
 
@@ -690,11 +714,15 @@ class LicenseState:
         state.active = snap.active
         state.liveness = dict(snap.liveness)
         state.last_epoch = snap.last_epoch
+        state.alert_settings = snap.alert_settings
+        state.alert_settings_version = snap.alert_settings_version
         state._rebuild_in_use()
         return state
 
     def license_status(self, lic: License, now: float) -> dict[str, Any]:
-        used = self.used(lic.id, now)
+        # Not `used()`: its pruning at this reader's clock would make a replica that is replaying the
+        # log (or applying entries stamped earlier) count fewer seats than the others.
+        used = self._in_use[lic.id].count_live(now)
         if now >= lic.terms.expires:
             status = "expired"
         elif now < lic.terms.not_before:

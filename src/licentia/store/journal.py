@@ -254,6 +254,15 @@ class SqliteJournal:
             record["granted"] = bool(record["granted"])
         return records
 
+    async def refusals_since(self, since: float) -> dict[str, int]:
+        """Refused print checks and checkouts at or after `since`, counted by reason (for the denial alert)."""
+        sql = (
+            "SELECT reason, COUNT(*) FROM usage WHERE at >= ? AND granted = 0 "
+            "AND kind IN ('print', 'checkout') GROUP BY reason"
+        )
+        rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, (since,))
+        return {str(reason): int(count) for reason, count in rows}
+
     def record_usage(self, rows: list[tuple[Any, ...]]) -> None:
         """Queue usage rows from another thread (a triad's Raft thread); written in order, in batches."""
         with self._usage_lock:

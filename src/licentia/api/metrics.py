@@ -1,0 +1,364 @@
+"""Prometheus metrics (`GET /metrics`) and health endpoints for load balancers (`GET /health/...`).
+
+Each server has its own `CollectorRegistry` (not prometheus-client's global
+one), so several servers can run in one process, as they do in tests.
+
+Almost everything is computed at scrape time from the server's state by
+`LicentiaCollector`; the request path pays only for two cheap things:
+
+- `LicenseServer.execute` adds one to `server.outcomes[(command type, outcome code)]`
+  (a dict increment), which the collector turns into counters;
+- `ClientLatencyMiddleware` times the client API (`/api/v1/...`, not the admin
+  API) into `LatencyHistogram`s: a `bisect` and two additions per request, no
+  lock (everything runs on the event loop's thread).
+
+Metrics and health need no login: they expose counts, timings, license ids and
+products and the relationship layout (member names, roles); never a key, a
+token, a password or who the clients are. See docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from licentia import __version__
+
+if TYPE_CHECKING:
+    from licentia.api.routing import Endpoint
+    from licentia.server import LicenseServer
+
+# Seconds; license requests usually take 1-5 ms (they wait for a durable commit).
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+ADMIN_PREFIX = "/api/v1/admin"
+API_PREFIX = "/api/v1/"
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class LatencyHistogram:
+    """A Prometheus-style histogram without locks: only the event loop's thread observes and scrapes."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out = []
+        total = 0
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
+            total += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
+        return out
+
+
+class ClientLatencyMiddleware:
+    """Times the client API's requests (`/api/v1/...` outside `/api/v1/admin`) by method and route template.
+
+    The router records the matched route in the scope (`scope["route"]`), so the
+    template is read after the call: no second matching. Requests that matched no
+    client endpoint (404, 405, auth, admin) are not recorded.
+    """
+
+    def __init__(self, app: ASGIApp, histograms: dict[tuple[str, str], LatencyHistogram]) -> None:
+        self.app = app
+        self.histograms = histograms
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if not path.startswith(API_PREFIX) or path.startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            if route is not None:
+                histogram = self.histograms.get((scope["method"], route.path))
+                if histogram is not None:
+                    histogram.observe(time.perf_counter() - started)
+
+
+def _gauge(name: str, documentation: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=list(labels))
+
+
+class LicentiaCollector(Collector):
+    """Every Licentia metric, computed from the server's state when Prometheus scrapes."""
+
+    def __init__(self, server: LicenseServer, latency: dict[tuple[str, str], LatencyHistogram]) -> None:
+        self.server = server
+        self.latency = latency
+        self._names: dict[type, str] = {}
+
+    def describe(self) -> list[Metric]:
+        return []  # metrics are only known at scrape time; do not collect at registration
+
+    def collect(self) -> Iterator[Metric]:
+        server = self.server
+        if getattr(server, "state", None) is None or not server.server_id:
+            return
+        now = server.now()
+        yield from self._server_metrics(server)
+        yield from self._license_metrics(server, now)
+        yield from self._outcome_metrics(server)
+        yield from self._latency_metrics()
+        yield from self._relationship_metrics(server, now)
+
+    # -- groups -------------------------------------------------------------------------------
+
+    def _server_metrics(self, server: LicenseServer) -> Iterator[Metric]:
+        info = _gauge(
+            "licentia_server_info", "This server: id, name and version (always 1)", ["server_id", "name", "version"]
+        )
+        info.add_metric([server.server_id, server.state.settings.server_name or "", __version__], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "licentia_server_start_time_seconds", "Unix time this server process started", value=server.started_at
+        )
+        yield GaugeMetricFamily(
+            "licentia_ready", "1 when /health/ready answers 200", value=1 if is_ready(server) else 0
+        )
+        yield GaugeMetricFamily(
+            "licentia_active",
+            "1 on the server that currently serves licenses (standalone: always; triad: the active member)",
+            value=1 if is_active(server) else 0,
+        )
+
+    def _license_metrics(self, server: LicenseServer, now: float) -> Iterator[Metric]:
+        state = server.state
+        labels = ["license_id", "product", "unit"]
+        count = _gauge("licentia_license_count", "Licensed units (seats or printers) of a license", labels)
+        used = _gauge("licentia_license_used", "Units of a license in use now", labels)
+        grace = _gauge("licentia_license_grace_days_left", "Days of over-use grace a license has left", labels)
+        expiry = _gauge("licentia_license_expiry_timestamp_seconds", "Unix time a license expires", labels)
+        status = _gauge(
+            "licentia_license_status",
+            "1 for a license's current status (ok, full, grace, exhausted, expired, not_yet_valid)",
+            [*labels, "status"],
+        )
+        for lic in state.licenses.values():
+            view = state.license_status(lic, now)
+            values = [lic.id, lic.terms.product, lic.terms.unit]
+            count.add_metric(values, lic.terms.count)
+            used.add_metric(values, view["used"])
+            grace.add_metric(values, view["grace_days_left"])
+            expiry.add_metric(values, lic.terms.expires)
+            status.add_metric([*values, view["status"]], 1)
+        yield from (count, used, grace, expiry, status)
+        yield GaugeMetricFamily(
+            "licentia_leases_active",
+            "Seat leases held now (not yet expired)",
+            value=sum(1 for lease in state.leases.values() if lease.expires_at > now),
+        )
+        yield GaugeMetricFamily(
+            "licentia_clients", "Client machines/users/applications known", value=len(state.clients)
+        )
+        yield GaugeMetricFamily("licentia_printers", "Printers known", value=len(state.printers))
+
+    def _outcome_metrics(self, server: LicenseServer) -> Iterator[Metric]:
+        commands = CounterMetricFamily(
+            "licentia_commands",
+            "Commands this server executed, by command and outcome code (ok or the refusal reason)",
+            labels=["command", "outcome"],
+        )
+        checkouts = CounterMetricFamily(
+            "licentia_checkouts", "Seat checkouts granted or denied, by reason", labels=["result", "reason"]
+        )
+        prints = CounterMetricFamily(
+            "licentia_print_checks", "Print checks granted or denied, by reason", labels=["result", "reason"]
+        )
+        for (kind, code), value in list(server.outcomes.items()):
+            name = self._names.get(kind)
+            if name is None:
+                name = self._names[kind] = _snake(kind.__name__)
+            commands.add_metric([name, code], value)
+            if name in ("checkout", "print_check"):
+                target = checkouts if name == "checkout" else prints
+                target.add_metric(["granted" if code == "ok" else "denied", code], value)
+        yield from (commands, checkouts, prints)
+
+    def _latency_metrics(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(
+            "licentia_request_duration_seconds",
+            "Time to answer client API requests, by method and route",
+            labels=["method", "route"],
+        )
+        for (method, route), histogram in self.latency.items():
+            family.add_metric([method, route], histogram.cumulative(), histogram.sum)
+        yield family
+
+    def _relationship_metrics(self, server: LicenseServer, now: float) -> Iterator[Metric]:
+        info = _gauge(
+            "licentia_relationship_info",
+            "This server's place: type standalone or triad, triad name, member name and role (always 1)",
+            ["type", "triad", "member", "role"],
+        )
+        triad = server.triad
+        if triad is None:
+            info.add_metric(["standalone", "", server.server_id, "standalone"], 1)
+            yield info
+            return
+        status = triad.status()
+        me = status["me"]
+        info.add_metric(["triad", status["name"], me, status["my_role"]], 1)
+        yield info
+        member_active = _gauge(
+            "licentia_triad_member_active", "1 for the member this server sees as active", ["member", "role"]
+        )
+        reachable = _gauge(
+            "licentia_triad_peer_reachable", "1 when this member is connected to the peer over Raft", ["peer", "role"]
+        )
+        replication = _gauge(
+            "licentia_triad_replication_lag_entries",
+            "On the Raft leader: committed log entries a peer has not got yet",
+            ["peer", "role"],
+        )
+        peers_up = 0
+        for member in status["members"]:
+            member_active.add_metric([member["name"], member["role"]], 1 if member["active"] else 0)
+            if member["name"] == me:
+                continue
+            reachable.add_metric([member["name"], member["role"]], 1 if member["reachable"] else 0)
+            peers_up += bool(member["reachable"])
+            if member["log_behind"] is not None:
+                replication.add_metric([member["name"], member["role"]], member["log_behind"])
+        yield from (member_active, reachable, replication)
+        yield GaugeMetricFamily("licentia_triad_peers_reachable", "Peers this member reaches over Raft", value=peers_up)
+        yield GaugeMetricFamily(
+            "licentia_triad_has_quorum", "1 when this member reaches a majority", value=int(status["has_quorum"])
+        )
+        raft = triad._raft_status()
+        yield GaugeMetricFamily(
+            "licentia_triad_raft_leader",
+            "1 when this member is the Raft leader",
+            value=int(any(m["raft_leader"] for m in status["members"] if m["name"] == me)),
+        )
+        yield GaugeMetricFamily("licentia_triad_epoch", "Epoch of the active record", value=status["epoch"])
+        for key, name, doc in (
+            ("commit_idx", "licentia_triad_commit_index", "Raft commit index known to this member"),
+            ("last_applied", "licentia_triad_applied_index", "Raft log entries applied to this member's state"),
+        ):
+            if isinstance(raft.get(key), int):
+                yield GaugeMetricFamily(name, doc, value=raft[key])
+        lag = sync_lag(raft)
+        if lag is not None:
+            yield GaugeMetricFamily(
+                "licentia_triad_sync_lag_entries",
+                "Entries the leader has committed that this member has not applied yet",
+                value=lag,
+            )
+        active = server.state.active
+        if active is not None:
+            yield GaugeMetricFamily(
+                "licentia_triad_last_sync_timestamp_seconds",
+                "Unix time of the newest active-record renewal applied here (renewed several times a second)",
+                value=active.until - triad.config.active_ttl_s,
+            )
+        failovers = CounterMetricFamily(
+            "licentia_triad_failovers", "Changes of the active member this member saw since it started"
+        )
+        failovers.add_metric([], triad.failovers)
+        yield failovers
+
+
+def sync_lag(raft: dict[str, Any]) -> int | None:
+    """Committed entries not applied here yet, from pysyncobj's status; None when no leader is known."""
+    applied, committed = raft.get("last_applied"), raft.get("leader_commit_idx")
+    if raft.get("leader") is None or not isinstance(applied, int) or not isinstance(committed, int):
+        return None
+    return max(0, committed - applied)
+
+
+# -- health ------------------------------------------------------------------------------------
+
+
+def is_ready(server: LicenseServer) -> bool:
+    """State loaded and durable storage working; in a triad also a quorum, a known leader and caught up."""
+    if getattr(server, "state", None) is None or not server.started_at:
+        return False
+    triad = server.triad
+    if triad is None:
+        return server.journal.failure is None
+    if triad.syncobj is None:
+        return False
+    raft = triad._raft_status()
+    return bool(raft.get("has_quorum")) and sync_lag(raft) == 0
+
+
+def is_active(server: LicenseServer) -> bool:
+    """Does this server grant licenses now? Standalone: yes; in a triad: only the active member."""
+    if getattr(server, "state", None) is None:
+        return False
+    triad = server.triad
+    return True if triad is None else triad.is_serving()
+
+
+def _status(ok: bool) -> Response:
+    return Response(b"ok\n" if ok else b"unavailable\n", 200 if ok else 503, media_type="text/plain")
+
+
+async def health_live(request: Request) -> Response:
+    return Response(b"ok\n", 200, media_type="text/plain")
+
+
+async def health_ready(request: Request) -> Response:
+    return _status(is_ready(request.app.state.server))
+
+
+async def health_active(request: Request) -> Response:
+    return _status(is_active(request.app.state.server))
+
+
+# -- wiring ------------------------------------------------------------------------------------
+
+
+class Metrics:
+    """One server's registry, latency histograms and the routes that expose them."""
+
+    def __init__(self, server: LicenseServer, client_endpoints: Iterable[Endpoint]) -> None:
+        self.server = server
+        self.latency = {(e.method, e.path): LatencyHistogram() for e in client_endpoints}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(LicentiaCollector(server, self.latency))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    async def endpoint(self, request: Request) -> Response:
+        # Runs on the event loop's thread, like every change of the state it reads.
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(self.registry), media_type=content_type)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/metrics", self.endpoint, methods=["GET"], name="metrics"),
+            Route("/health/live", health_live, methods=["GET"], name="health_live"),
+            Route("/health/ready", health_ready, methods=["GET"], name="health_ready"),
+            Route("/health/active", health_active, methods=["GET"], name="health_active"),
+        ]
