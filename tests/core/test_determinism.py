@@ -139,3 +139,19 @@ def test_snapshot_then_remaining_commands_equals_applying_all(script, split):
     end = script[-1][1]
     for license_id in whole.licenses:
         assert resumed.used(license_id, end) == whole.used(license_id, end)
+
+
+def test_a_change_stamped_before_the_last_one_is_applied_at_the_last_ones_time():
+    from licentia.core.commands import AddLicense, Checkout
+    from licentia.core.model import ClientInfo, LicenseTerms
+
+    state = LicenseState()
+    terms = LicenseTerms(license_id="S", product="CAD", edition="e", customer="c", unit="seats", count=1,
+                         not_before=0.0, expires=10_000.0)
+    state.apply(AddLicense(terms=terms, key_id="k", signature="s"), 1.0)
+    state.apply(Checkout(request_id="r1", lease_id="l1", product="CAD", client=ClientInfo(), ttl_s=10.0), 100.0)
+    late = state.apply(Checkout(request_id="r2", lease_id="l2", product="CAD", client=ClientInfo()), 50.0)
+    assert late.code == "limit_exceeded"
+    assert state.time_floor == 100.0
+    restored = LicenseState.from_snapshot(state.snapshot())
+    assert restored.time_floor == 100.0 and restored.snapshot_bytes() == state.snapshot_bytes()

@@ -74,6 +74,7 @@ class Snapshot(msgspec.Struct):
     active: ActiveRecord | None = None
     liveness: dict[str, float] = {}
     last_epoch: int = 0
+    time_floor: float = 0.0
     alert_settings: AlertSettings = msgspec.field(default_factory=AlertSettings)
     alert_settings_version: int = 1
 
@@ -97,6 +98,7 @@ class LicenseState:
         self.active: ActiveRecord | None = None
         self.liveness: dict[str, float] = {}
         self.last_epoch = 0
+        self.time_floor = 0.0
         self.alert_settings = AlertSettings()
         self.alert_settings_version = 1
         self._in_use: dict[str, ExpiringSet] = {}
@@ -126,6 +128,16 @@ class LicenseState:
         }
 
     def apply(self, command: c.Command, now: float) -> Outcome:
+        """Apply `command` at `now`. Time never runs backwards inside the state: a command stamped
+        earlier than the last applied change (another member's clock after a failover) is applied
+        at that change's time, so every replica, live or rebuilt from a snapshot, counts alike."""
+        now = max(now, self.time_floor)
+        outcome = self._apply(command, now)
+        if outcome.changed:
+            self.time_floor = now
+        return outcome
+
+    def _apply(self, command: c.Command, now: float) -> Outcome:
         if self.triad is not None and not isinstance(command, c.UNFENCED):
             active = self.active
             if active is None or active.until <= now:
@@ -686,6 +698,7 @@ class LicenseState:
                 active=self.active,
                 liveness=self.liveness,
                 last_epoch=self.last_epoch,
+                time_floor=self.time_floor,
                 alert_settings=self.alert_settings,
                 alert_settings_version=self.alert_settings_version,
             )
@@ -714,6 +727,7 @@ class LicenseState:
         state.active = snap.active
         state.liveness = dict(snap.liveness)
         state.last_epoch = snap.last_epoch
+        state.time_floor = snap.time_floor
         state.alert_settings = snap.alert_settings
         state.alert_settings_version = snap.alert_settings_version
         state._rebuild_in_use()
