@@ -165,6 +165,7 @@ class FailoverClient:
         self.sent: list[float] = []
         self.answered: list[float] = []
         self.served_by: list[int] = []
+        self.failures: list[float] = []  # when each 503, fenced 409, timeout or connection error came back
         self.attempts: Counter[str] = Counter()
         self.leases_lost = 0  # a heartbeat said the client's own lease was gone
         self.stopping = False
@@ -210,13 +211,16 @@ class FailoverClient:
                     continue
             elif status == 503:
                 self.attempts["unavailable"] += 1
+                self.failures.append(answered)
             elif status == 409 and code == "not_active":
                 self.attempts["fenced_409"] += 1
+                self.failures.append(answered)
             elif status is not None:
                 self.attempts[f"http_{status}"] += 1
                 return status, answer
             else:
                 self.failed_at[url] = answered
+                self.failures.append(answered)
             self.current = (self.current + 1) % len(self.urls)
             misses += 1
             if misses % len(self.urls) == 0:
@@ -248,6 +252,10 @@ class FailoverClient:
                         lease = None
                 await asyncio.sleep(self.pause_s)
 
+    def last_failure_between(self, start: float, end: float) -> float | None:
+        at = bisect.bisect_right(self.failures, end)
+        return self.failures[at - 1] if at and self.failures[at - 1] >= start else None
+
     def first_success_after(self, moment: float) -> tuple[float, int] | None:
         """(answered, member index) of the first successful request sent at or after `moment`."""
         at = bisect.bisect_left(self.sent, moment)
@@ -266,12 +274,16 @@ class Trial:
     signalled_member: str = ""
     gap_s: float | None = None  # signal -> every client served again (the slowest client)
     first_client_gap_s: float | None = None  # signal -> the first client served again
+    # signal -> the last failed request of any client within `--observe` s after all were served again
+    # (a later blip, e.g. Raft leadership moving to the new active member, shows here, not in gap_s)
+    disrupted_s: float | None = None
     client_gaps_s: list[float | None] = field(default_factory=list)
     new_active: str | None = None
     seats_held: int = 0
     seats_listed: int = 0
     seats_renewed: int = 0
     seats_lost: int = 0
+    verify_retries: int = 0  # 503s answered to the heartbeat on the held seats before it succeeded
     server_reported_active_at_s: float | None = None  # when a member first said it served, after the signal
     recovery_s: float | None = None  # restart/SIGCONT -> the primary active again
     failback_gap_s: float | None = None  # primary active again -> every client served again
@@ -321,8 +333,8 @@ class FailoverBench:
                 return await response.json()
         raise RuntimeError(f"cannot log in to {role}")
 
-    async def serving_member(self) -> str | None:
-        """The member that says it serves now (asks every live one, in parallel, with a short timeout)."""
+    async def serving_member(self, skip: str | None = None) -> str | None:
+        """The member that says it serves now (asks every live one but `skip`, in parallel, briefly)."""
         assert self.http is not None
 
         async def ask(role: str) -> str | None:
@@ -337,7 +349,7 @@ class FailoverBench:
                 return None
             return role if (info.get("relationship") or {}).get("serving") else None
 
-        found = [role for role in await asyncio.gather(*(ask(role) for role in ROLES)) if role]
+        found = [role for role in await asyncio.gather(*(ask(role) for role in ROLES if role != skip)) if role]
         return found[0] if found else None
 
     async def wait_primary(self, timeout: float) -> None:
@@ -372,24 +384,26 @@ class FailoverBench:
             await asyncio.sleep(0.01)
 
     async def take_seats(self, role: str, count: int) -> list[str]:
+        """`count` leases checked out through `role`, concurrently; a 503 is retried with the same request_id."""
         assert self.http is not None
         url = self.cluster.servers[role].url
         identity = {"host": "failover-holder", "user": "holder", "application": "licentia-bench", "version": "1"}
-        leases = []
-        for _ in range(count):
+
+        async def one() -> str:
             body = {"product": SEAT_PRODUCT, "client": identity, "request_id": uuid.uuid4().hex}
             for attempt in range(50):
                 async with self.http.post(f"{url}/api/v1/leases", json=body) as response:
                     if response.status in (200, 201):
-                        leases.append((await response.json())["lease_id"])
-                        break
+                        return str((await response.json())["lease_id"])
                     text = await response.text()
-                # 503: the commit failed (e.g. Raft leadership moving to the active member); same request_id again.
+                # 503: the commit failed (e.g. Raft leadership still moving to the active member).
                 if response.status != 503 or attempt == 49:
                     raise RuntimeError(f"holding a seat on {role} failed: {response.status} {text}")
                 self.hold_retries += 1
                 await asyncio.sleep(0.05)
-        return leases
+            raise AssertionError("unreachable")
+
+        return list(await asyncio.gather(*(one() for _ in range(count))))
 
     # -- one trial ---------------------------------------------------------------------------
 
@@ -416,10 +430,14 @@ class FailoverBench:
         try:
             watcher = asyncio.create_task(self.watch_active(signalled, exclude=active))
             firsts = await self.wait_clients_served(signalled, args.gap_timeout)
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                reported = await watcher
-            result.server_reported_active_at_s = rounded(reported)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(watcher), 1.0)
+            if watcher.done():
+                result.server_reported_active_at_s = rounded(watcher.result())
+            else:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             gaps = [None if first is None else first[0] - signalled for first in firsts]
             result.client_gaps_s = [rounded(gap) for gap in gaps]
             known = [gap for gap in gaps if gap is not None]
@@ -429,6 +447,12 @@ class FailoverBench:
             else:
                 result.error = f"{len(gaps) - len(known)} client(s) not served within {args.gap_timeout}s"
             served = [first for first in firsts if first is not None]
+            if result.gap_s is not None:
+                window_end = signalled + result.gap_s + args.observe
+                await asyncio.sleep(max(0.0, window_end - time.perf_counter()))
+                lasts = [c.last_failure_between(signalled, window_end) for c in self.clients]
+                last = max((moment for moment in lasts if moment is not None), default=signalled)
+                result.disrupted_s = rounded(max(result.gap_s, last - signalled))
             new_active = ROLES[min(served)[1]] if served else await self.serving_member()
             result.new_active = new_active
             if new_active is not None and new_active != active:
@@ -451,16 +475,17 @@ class FailoverBench:
         if all(firsts):
             result.failback_gap_s = rounded(max(first[0] for first in firsts if first) - back)
         log(f"  {kind} #{number}: gap {result.gap_s}s (first client {result.first_client_gap_s}s, a member served "
-            f"after {result.server_reported_active_at_s}s), new active {result.new_active}, seats lost "
-            f"{result.seats_lost}/{result.seats_held}, primary back in {result.recovery_s}s"
+            f"after {result.server_reported_active_at_s}s, last failure {result.disrupted_s}s), new active "
+            f"{result.new_active}, seats lost {result.seats_lost}/{result.seats_held} (heartbeat retries "
+            f"{result.verify_retries}), primary back in {result.recovery_s}s, failback gap {result.failback_gap_s}s"
             + (f", ERROR {result.error}" if result.error else ""))
         return result
 
     async def watch_active(self, since: float, exclude: str) -> float | None:
         """Seconds from `since` until a member other than `exclude` says it serves."""
         while True:
-            member = await self.serving_member()
-            if member is not None and member != exclude:
+            member = await self.serving_member(skip=exclude)
+            if member is not None:
                 return time.perf_counter() - since
             await asyncio.sleep(0.02)
 
@@ -470,11 +495,21 @@ class FailoverBench:
         listed = {lease["lease_id"] for lease in (await self.admin_get(role, "/api/v1/admin/leases"))["leases"]}
         result.seats_listed = sum(lease in listed for lease in held)
         url = self.cluster.servers[role].url
-        async with self.http.post(f"{url}/api/v1/leases/heartbeat", json={"lease_ids": held}) as response:
-            answer = await response.json()
-            renewed = answer.get("renewed", {}) if response.status == 200 else {}
-        if response.status != 200:
-            log(f"  heartbeat on the held seats answered {response.status}: {answer}")
+        renewed: dict[str, float] = {}
+        deadline = time.perf_counter() + 5.0
+        while True:
+            async with self.http.post(f"{url}/api/v1/leases/heartbeat", json={"lease_ids": held}) as response:
+                answer = await response.json()
+            if response.status == 200:
+                renewed = answer.get("renewed", {})
+                break
+            # A 503 right after a failover: the commit found no Raft leader (leadership moving to the
+            # new active member). A client would retry; so does this check, and counts it.
+            result.verify_retries += 1
+            if response.status != 503 or time.perf_counter() > deadline:
+                log(f"  heartbeat on the held seats answered {response.status}: {answer}")
+                break
+            await asyncio.sleep(0.05)
         result.seats_renewed = sum(lease in renewed for lease in held)
         result.seats_lost = sum(lease not in listed or lease not in renewed for lease in held)
         # Give the seats back so the license does not fill over many trials.
@@ -519,6 +554,9 @@ def failover_summary(trials: list[Trial], kind: str) -> dict[str, Any]:
         "gap_max_s": rounded(max(gaps)) if gaps else None,
         "gap_min_s": rounded(min(gaps)) if gaps else None,
         "first_client_gap_p50_s": rounded(percentile(firsts, 0.50)),
+        "disrupted_p50_s": rounded(percentile([t.disrupted_s for t in mine if t.disrupted_s is not None], 0.50)),
+        "disrupted_p99_s": rounded(percentile([t.disrupted_s for t in mine if t.disrupted_s is not None], 0.99)),
+        "verify_retries": sum(t.verify_retries for t in mine),
         "server_active_p50_s": rounded(percentile(reported, 0.50)),
         "server_active_p99_s": rounded(percentile(reported, 0.99)),
         "seats_lost": sum(t.seats_lost for t in mine),
@@ -534,9 +572,12 @@ def failover_summary(trials: list[Trial], kind: str) -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Licentia triad benchmark: throughput vs standalone, failover gap.")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients in the throughput phases (16)")
-    parser.add_argument("--duration", type=float, default=None, help="measured seconds per throughput phase (15)")
-    parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds per throughput phase (3)")
-    parser.add_argument("--trials", type=int, default=None, help="failover trials of each kind, kill and hang (12)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="measured seconds per throughput phase (15; --quick 2)")
+    parser.add_argument("--warmup", type=float, default=None,
+                        help="warm-up seconds per throughput phase (3; --quick 0.5)")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="failover trials of each kind, kill and hang (12; --quick 2)")
     parser.add_argument("--quick", action="store_true", help="a tiny run for a CI smoke test (< 60 s)")
     parser.add_argument("--seats", type=int, default=20, help="leases held across each failover (20)")
     parser.add_argument("--failover-clients", type=int, default=3, help="clients looping during failover (3)")
@@ -547,6 +588,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="pause after a round of all members failed (0.05)")
     parser.add_argument("--client-avoid", type=float, default=0.5,
                         help="do not follow a 307 to a member that failed this many seconds ago (0.5)")
+    parser.add_argument("--observe", type=float, default=None,
+                        help="after every client is served again, watch this long for more failures (1.0; --quick 0.5)")
     parser.add_argument("--gap-timeout", type=float, default=20.0,
                         help="a trial fails if a client is not served within this many seconds (20)")
     parser.add_argument("--active-ttl", type=float, default=0.8, help="the triad's active_ttl_s (0.8, the default)")
@@ -557,9 +600,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directories and logs")
     args = parser.parse_args(argv)
     if args.duration is None:
-        args.duration = 3.0 if args.quick else 15.0
+        args.duration = 2.0 if args.quick else 15.0
     if args.warmup is None:
-        args.warmup = 1.0 if args.quick else 3.0
+        args.warmup = 0.5 if args.quick else 3.0
+    if args.observe is None:
+        args.observe = 0.5 if args.quick else 1.0
     if args.trials is None:
         args.trials = 2 if args.quick else 12
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0 or args.trials < 0:
@@ -621,10 +666,12 @@ def main(argv: list[str] | None = None) -> int:
 
         trials: list[Trial] = []
         clients: list[FailoverClient] = []
+        hold_retries = 0
         if not args.skip_failover and args.trials:
             bench = FailoverBench(args, cluster)
             clients = bench.clients
             trials = run_event_loop(bench.run())
+            hold_retries = bench.hold_retries
 
         kill, hang = failover_summary(trials, "kill"), failover_summary(trials, "hang")
         ratio = triad["ops_per_s"] / solo["ops_per_s"] if triad and solo and solo["ops_per_s"] else None
@@ -643,10 +690,20 @@ def main(argv: list[str] | None = None) -> int:
             "failover_hang_p99_s": hang["gap_p99_s"],
             "seats_lost": seats_lost,
             "seats_held_per_trial": args.seats,
+            # CPU time per op: the standalone server; the three triad members together.
+            "standalone_cpu_us_per_op": (solo.get("cpu") or {}).get("server_cpu_us_per_op"),
+            "triad_cpu_us_per_op": round(
+                sum(members_cpu.get(f"{role}_pct", 0.0) for role in ROLES) * 1e4 / triad["ops_per_s"], 1
+            ) if triad.get("ops_per_s") and members_cpu else None,
             "trials": args.trials,
             "failed_trials": kill["failed_trials"] + hang["failed_trials"],
             "concurrency": args.concurrency,
             "duration_s": args.duration,
+            # Other work on the host took more than a tenth of a core during a measured phase.
+            "noisy": any((cpu.get("other_pct") or 0) > 10 or (cpu.get("steal_pct") or 0) > 10
+                         for cpu in (solo.get("cpu") or {}, members_cpu)),
+            "other_cpu_pct": {"standalone": (solo.get("cpu") or {}).get("other_pct"),
+                              "triad": members_cpu.get("other_pct")},
             "target_met": {
                 "ratio_ge_0.4": ratio is not None and ratio >= 0.4,
                 "kill_p99_lt_1.5s": kill["gap_p99_s"] is not None and kill["gap_p99_s"] < 1.5,
@@ -664,6 +721,7 @@ def main(argv: list[str] | None = None) -> int:
                 "client_timeout_s": args.client_timeout,
                 "client_attempts": dict(sum((c.attempts for c in clients), Counter())),
                 "client_leases_lost": sum(c.leases_lost for c in clients),
+                "held_seat_retries": hold_retries,
                 "trials": [asdict(t) for t in trials],
             },
             "active_ttl_s": args.active_ttl,

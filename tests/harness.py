@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -63,24 +64,29 @@ class Issuer:
 class ServerProcess:
     """`licentia serve` in a child process, on its own port and data directory."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, extra_args: list[str] | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, extra_args: list[str] | None = None,
+                 host: str = "127.0.0.1", wrapper: list[str] | None = None) -> None:
+        """`host` is the address to listen on; `wrapper` prefixes the command (e.g. `ip netns exec NS`)."""
         self.data_dir = data_dir
         self.port = port or free_port()
         self.extra_args = extra_args or []
+        self.host = host
+        self.wrapper = wrapper or []
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "LICENTIA_ADMIN_PASSWORD": ADMIN_PASSWORD}
         log = self.log_path.open("ab")
+        host_args = ["--host", self.host] if self.host != "127.0.0.1" else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "licentia", "serve", "--data", str(self.data_dir),
-             "--port", str(self.port), "--log-level", "warning", *self.extra_args],
+            [*self.wrapper, sys.executable, "-m", "licentia", "serve", "--data", str(self.data_dir),
+             "--port", str(self.port), "--log-level", "warning", *host_args, *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
         log.close()
@@ -126,7 +132,8 @@ class TriadCluster:
     """Three `licentia serve` processes joined in a triad through the setup API of the first one."""
 
     def __init__(self, base_dir: Path, issuer: Issuer | None = None, name: str = "T1",
-                 active_ttl_s: float = 0.8) -> None:
+                 active_ttl_s: float = 0.8, netns: NetnsLab | None = None) -> None:
+        """With `netns`, each member runs in its own network namespace of that lab, on the lab's address."""
         self.name = name
         self.active_ttl_s = active_ttl_s
         self.servers: dict[str, ServerProcess] = {}
@@ -135,13 +142,17 @@ class TriadCluster:
             data_dir = base_dir / role
             if issuer is not None:
                 issuer.trust_in(data_dir)
-            self.servers[role] = ServerProcess(data_dir)
-            self.raft_ports[role] = free_port()
+            if netns is None:
+                self.servers[role] = ServerProcess(data_dir)
+            else:
+                self.servers[role] = ServerProcess(data_dir, port=8470, host=netns.ip(role),
+                                                   wrapper=netns.wrapper(role))
+            self.raft_ports[role] = free_port() if netns is None else 9470
 
     def member_specs(self) -> list[dict[str, Any]]:
         return [
             {"name": role, "role": role, "api_url": server.url,
-             "raft_address": f"127.0.0.1:{self.raft_ports[role]}"}
+             "raft_address": f"{server.host}:{self.raft_ports[role]}"}
             for role, server in self.servers.items()
         ]
 
@@ -191,3 +202,92 @@ class TriadCluster:
                 with contextlib.suppress(ProcessLookupError):
                     server.process.send_signal(signal.SIGCONT)
             server.kill()
+
+
+class NetnsUnavailable(RuntimeError):
+    """Network namespaces cannot be created here (no privileges or no `ip` tool)."""
+
+
+class NetnsLab:
+    """One network namespace per triad member, joined by a bridge the test process also sits on.
+
+    Member `role` listens on `ip(role)`; `cut(a, b)` drops the link between two
+    members only (a blackhole route in each of the two namespaces), `heal(a, b)`
+    restores it. `close()` removes every namespace and the bridge.
+    """
+
+    def __init__(self, roles: tuple[str, ...] = ROLES) -> None:
+        if shutil.which("ip") is None:
+            raise NetnsUnavailable("the `ip` tool (iproute2) is not installed")
+        self.tag = os.urandom(3).hex()
+        self.bridge = f"lcb{self.tag}"
+        self.roles = roles
+        self.namespaces: dict[str, str] = {}
+        self._bridge_made = False
+        self.subnet = self._free_subnet()
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _free_subnet() -> str:
+        routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+        for _ in range(100):
+            subnet = f"10.213.{int.from_bytes(os.urandom(1), 'big') % 250 + 1}"
+            if f"{subnet}." not in routes:
+                return subnet
+        raise RuntimeError("no free 10.213.x.0/24 subnet for the namespace lab")
+
+    @staticmethod
+    def _run(*args: str) -> None:
+        result = subprocess.run(list(args), capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed: {result.stderr.strip()}")
+
+    def _build(self) -> None:
+        for role in self.roles:
+            ns = f"lc{self.tag}{role[0]}"
+            made = subprocess.run(["ip", "netns", "add", ns], capture_output=True, text=True)
+            if made.returncode != 0:
+                raise NetnsUnavailable(f"`ip netns add {ns}` failed: {made.stderr.strip()}")
+            self.namespaces[role] = ns
+        run = self._run
+        run("ip", "link", "add", self.bridge, "type", "bridge")
+        self._bridge_made = True
+        run("ip", "addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
+        run("ip", "link", "set", self.bridge, "up")
+        for role, ns in self.namespaces.items():
+            outside, inside = f"{ns}0", f"{ns}1"
+            run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
+            run("ip", "link", "set", inside, "netns", ns)
+            run("ip", "link", "set", outside, "master", self.bridge)
+            run("ip", "link", "set", outside, "up")
+            run("ip", "netns", "exec", ns, "ip", "addr", "add", f"{self.ip(role)}/24", "dev", inside)
+            run("ip", "netns", "exec", ns, "ip", "link", "set", inside, "up")
+            run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+
+    def ip(self, role: str) -> str:
+        return f"{self.subnet}.{self.roles.index(role) + 2}"
+
+    def wrapper(self, role: str) -> list[str]:
+        return ["ip", "netns", "exec", self.namespaces[role]]
+
+    def cut(self, a: str, b: str) -> None:
+        """Only `a` and `b` stop reaching each other; both still reach everyone else."""
+        self._run(*self.wrapper(a), "ip", "route", "add", "blackhole", f"{self.ip(b)}/32")
+        self._run(*self.wrapper(b), "ip", "route", "add", "blackhole", f"{self.ip(a)}/32")
+
+    def heal(self, a: str, b: str) -> None:
+        self._run(*self.wrapper(a), "ip", "route", "del", "blackhole", f"{self.ip(b)}/32")
+        self._run(*self.wrapper(b), "ip", "route", "del", "blackhole", f"{self.ip(a)}/32")
+
+    def close(self) -> None:
+        """Remove the namespaces (their veth ends go with them) and the bridge; never raises."""
+        for ns in self.namespaces.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.namespaces.clear()
+        if self._bridge_made:
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+            self._bridge_made = False

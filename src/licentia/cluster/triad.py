@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("licentia.triad")
 
 COMMIT_TIMEOUT_S = 2.0
+NOT_SENT_RETRY_S = 0.02
 
 
 class NotActive(Exception):
@@ -47,6 +48,14 @@ class NotActive(Exception):
 
 class CommitFailed(Exception):
     """The command could not be committed to the triad's log (no quorum, or leadership changed)."""
+
+
+class _NotSent(Exception):
+    """pysyncobj refused the command before it reached any log (no leader known): safe to send again."""
+
+    def __init__(self, reason: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class TriadConfig(msgspec.Struct):
@@ -74,6 +83,7 @@ class RoleView:
     active: str | None = None
     epoch: int = 0
     raft_leader: str | None = None
+    last_active: str | None = None  # the last member seen active, across gaps with none active
 
 
 class ReplicatedLicenseLog(SyncObjConsumer):
@@ -102,12 +112,15 @@ class TriadNode:
         self._loop_thread = 0
         self._transfer_to: str | None = None
         self._transfer_requested_at = 0.0
+        self._transfer_backoff_s = 1.0
         self.log = ReplicatedLicenseLog(self)
         self.syncobj: SyncObj | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._view = RoleView()
         self.failovers = 0
+        self._leader_seen: str | None = None
+        self._leader_seen_since = 0.0
 
     # -- replication (Raft thread) --------------------------------------------------------------
 
@@ -144,8 +157,15 @@ class TriadNode:
         if outcome.ok and isinstance(command, ClaimActive):
             self._observe()
         if outcome.ok and isinstance(command, DissolveTriad) and self._loop is not None:
-            self._loop.create_task(self.server.leave_triad())
+            # Leave only after a while: a leader that stopped replicating at once could leave a
+            # follower that never learns the dissolve was committed, stranded in the triad.
+            loop = self._loop
+            loop.call_later(self.leave_delay(), lambda: loop.create_task(self.server.leave_triad()))
         return outcome
+
+    def leave_delay(self) -> float:
+        """Long enough for every member to learn a commit, even through a new election."""
+        return max(1.0, 2 * self.config.active_ttl_s)
 
     def snapshot_bytes(self) -> bytes:
         return self.server.state.snapshot_bytes()
@@ -168,6 +188,7 @@ class TriadNode:
             raftMinTimeout=max(0.2, 0.25 * ttl),
             raftMaxTimeout=max(0.4, 0.5 * ttl),
             appendEntriesPeriod=0.04,
+            appendEntriesUseBatch=False,
             connectionTimeout=max(0.6, 0.75 * ttl),
             connectionRetryTime=0.2,
             leaderFallbackTimeout=max(0.6, 0.75 * ttl),
@@ -204,6 +225,10 @@ class TriadNode:
         active = state.active
         now = self.server.now()
         if active is not None and active.member == self.config.me and now < active.until - self.margin():
+            if not self._has_quorum():
+                # Alone, a command could not commit now, yet it would stay in this member's Raft log
+                # and be granted later, after the client was told 503: refuse before proposing.
+                raise NotActive(f"this member of triad {self.config.name} reaches no other member", None)
             return active.epoch
         if active is not None and active.member != self.config.me and active.until > now:
             member = state.triad.member(active.member) if state.triad else None
@@ -211,6 +236,18 @@ class TriadNode:
                 f"{active.member} is the active server of triad {self.config.name}", member.api_url if member else None
             )
         raise NotActive(f"no member of triad {self.config.name} is active right now", None)
+
+    def _has_quorum(self) -> bool:
+        """Whether pysyncobj is connected to a majority (read across threads; retried if it changed meanwhile)."""
+        for _ in range(5):
+            syncobj = self.syncobj
+            if syncobj is None:
+                return False
+            try:
+                return bool(syncobj.hasQuorum)
+            except RuntimeError:
+                continue
+        return True
 
     def is_serving(self) -> bool:
         try:
@@ -231,6 +268,23 @@ class TriadNode:
         return outcome
 
     async def propose(self, command: Command, timeout: float = COMMIT_TIMEOUT_S) -> Outcome:
+        """Commit `command` through Raft and return its outcome.
+
+        While no leader is known (an election, or a leadership transfer this member asked for)
+        pysyncobj refuses the command without sending it anywhere, so it is retried until
+        `timeout`: a client of the active member does not see a 503 for a moment's election.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                return await self._propose_once(command, max(0.0, deadline - loop.time()))
+            except _NotSent as exc:
+                if loop.time() + NOT_SENT_RETRY_S >= deadline:
+                    raise CommitFailed(f"the triad could not commit the command (reason {exc.reason})") from None
+                await asyncio.sleep(NOT_SENT_RETRY_S)
+
+    async def _propose_once(self, command: Command, timeout: float) -> Outcome:
         syncobj = self.syncobj
         if syncobj is None:
             raise CommitFailed("this member is not replicating")
@@ -242,6 +296,8 @@ class TriadNode:
                 return
             if error == FAIL_REASON.SUCCESS:
                 future.set_result(result)
+            elif error in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER):
+                future.set_exception(_NotSent(error))
             else:
                 future.set_exception(CommitFailed(f"the triad could not commit the command (reason {error})"))
 
@@ -269,7 +325,9 @@ class TriadNode:
 
     def caught_up(self) -> bool:
         status = self._raft_status()
-        if not status or status.get("leader") is None:
+        # pysyncobj knows the leader before it knows the leader's commit index (e.g. just after a
+        # restart, or a new leader that has not committed in its term yet): not caught up then.
+        if not status or status.get("leader") is None or status.get("leader_commit_idx") is None:
             return False
         return status["last_applied"] >= status["leader_commit_idx"]
 
@@ -288,24 +346,50 @@ class TriadNode:
     async def _run_once(self, me: TriadMember) -> None:
         self._observe()
         self._align_raft_leader()
-        if me.role == "tertiary" or not self.caught_up():
-            return
         state = self.server.state
         now = self.server.now()
         active = state.active
+        # Renewing the record this member holds needs no catch-up: under load the leader nearly always
+        # has a committed entry whose apply waits for this very loop, and skipping renewals for that
+        # let the record run into its margin (503s) on a healthy active member.
+        renewing = active is not None and active.member == me.name and active.until > now
+        leader_settled = self._leader_stable_for(now) >= self.takeover_settle_s()
+        if me.role == "tertiary" or not (renewing or self.caught_up()):
+            return
         if me.role == "secondary":
             primary = state.triad.by_role("primary").name if state.triad else ""
             held_by_me = active is not None and active.member == me.name and active.until > now
             if not held_by_me and (
-                (active is not None and active.until > now) or state.liveness.get(primary, 0.0) > now
+                (active is not None and active.until > now)
+                or state.liveness.get(primary, 0.0) > now
+                or not leader_settled
             ):
                 return
+        # Not waiting longer than half a record's life: a claim lost in an election is retried at once,
+        # so an alive primary renews well within the secondary's takeover_settle_s of a settled leader.
         outcome = await self.propose(
-            ClaimActive(member=me.name, ttl_s=self.config.active_ttl_s), timeout=self.config.active_ttl_s
+            ClaimActive(member=me.name, ttl_s=self.config.active_ttl_s), timeout=0.5 * self.config.active_ttl_s
         )
         if not outcome.ok:
             log.debug("Triad %s: claim refused: %s", self.config.name, outcome.message)
         self._observe()
+
+    def takeover_settle_s(self) -> float:
+        """How long the secondary waits for a settled Raft leader before taking over.
+
+        Election churn (a member cut off from the leader keeps calling elections) stops all
+        commits, so an alive primary's record runs out too; once a leader is settled the
+        primary renews within a tick, and this wait lets it do so before the secondary claims.
+        """
+        return self.config.active_ttl_s
+
+    def _leader_stable_for(self, now: float) -> float:
+        """For how long this member has seen the same Raft leader (0 while it sees none)."""
+        leader = self._raft_status().get("leader")
+        key = str(getattr(leader, "address", leader)) if leader is not None else None
+        if key != self._leader_seen:
+            self._leader_seen, self._leader_seen_since = key, now
+        return now - self._leader_seen_since if key is not None else 0.0
 
     def _align_raft_leader(self) -> None:
         """Keep Raft leadership on the active member, so its commands need no extra hop."""
@@ -314,11 +398,21 @@ class TriadNode:
         now = self.server.now()
         if syncobj is None or active is None or active.member == self.config.me or active.until <= now:
             return
-        if syncobj._isLeader() and now - self._transfer_requested_at > 1.0:
-            target = next((m for m in self.config.members if m.name == active.member), None)
-            if target is not None:
-                self._transfer_requested_at = now
-                self._transfer_to = target.raft_address
+        if not syncobj._isLeader():
+            return
+        since = now - self._transfer_requested_at
+        # Leadership back here soon after it was handed over means the active member could not keep
+        # it (a member it cannot reach keeps calling elections). Then hand it over less and less often,
+        # and only after holding it a while: a member that reaches only this one (the primary coming
+        # back cut off from the secondary) needs a settled leader to catch up and claim.
+        bounced = since < 2 * self._transfer_backoff_s + 5.0
+        if bounced and (since < self._transfer_backoff_s or self._leader_stable_for(now) < self.takeover_settle_s()):
+            return
+        self._transfer_backoff_s = min(30.0, 2 * self._transfer_backoff_s) if bounced else 1.0
+        target = next((m for m in self.config.members if m.name == active.member), None)
+        if target is not None:
+            self._transfer_requested_at = now
+            self._transfer_to = target.raft_address
 
     def _on_raft_tick(self) -> None:
         """Runs on the Raft thread: pysyncobj calls are only made from there."""
@@ -359,8 +453,12 @@ class TriadNode:
                 epoch,
                 self.config.me,
             )
-        if view.active is not None and name is not None and name != view.active:
+        # A failover is a change of the active member, even with a gap between the two (the usual case:
+        # the old record expires before the secondary may claim).
+        if name is not None and view.last_active is not None and name != view.last_active:
             self.failovers += 1
+        if name is not None:
+            view.last_active = name
         view.active, view.epoch = name, epoch
 
     # -- status ---------------------------------------------------------------------------------
