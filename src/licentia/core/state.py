@@ -559,26 +559,21 @@ class LicenseState:
         return Outcome(ok=True, data={"renewed": renewed, "expired": lost}, usage=usage, changed=bool(renewed or usage))
 
     def _checkin(self, cmd: c.Checkin, now: float) -> Outcome:
-        lease = self.leases.get(cmd.lease_id)
-        if lease is None:
-            return refused("lease_not_found", f"no lease {cmd.lease_id} is held")
-        self._drop_lease(lease)
-        return Outcome(
-            ok=True,
-            data={"lease_id": lease.lease_id, "released": True},
-            usage=[self._lease_record(lease, now, "checkin", True, "ok")],
-            changed=True,
-        )
+        return self._release(cmd.lease_id, now, granted=True, reason="ok", flag="released")
 
     def _revoke_lease(self, cmd: c.RevokeLease, now: float) -> Outcome:
-        lease = self.leases.get(cmd.lease_id)
+        return self._release(cmd.lease_id, now, granted=False, reason="revoked", flag="revoked")
+
+    def _release(self, lease_id: str, now: float, *, granted: bool, reason: str, flag: str) -> Outcome:
+        """End a lease, by its holder (checkin) or by an administrator (revoke)."""
+        lease = self.leases.get(lease_id)
         if lease is None:
-            return refused("lease_not_found", f"no lease {cmd.lease_id} is held")
+            return refused("lease_not_found", f"no lease {lease_id} is held")
         self._drop_lease(lease)
         return Outcome(
             ok=True,
-            data={"lease_id": lease.lease_id, "revoked": True},
-            usage=[self._lease_record(lease, now, "checkin", False, "revoked")],
+            data={"lease_id": lease.lease_id, flag: True},
+            usage=[self._lease_record(lease, now, "checkin", granted, reason)],
             changed=True,
         )
 
