@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from licentia.cli import UVICORN_OPTIONS
+
 
 async def echo(request: Request) -> Response:
     return JSONResponse(await request.json())
@@ -39,12 +41,9 @@ def main() -> None:
             app,
             host=args.host,
             port=args.port,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
             log_level="warning",
             access_log=False,
-            log_config=None,
+            **UVICORN_OPTIONS,
         )
     ).run()
 

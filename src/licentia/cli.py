@@ -19,6 +19,9 @@ from typing import Any
 from licentia import __version__, license_file
 from licentia.config import Config, ConfigError
 
+UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "httptools", "lifespan": "on", "log_config": None}
+"""How `licentia serve` runs uvicorn; bench/echo_app.py serves its baseline with the same options."""
+
 DEFAULT_SERVER = os.environ.get("LICENTIA_SERVER", "http://127.0.0.1:8470")
 log = logging.getLogger("licentia.cli")
 
@@ -83,12 +86,9 @@ def _run(config: Config, install: list[Path] | None = None) -> int:
             app,
             host=config.host,
             port=config.port,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
             log_level=config.log_level,
             access_log=config.access_log,
-            log_config=None,
+            **UVICORN_OPTIONS,
         )
     ).run()
     return 0
@@ -155,16 +155,15 @@ def cmd_license_issue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_session(server: str, user: str, password: str) -> Any:
-    from licentia.client import AdminSession
-
-    return AdminSession(server, user, password)
+def _credentials(args: argparse.Namespace) -> tuple[str, str]:
+    user = args.user or os.environ.get("LICENTIA_USER", "admin")
+    return user, os.environ.get("LICENTIA_PASSWORD") or getpass.getpass(f"password for {user}: ")
 
 
 def _admin(args: argparse.Namespace) -> Any:
-    user = args.user or os.environ.get("LICENTIA_USER", "admin")
-    password = os.environ.get("LICENTIA_PASSWORD") or getpass.getpass(f"password for {user}: ")
-    return _admin_session(args.server, user, password)
+    from licentia.client import AdminSession
+
+    return AdminSession(args.server, *_credentials(args))
 
 
 def cmd_license_add(args: argparse.Namespace) -> int:
@@ -278,11 +277,10 @@ def _member(text: str) -> dict[str, str]:
 
 
 def cmd_relationship_triad(args: argparse.Namespace) -> int:
-    from licentia.client import LicenseDenied
+    from licentia.client import AdminSession, LicenseDenied
 
-    user = args.user or os.environ.get("LICENTIA_USER", "admin")
-    password = os.environ.get("LICENTIA_PASSWORD") or getpass.getpass(f"password for {user}: ")
-    session = _admin_session(args.server, user, password)
+    user, password = _credentials(args)
+    session = AdminSession(args.server, user, password)
     body = {
         "name": args.name,
         "members": args.member,
@@ -522,8 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     def client_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--server", default=DEFAULT_SERVER,
-                       help=f"server URL, or several separated by commas (default {DEFAULT_SERVER})")
+        p.add_argument(
+            "--server",
+            default=DEFAULT_SERVER,
+            help=f"server URL, or several separated by commas (default {DEFAULT_SERVER})",
+        )
 
     p = cli.add_parser("info", help="what the server tells clients about itself")
     client_flags(p)

@@ -31,6 +31,5 @@ class AdminSession:
             raise ServerUnavailable(f"{self.server}: {exc}") from exc
         data = response.json()
         if response.status_code >= 400:
-            error = data.get("error", {})
-            raise LicenseDenied(response.status_code, error.get("code", "error"), error.get("message", ""), error)
+            raise LicenseDenied.from_answer(response.status_code, data)
         return data

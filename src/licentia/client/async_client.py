@@ -175,11 +175,10 @@ class AsyncLicenseClient:
         response = await self._call(method, path, body)
         data = response.json()
         if response.status_code >= 400:
-            error = data.get("error", {})
-            raise LicenseDenied(response.status_code, error.get("code", "error"), error.get("message", ""), error)
+            raise LicenseDenied.from_answer(response.status_code, data)
         return data
 
-    async def _keep_grant(self, url_hint: str | None, kind: str, product: str, data: dict[str, Any]) -> None:
+    async def _keep_grant(self, kind: str, product: str, data: dict[str, Any]) -> None:
         token = (data.get("grant") or {}).get("token")
         if not token:
             return
@@ -228,7 +227,7 @@ class AsyncLicenseClient:
             data = await self._json("POST", "/api/v1/print-checks", body)
         except ServerUnavailable as exc:
             return self._offline("print", product, exc)
-        await self._keep_grant(None, "print", product, data)
+        await self._keep_grant("print", product, data)
         return data
 
     async def checkout(
@@ -253,7 +252,7 @@ class AsyncLicenseClient:
             self.leases[lease_id] = HeldLease(request_id, product, feature, lease_id, 0.0, offline=True)
             self._start_renewer()  # so the seat is taken for real once a server answers again
             return {**offline, "lease_id": lease_id}
-        await self._keep_grant(None, "seat", product, data)
+        await self._keep_grant("seat", product, data)
         self.leases[data["lease_id"]] = HeldLease(
             request_id, product, feature, data["lease_id"], float(data["expires_at"])
         )

@@ -15,6 +15,12 @@ class LicenseDenied(Exception):
         self.message = message
         self.details = details or {}
 
+    @classmethod
+    def from_answer(cls, status: int, data: dict[str, Any]) -> LicenseDenied:
+        """The refusal a 4xx answer's `{"error": {...}}` body describes."""
+        error = data.get("error", {})
+        return cls(status, error.get("code", "error"), error.get("message", ""), error)
+
 
 class ServerUnavailable(Exception):
     """No server could process the request (unreachable, timed out, or none of them active)."""
