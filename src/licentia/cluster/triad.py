@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,9 @@ class TriadNode:
         self.config = config
         self.raft_dir = raft_dir
         self._loop_thread = 0
+        self._queue_lock = threading.Lock()
+        self._queue: list[tuple[Command, float, int, concurrent.futures.Future[Outcome]]] = []
+        self._drain_scheduled = False
         self._transfer_to: str | None = None
         self._transfer_requested_at = 0.0
         self._transfer_backoff_s = 1.0
@@ -124,12 +128,13 @@ class TriadNode:
 
     # -- replication (Raft thread) --------------------------------------------------------------
 
-    def apply_committed(self, blob: bytes, at: float) -> Outcome:
-        """Apply a committed entry on the event loop's thread and wait for it.
+    def apply_committed(self, blob: bytes, at: float) -> Outcome | concurrent.futures.Future[Outcome]:
+        """Hand a committed entry to the event loop's thread, without waiting for it.
 
-        State is only ever touched on the loop's thread, so request handlers read
-        it without locks, and a Raft snapshot taken on this thread sees exactly
-        the entries applied so far.
+        State is only ever touched on the loop's thread, so request handlers read it
+        without locks. Entries are queued in commit order and applied in batches (one
+        wake-up of the loop for many entries), and the Raft thread goes on replicating.
+        The proposer gets the outcome from the returned future.
         """
         command = decode_command(blob)
         index = self.syncobj.raftLastApplied + 1 if self.syncobj else 0
@@ -137,17 +142,43 @@ class TriadNode:
         if loop is None or loop.is_closed() or threading.get_ident() == self._loop_thread:
             return self._apply(command, at, index)
         done: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
+        with self._queue_lock:
+            self._queue.append((command, at, index, done))
+            schedule, self._drain_scheduled = not self._drain_scheduled, True
+        if schedule:
+            try:
+                loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:
+                self._drain()
+        return done
 
-        def run() -> None:
+    def _drain(self) -> None:
+        """Apply every queued committed entry, in order (on the loop's thread)."""
+        with self._queue_lock:
+            entries, self._queue = self._queue, []
+            self._drain_scheduled = False
+        for command, at, index, done in entries:
             try:
                 done.set_result(self._apply(command, at, index))
             except BaseException as exc:
                 done.set_exception(exc)
 
-        try:
-            loop.call_soon_threadsafe(run)
-        except RuntimeError:
-            return self._apply(command, at, index)
+    def _on_loop(self, work: Callable[[], Any]) -> Any:
+        """Run `work` on the loop's thread after every queued entry, and wait (Raft snapshots only)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or threading.get_ident() == self._loop_thread:
+            self._drain()
+            return work()
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                self._drain()
+                done.set_result(work())
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        loop.call_soon_threadsafe(run)
         return done.result(timeout=30)
 
     def _apply(self, command: Command, at: float, index: int) -> Outcome:
@@ -168,10 +199,15 @@ class TriadNode:
         return max(1.0, 2 * self.config.active_ttl_s)
 
     def snapshot_bytes(self) -> bytes:
-        return self.server.state.snapshot_bytes()
+        return self._on_loop(lambda: self.server.state.snapshot_bytes())
 
     def restore(self, data: bytes) -> None:
-        self.server.state = LicenseState.from_snapshot(msgspec.json.decode(data, type=Snapshot))
+        state = LicenseState.from_snapshot(msgspec.json.decode(data, type=Snapshot))
+
+        def put() -> None:
+            self.server.state = state
+
+        self._on_loop(put)
         log.info("Loaded the triad state from a Raft snapshot.")
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -291,10 +327,23 @@ class TriadNode:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
 
+        def copy(applied: concurrent.futures.Future[Outcome]) -> None:
+            if future.done():
+                return
+            if applied.exception() is not None:
+                future.set_exception(applied.exception())
+            else:
+                future.set_result(applied.result())
+
         def settle(result: Any, error: int) -> None:
             if future.done():
                 return
-            if error == FAIL_REASON.SUCCESS:
+            if error == FAIL_REASON.SUCCESS and isinstance(result, concurrent.futures.Future):
+                if result.done():
+                    copy(result)
+                else:
+                    result.add_done_callback(lambda applied: loop.call_soon_threadsafe(copy, applied))
+            elif error == FAIL_REASON.SUCCESS:
                 future.set_result(result)
             elif error in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER):
                 future.set_exception(_NotSent(error))
