@@ -65,9 +65,12 @@ class ServerProcess:
     """`licentia serve` in a child process, on its own port and data directory."""
 
     def __init__(self, data_dir: Path, port: int | None = None, extra_args: list[str] | None = None,
-                 host: str = "127.0.0.1", wrapper: list[str] | None = None) -> None:
-        """`host` is the address to listen on; `wrapper` prefixes the command (e.g. `ip netns exec NS`)."""
+                 host: str = "127.0.0.1", wrapper: list[str] | None = None,
+                 admin_password: str | None = ADMIN_PASSWORD) -> None:
+        """`host` is the address to listen on; `wrapper` prefixes the command (e.g. `ip netns exec NS`);
+        `admin_password=None` lets the server generate the first-start password (DATA/initial-admin-password)."""
         self.data_dir = data_dir
+        self.admin_password = admin_password
         self.port = port or free_port()
         self.extra_args = extra_args or []
         self.host = host
@@ -81,7 +84,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "LICENTIA_ADMIN_PASSWORD": ADMIN_PASSWORD}
+        env = {**os.environ, "LICENTIA_ADMIN_PASSWORD": self.admin_password or ""}
         log = self.log_path.open("ab")
         host_args = ["--host", self.host] if self.host != "127.0.0.1" else []
         self.process = subprocess.Popen(
@@ -123,6 +126,27 @@ class ServerProcess:
         token = httpx.post(f"{self.url}/api/v1/auth/login",
                            json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def install_licenses(server: ServerProcess, issuer: Issuer, seats: int = 5, printers: int = 5) -> dict[str, str]:
+    """A seat license (SEATS) and a printer license (PRINTS), installed through `server`'s admin API."""
+    installed = {}
+    with server.admin() as admin:
+        for product, unit, count in (("CADStudio", "seats", seats), ("LabelStudio", "printers", printers)):
+            answer = admin.post(
+                "/api/v1/admin/licenses",
+                content=issuer.license_bytes(product=product, unit=unit, count=count),
+                headers={"Content-Type": "application/json"},
+            )
+            assert answer.status_code == 201, answer.text
+            installed[product] = answer.json()["license_id"]
+    return installed
+
+
+def admin_get(server: ServerProcess, path: str, **params: Any) -> Any:
+    answer = httpx.get(f"{server.url}{path}", auth=("admin", ADMIN_PASSWORD), params=params, timeout=5)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
 
 
 ROLES = ("primary", "secondary", "tertiary")
@@ -291,3 +315,66 @@ class NetnsLab:
         if self._bridge_made:
             subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
             self._bridge_made = False
+
+
+class BackupPairProcesses:
+    """Two `licentia serve` processes, a main and a backup, joined through the setup API of the main."""
+
+    def __init__(self, base_dir: Path, issuer: Issuer, name: str = "B1", interval_s: float = 1.0) -> None:
+        self.name = name
+        self.interval_s = interval_s
+        self.issuer = issuer
+        self.servers: dict[str, ServerProcess] = {}
+        for role in ("main", "backup"):
+            data_dir = base_dir / role
+            issuer.trust_in(data_dir)
+            self.servers[role] = ServerProcess(data_dir)
+
+    @property
+    def main(self) -> ServerProcess:
+        return self.servers["main"]
+
+    @property
+    def backup(self) -> ServerProcess:
+        return self.servers["backup"]
+
+    def spec(self, role: str) -> dict[str, str]:
+        return {"name": role, "api_url": self.servers[role].url}
+
+    def start(self, *, join: bool = True, settings_from: str = "main") -> BackupPairProcesses:
+        for server in self.servers.values():
+            server.start()
+        if join:
+            self.join(settings_from=settings_from)
+        return self
+
+    def join(self, settings_from: str = "main") -> dict[str, Any]:
+        body = {"name": self.name, "main": self.spec("main"), "backup": self.spec("backup"),
+                "username": "admin", "password": ADMIN_PASSWORD, "interval_s": self.interval_s,
+                "settings_from": settings_from}
+        with self.main.admin() as admin:
+            answer = admin.post("/api/v1/admin/relationship/backup", json=body, timeout=30)
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    def status(self, role: str) -> dict[str, Any]:
+        with self.servers[role].admin() as admin:
+            return admin.get("/api/v1/admin/relationship").json()
+
+    def wait(self, predicate: Any, timeout: float = 15.0, role: str = "main") -> dict[str, Any]:
+        """Poll `role`'s relationship status until `predicate(status)` holds; return that status."""
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                status = self.status(role)
+            except httpx.HTTPError:
+                status = {}
+            if status and predicate(status):
+                return status
+            time.sleep(0.1)
+        raise AssertionError(f"{role} never reached the expected state; last status: {status}")
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.kill()

@@ -276,11 +276,16 @@ def _member(text: str) -> dict[str, str]:
     return {"name": name, "role": role, "api_url": api_url, "raft_address": raft}
 
 
-def cmd_relationship_triad(args: argparse.Namespace) -> int:
-    from licentia.client import AdminSession, LicenseDenied
+def _pair_member(text: str) -> dict[str, str]:
+    """NAME=API_URL"""
+    name, sep, api_url = text.partition("=")
+    if not sep or not name.strip() or not api_url.strip():
+        raise argparse.ArgumentTypeError("a server is NAME=API_URL, e.g. lic1=http://lic1:8470")
+    return {"name": name.strip(), "api_url": api_url.strip()}
 
+
+def cmd_relationship_triad(args: argparse.Namespace) -> int:
     user, password = _credentials(args)
-    session = AdminSession(args.server, user, password)
     body = {
         "name": args.name,
         "members": args.member,
@@ -290,8 +295,37 @@ def cmd_relationship_triad(args: argparse.Namespace) -> int:
         "active_ttl_s": args.active_ttl,
         "check_only": args.check,
     }
+    return _set_up(args, "/api/v1/admin/relationship/triad", body)
+
+
+def cmd_relationship_backup(args: argparse.Namespace) -> int:
+    user, password = _credentials(args)
+    body = {
+        "name": args.name,
+        "main": args.main,
+        "backup": args.backup,
+        "username": user,
+        "password": password,
+        "interval_s": args.interval,
+        "settings_from": args.settings_from,
+        "check_only": args.check,
+    }
+    return _set_up(args, "/api/v1/admin/relationship/backup", body)
+
+
+def cmd_relationship_replace_backup(args: argparse.Namespace) -> int:
+    user, password = _credentials(args)
+    body = {"backup": args.backup, "username": user, "password": password}
+    return _set_up(args, "/api/v1/admin/relationship/backup/replace", body)
+
+
+def _set_up(args: argparse.Namespace, path: str, body: dict[str, object]) -> int:
+    """Send a relationship setup; on refusal, say exactly which access rule is missing where."""
+    from licentia.client import AdminSession, LicenseDenied
+
+    session = AdminSession(args.server, str(body["username"]), str(body["password"]))
     try:
-        _print(session.request("POST", "/api/v1/admin/relationship/triad", body))
+        _print(session.request("POST", path, body))
     except LicenseDenied as exc:
         print(f"refused ({exc.status}) {exc.code}: {exc.message}", file=sys.stderr)
         for problem in exc.details.get("problems", []):
@@ -305,6 +339,20 @@ def cmd_relationship_status(args: argparse.Namespace) -> int:
     status = _admin(args).request("GET", "/api/v1/admin/relationship")
     if not status.get("type"):
         print("this server is not in a relationship")
+        return 0
+    if status["type"] == "backup":
+        flags = f"{'connected' if status['connected'] else 'NOT CONNECTED'}, "
+        flags += "synchronized" if status["synchronized"] else "NOT SYNCHRONIZED"
+        print(f"backup pair {status['name']}: {flags} (sync every {status['interval_s']:g}s)")
+        for member in status["members"]:
+            print(
+                f"  {member['name']:<12} {member['role']:<7} {'(this server)' if member['me'] else '':<14}"
+                f"{'online' if member['online'] else 'OFFLINE':<8} {member['api_url']}"
+            )
+        pending = status["pending"]
+        print(f"  pending to partner: {pending['to_partner']}; from partner: {pending['from_partner']}")
+        if status["last_error"]:
+            print(f"  last error: {status['last_error']}")
         return 0
     print(
         f"triad {status['name']}: active {status['active'] or 'nobody'} (epoch {status['epoch']}), "
@@ -322,6 +370,16 @@ def cmd_relationship_status(args: argparse.Namespace) -> int:
 
 def cmd_relationship_dissolve(args: argparse.Namespace) -> int:
     _print(_admin(args).request("POST", "/api/v1/admin/relationship/dissolve", {}))
+    return 0
+
+
+def cmd_relationship_sync(args: argparse.Namespace) -> int:
+    _print(_admin(args).request("POST", "/api/v1/admin/relationship/sync", {}))
+    return 0
+
+
+def cmd_relationship_swap(args: argparse.Namespace) -> int:
+    _print(_admin(args).request("POST", "/api/v1/admin/relationship/swap", {}))
     return 0
 
 
@@ -491,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace the contents of a non-empty data directory")
     p.set_defaults(func=cmd_restore)
 
-    rel = commands.add_parser("relationship", help="set up, watch and dissolve a triad").add_subparsers(
+    rel = commands.add_parser("relationship", help="set up, watch and remove a triad or backup pair").add_subparsers(
         dest="relationship_command", required=True, metavar="ACTION"
     )
     p = rel.add_parser("triad", help="set up a triad from this server (checks access rules first)")
@@ -508,10 +566,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="only check reachability and access rules")
     admin_flags(p)
     p.set_defaults(func=cmd_relationship_triad)
-    p = rel.add_parser("status", help="members, roles, who is active, reachability, log lag")
+    p = rel.add_parser("backup", help="set up a backup pair (from either server; checks access rules first)")
+    p.add_argument("--name", required=True, help="the pair's name")
+    p.add_argument("--main", type=_pair_member, required=True, metavar="NAME=API_URL", help="the main server")
+    p.add_argument("--backup", type=_pair_member, required=True, metavar="NAME=API_URL", help="the backup server")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between synchronizations (default 5)")
+    p.add_argument(
+        "--settings-from", choices=("main", "backup"), default="main", help="whose settings both share (default main)"
+    )
+    p.add_argument("--check", action="store_true", help="only check reachability and access rules")
+    admin_flags(p)
+    p.set_defaults(func=cmd_relationship_backup)
+    p = rel.add_parser("status", help="members, roles, who is active or connected and synchronized, lag")
     admin_flags(p)
     p.set_defaults(func=cmd_relationship_status)
-    p = rel.add_parser("dissolve", help="dissolve the triad; the primary keeps the licenses")
+    p = rel.add_parser("sync", help="backup pair: synchronize now")
+    admin_flags(p)
+    p.set_defaults(func=cmd_relationship_sync)
+    p = rel.add_parser("swap", help="backup pair: the backup becomes the main and the main the backup")
+    admin_flags(p)
+    p.set_defaults(func=cmd_relationship_swap)
+    p = rel.add_parser("replace-backup", help="backup pair: replace the backup by another server (on the main)")
+    p.add_argument("--backup", type=_pair_member, required=True, metavar="NAME=API_URL", help="the new backup")
+    admin_flags(p)
+    p.set_defaults(func=cmd_relationship_replace_backup)
+    p = rel.add_parser(
+        "dissolve", aliases=["remove"], help="dissolve the triad (primary keeps licenses) or remove the backup pair"
+    )
     admin_flags(p)
     p.set_defaults(func=cmd_relationship_dissolve)
 

@@ -10,6 +10,7 @@ then command-line flags. Settings shared by every member of a relationship
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -22,6 +23,8 @@ class ConfigError(ValueError):
 
 
 SMTP_TLS_MODES = ("starttls", "tls", "none")
+CONSOLE_PATH = re.compile(r"(/[A-Za-z0-9_-]+)+")
+SERVED_PATHS = ("api", "health", "metrics")  # the console cannot be mounted over these
 SMTP_DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
 
@@ -104,6 +107,8 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     access_log: bool = False
+    console_path: str = "/console"
+    sync_batch_rows: int = 5000
     alerts: AlertConfig = field(default_factory=AlertConfig)
 
     @property
@@ -125,8 +130,12 @@ class Config:
             raise ConfigError("snapshot_every must be at least 1")
         if not 0.1 <= self.reclaim_interval_s <= 3600:
             raise ConfigError("reclaim_interval_s must be between 0.1 and 3600")
+        if not 10 <= self.sync_batch_rows <= 100_000:
+            raise ConfigError("sync_batch_rows must be between 10 and 100000")
         if self.log_format not in ("text", "json"):
             raise ConfigError("log_format must be 'text' or 'json'")
+        if not CONSOLE_PATH.fullmatch(self.console_path) or self.console_path.split("/")[1] in SERVED_PATHS:
+            raise ConfigError("console_path must look like /console (letters, digits, - and _; not under /api)")
         return self
 
     @classmethod

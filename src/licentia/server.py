@@ -26,11 +26,21 @@ import msgspec
 from licentia import __version__
 from licentia.alerts.service import AlertService
 from licentia.api.passwords import hash_password
+from licentia.cluster.backup_pair import BackupLink
 from licentia.cluster.heartbeats import HeartbeatCoalescer
 from licentia.cluster.sealing import load_or_create_peer_key, public_b64
 from licentia.cluster.triad import CommitFailed, NotActive, TriadConfig, TriadNode
 from licentia.config import Config
-from licentia.core.commands import Command, FormTriad, PutAdminUser, ReclaimExpired, RemoveLicense
+from licentia.core.commands import (
+    MAIN_OWNED,
+    Command,
+    FormBackupPair,
+    FormTriad,
+    LeaveBackupPair,
+    PutAdminUser,
+    ReclaimExpired,
+    RemoveLicense,
+)
 from licentia.core.model import AdminUser
 from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
 from licentia.grants import GrantSigner
@@ -58,6 +68,7 @@ class LicenseServer:
         self._last_now = 0.0
         self.install_on_start: list[Path] = []
         self.triad: TriadNode | None = None
+        self.backup: BackupLink | None = None
         self.heartbeats = HeartbeatCoalescer(self.execute)
         self._grant_cache: dict[tuple[str, str, str], tuple[float, dict[str, object]]] = {}
         self.alerts = AlertService(self)
@@ -99,6 +110,12 @@ class LicenseServer:
             seed = msgspec.json.decode(self.triad_seed_file.read_bytes(), type=Snapshot)
             self.state = LicenseState.from_snapshot(seed)
             self.triad = TriadNode(self, config, self.raft_dir)
+        if self.state.pair is not None and self.pair_key_file.exists():
+            self.backup = BackupLink(self, self.pair_key_file.read_text().strip())
+
+    @property
+    def pair_key_file(self) -> Path:
+        return self.config.data_dir / "backup-pair.key"
 
     @property
     def triad_file(self) -> Path:
@@ -130,6 +147,8 @@ class LicenseServer:
         if self.triad is not None:
             self.triad.start()
         else:
+            if self.backup is not None:
+                self.backup.start()
             await self.ensure_admin()
         for path in self.install_on_start:
             await self.install_license_file(path)
@@ -151,6 +170,8 @@ class LicenseServer:
                 await task
         if self.triad is not None:
             await self.triad.stop()
+        if self.backup is not None:
+            await self.backup.stop()
         await self.journal.close(None if self.triad is not None else self.state)
         self.release()
         log.info("License server %s stopped; state is on disk.", self.server_id)
@@ -202,6 +223,8 @@ class LicenseServer:
             self.count_outcome(type(command), "not_active" if isinstance(exc, NotActive) else "unavailable")
             raise
         self.count_outcome(type(command), outcome.code)
+        if outcome.changed and isinstance(command, MAIN_OWNED) and self.backup is not None:
+            self.backup.poke_partner()
         return outcome
 
     def count_outcome(self, kind: type, code: str) -> None:
@@ -265,8 +288,42 @@ class LicenseServer:
             " and keeps the licenses" if role == "primary" else "; its copies of the licenses were removed",
         )
 
+    async def join_backup_pair(self, form: FormBackupPair, secret: str) -> None:
+        """Become the main or the backup of a pair; the link starts synchronizing at once."""
+        if self.triad is not None or self.backup is not None:
+            raise ValueError("this server is already in a relationship")
+        fd = os.open(self.pair_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secret)
+        outcome = await self.execute(form)
+        if not outcome.ok:
+            self.pair_key_file.unlink(missing_ok=True)
+            raise ValueError(outcome.message)
+        self.backup = BackupLink(self, secret)
+        self.backup.start()
+        log.warning(
+            "Joined backup pair %s as the %s; %s is the partner.", form.name, form.me, self.backup.pair.partner.name
+        )
+
+    async def leave_backup_pair(self) -> str:
+        """Work alone again, keeping licenses and everything synchronized so far."""
+        link = self.backup
+        if link is None:
+            raise ValueError("this server is not in a backup pair")
+        name = link.pair.name
+        await link.stop()
+        self.backup = None
+        await self.execute(LeaveBackupPair())
+        self.pair_key_file.unlink(missing_ok=True)
+        log.warning("Left backup pair %s: this server works alone now.", name)
+        return name
+
     def relationship(self) -> dict[str, object] | None:
-        return self.triad.status() if self.triad is not None else None
+        if self.triad is not None:
+            return self.triad.status()
+        if self.backup is not None:
+            return self.backup.status()
+        return None
 
     async def _reclaim_loop(self) -> None:
         while True:
@@ -306,6 +363,20 @@ class LicenseServer:
 
     def _client_view_of_relationship(self) -> dict[str, object] | None:
         """What clients cache: the members, and which one serves."""
+        if self.backup is not None:
+            pair = self.backup.pair
+            return {
+                "type": "backup",
+                "name": pair.name,
+                "me": pair.myself.name,
+                "active": pair.main.name,
+                "prefer": pair.main.name,
+                "serving": True,
+                "members": [
+                    {"name": m.name, "role": role, "api_url": m.api_url}
+                    for role, m in (("main", pair.main), ("backup", pair.backup))
+                ],
+            }
         if self.triad is None:
             return None
         status = self.triad.status()

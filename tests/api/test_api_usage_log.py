@@ -24,6 +24,7 @@ CSV_HEADER = [
     "client_user",
     "application",
     "source_ip",
+    "server",
 ]
 
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import httpx
-from harness import ADMIN_PASSWORD, Issuer, ServerProcess, TriadCluster
+from harness import ADMIN_PASSWORD, Issuer, ServerProcess, TriadCluster, admin_get, install_licenses
 
 JSON = {"Content-Type": "application/json"}
 AUTH = ("admin", ADMIN_PASSWORD)
@@ -15,29 +15,8 @@ PRINTS = "LabelStudio"
 IDENTITY = {"host": "ws-7", "user": "ana", "application": "sdk-tests", "version": "1.0"}
 
 
-def install_licenses(server: ServerProcess, issuer: Issuer, seats: int = 5, printers: int = 5) -> dict[str, str]:
-    """A seat license (SEATS) and a printer license (PRINTS), installed through `server`'s admin API."""
-    installed = {}
-    with server.admin() as admin:
-        for product, unit, count in ((SEATS, "seats", seats), (PRINTS, "printers", printers)):
-            answer = admin.post(
-                "/api/v1/admin/licenses",
-                content=issuer.license_bytes(product=product, unit=unit, count=count),
-                headers=JSON,
-            )
-            assert answer.status_code == 201, answer.text
-            installed[product] = answer.json()["license_id"]
-    return installed
-
-
 def install_on_triad(cluster: TriadCluster, issuer: Issuer, **counts: int) -> dict[str, str]:
     return install_licenses(cluster.servers[cluster.wait_active()], issuer, **counts)
-
-
-def admin_get(server: ServerProcess, path: str, **params: Any) -> Any:
-    answer = httpx.get(f"{server.url}{path}", auth=AUTH, params=params, timeout=5)
-    assert answer.status_code == 200, answer.text
-    return answer.json()
 
 
 def admin_post(server: ServerProcess, path: str) -> Any:

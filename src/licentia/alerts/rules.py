@@ -101,7 +101,7 @@ Teller = Literal["me", "other", "nobody"]
 
 def track_down_since(previous: dict[str, float], relationship: dict[str, Any] | None, now: float) -> dict[str, float]:
     """Members this one cannot reach, with the time it first saw each unreachable (kept while it stays so)."""
-    if not relationship or relationship.get("type") != "triad":
+    if not relationship or relationship.get("type") not in ("triad", "backup"):
         return {}
     return {
         member["name"]: previous.get(member["name"], now)
@@ -122,6 +122,9 @@ def track_no_active_since(previous: float | None, relationship: dict[str, Any] |
 def who_tells(view: AlertView, settings: AlertSettings, now: float) -> Teller:
     """'me' when this member announces alerts now, 'other' when another member does, 'nobody' while none can."""
     rel = view.relationship
+    if rel and rel.get("type") == "backup":
+        # One of the pair tells: the main, or the backup while it cannot reach the main.
+        return "me" if rel.get("my_role") == "main" or not rel.get("connected") else "other"
     if not rel or rel.get("type") != "triad":
         return "me"
     if rel.get("serving"):
@@ -197,6 +200,43 @@ def license_conditions(licenses: list[dict[str, Any]], settings: AlertSettings, 
     return found
 
 
+def pair_conditions(view: AlertView, settings: AlertSettings, now: float) -> list[Condition]:
+    """A backup pair: the partner down; on the backup, also the takeover (clients that cannot reach the
+    main are served here) as a failover, recovered as a failback when the main is reachable again."""
+    rel = view.relationship
+    if not rel or rel.get("type") != "backup":
+        return []
+    name, me = rel["name"], rel["me"]
+    found = []
+    for member in rel["members"]:
+        since = view.down_since.get(member["name"])
+        if since is None or now - since < settings.member_down_after_s:
+            continue
+        details = {"relationship": name, "member": member["name"], "role": member["role"], "seen_by": me}
+        found.append(
+            Condition(
+                key=f"member_down:{name}:{member['name']}",
+                kind="member_down",
+                severity="critical",
+                summary=f"Backup pair {name}: the {member['role']} {member['name']} ({member['api_url']}) is down: "
+                f"{me} has not reached it for {now - since:.0f} s.",
+                details={**details, "label": "Backup pair"},
+            )
+        )
+        if member["role"] == "main":
+            found.append(
+                Condition(
+                    key=f"failover:{name}",
+                    kind="failover",
+                    severity="warning",
+                    summary=f"Backup pair {name}: failover: clients that cannot reach the main {member['name']} "
+                    f"are served by the backup {me} with its own licenses.",
+                    details={"relationship": name, "active": me, "primary": member["name"], "label": "Backup pair"},
+                )
+            )
+    return found
+
+
 def relationship_conditions(view: AlertView, settings: AlertSettings, now: float) -> list[Condition]:
     rel = view.relationship
     if not rel or rel.get("type") != "triad":
@@ -246,12 +286,8 @@ def relationship_conditions(view: AlertView, settings: AlertSettings, now: float
 
 
 def backup_conditions(relationship: dict[str, Any] | None, settings: AlertSettings, now: float) -> list[Condition]:
-    """The hook for backup relationships (not built yet).
-
-    When a server in a backup pair reports `relationship()` as
-    `{"type": "backup", "name": ..., "partner": ..., "last_synchronized_at": float | None, "since": float}`,
-    the pair is alerted once it has not been synchronized for `backup_unsynchronized_after_s`.
-    """
+    """A backup pair not synchronized for `backup_unsynchronized_after_s` (counted from the last time it was,
+    or from when this server started watching it)."""
     if not relationship or relationship.get("type") != "backup":
         return []
     synced = relationship.get("last_synchronized_at") or relationship.get("since") or now
@@ -301,6 +337,7 @@ def conditions(
     found = [
         *license_conditions(view.licenses, settings, now),
         *relationship_conditions(view, settings, now),
+        *pair_conditions(view, settings, now),
         *backup_conditions(view.relationship, settings, now),
         *denial_conditions(view.refusals, settings, open_keys),
     ]
@@ -314,10 +351,11 @@ def conditions(
 def recovery_summary(incident: Incident, view: AlertView) -> str:
     details = incident.details
     rel = view.relationship or {}
+    label = details.get("label", "Triad")
     if incident.kind == "member_down":
-        return f"Triad {details['relationship']}: member {details['member']} is reachable again."
+        return f"{label} {details['relationship']}: member {details['member']} is reachable again."
     if incident.kind == "failover":
-        return f"Triad {details['relationship']}: failback: the primary {details['primary']} serves licenses again."
+        return f"{label} {details['relationship']}: failback: {details['primary']} serves licenses again."
     if incident.kind == "no_active_member":
         return f"Triad {details['relationship']}: {rel.get('active') or 'a member'} is active again."
     if incident.kind == "backup_unsynchronized":

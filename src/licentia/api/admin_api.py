@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from licentia.api.auth import log_in
 from licentia.api.client_api import answer
 from licentia.api.errors import ApiError
-from licentia.api.passwords import hash_password, hash_stamp, issue_token, verify_password
+from licentia.api.passwords import hash_password
 from licentia.api.routing import Endpoint, ok
 from licentia.api.schemas import (
     AccessRulesRequest,
@@ -35,6 +37,7 @@ from licentia.license_file import LicenseFileError
 from licentia.store.journal import USAGE_FIELDS, UsageQuery
 
 MAX_USAGE_ROWS = 100_000
+Q = TypeVar("Q")
 
 
 def _server(request: Request) -> Any:
@@ -42,14 +45,11 @@ def _server(request: Request) -> Any:
 
 
 async def login(request: Request, body: LoginRequest) -> Response:
-    server = _server(request)
-    user = server.state.users.get(body.username)
-    if user is None or not verify_password(body.password, user.password_hash):
+    session = log_in(_server(request), body.username, body.password)
+    if session is None:
         raise ApiError("unauthorized", "wrong username or password")
-    expires_at = server.now() + server.config.token_ttl_s
-    stamp = hash_stamp(user.password_hash)
-    token = issue_token(server.token_secret, user.username, user.password_version, expires_at, stamp)
-    return ok({"token": token, "expires_at": expires_at, "username": user.username, "role": user.role})
+    user = session.user
+    return ok({"token": session.token, "expires_at": session.expires_at, "username": user.username, "role": user.role})
 
 
 async def whoami(request: Request) -> Response:
@@ -202,13 +202,29 @@ async def list_clients(request: Request) -> Response:
 # -- usage log ----------------------------------------------------------------------------------
 
 
-def _usage_query(request: Request, default_limit: int) -> UsageQuery:
-    params = dict(request.query_params)
-    params.setdefault("limit", str(default_limit))
+def query_params(request: Request, query_type: type[Q], **defaults: str) -> Q:
+    """The query string as `query_type` (a msgspec struct), or a 422 naming the bad parameter."""
     try:
-        query = msgspec.convert(params, UsageQuery, strict=False)
+        return msgspec.convert({**defaults, **request.query_params}, query_type, strict=False)
     except msgspec.ValidationError as exc:
         raise ApiError("invalid_request", f"bad query parameter: {exc}") from None
+
+
+def csv_response(header: list[str], rows: Iterable[Iterable[Any]], filename: str) -> Response:
+    """A CSV download (spreadsheets open it as is)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _usage_query(request: Request, default_limit: int) -> UsageQuery:
+    query = query_params(request, UsageQuery, limit=str(default_limit))
     if not 1 <= query.limit <= MAX_USAGE_ROWS or not 0 <= query.offset < 2**63:  # SQLite integers are 64-bit
         raise ApiError("invalid_request", f"limit must be 1-{MAX_USAGE_ROWS} and offset 0 to 2^63-1")
     return query
@@ -224,16 +240,8 @@ async def usage_csv(request: Request) -> Response:
     server = _server(request)
     await server.journal.barrier()
     rows = await server.journal.query_usage(_usage_query(request, MAX_USAGE_ROWS))
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["id", *USAGE_FIELDS])
-    for row in rows:
-        writer.writerow([row["id"], *(row[name] for name in USAGE_FIELDS)])
-    return Response(
-        out.getvalue(),
-        media_type="text/csv",
-        headers={"Content-Disposition": 'attachment; filename="licentia-usage.csv"'},
-    )
+    lines = ([row["id"], *(row[name] for name in USAGE_FIELDS)] for row in rows)
+    return csv_response(["id", *USAGE_FIELDS], lines, "licentia-usage.csv")
 
 
 # -- settings, access rules, users --------------------------------------------------------------

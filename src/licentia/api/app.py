@@ -13,17 +13,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from licentia.api import admin_api, alerts_api, client_api, relationship_api
+from licentia.api import admin_api, alerts_api, client_api, peer_api, relationship_api, reports_api
 from licentia.api.errors import JSON, error_response
 from licentia.api.metrics import ClientLatencyMiddleware, Metrics
 from licentia.api.openapi import openapi_document
 from licentia.api.routing import to_route
+from licentia.console.app import console_routes
 from licentia.server import LicenseServer
 from licentia.store.journal import JournalFailure
 
 log = logging.getLogger("licentia.api")
 
-ENDPOINTS = [*client_api.ENDPOINTS, *admin_api.ENDPOINTS, *alerts_api.ENDPOINTS, *relationship_api.ENDPOINTS]
+ENDPOINTS = [
+    *client_api.ENDPOINTS,
+    *admin_api.ENDPOINTS,
+    *alerts_api.ENDPOINTS,
+    *relationship_api.ENDPOINTS,
+    *reports_api.ENDPOINTS,
+    *peer_api.ENDPOINTS,
+]
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
@@ -65,6 +73,7 @@ def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starl
             *(to_route(e) for e in ENDPOINTS),
             Route("/openapi.json", openapi, methods=["GET"]),
             *metrics.routes(),
+            *console_routes(server.config.console_path),
         ],
         middleware=[Middleware(ClientLatencyMiddleware, histograms=metrics.latency)],
         exception_handlers={

@@ -12,6 +12,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_request": 422,
     "unauthorized": 401,
     "forbidden": 403,
+    "csrf_failed": 403,
     "access_denied": 403,
     "printer_blocked": 403,
     "group_protected": 403,
@@ -41,6 +42,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_relationship": 422,
     "access_check_failed": 409,
     "no_relationship": 404,
+    "owned_by_main": 409,
+    "not_in_relationship": 403,
+    "partner_unreachable": 502,
 }
 
 _encoder = msgspec.json.Encoder()

@@ -213,13 +213,52 @@ class LicentiaCollector(Collector):
             family.add_metric([method, route], histogram.cumulative(), histogram.sum)
         yield family
 
+    @staticmethod
+    def _backup_metrics(pair: dict[str, Any]) -> Iterator[Metric]:
+        """A backup pair as this server sees it: the Redundancy page's two flags, the last sync, the backlog."""
+        partner = [pair["partner"]]
+        for name, help_text, value in (
+            ("licentia_backup_connected", "1 when this server reached its backup partner on the last try",
+             pair["connected"]),
+            ("licentia_backup_synchronized", "1 when each server of the pair holds everything of the other",
+             pair["synchronized"]),
+            ("licentia_backup_peer_reachable", "1 when the partner can be reached (same as connected)",
+             pair["connected"]),
+        ):
+            gauge = _gauge(name, help_text, ["partner"])
+            gauge.add_metric(partner, int(bool(value)))
+            yield gauge
+        if pair["last_sync_at"] is not None:
+            gauge = _gauge(
+                "licentia_backup_last_sync_timestamp_seconds", "When the partner last answered a sync", ["partner"]
+            )
+            gauge.add_metric(partner, pair["last_sync_at"])
+            yield gauge
+        pending = _gauge(
+            "licentia_backup_pending",
+            "Not yet synchronized: usage rows and change sequence numbers (an upper bound), by direction",
+            ["partner", "direction", "what"],
+        )
+        for direction in ("to_partner", "from_partner"):
+            for what in ("changes", "usage_rows"):
+                value = pair["pending"][direction][what]
+                if value is not None:
+                    pending.add_metric([pair["partner"], direction, what], value)
+        yield pending
+
     def _relationship_metrics(self, server: LicenseServer, now: float) -> Iterator[Metric]:
         info = _gauge(
             "licentia_relationship_info",
-            "This server's place: type standalone or triad, triad name, member name and role (always 1)",
+            "This server's place: type standalone, triad or backup; its name; member name and role (always 1)",
             ["type", "triad", "member", "role"],
         )
         triad = server.triad
+        if server.backup is not None:
+            pair = server.backup.status()
+            info.add_metric(["backup", pair["name"], pair["me"], pair["my_role"]], 1)
+            yield info
+            yield from self._backup_metrics(pair)
+            return
         if triad is None:
             info.add_metric(["standalone", "", server.server_id, "standalone"], 1)
             yield info
@@ -312,9 +351,12 @@ def is_ready(server: LicenseServer) -> bool:
 
 
 def is_active(server: LicenseServer) -> bool:
-    """Does this server grant licenses now? Standalone: yes; in a triad: only the active member."""
+    """Is this the server that serves licenses now? Standalone: yes; in a triad: only the active member;
+    in a backup pair: the main, and the backup only while it cannot reach the main (it has taken over)."""
     if getattr(server, "state", None) is None:
         return False
+    if server.backup is not None:
+        return server.backup.pair.me == "main" or not server.backup.connected()
     triad = server.triad
     return True if triad is None else triad.is_serving()
 

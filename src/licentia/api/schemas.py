@@ -104,3 +104,40 @@ class TriadJoinRequest(Body):
     formed_at: float
     origin: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     active_ttl_s: Annotated[float, msgspec.Meta(ge=0.5, le=30)] = 0.8
+
+
+class PairMemberSpec(Body):
+    name: MemberName
+    api_url: Url
+
+
+class BackupSetupRequest(Body):
+    """Set up a backup pair from either server; `settings_from` says whose settings and rules both will share."""
+
+    name: MemberName
+    main: PairMemberSpec
+    backup: PairMemberSpec
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    interval_s: Annotated[float, msgspec.Meta(ge=0.2, le=3600)] = 5.0
+    settings_from: Literal["main", "backup"] = "main"
+    check_only: bool = False
+
+
+class BackupJoinRequest(Body):
+    name: MemberName
+    me: Literal["main", "backup"]
+    main: PairMemberSpec
+    backup: PairMemberSpec
+    sealed_secret: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    interval_s: Annotated[float, msgspec.Meta(ge=0.2, le=3600)] = 5.0
+    config: dict[str, Any] | None = None
+
+
+class BackupReplaceRequest(Body):
+    """Replace the backup of this (main) server's pair by another server."""
+
+    backup: PairMemberSpec
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    interval_s: Annotated[float, msgspec.Meta(ge=0.2, le=3600)] | None = None

@@ -13,10 +13,13 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from licentia.grants import grant_key_id
+
+RETURN_PROBE_S = 2.0
 
 
 def default_cache_dir() -> Path:
@@ -33,6 +36,10 @@ class ServerDirectory:
         self.grant_keys: dict[str, bytes] = {}
         self.grace_tokens: dict[str, str] = {}
         self.relationship: str | None = None
+        # In a backup pair the main is preferred: after a failover to the backup, the client tries the main
+        # first again every RETURN_PROBE_S, so it goes back once the main returns.
+        self.preferred: str | None = None
+        self._preferred_probed_at = 0.0
         self._load()
 
     def _load(self) -> None:
@@ -43,6 +50,7 @@ class ServerDirectory:
         self.members = [str(url) for url in data.get("members", [])]
         self.active = data.get("active")
         self.relationship = data.get("relationship")
+        self.preferred = data.get("preferred")
         self.grant_keys = {kid: base64.b64decode(raw) for kid, raw in data.get("grant_keys", {}).items()}
         self.grace_tokens = {str(k): str(v) for k, v in data.get("grace_tokens", {}).items()}
 
@@ -51,6 +59,7 @@ class ServerDirectory:
             "members": self.members,
             "active": self.active,
             "relationship": self.relationship,
+            "preferred": self.preferred,
             "grant_keys": {kid: base64.b64encode(raw).decode() for kid, raw in self.grant_keys.items()},
             "grace_tokens": self.grace_tokens,
         }
@@ -73,6 +82,11 @@ class ServerDirectory:
     def candidates(self) -> list[str]:
         """Every known server once: the active one first, then the configured ones, then learned members."""
         ordered = [self.active] if self.active else []
+        if self.preferred and self.preferred != self.active:
+            now = time.monotonic()
+            if now - self._preferred_probed_at >= RETURN_PROBE_S:
+                self._preferred_probed_at = now
+                ordered.insert(0, self.preferred)
         ordered += self.seeds + self.members
         return list(dict.fromkeys(url for url in ordered if url))
 
@@ -102,10 +116,23 @@ class ServerDirectory:
                 ),
                 None,
             )
+            preferred = next(
+                (
+                    str(m["api_url"]).rstrip("/")
+                    for m in relationship.get("members", [])
+                    if relationship.get("prefer") and m.get("name") == relationship.get("prefer")
+                ),
+                None,
+            )
+            if preferred != self.preferred:
+                self.preferred = preferred
+                changed = True
             if members != self.members or relationship.get("name") != self.relationship:
                 self.members, self.relationship = members, relationship.get("name")
                 changed = True
-            if active and active != self.active:
+            # A backup pair's "active" is only its preferred main: the client stays with whichever member
+            # answered and probes the main again now and then (see `candidates`).
+            if active and active != self.active and (preferred is None or self.active is None):
                 self.active = active
                 changed = True
         if changed:

@@ -1,4 +1,4 @@
-"""Setting up a triad from one server: check every member, seed the state, hand each member its sealed secret.
+"""Setting up a relationship from one server: check every member, seed, hand each member its sealed secret.
 
 Run by the server that receives the admin request; it talks to the members
 (itself included) through their admin APIs with the credentials given.
@@ -50,7 +50,7 @@ async def _address_of(api_url: str) -> str:
     return str(infos[0][4][0]) if infos else ""
 
 
-async def _open(spec: dict[str, Any], username: str, password: str) -> MemberSession:
+async def open_member(spec: dict[str, Any], username: str, password: str) -> MemberSession:
     http = httpx.AsyncClient(base_url=spec["api_url"].rstrip("/"), timeout=5.0)
     try:
         login = await http.post("/api/v1/auth/login", json={"username": username, "password": password})
@@ -104,7 +104,7 @@ async def setup_triad(request: dict[str, Any], now: float) -> dict[str, Any]:
     sessions: list[MemberSession] = []
     try:
         for spec in members:
-            sessions.append(await _open(spec, request["username"], request["password"]))
+            sessions.append(await open_member(spec, request["username"], request["password"]))
         busy = [s.name for s in sessions if s.info.get("relationship")]
         if busy:
             raise SetupRefused("relationship_exists", f"already in a relationship: {', '.join(busy)}")
@@ -140,6 +140,62 @@ async def setup_triad(request: dict[str, Any], now: float) -> dict[str, Any]:
                 )
             joined.append(session.name)
         return {"triad": request["name"], "members": joined, "seeded_from": request["seed"]}
+    finally:
+        for session in sessions:
+            await session.http.aclose()
+
+
+async def setup_backup_pair(request: dict[str, Any], *, replacing: str | None = None) -> dict[str, Any]:
+    """Create a backup pair: both servers reachable, each one's access rules letting the other in; then
+    each joins with the secret sealed for it, the main first. `replacing` names a main that may already
+    be in the pair whose backup is being replaced."""
+    main, backup = request["main"], request["backup"]
+    if main["name"] == backup["name"] or main["api_url"].rstrip("/") == backup["api_url"].rstrip("/"):
+        raise SetupRefused("invalid_relationship", "the main and the backup must be two different servers")
+    sessions: list[MemberSession] = []
+    try:
+        for spec in (main, backup):
+            sessions.append(await open_member(spec, request["username"], request["password"]))
+        busy = [s.name for s in sessions if s.info.get("relationship") and s.name != replacing]
+        if busy:
+            raise SetupRefused("relationship_exists", f"already in a relationship: {', '.join(busy)}")
+        problems = await access_problems(sessions)
+        if problems:
+            raise SetupRefused(
+                "access_check_failed",
+                "; ".join(f"{p['server']} does not allow {p['must_allow']} ({p['decided_by']})" for p in problems),
+                problems,
+            )
+        if request.get("check_only"):
+            return {"checked": True, "members": [s.name for s in sessions], "problems": []}
+        main_session, backup_session = sessions
+        config = None
+        if request.get("settings_from") == "backup":
+            config = (await backup_session.http.get("/api/v1/admin/relationship/shared-config")).json()
+        secret = secrets.token_urlsafe(32)
+        joined: list[str] = []
+        for session, me in ((main_session, "main"), (backup_session, "backup")):
+            body = {
+                "name": request["name"],
+                "me": me,
+                "main": main,
+                "backup": backup,
+                "sealed_secret": seal(secret, session.info["peer_public_key"]),
+                "interval_s": request.get("interval_s", 5.0),
+                "config": config if me == "main" else None,
+            }
+            answer = await session.http.post("/api/v1/admin/relationship/backup/join", json=body, timeout=30)
+            if answer.status_code != 200:
+                for done in sessions[: len(joined)]:
+                    await done.http.post("/api/v1/admin/relationship/dissolve", json={})
+                raise SetupRefused("join_failed", f"{session.name} refused to join: {answer.text}")
+            joined.append(session.name)
+        return {
+            "backup_pair": request["name"],
+            "main": main["name"],
+            "backup": backup["name"],
+            "settings_from": request.get("settings_from", "main"),
+        }
     finally:
         for session in sessions:
             await session.http.aclose()

@@ -15,12 +15,18 @@ from licentia.core.alert_settings import AlertSettings
 from licentia.core.model import (
     AccessRule,
     AdminUser,
+    Client,
     ClientInfo,
     LicenseTerms,
     MappingRule,
+    PairMember,
+    PairRole,
+    Printer,
     PrinterIdentity,
     TriadMember,
+    UsageRecord,
 )
+from licentia.core.settings import Settings
 
 
 class Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -153,6 +159,59 @@ class ClaimActive(Command, tag="claim_active"):
     ttl_s: float
 
 
+class SharedConfig(msgspec.Struct):
+    """What a main owns and its backup copies: settings, access rules, printer groups and mapping, alerts."""
+
+    settings: Settings
+    access_rules: list[AccessRule]
+    groups: list[str]
+    mapping_rules: list[MappingRule]
+    alert_settings: AlertSettings
+
+
+class FormBackupPair(Command, tag="form_backup_pair"):
+    """This server joins a backup relationship as `me`; a main given `config` makes it its own (the
+    administrator chose to seed the pair with the backup's settings)."""
+
+    name: str
+    main: PairMember
+    backup: PairMember
+    me: PairRole
+    interval_s: float = 5.0
+    config: SharedConfig | None = None
+
+
+class LeaveBackupPair(Command, tag="leave_backup_pair"):
+    """Work alone again; everything synchronized so far is kept."""
+
+
+class SwapPairRoles(Command, tag="swap_pair_roles"):
+    pass
+
+
+class PeerUsage(msgspec.Struct, array_like=True):
+    """A usage record as the partner stored it, with its row id there (the usage cursor)."""
+
+    row_id: int
+    record: UsageRecord
+
+
+class MergePeerChanges(Command, tag="merge_peer_changes"):
+    """What the partner changed since our cursor; merged idempotently and the cursor advanced atomically.
+
+    `up_to`/`usage_up_to` are the partner's change sequence and usage row id this batch
+    brings us to. A backup takes the main's configuration; a main ignores a backup's.
+    """
+
+    peer: str
+    up_to: int
+    usage_up_to: int
+    config: SharedConfig | None = None
+    printers: list[Printer] = []
+    clients: list[Client] = []
+    usage: list[PeerUsage] = []
+
+
 AnyCommand = (
     AddLicense
     | RemoveLicense
@@ -176,6 +235,22 @@ AnyCommand = (
     | DissolveTriad
     | ReportAlive
     | ClaimActive
+    | FormBackupPair
+    | LeaveBackupPair
+    | SwapPairRoles
+    | MergePeerChanges
+)
+
+# Settings and rules a backup takes from its main; a backup refuses them from anyone else.
+MAIN_OWNED = (
+    UpdateSettings,
+    SetAccessRules,
+    SetAlertSettings,
+    CreatePrinterGroup,
+    RenamePrinterGroup,
+    DeletePrinterGroup,
+    SetMappingRules,
+    SetPrinterGroup,
 )
 
 UNFENCED = (FormTriad, DissolveTriad, ReportAlive, ClaimActive)

@@ -73,6 +73,12 @@ class ClientInfo(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Printer(msgspec.Struct):
+    """`last_used` counts against this server's licenses; `peer_last_used` is what a backup partner saw.
+
+    `seq`/`via` say when the record last changed and whether that change came from
+    the partner, so a backup pair sends each other only what is new to the other.
+    """
+
     printer_id: str
     identity: PrinterIdentity
     group: str
@@ -80,6 +86,9 @@ class Printer(msgspec.Struct):
     last_used: float
     license_id: str | None = None
     uses: int = 0
+    peer_last_used: float = 0.0
+    seq: int = 0
+    via: str = ""
 
 
 class Lease(msgspec.Struct):
@@ -102,6 +111,8 @@ class Client(msgspec.Struct):
     first_seen: float
     last_seen: float
     requests: int = 0
+    seq: int = 0
+    via: str = ""
 
 
 class MappingRule(msgspec.Struct, forbid_unknown_fields=True):
@@ -147,6 +158,7 @@ class UsageRecord(msgspec.Struct):
     client_user: str = ""
     application: str = ""
     source_ip: str = ""
+    server: str = ""
 
 
 TriadRole = Literal["primary", "secondary", "tertiary"]
@@ -178,3 +190,37 @@ class ActiveRecord(msgspec.Struct):
     epoch: int
     since: float
     until: float
+
+
+PairRole = Literal["main", "backup"]
+
+
+class PairMember(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    api_url: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+
+
+class PeerCursor(msgspec.Struct):
+    """How far this server has taken in its partner's changes and usage log."""
+
+    changes: int = 0
+    usage: int = 0
+
+
+class BackupPair(msgspec.Struct):
+    """A backup relationship as one of its two servers sees it (each server keeps its own state)."""
+
+    name: str
+    main: PairMember
+    backup: PairMember
+    me: PairRole
+    interval_s: float
+    cursor: PeerCursor = msgspec.field(default_factory=PeerCursor)
+
+    @property
+    def partner(self) -> PairMember:
+        return self.backup if self.me == "main" else self.main
+
+    @property
+    def myself(self) -> PairMember:
+        return self.main if self.me == "main" else self.backup

@@ -19,6 +19,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     usage_retention_days: float = 90.0
     default_access_policy: str = "allow"
     server_name: str = "Licentia"
+    console_server_order: list[str] = []  # the console's order of license servers (keys it shows)
 
 
 LIMITS: dict[str, tuple[float, float]] = {
@@ -56,4 +57,7 @@ def merged_settings(current: Settings, changes: dict[str, Any]) -> Settings:
         raise SettingsError("default_access_policy must be 'allow' or 'deny'")
     if not 1 <= len(candidate.server_name) <= 80:
         raise SettingsError("server_name must be 1 to 80 characters")
+    order = candidate.console_server_order
+    if len(order) > 50 or len(set(order)) != len(order) or not all(1 <= len(key) <= 200 for key in order):
+        raise SettingsError("console_server_order must list at most 50 different keys of 1 to 200 characters")
     return candidate

@@ -25,11 +25,13 @@ from licentia.core.model import (
     AccessRule,
     ActiveRecord,
     AdminUser,
+    BackupPair,
     Client,
     ClientInfo,
     Lease,
     License,
     MappingRule,
+    PeerCursor,
     Printer,
     Triad,
     UsageRecord,
@@ -77,6 +79,11 @@ class Snapshot(msgspec.Struct):
     time_floor: float = 0.0
     alert_settings: AlertSettings = msgspec.field(default_factory=AlertSettings)
     alert_settings_version: int = 1
+    pair: BackupPair | None = None
+    change_seq: int = 0
+    own_change_seq: int = 0
+    config_seq: int = 0
+    config_via: str = ""
 
 
 class LicenseState:
@@ -101,6 +108,12 @@ class LicenseState:
         self.time_floor = 0.0
         self.alert_settings = AlertSettings()
         self.alert_settings_version = 1
+        self.pair: BackupPair | None = None
+        # Change sequence for what a backup pair shares; `own_change_seq` is the last change made here.
+        self.change_seq = 0
+        self.own_change_seq = 0
+        self.config_seq = 0
+        self.config_via = ""
         self._in_use: dict[str, ExpiringSet] = {}
         self._handlers: dict[type, Callable[[Any, float], Outcome]] = {
             c.AddLicense: self._add_license,
@@ -125,6 +138,10 @@ class LicenseState:
             c.DissolveTriad: self._dissolve_triad,
             c.ReportAlive: self._report_alive,
             c.ClaimActive: self._claim_active,
+            c.FormBackupPair: self._form_backup_pair,
+            c.LeaveBackupPair: self._leave_backup_pair,
+            c.SwapPairRoles: self._swap_pair_roles,
+            c.MergePeerChanges: self._merge_peer_changes,
         }
 
     def apply(self, command: c.Command, now: float) -> Outcome:
@@ -135,6 +152,9 @@ class LicenseState:
         outcome = self._apply(command, now)
         if outcome.changed:
             self.time_floor = now
+            if isinstance(command, c.MAIN_OWNED):
+                self.config_seq = self._mark()
+                self.config_via = ""
         return outcome
 
     def _apply(self, command: c.Command, now: float) -> Outcome:
@@ -147,13 +167,29 @@ class LicenseState:
                     "not_active",
                     f"epoch {command.epoch} is stale; {active.member} is active in epoch {active.epoch}",
                 )
+        if self.pair is not None and self.pair.me == "backup" and isinstance(command, c.MAIN_OWNED):
+            main = self.pair.main
+            return refused(
+                "owned_by_main",
+                f"settings and rules of backup pair {self.pair.name!r} are owned by the main server {main.name} "
+                f"({main.api_url}); change them there (or swap roles first)",
+            )
         return self._handlers[type(command)](command, now)
+
+    def _mark(self, via: str = "") -> int:
+        """The next change sequence number; a change made here (not taken from the partner) is also 'own'."""
+        self.change_seq += 1
+        if not via:
+            self.own_change_seq = self.change_seq
+        return self.change_seq
 
     # -- triad: who is active -------------------------------------------------------------------
 
     def _form_triad(self, cmd: c.FormTriad, now: float) -> Outcome:
         if self.triad is not None:
             return refused("relationship_exists", f"this server is already in triad {self.triad.name!r}")
+        if self.pair is not None:
+            return refused("relationship_exists", f"this server is already in backup pair {self.pair.name!r}")
         roles = sorted(m.role for m in cmd.members)
         names = {m.name for m in cmd.members}
         if roles != ["primary", "secondary", "tertiary"] or len(names) != 3:
@@ -222,6 +258,148 @@ class LicenseState:
             changed=True,
         )
 
+    # -- backup pair ----------------------------------------------------------------------------
+
+    def _form_backup_pair(self, cmd: c.FormBackupPair, now: float) -> Outcome:
+        if self.pair is not None:
+            return refused("relationship_exists", f"this server is already in backup pair {self.pair.name!r}")
+        if self.triad is not None:
+            return refused("relationship_exists", f"this server is already in triad {self.triad.name!r}")
+        if cmd.main.name == cmd.backup.name or cmd.main.api_url.rstrip("/") == cmd.backup.api_url.rstrip("/"):
+            return refused("invalid_relationship", "the main and the backup must be two different servers")
+        if not 0.2 <= cmd.interval_s <= 3600:
+            return refused("invalid_relationship", "interval_s must be between 0.2 and 3600 seconds")
+        self.pair = BackupPair(name=cmd.name, main=cmd.main, backup=cmd.backup, me=cmd.me, interval_s=cmd.interval_s)
+        if cmd.config is not None and cmd.me == "main":
+            self._take_config(cmd.config, "")
+        return Outcome(ok=True, data={"pair": cmd.name, "me": cmd.me}, changed=True)
+
+    def _leave_backup_pair(self, cmd: c.LeaveBackupPair, now: float) -> Outcome:
+        if self.pair is None:
+            return refused("no_relationship", "this server is not in a backup pair")
+        name, self.pair = self.pair.name, None
+        return Outcome(ok=True, data={"left": name}, changed=True)
+
+    def _swap_pair_roles(self, cmd: c.SwapPairRoles, now: float) -> Outcome:
+        pair = self.pair
+        if pair is None:
+            return refused("no_relationship", "this server is not in a backup pair")
+        pair.main, pair.backup = pair.backup, pair.main
+        pair.me = "backup" if pair.me == "main" else "main"
+        return Outcome(ok=True, data={"me": pair.me, "main": pair.main.name}, changed=True)
+
+    def _merge_peer_changes(self, cmd: c.MergePeerChanges, now: float) -> Outcome:
+        """Take in the partner's changes. Every merge keeps the newer of two facts, and usage rows at or
+        below the cursor are dropped, so a batch applied twice (a retried sync) changes nothing more."""
+        pair = self.pair
+        if pair is None or cmd.peer != pair.partner.name:
+            return refused("not_in_relationship", f"{cmd.peer!r} is not this server's backup partner")
+        via = cmd.peer
+        from_main = pair.me == "backup"
+        if cmd.config is not None and from_main:
+            self._take_config(cmd.config, via)
+        for theirs in cmd.printers:
+            self._merge_printer(theirs, via, take_group=from_main)
+        for theirs in cmd.clients:
+            self._merge_client(theirs, via)
+        usage = [
+            msgspec.structs.replace(item.record, server=via) for item in cmd.usage if item.row_id > pair.cursor.usage
+        ]
+        pair.cursor = PeerCursor(max(pair.cursor.changes, cmd.up_to), max(pair.cursor.usage, cmd.usage_up_to))
+        return Outcome(
+            ok=True,
+            data={"cursor": msgspec.to_builtins(pair.cursor), "usage": len(usage)},
+            usage=usage,
+            changed=True,
+        )
+
+    def _take_config(self, config: c.SharedConfig, via: str) -> None:
+        settings = msgspec.structs.replace(config.settings, server_name=self.settings.server_name)
+        if settings != self.settings:
+            window_changed = settings.printer_window_days != self.settings.printer_window_days
+            self.settings = settings
+            self.settings_version += 1
+            if window_changed:
+                self._rebuild_in_use()
+        if config.access_rules != self.access_rules:
+            self.access_rules = list(config.access_rules)
+            self.access_rules_version += 1
+        if config.alert_settings != self.alert_settings:
+            theirs = config.alert_settings
+            self.alert_settings = msgspec.structs.replace(
+                theirs, recipients=list(theirs.recipients), muted_kinds=list(theirs.muted_kinds)
+            )
+            self.alert_settings_version += 1
+        groups = list(dict.fromkeys([*BUILTIN_GROUPS, *config.groups]))
+        self.groups = groups
+        self.mapping_rules = [rule for rule in config.mapping_rules if rule.group in groups]
+        for printer in self.printers.values():
+            if printer.group not in groups:
+                self._move_printer(printer, DEFAULT_GROUP, via)
+        self.config_seq = self._mark(via)
+        self.config_via = via
+
+    def _merge_printer(self, theirs: Printer, via: str, *, take_group: bool) -> None:
+        seen_there = max(theirs.last_used, theirs.peer_last_used)
+        group = theirs.group if theirs.group in self.groups else group_for(theirs.identity, self.mapping_rules)
+        mine = self.printers.get(theirs.printer_id)
+        if mine is None:
+            self.printers[theirs.printer_id] = Printer(
+                printer_id=theirs.printer_id,
+                identity=theirs.identity,
+                group=group,
+                first_seen=theirs.first_seen,
+                last_used=0.0,
+                peer_last_used=seen_there,
+                seq=self._mark(via),
+                via=via,
+            )
+            return
+        changed = False
+        if seen_there > mine.peer_last_used:
+            mine.peer_last_used = seen_there
+            changed = True
+        if theirs.first_seen < mine.first_seen:
+            mine.first_seen = theirs.first_seen
+            changed = True
+        if take_group and group != mine.group:
+            self._move_printer(mine, group, via)
+        elif changed:
+            mine.seq, mine.via = self._mark(via), via
+
+    def _merge_client(self, theirs: Client, via: str) -> None:
+        mine = self.clients.get(theirs.client_id)
+        if mine is None:
+            self.clients[theirs.client_id] = msgspec.structs.replace(theirs, requests=0, seq=self._mark(via), via=via)
+            return
+        if theirs.last_seen <= mine.last_seen and theirs.first_seen >= mine.first_seen:
+            return
+        if theirs.last_seen > mine.last_seen:
+            mine.info, mine.source_ip, mine.last_seen = theirs.info, theirs.source_ip, theirs.last_seen
+        mine.first_seen = min(mine.first_seen, theirs.first_seen)
+        mine.seq, mine.via = self._mark(via), via
+
+    def shared_config(self) -> c.SharedConfig:
+        return c.SharedConfig(
+            settings=self.settings,
+            access_rules=self.access_rules,
+            groups=self.groups,
+            mapping_rules=self.mapping_rules,
+            alert_settings=self.alert_settings,
+        )
+
+    def changes_since(self, since: int, peer: str) -> dict[str, Any]:
+        """What `peer` has not seen: changes after its cursor that did not come from it (a read; no mutation).
+
+        A cursor of 0 means the partner never synchronized, so the configuration goes along whatever its age."""
+        config_new = since == 0 or (self.config_seq > since and self.config_via != peer)
+        return {
+            "up_to": self.change_seq,
+            "config": self.shared_config() if config_new else None,
+            "printers": [p for p in self.printers.values() if p.seq > since and p.via != peer],
+            "clients": [cl for cl in self.clients.values() if cl.seq > since and cl.via != peer],
+        }
+
     # -- licenses -------------------------------------------------------------------------------
 
     def _add_license(self, cmd: c.AddLicense, now: float) -> Outcome:
@@ -285,6 +463,7 @@ class LicenseState:
         client.source_ip = source_ip
         client.last_seen = now
         client.requests += 1
+        client.seq, client.via = self._mark(), ""
 
     def access_decision(self, origin: RequestOrigin) -> tuple[bool, str]:
         """(allowed, why) for a request from `origin`; `why` names the rule that decided."""
@@ -329,6 +508,7 @@ class LicenseState:
                 last_used=0.0,
             )
             self.printers[pid] = printer
+            printer.seq = self._mark()
         if printer.group == BLOCKED_GROUP:
             return refused(
                 "printer_blocked",
@@ -366,6 +546,7 @@ class LicenseState:
         printer.license_id = chosen.id
         printer.last_used = now
         printer.uses += 1
+        printer.seq, printer.via = self._mark(), ""
         self._in_use[chosen.id].put(pid, now + window)
         if status == "ok" and self.used(chosen.id, now) > chosen.terms.count:
             status = "grace"
@@ -389,11 +570,16 @@ class LicenseState:
             return refused("printer_not_found", f"no printer {cmd.printer_id}")
         if cmd.group not in self.groups:
             return refused("group_not_found", f"no printer group {cmd.group!r}")
-        printer.group = cmd.group
-        if cmd.group == BLOCKED_GROUP and printer.license_id in self._in_use:
+        self._move_printer(printer, cmd.group)
+        return Outcome(ok=True, data={"printer_id": printer.printer_id, "group": cmd.group}, changed=True)
+
+    def _move_printer(self, printer: Printer, group: str, via: str = "") -> None:
+        """Put a printer in a group; a blocked printer stops counting against a license at once."""
+        printer.group = group
+        printer.seq, printer.via = self._mark(via), via
+        if group == BLOCKED_GROUP and printer.license_id in self._in_use:
             self._in_use[printer.license_id].discard(printer.printer_id)
             printer.license_id = None
-        return Outcome(ok=True, data={"printer_id": printer.printer_id, "group": cmd.group}, changed=True)
 
     def _create_group(self, cmd: c.CreatePrinterGroup, now: float) -> Outcome:
         if not GROUP_NAME.match(cmd.name):
@@ -415,7 +601,7 @@ class LicenseState:
         self.groups[self.groups.index(cmd.name)] = cmd.new_name
         for printer in self.printers.values():
             if printer.group == cmd.name:
-                printer.group = cmd.new_name
+                self._move_printer(printer, cmd.new_name)
         # New rule objects: the old ones belong to the SetMappingRules command that installed them.
         self.mapping_rules = [
             msgspec.structs.replace(rule, group=cmd.new_name) if rule.group == cmd.name else rule
@@ -433,7 +619,7 @@ class LicenseState:
         self.groups.remove(cmd.name)
         for printer in self.printers.values():
             if printer.group == cmd.name:
-                printer.group = DEFAULT_GROUP
+                self._move_printer(printer, DEFAULT_GROUP)
         return Outcome(ok=True, data={"name": cmd.name}, changed=True)
 
     def _set_mapping_rules(self, cmd: c.SetMappingRules, now: float) -> Outcome:
@@ -696,6 +882,11 @@ class LicenseState:
                 time_floor=self.time_floor,
                 alert_settings=self.alert_settings,
                 alert_settings_version=self.alert_settings_version,
+                pair=self.pair,
+                change_seq=self.change_seq,
+                own_change_seq=self.own_change_seq,
+                config_seq=self.config_seq,
+                config_via=self.config_via,
             )
         )
 
@@ -725,6 +916,11 @@ class LicenseState:
         state.time_floor = snap.time_floor
         state.alert_settings = snap.alert_settings
         state.alert_settings_version = snap.alert_settings_version
+        state.pair = snap.pair
+        state.change_seq = snap.change_seq
+        state.own_change_seq = snap.own_change_seq
+        state.config_seq = snap.config_seq
+        state.config_via = snap.config_via
         state._rebuild_in_use()
         return state
 
@@ -756,7 +952,7 @@ class LicenseState:
         window = self.settings.printer_window_days * DAY
         return {
             **msgspec.to_builtins(printer),
-            "in_window": printer.last_used + window > now,
+            "in_window": max(printer.last_used, printer.peer_last_used) + window > now,
             "counted": printer.license_id is not None
             and printer.license_id in self._in_use
             and printer.printer_id in self._in_use[printer.license_id]

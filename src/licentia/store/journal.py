@@ -24,6 +24,7 @@ import msgspec
 from licentia.core.commands import Command, decode_command, encode_command
 from licentia.core.model import UsageRecord
 from licentia.core.state import LicenseState, Snapshot
+from licentia.store.usage_report import DenialCount
 
 log = logging.getLogger("licentia.store")
 
@@ -35,7 +36,8 @@ CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL DEFAULT '', idx INTEGER NOT NULL,
     seq INTEGER NOT NULL DEFAULT 0, at REAL NOT NULL, kind TEXT NOT NULL,
     granted INTEGER NOT NULL, reason TEXT NOT NULL, product TEXT, license_id TEXT, printer_id TEXT,
-    printer_name TEXT, lease_id TEXT, client_host TEXT, client_user TEXT, application TEXT, source_ip TEXT);
+    printer_name TEXT, lease_id TEXT, client_host TEXT, client_user TEXT, application TEXT, source_ip TEXT,
+    server TEXT NOT NULL DEFAULT '');
 CREATE UNIQUE INDEX IF NOT EXISTS usage_entry ON usage (origin, idx, seq);
 CREATE INDEX IF NOT EXISTS usage_at ON usage (at);
 CREATE INDEX IF NOT EXISTS usage_printer ON usage (printer_id, at);
@@ -44,6 +46,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 USAGE_FIELDS = tuple(UsageRecord.__struct_fields__)
+DENIAL_KINDS = ("print", "checkout")  # refused requests that count as denials (not lost heartbeats)
+LEASE_LOOKBACK_S = 7 * 86400.0  # how far before a report's range its leases' checkouts are looked for
 _INSERT_USAGE = (
     f"INSERT OR IGNORE INTO usage (origin, idx, seq, {', '.join(USAGE_FIELDS)}) "
     f"VALUES (?, ?, ?{', ?' * len(USAGE_FIELDS)})"
@@ -52,6 +56,12 @@ _INSERT_USAGE = (
 
 def usage_rows(origin: str, idx: int, usage: list[UsageRecord]) -> list[tuple[Any, ...]]:
     return [(origin, idx, seq, *(getattr(record, name) for name in USAGE_FIELDS)) for seq, record in enumerate(usage)]
+
+
+def _usage_record(values: tuple[Any, ...]) -> UsageRecord:
+    fields = dict(zip(USAGE_FIELDS, values, strict=True))
+    fields["granted"] = bool(fields["granted"])
+    return UsageRecord(**{name: value if value is not None else "" for name, value in fields.items()})
 
 
 class JournalFailure(RuntimeError):
@@ -86,6 +96,12 @@ class SqliteJournal:
         self._synchronous = synchronous
         self._writer = _connect(path, synchronous)
         self._writer.executescript(SCHEMA)
+        columns = {row[1] for row in self._writer.execute("PRAGMA table_info(usage)")}
+        if "server" not in columns:
+            self._writer.execute("ALTER TABLE usage ADD COLUMN server TEXT NOT NULL DEFAULT ''")
+        # The newest usage row this server recorded itself; a backup partner has all of them once its
+        # usage cursor reaches this id.
+        self.own_usage_id = self._last_own_usage_id(self._writer)
         self._reader = _connect(path, synchronous)
         self._reader_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-journal")
@@ -213,6 +229,7 @@ class SqliteJournal:
             rows = [row for idx, _, _, usage in batch for row in usage_rows("", idx, usage)]
             if rows:
                 conn.executemany(_INSERT_USAGE, rows)
+            own = any(row[-1] == "" for row in rows)
             if snapshot is not None:
                 conn.execute("INSERT OR REPLACE INTO snapshot (id, idx, data) VALUES (1, ?, ?)", snapshot)
                 conn.execute("DELETE FROM journal WHERE idx <= ?", (snapshot[0],))
@@ -220,6 +237,8 @@ class SqliteJournal:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if own:
+            self.own_usage_id = self._last_own_usage_id(conn)
 
     # -- usage log ------------------------------------------------------------------------------
 
@@ -258,10 +277,74 @@ class SqliteJournal:
         """Refused print checks and checkouts at or after `since`, counted by reason (for the denial alert)."""
         sql = (
             "SELECT reason, COUNT(*) FROM usage WHERE at >= ? AND granted = 0 "
-            "AND kind IN ('print', 'checkout') GROUP BY reason"
+            f"AND kind IN {DENIAL_KINDS} GROUP BY reason"
         )
         rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, (since,))
         return {str(reason): int(count) for reason, count in rows}
+
+    async def report_inputs(
+        self, since: float, until: float, bucket_s: float, printer_window_s: float
+    ) -> tuple[list[UsageRecord], list[DenialCount]]:
+        """What `usage_report` needs for [since, until), read so that it stays small whatever the traffic.
+
+        Print checks: per printer, the first and last grant in each printer-window-long stretch (the grants in
+        between add nothing to the union of windows). Leases: their records from LEASE_LOOKBACK_S before
+        `since`, plus the first end record after `until` of leases still open then. Denials: counted per bucket.
+        """
+        fields = ", ".join(USAGE_FIELDS)
+        start = since - printer_window_s
+
+        def read() -> tuple[list[UsageRecord], list[DenialCount]]:
+            prints = self._read(
+                "SELECT printer_id, MIN(at), MAX(at) FROM usage WHERE kind = 'print' AND granted = 1 "
+                "AND at >= ? AND at < ? GROUP BY printer_id, CAST((at - ?) / ? AS INTEGER)",
+                (start, until, start, printer_window_s),
+            )
+            records = [
+                UsageRecord(at=at, kind="print", granted=True, reason="ok", printer_id=printer)
+                for printer, first, last in prints
+                for at in {first, last}
+            ]
+            leases = [
+                _usage_record(row)
+                for row in self._read(
+                    f"SELECT {fields} FROM usage WHERE lease_id != '' AND at >= ? AND at < ? ORDER BY at",
+                    (since - LEASE_LOOKBACK_S, until),
+                )
+            ]
+            closed = {r.lease_id for r in leases if r.kind == "checkin"}
+            open_ids = sorted({r.lease_id for r in leases if r.kind == "checkout" and r.granted} - closed)
+            if open_ids:
+                leases += [
+                    _usage_record(row[:-1])
+                    for row in self._read(
+                        f"SELECT {fields}, MIN(at) FROM usage WHERE kind = 'checkin' AND at >= ? "
+                        "AND lease_id IN (SELECT value FROM json_each(?)) GROUP BY lease_id",
+                        (until, msgspec.json.encode(open_ids).decode()),
+                    )
+                ]
+            denials = [
+                DenialCount(at=at, reason=reason, count=count)
+                for reason, at, count in self._read(
+                    f"SELECT reason, MIN(at), COUNT(*) FROM usage WHERE granted = 0 AND kind IN {DENIAL_KINDS} "
+                    "AND at >= ? AND at < ? GROUP BY reason, CAST((at - ?) / ? AS INTEGER)",
+                    (since, until, since, bucket_s),
+                )
+            ]
+            return records + leases, denials
+
+        return await asyncio.get_running_loop().run_in_executor(None, read)
+
+    async def own_usage_after(self, after_id: int, limit: int) -> list[tuple[int, UsageRecord]]:
+        """Usage this server recorded itself (not taken from a backup partner), after row `after_id`, in order."""
+        sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage WHERE id > ? AND server = '' ORDER BY id LIMIT ?"
+        rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, (after_id, limit))
+        return [(row[0], _usage_record(row[1:])) for row in rows]
+
+    @staticmethod
+    def _last_own_usage_id(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT id FROM usage WHERE server = '' ORDER BY id DESC LIMIT 1").fetchone()
+        return int(row[0]) if row else 0
 
     def record_usage(self, rows: list[tuple[Any, ...]]) -> None:
         """Queue usage rows from another thread (a triad's Raft thread); written in order, in batches."""

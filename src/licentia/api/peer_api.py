@@ -1,0 +1,74 @@
+"""The API the two servers of a backup pair call on each other; every request must carry the pair's signature.
+
+Nothing here needs an admin login, and nothing is accepted from a server outside
+the pair: a request without a valid signature from the partner gets 403.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from licentia.api.errors import ApiError
+from licentia.api.routing import Endpoint, decode_body, ok, read_body
+from licentia.cluster import peer_auth
+from licentia.cluster.backup_pair import BackupLink, PullRequest
+from licentia.core.commands import SwapPairRoles
+
+
+async def _from_partner(request: Request) -> tuple[BackupLink, bytes]:
+    """The link, once the request is proven to come from this server's backup partner."""
+    server: Any = request.app.state.server
+    body = await read_body(request)
+    link: BackupLink | None = server.backup
+    if link is None:
+        raise ApiError("not_in_relationship", "this server is not in a backup pair")
+    problem = peer_auth.verify(
+        request.headers.get(peer_auth.HEADER, ""),
+        link.secret,
+        link.pair.partner.name,
+        request.method,
+        request.url.path,
+        body,
+        server.now(),
+    )
+    if problem:
+        raise ApiError("not_in_relationship", problem)
+    return link, body
+
+
+async def changes(request: Request) -> Response:
+    link, body = await _from_partner(request)
+    pull = decode_body(body, PullRequest)
+    return ok(msgspec.to_builtins(await link.answer_pull(pull)))
+
+
+async def poke(request: Request) -> Response:
+    link, _ = await _from_partner(request)
+    link.wake()
+    return ok({"syncing": True})
+
+
+async def swap(request: Request) -> Response:
+    link, _ = await _from_partner(request)
+    outcome = await link.server.execute(SwapPairRoles())
+    if not outcome.ok:
+        raise ApiError(outcome.code, outcome.message)
+    return ok(outcome.data)
+
+
+async def leave(request: Request) -> Response:
+    link, _ = await _from_partner(request)
+    return ok({"left": await link.server.leave_backup_pair()})
+
+
+P = "/api/v1/peer"
+ENDPOINTS = [
+    Endpoint("POST", f"{P}/changes", changes, "Backup partner: what changed since its cursor", tag="peer"),
+    Endpoint("POST", f"{P}/poke", poke, "Backup partner: synchronize now", tag="peer"),
+    Endpoint("POST", f"{P}/swap", swap, "Backup partner: swap main and backup roles", tag="peer"),
+    Endpoint("POST", f"{P}/leave", leave, "Backup partner: the pair is removed", tag="peer"),
+]

@@ -1,0 +1,340 @@
+"""The link between the two servers of a backup pair: periodic, incremental, two-way synchronization.
+
+Each server keeps its own state and licenses. Every `interval_s` (and at once
+when poked: after a settings change on the main, or "sync now") each server
+pulls from its partner what changed since its cursor and applies it through its
+own core as one `MergePeerChanges` command, so the data and the advanced cursor
+become durable together: a sync that fails half way is simply pulled again, and
+nothing is applied twice. The main's settings and rules flow to the backup; the
+printer and client registries and the usage log flow both ways.
+
+The link also keeps what it learns about the pair (can we reach the partner now;
+does each side hold everything of the other) for the Redundancy page, metrics and alerts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import msgspec
+
+from licentia.cluster import peer_auth
+from licentia.core.commands import MergePeerChanges, PeerUsage, SharedConfig
+from licentia.core.model import BackupPair, Client, PeerCursor, Printer
+
+if TYPE_CHECKING:
+    from licentia.server import LicenseServer
+
+log = logging.getLogger("licentia.backup")
+
+PEER_TIMEOUT_S = 2.0
+
+
+class PeerChanges(msgspec.Struct):
+    """A partner's answer to a pull: its changes after our cursor, and what it knows of us."""
+
+    up_to: int
+    usage_up_to: int
+    more: bool
+    your_cursor: PeerCursor
+    own_seq: int
+    usage_id: int
+    config: SharedConfig | None = None
+    printers: list[Printer] = []
+    clients: list[Client] = []
+    usage: list[PeerUsage] = []
+
+
+class PullRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A pull: our cursor of the partner, and how far our own changes go (so it can tell if it has them)."""
+
+    since: int
+    usage_since: int
+    own_seq: int
+    usage_id: int
+
+
+class PeerUnreachable(Exception):
+    pass
+
+
+@dataclass
+class PartnerView:
+    """What this server last learned about its partner (not durable: relearned at the first contact)."""
+
+    last_ok_at: float | None = None
+    last_failure_at: float | None = None
+    last_error: str | None = None
+    own_seq: int | None = None
+    usage_id: int | None = None
+    cursor_of_me: PeerCursor | None = None
+    last_synchronized_at: float | None = None
+
+
+class BackupLink:
+    def __init__(self, server: LicenseServer, secret: str) -> None:
+        self.server = server
+        self.secret = secret
+        self.partner = PartnerView()
+        self.since = server.now()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(PEER_TIMEOUT_S, connect=min(1.0, PEER_TIMEOUT_S)))
+        self._sync_lock = asyncio.Lock()
+        self._was_connected: bool | None = None
+        self._pokes: set[asyncio.Task[None]] = set()
+
+    @property
+    def pair(self) -> BackupPair:
+        pair = self.server.state.pair
+        assert pair is not None
+        return pair
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._http.aclose()
+
+    def wake(self) -> None:
+        """Synchronize now instead of at the next interval."""
+        self._wake.set()
+
+    def poke_partner(self) -> None:
+        """Ask the partner to pull now (after a settings change here); best effort, the interval catches up."""
+
+        async def poke() -> None:
+            with contextlib.suppress(PeerUnreachable):
+                await self.call("/api/v1/peer/poke")
+
+        task = asyncio.get_running_loop().create_task(poke())
+        self._pokes.add(task)
+        task.add_done_callback(self._pokes.discard)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            self._wake.clear()
+            await self.sync_once()
+            wait = max(0.0, self.pair.interval_s - (loop.time() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    # -- talking to the partner -----------------------------------------------------------------
+
+    async def call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A signed POST to the partner; raises PeerUnreachable when it cannot be reached or refuses."""
+        pair = self.pair
+        data = msgspec.json.encode(body or {})
+        header = peer_auth.sign(self.secret, pair.myself.name, "POST", path, data, self.server.now())
+        url = pair.partner.api_url.rstrip("/") + path
+        try:
+            response = await self._http.post(
+                url, content=data, headers={"content-type": "application/json", peer_auth.HEADER: header}
+            )
+        except httpx.HTTPError as exc:
+            raise PeerUnreachable(f"{pair.partner.name} ({pair.partner.api_url}) cannot be reached: {exc!r}") from None
+        if response.status_code != 200:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:200]
+            raise PeerUnreachable(f"{pair.partner.name} answered {response.status_code}: {message}")
+        return response.json()
+
+    async def sync_once(self) -> bool:
+        """Pull everything new from the partner (in batches); True when the partner answered."""
+        async with self._sync_lock:
+            try:
+                while True:
+                    more = await self._pull_batch()
+                    if not more:
+                        break
+            except PeerUnreachable as exc:
+                self._failed(str(exc))
+                return False
+            except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+                self._failed(f"{self.pair.partner.name} sent an answer this server cannot read: {exc}")
+                return False
+            self._reached()
+            return True
+
+    async def _pull_batch(self) -> bool:
+        state = self.server.state
+        pair = self.pair
+        request = PullRequest(
+            since=pair.cursor.changes,
+            usage_since=pair.cursor.usage,
+            own_seq=state.own_change_seq,
+            usage_id=self.server.journal.own_usage_id,
+        )
+        answer = msgspec.convert(await self.call("/api/v1/peer/changes", msgspec.to_builtins(request)), PeerChanges)
+        news = (
+            answer.up_to > pair.cursor.changes
+            or answer.usage_up_to > pair.cursor.usage
+            or answer.config is not None
+            or answer.printers
+            or answer.clients
+        )
+        if news:
+            outcome = await self.server.execute(
+                MergePeerChanges(
+                    peer=pair.partner.name,
+                    up_to=answer.up_to,
+                    usage_up_to=answer.usage_up_to,
+                    config=answer.config,
+                    printers=answer.printers,
+                    clients=answer.clients,
+                    usage=answer.usage,
+                )
+            )
+            if not outcome.ok:
+                raise PeerUnreachable(f"could not apply {pair.partner.name}'s changes: {outcome.message}")
+            if answer.printers or answer.clients or answer.usage or answer.config is not None:
+                log.info(
+                    "Took %d printer(s), %d client(s), %d usage record(s)%s from %s.",
+                    len(answer.printers),
+                    len(answer.clients),
+                    len(answer.usage),
+                    " and its settings" if answer.config is not None and pair.me == "backup" else "",
+                    pair.partner.name,
+                )
+        self.partner.own_seq = answer.own_seq
+        self.partner.usage_id = answer.usage_id
+        self.partner.cursor_of_me = answer.your_cursor
+        return answer.more
+
+    async def answer_pull(self, request: PullRequest) -> dict[str, Any]:
+        """Serve the partner's pull: what it has not seen, made durable here before it is handed over."""
+        server = self.server
+        pair = self.pair
+        changes = server.state.changes_since(request.since, pair.partner.name)
+        batch = server.config.sync_batch_rows
+        rows = await server.journal.own_usage_after(request.usage_since, batch)
+        await server.journal.barrier()
+        self.partner.own_seq = request.own_seq
+        self.partner.usage_id = request.usage_id
+        self.partner.cursor_of_me = PeerCursor(request.since, request.usage_since)
+        return {
+            **changes,
+            "usage": [PeerUsage(row_id, record) for row_id, record in rows],
+            "usage_up_to": rows[-1][0] if rows else request.usage_since,
+            "more": len(rows) == batch,
+            "your_cursor": pair.cursor,
+            "own_seq": server.state.own_change_seq,
+            "usage_id": server.journal.own_usage_id,
+        }
+
+    def _reached(self) -> None:
+        now = self.server.now()
+        self.partner.last_ok_at = now
+        self.partner.last_error = None
+        if self._was_connected is not True:
+            log.warning("Backup pair %s: %s can be reached; synchronizing.", self.pair.name, self.pair.partner.name)
+            self.poke_partner()
+        self._was_connected = True
+        if self.synchronized():
+            self.partner.last_synchronized_at = now
+
+    def _failed(self, why: str) -> None:
+        self.partner.last_failure_at = self.server.now()
+        self.partner.last_error = why
+        if self._was_connected is None:
+            log.info("Backup pair %s: waiting for the partner: %s", self.pair.name, why)
+        elif self._was_connected:
+            log.warning("Backup pair %s: lost contact with the partner: %s", self.pair.name, why)
+        self._was_connected = False
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def connected(self) -> bool:
+        """The partner answered our last pull, recently enough that it can be reached now."""
+        view = self.partner
+        if view.last_ok_at is None:
+            return False
+        if view.last_failure_at is not None and view.last_failure_at > view.last_ok_at:
+            return False
+        return self.server.now() - view.last_ok_at <= 2 * self.pair.interval_s + PEER_TIMEOUT_S
+
+    def have_partners(self) -> bool:
+        view = self.partner
+        cursor = self.pair.cursor
+        if view.own_seq is None or view.usage_id is None:
+            return False
+        return cursor.changes >= view.own_seq and cursor.usage >= view.usage_id
+
+    def partner_has_mine(self) -> bool:
+        seen = self.partner.cursor_of_me
+        if seen is None:
+            return False
+        return seen.changes >= self.server.state.own_change_seq and seen.usage >= self.server.journal.own_usage_id
+
+    def synchronized(self) -> bool:
+        """The backup holds the main's latest versions and the main holds everything the backup recorded."""
+        return self.have_partners() and self.partner_has_mine()
+
+    def status(self) -> dict[str, Any]:
+        pair = self.pair
+        view = self.partner
+        connected = self.connected()
+        synchronized = self.synchronized()
+        if synchronized:
+            view.last_synchronized_at = self.server.now()
+        state = ("connected" if connected else "not_connected") + (
+            "_synchronized" if synchronized else "_not_synchronized"
+        )
+        seen = view.cursor_of_me
+        own_seq = self.server.state.own_change_seq
+        own_usage = self.server.journal.own_usage_id
+        return {
+            "type": "backup",
+            "name": pair.name,
+            "me": pair.myself.name,
+            "my_role": pair.me,
+            "partner": pair.partner.name,
+            "interval_s": pair.interval_s,
+            "members": [
+                {
+                    "name": member.name,
+                    "role": role,
+                    "api_url": member.api_url,
+                    "me": member.name == pair.myself.name,
+                    "online": True if member.name == pair.myself.name else connected,
+                    "reachable": True if member.name == pair.myself.name else connected,
+                }
+                for role, member in (("main", pair.main), ("backup", pair.backup))
+            ],
+            "connected": connected,
+            "synchronized": synchronized,
+            "state": state,
+            "last_sync_at": view.last_ok_at,
+            "last_synchronized_at": view.last_synchronized_at,
+            "last_error": view.last_error,
+            "since": self.since,
+            "pending": {
+                "to_partner": {
+                    "changes": max(0, own_seq - seen.changes) if seen else None,
+                    "usage_rows": max(0, own_usage - seen.usage) if seen else None,
+                },
+                "from_partner": {
+                    "changes": max(0, view.own_seq - pair.cursor.changes) if view.own_seq is not None else None,
+                    "usage_rows": max(0, view.usage_id - pair.cursor.usage) if view.usage_id is not None else None,
+                },
+            },
+            "cursor": msgspec.to_builtins(pair.cursor),
+            "active": pair.main.name,
+            "serving": True,
+            "checked_at": self.server.now(),
+        }

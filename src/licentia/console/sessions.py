@@ -1,0 +1,266 @@
+"""Console sessions: the login form, the session cookie, logout, and the first-start password change.
+
+The session cookie holds the same signed token /api/v1/auth/login hands out
+(HttpOnly, SameSite=Strict), so the admin API authenticates the console's
+fetches itself (`licentia.api.auth`) and the console keeps no session store.
+The login form is protected by a double-submit token: a random nonce in a
+short-lived cookie, and in the form its HMAC under the server's token secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from licentia.api.auth import csrf_token, log_in, session_cookie_name, token_user
+from licentia.api.errors import ApiError
+from licentia.api.passwords import verify_password
+from licentia.api.routing import read_body
+from licentia.console.views import render, static_url
+from licentia.core.model import AdminUser
+from licentia.server import INITIAL_PASSWORD_FILE
+
+log = logging.getLogger("licentia.console")
+
+MAX_FORM_BYTES = 8 * 1024
+LOGIN_FORM_TTL_S = 3600
+FIRST_ADMIN = "admin"
+_SAFE_NEXT = re.compile(r"[A-Za-z0-9/_.~%=&?-]*")
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """Who is logged in to the console, with the token their cookie holds and its CSRF value."""
+
+    user: AdminUser
+    token: str
+    csrf: str
+
+
+def console_path(request: Request) -> str:
+    return str(request.app.state.server.config.console_path)
+
+
+def current_session(request: Request) -> ConsoleSession | None:
+    server = request.app.state.server
+    token = request.cookies.get(session_cookie_name(server))
+    if not token:
+        return None
+    user = token_user(request, token)
+    if user is None:
+        return None
+    return ConsoleSession(user, token, csrf_token(server.token_secret, token))
+
+
+# (stored hash, hint) -> whether the hint still opens the admin account; scrypt is slow, the answer is stable.
+_hint_checks: dict[tuple[str, str], bool] = {}
+
+
+def initial_password_pending(server: Any) -> bool:
+    """Whether `admin` still has the password generated on first start (its hint file exists and works).
+
+    A hint that no longer works (the password was changed, here or through the
+    API or CLI) is a stale secret on disk, so it is deleted.
+    """
+    path = server.config.data_dir / INITIAL_PASSWORD_FILE
+    try:
+        hint = path.read_text().strip()
+    except OSError:
+        return False
+    user = server.state.users.get(FIRST_ADMIN)
+    if user is None:
+        return False
+    key = (user.password_hash, hint)
+    pending = _hint_checks.get(key)
+    if pending is None:
+        if len(_hint_checks) > 64:
+            _hint_checks.clear()
+        pending = _hint_checks[key] = verify_password(hint, user.password_hash)
+    if not pending:
+        path.unlink(missing_ok=True)
+        log.info("The admin password was changed; deleted the first-start hint %s.", path)
+    return pending
+
+
+def must_set_password(request: Request, session: ConsoleSession) -> bool:
+    return session.user.username == FIRST_ADMIN and initial_password_pending(request.app.state.server)
+
+
+# -- login and logout ---------------------------------------------------------------------------
+
+
+def _login_cookie_name(server: Any) -> str:
+    return f"licentia_login_{server.server_id}"
+
+
+def _login_form_token(server: Any, nonce: str) -> str:
+    return hmac.new(server.token_secret, b"login:" + nonce.encode(), hashlib.sha256).hexdigest()
+
+
+def _matches(sent: str, expected: str) -> bool:
+    return hmac.compare_digest(sent.encode(), expected.encode())
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (the console's own forms only): field -> first value."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        data = await read_body(request, MAX_FORM_BYTES)
+    except ApiError:
+        return {}
+    if content_type != "application/x-www-form-urlencoded":
+        return {}
+    try:
+        fields = parse_qs(data.decode(), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return {name: values[0] for name, values in fields.items()}
+
+
+def safe_next(request: Request, target: str | None) -> str:
+    """Where to go after logging in: only a page of this console, never another site."""
+    base = console_path(request)
+    well_formed = bool(target) and _SAFE_NEXT.fullmatch(target) and "//" not in target and ".." not in target
+    if well_formed and (target == base or target.startswith(base + "/")):
+        return target
+    return base + "/"
+
+
+def login_form(
+    request: Request, *, error: str | None = None, notice: str | None = None, status: int = 200
+) -> Response:
+    """The login page, with a fresh double-submit token (its nonce cookie is set on the response)."""
+    server = request.app.state.server
+    base = console_path(request)
+    nonce = secrets.token_urlsafe(24)
+    changed = request.query_params.get("changed") == "1"
+    logged_out = request.query_params.get("logged_out") == "1"
+    if notice is None and changed:
+        notice = "Your password was changed. Log in with the new password."
+    elif notice is None and logged_out:
+        notice = "You are logged out."
+    context = {
+        "console": base,
+        "static": lambda name: static_url(base, name),
+        "title": "Log in",
+        "server_name": server.state.settings.server_name,
+        "form_token": _login_form_token(server, nonce),
+        "next": safe_next(request, request.query_params.get("next")),
+        "error": error,
+        "notice": notice,
+        "first_start": initial_password_pending(server),
+        "hint_file": INITIAL_PASSWORD_FILE,
+    }
+    response = render(request, "login.html", context, status)
+    response.set_cookie(
+        _login_cookie_name(server),
+        nonce,
+        max_age=LOGIN_FORM_TTL_S,
+        path=base,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+    )
+    return response
+
+
+async def login_page(request: Request) -> Response:
+    if current_session(request) is not None:
+        return RedirectResponse(safe_next(request, request.query_params.get("next")), 303)
+    return login_form(request)
+
+
+async def login_submit(request: Request) -> Response:
+    server = request.app.state.server
+    form = await read_form(request)
+    nonce = request.cookies.get(_login_cookie_name(server), "")
+    if not nonce or not _matches(form.get("csrf", ""), _login_form_token(server, nonce)):
+        return login_form(
+            request,
+            error="This login form expired or did not come from this console. Please log in again.",
+            status=403,
+        )
+    session = log_in(server, form.get("username", ""), form.get("password", ""))
+    if session is None:
+        log.warning("Console login refused for %r from %s.", form.get("username", "")[:64], _peer(request))
+        return login_form(request, error="Wrong username or password.", status=401)
+    response = RedirectResponse(safe_next(request, form.get("next")), 303)
+    response.set_cookie(
+        session_cookie_name(server),
+        session.token,
+        max_age=int(server.config.token_ttl_s),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+    )
+    response.delete_cookie(_login_cookie_name(server), path=console_path(request))
+    return response
+
+
+async def logout(request: Request) -> Response:
+    """Logging out is a POST with the page's CSRF value, so another site cannot log a user out."""
+    server = request.app.state.server
+    session = current_session(request)
+    form = await read_form(request)
+    if session is not None and not _matches(form.get("csrf", ""), session.csrf):
+        return render_refusal(request, "Logging out needs the console's own form. Reload the page and try again.")
+    response = RedirectResponse(f"{console_path(request)}/login?logged_out=1", 303)
+    response.delete_cookie(session_cookie_name(server), path="/", httponly=True, samesite="strict")
+    return response
+
+
+def render_refusal(request: Request, message: str, status: int = 403) -> Response:
+    base = console_path(request)
+    context = {
+        "console": base,
+        "static": lambda name: static_url(base, name),
+        "title": "Not allowed" if status == 403 else "Not found",
+        "message": message,
+    }
+    return render(request, "refusal.html", context, status)
+
+
+def to_login(request: Request) -> Response:
+    """Back to the login page, coming back here afterwards."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"{console_path(request)}/login?next={quote(target, safe='/')}", 303)
+
+
+def _peer(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+# -- first start: set the admin password --------------------------------------------------------
+
+
+async def password_page(request: Request) -> Response:
+    """Shown (and forced) while `admin` still has its generated first-start password."""
+    session = current_session(request)
+    if session is None:
+        return to_login(request)
+    if not must_set_password(request, session):
+        return RedirectResponse(console_path(request) + "/", 303)
+    base = console_path(request)
+    context = {
+        "console": base,
+        "static": lambda name: static_url(base, name),
+        "title": "Set your password",
+        "csrf": session.csrf,
+        "user": session.user,
+        "page": "set-password",
+    }
+    return render(request, "password.html", context)

@@ -1,0 +1,61 @@
+"""The status strip at the top of every console page, and the small JSON endpoint it polls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from licentia.api.auth import authenticate
+from licentia.api.errors import JSON, ApiError, error_response
+from licentia.core.state import LicenseState
+
+GOOD = ("ok", "full")
+GRACE = ("grace",)
+BAD = ("exhausted", "expired", "not_yet_valid")
+
+
+def relationship_label(relationship: dict[str, Any] | None) -> tuple[str, str, bool]:
+    """(relationship, this server's role in it, whether this server serves licenses now)."""
+    if relationship is None or not relationship.get("type"):
+        return "Standalone", "", True
+    kind = str(relationship["type"]).capitalize()
+    name = relationship.get("name")
+    role = str(relationship.get("my_role") or relationship.get("role") or "")
+    serving = bool(relationship.get("serving", True))
+    return (f"{kind} {name}" if name else kind), role, serving
+
+
+def license_counts(state: LicenseState, now: float) -> dict[str, int]:
+    counts = {"ok": 0, "grace": 0, "bad": 0}
+    for lic in state.licenses.values():
+        status = state.license_status(lic, now)["status"]
+        counts["ok" if status in GOOD else "grace" if status in GRACE else "bad"] += 1
+    return counts
+
+
+def status_summary(server: Any, state: LicenseState) -> dict[str, Any]:
+    now = server.now()
+    relationship, role, serving = relationship_label(server.relationship())
+    name = state.settings.server_name
+    return {
+        "server": name,
+        "relationship": relationship,
+        "role": role,
+        "active": serving,
+        "licenses": license_counts(state, now),
+        "at": now,
+    }
+
+
+async def status_json(request: Request) -> Response:
+    """GET only, so the session cookie alone authenticates it (no CSRF value needed)."""
+    try:
+        user = authenticate(request)
+    except ApiError as exc:
+        return error_response(exc.code, exc.message, exc.status)
+    if user is None:
+        return error_response("unauthorized", "log in to the console first")
+    server = request.app.state.server
+    return JSON(status_summary(server, await server.read_state()), headers={"Cache-Control": "no-store"})

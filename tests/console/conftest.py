@@ -1,0 +1,90 @@
+"""Fixtures of the console tests: one headless chromium for them all, a real server per module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from harness import ADMIN_PASSWORD, Issuer, ServerProcess
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from .console_support import log_in, put_user
+
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+USER_PASSWORD = "console-test-password"
+
+expect.set_options(timeout=6000)
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Browser]:
+    """Shared by every console test. Package scope, not session: while Playwright's sync API runs it
+    marks an event loop as running, and asyncio.run in the tests collected after these would fail."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=BROWSER_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def console_issuer() -> Issuer:
+    return Issuer()
+
+
+@pytest.fixture(scope="module")
+def console_server(tmp_path_factory: pytest.TempPathFactory, console_issuer: Issuer) -> Iterator[ServerProcess]:
+    """One real server for a module's tests (each test leaves it as other tests of the module expect)."""
+    data_dir = tmp_path_factory.mktemp("console") / "server"
+    console_issuer.trust_in(data_dir)
+    server = ServerProcess(data_dir)
+    try:
+        yield server.start()
+    finally:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def admin(console_server: ServerProcess) -> Iterator[httpx.Client]:
+    """The admin API of the module's server, logged in as admin (to arrange and check state)."""
+    with console_server.admin() as client:
+        yield client
+
+
+@pytest.fixture
+def context(browser: Browser, console_server: ServerProcess) -> Iterator[BrowserContext]:
+    """A fresh browser profile (no cookies) at 1280 px wide, its URLs relative to the module's server."""
+    profile = browser.new_context(base_url=console_server.url, viewport={"width": 1280, "height": 900})
+    profile.set_default_timeout(8000)
+    yield profile
+    profile.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    """A console page logged in as admin, on the overview."""
+    return log_in(context.new_page(), "admin", ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def page_as(browser: Browser, console_server: ServerProcess, admin: httpx.Client) -> Iterator[Callable[[str], Page]]:
+    """page_as("viewer") -> a console page of a user with that role, each in its own browser profile."""
+    profiles: list[BrowserContext] = []
+
+    def open_as(role: str) -> Page:
+        put_user(admin, f"{role}-user", USER_PASSWORD, role)
+        profile = browser.new_context(base_url=console_server.url, viewport={"width": 1280, "height": 900})
+        profile.set_default_timeout(8000)
+        profiles.append(profile)
+        return log_in(profile.new_page(), f"{role}-user", USER_PASSWORD)
+
+    yield open_as
+    for profile in profiles:
+        profile.close()
