@@ -75,6 +75,7 @@ def _run(config: Config, install: list[Path] | None = None) -> int:
     base = f"http://{config.host}:{config.port}"
     print(
         f"Licentia {__version__} on {base}\n"
+        f"  console:    {base}{config.console_path}/\n"
         f"  client API: {base}/api/v1   admin API: {base}/api/v1/admin   OpenAPI: {base}/openapi.json\n"
         f"  data:       {config.data_dir.resolve()}\n"
         f"  admin user: admin (first-start password in {config.data_dir.resolve() / 'initial-admin-password'}"

@@ -97,3 +97,12 @@ def test_keyboard_reaches_skip_link_and_navigation_with_visible_focus(page: Page
     expect(page.locator("nav a:focus")).to_have_text("License Setup")
     page.keyboard.press("Enter")
     page.wait_for_url(f"**{CONSOLE}/licenses")
+
+
+@pytest.mark.parametrize("path", ["/licenses", "/this-server", "/seats", "/users"])
+def test_other_pages_fit_a_narrow_window_too(page: Page, licenses, path):
+    page.set_viewport_size({"width": 400, "height": 860})
+    page.goto(f"{CONSOLE}{path}")
+    expect(page.locator("main h1")).to_be_visible()
+    expect_no_horizontal_scroll(page)
+    screenshot(page, f"narrow-{path.strip('/')}")

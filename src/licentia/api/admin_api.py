@@ -33,6 +33,7 @@ from licentia.api.schemas import (
 from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, matching_rule
 from licentia.core.model import AdminUser
+from licentia.core.state import LicenseState
 from licentia.license_file import LicenseFileError
 from licentia.store.journal import USAGE_FIELDS, UsageQuery
 
@@ -113,16 +114,23 @@ async def remove_license(request: Request) -> Response:
 # -- printers and groups ------------------------------------------------------------------------
 
 
-async def list_printers(request: Request) -> Response:
-    server = _server(request)
-    state = await server.read_state()
-    now = server.now()
-    group = request.query_params.get("group")
-    recent = request.query_params.get("recent") in ("1", "true")
+def printer_views(
+    state: LicenseState, now: float, group: str | None = None, recent: bool = False
+) -> list[dict[str, Any]]:
+    """Printers (of `group`; only those used inside the printer window when `recent`), last used first."""
     printers = [state.printer_view(p, now) for p in state.printers.values() if group in (None, p.group)]
     if recent:
         printers = [p for p in printers if p["in_window"]]
     printers.sort(key=lambda p: -p["last_used"])
+    return printers
+
+
+async def list_printers(request: Request) -> Response:
+    server = _server(request)
+    state = await server.read_state()
+    group = request.query_params.get("group")
+    recent = request.query_params.get("recent") in ("1", "true")
+    printers = printer_views(state, server.now(), group, recent)
     return ok({"printers": printers, "window_days": state.settings.printer_window_days})
 
 
@@ -141,20 +149,21 @@ async def unblock_printer(request: Request) -> Response:
     return answer(await _server(request).execute(command))
 
 
-async def list_groups(request: Request) -> Response:
-    state = await _server(request).read_state()
+def group_views(state: LicenseState) -> dict[str, Any]:
+    """The printer groups (built-in ones flagged, with their printer counts) and the ordered mapping rules."""
     counts = {name: 0 for name in state.groups}
     for printer in state.printers.values():
         counts[printer.group] = counts.get(printer.group, 0) + 1
-    return ok(
-        {
-            "groups": [
-                {"name": name, "builtin": name in ("Default", "Blocked"), "printers": counts[name]}
-                for name in state.groups
-            ],
-            "mapping_rules": msgspec.to_builtins(state.mapping_rules),
-        }
-    )
+    return {
+        "groups": [
+            {"name": name, "builtin": name in ("Default", "Blocked"), "printers": counts[name]} for name in state.groups
+        ],
+        "mapping_rules": msgspec.to_builtins(state.mapping_rules),
+    }
+
+
+async def list_groups(request: Request) -> Response:
+    return ok(group_views(await _server(request).read_state()))
 
 
 async def create_group(request: Request, body: GroupRequest) -> Response:
@@ -177,16 +186,24 @@ async def set_mapping_rules(request: Request, body: MappingRulesRequest) -> Resp
 # -- leases and clients -------------------------------------------------------------------------
 
 
-async def list_leases(request: Request) -> Response:
-    server = _server(request)
-    state = await server.read_state()
-    now = server.now()
-    leases = [
+def lease_views(state: LicenseState, now: float) -> list[dict[str, Any]]:
+    """The seat leases held now, as the API and the console show them."""
+    return [
         {**msgspec.to_builtins(lease), "expires_in_s": round(lease.expires_at - now, 1)}
         for lease in state.leases.values()
         if lease.expires_at > now
     ]
-    return ok({"leases": leases})
+
+
+def client_views(state: LicenseState) -> list[dict[str, Any]]:
+    """The client registry, most recently seen first."""
+    return msgspec.to_builtins(sorted(state.clients.values(), key=lambda client: -client.last_seen))
+
+
+async def list_leases(request: Request) -> Response:
+    server = _server(request)
+    state = await server.read_state()
+    return ok({"leases": lease_views(state, server.now())})
 
 
 async def revoke_lease(request: Request) -> Response:
@@ -194,9 +211,7 @@ async def revoke_lease(request: Request) -> Response:
 
 
 async def list_clients(request: Request) -> Response:
-    state = await _server(request).read_state()
-    clients = sorted(state.clients.values(), key=lambda client: -client.last_seen)
-    return ok({"clients": msgspec.to_builtins(clients)})
+    return ok({"clients": client_views(await _server(request).read_state())})
 
 
 # -- usage log ----------------------------------------------------------------------------------
@@ -296,8 +311,16 @@ async def list_users(request: Request) -> Response:
 
 
 async def put_user(request: Request, body: UserRequest) -> Response:
-    user = AdminUser(request.path_params["username"], hash_password(body.password), body.role)
-    return answer(await _server(request).execute(c.PutAdminUser(user=user)))
+    server = _server(request)
+    username = request.path_params["username"]
+    if body.password is not None:
+        password_hash = hash_password(body.password)
+    elif username in server.state.users:
+        password_hash = server.state.users[username].password_hash
+    else:
+        raise ApiError("invalid_request", f"{username!r} is a new user: send a password (8 characters or more)")
+    user = AdminUser(username, password_hash, body.role)
+    return answer(await server.execute(c.PutAdminUser(user=user)))
 
 
 async def delete_user(request: Request) -> Response:
@@ -457,7 +480,7 @@ ENDPOINTS = [
         "PUT",
         f"{A}/users/{{username}}",
         put_user,
-        "Create a user or set its password and role",
+        "Create a user, or set its role and (optionally) password",
         body=UserRequest,
         role="admin",
         tag="admin",

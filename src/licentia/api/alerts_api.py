@@ -19,6 +19,7 @@ from licentia.api.routing import Endpoint, ok
 from licentia.api.schemas import Body
 from licentia.core import commands as c
 from licentia.core.alert_settings import ALERT_KINDS, MAX_RECIPIENTS, AlertSettings, alert_settings_problem
+from licentia.core.state import LicenseState
 
 Address = Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
 Recipients = Annotated[list[Address], msgspec.Meta(max_length=MAX_RECIPIENTS)]
@@ -52,17 +53,19 @@ def _server(request: Request) -> Any:
     return request.app.state.server
 
 
+def alerts_view(server: Any, state: LicenseState) -> dict[str, Any]:
+    """The alert setup as the API and the console show it: settings, version, SMTP (no password), activity."""
+    return {
+        "settings": msgspec.to_builtins(state.alert_settings),
+        "version": state.alert_settings_version,
+        "kinds": list(ALERT_KINDS),
+        **server.alerts.status(),
+    }
+
+
 async def get_alerts(request: Request) -> Response:
     server = _server(request)
-    state = await server.read_state()
-    return ok(
-        {
-            "settings": msgspec.to_builtins(state.alert_settings),
-            "version": state.alert_settings_version,
-            "kinds": list(ALERT_KINDS),
-            **server.alerts.status(),
-        }
-    )
+    return ok(alerts_view(server, await server.read_state()))
 
 
 async def put_alerts(request: Request, body: AlertSettingsRequest) -> Response:

@@ -69,7 +69,9 @@ class AccessTestRequest(Body):
 
 
 class UserRequest(Body):
-    password: Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
+    """A new user needs a password; for an existing one, leaving it out changes only the role."""
+
+    password: Annotated[str, msgspec.Meta(min_length=8, max_length=256)] | None = None
     role: Literal["viewer", "manager", "admin"] = "viewer"
 
 

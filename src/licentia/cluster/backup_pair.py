@@ -15,6 +15,7 @@ does each side hold everything of the other) for the Redundancy page, metrics an
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -65,7 +66,11 @@ class PeerUnreachable(Exception):
 
 @dataclass
 class PartnerView:
-    """What this server last learned about its partner (not durable: relearned at the first contact)."""
+    """What this server last learned about its partner (not durable: relearned at the first contact).
+
+    `own_seq`/`usage_id` are how far the partner's own changes went when it last answered our pull;
+    `cursor_of_me` is how far it has taken ours (from its pulls and its answers to ours).
+    """
 
     last_ok_at: float | None = None
     last_failure_at: float | None = None
@@ -74,6 +79,15 @@ class PartnerView:
     usage_id: int | None = None
     cursor_of_me: PeerCursor | None = None
     last_synchronized_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far this server's own changes went at a moment (to tell which ones the partner is late with)."""
+
+    at: float
+    changes: int
+    usage: int
 
 
 class BackupLink:
@@ -88,6 +102,8 @@ class BackupLink:
         self._sync_lock = asyncio.Lock()
         self._was_connected: bool | None = None
         self._pokes: set[asyncio.Task[None]] = set()
+        self._checkpoints: collections.deque[Checkpoint] = collections.deque()
+        self._checkpoint()
 
     @property
     def pair(self) -> BackupPair:
@@ -127,6 +143,7 @@ class BackupLink:
         while True:
             started = loop.time()
             self._wake.clear()
+            self._checkpoint()
             await self.sync_once()
             wait = max(0.0, self.pair.interval_s - (loop.time() - started))
             with contextlib.suppress(TimeoutError):
@@ -160,6 +177,7 @@ class BackupLink:
             try:
                 while True:
                     more = await self._pull_batch()
+                    self._reached()
                     if not more:
                         break
             except PeerUnreachable as exc:
@@ -168,7 +186,6 @@ class BackupLink:
             except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
                 self._failed(f"{self.pair.partner.name} sent an answer this server cannot read: {exc}")
                 return False
-            self._reached()
             return True
 
     async def _pull_batch(self) -> bool:
@@ -213,29 +230,49 @@ class BackupLink:
                 )
         self.partner.own_seq = answer.own_seq
         self.partner.usage_id = answer.usage_id
-        self.partner.cursor_of_me = answer.your_cursor
+        self._partner_took(answer.your_cursor)
         return answer.more
 
     async def answer_pull(self, request: PullRequest) -> dict[str, Any]:
         """Serve the partner's pull: what it has not seen, made durable here before it is handed over."""
         server = self.server
         pair = self.pair
+        self._partner_took(PeerCursor(request.since, request.usage_since))
+        # How far our own changes go, read before anything below can add to them, so that a partner
+        # that takes this whole answer holds at least that much.
+        own_seq, usage_id = server.state.own_change_seq, server.journal.own_usage_id
+        self._checkpoint()
         changes = server.state.changes_since(request.since, pair.partner.name)
         batch = server.config.sync_batch_rows
         rows = await server.journal.own_usage_after(request.usage_since, batch)
         await server.journal.barrier()
-        self.partner.own_seq = request.own_seq
-        self.partner.usage_id = request.usage_id
-        self.partner.cursor_of_me = PeerCursor(request.since, request.usage_since)
         return {
             **changes,
             "usage": [PeerUsage(row_id, record) for row_id, record in rows],
             "usage_up_to": rows[-1][0] if rows else request.usage_since,
             "more": len(rows) == batch,
             "your_cursor": pair.cursor,
-            "own_seq": server.state.own_change_seq,
-            "usage_id": server.journal.own_usage_id,
+            "own_seq": own_seq,
+            "usage_id": usage_id,
         }
+
+    def _partner_took(self, cursor: PeerCursor) -> None:
+        seen = self.partner.cursor_of_me
+        if seen is None or (cursor.changes, cursor.usage) >= (seen.changes, seen.usage):
+            self.partner.cursor_of_me = cursor
+
+    def _checkpoint(self) -> None:
+        """Note how far our own changes go now; keep what `partner_has_mine` may still need."""
+        now = self.server.now()
+        self._checkpoints.append(Checkpoint(now, self.server.state.own_change_seq, self.server.journal.own_usage_id))
+        cutoff = now - self._grace()
+        while len(self._checkpoints) > 1 and self._checkpoints[1].at <= cutoff:
+            self._checkpoints.popleft()
+
+    def _grace(self) -> float:
+        """How long a change of ours may wait for the partner in a healthy pair: it pulls every interval,
+        and we hear that it took the change at our next pull at the latest."""
+        return 2 * self.pair.interval_s + PEER_TIMEOUT_S
 
     def _reached(self) -> None:
         now = self.server.now()
@@ -269,6 +306,7 @@ class BackupLink:
         return self.server.now() - view.last_ok_at <= 2 * self.pair.interval_s + PEER_TIMEOUT_S
 
     def have_partners(self) -> bool:
+        """We hold every change the partner had made when it last answered us."""
         view = self.partner
         cursor = self.pair.cursor
         if view.own_seq is None or view.usage_id is None:
@@ -276,10 +314,18 @@ class BackupLink:
         return cursor.changes >= view.own_seq and cursor.usage >= view.usage_id
 
     def partner_has_mine(self) -> bool:
+        """The partner holds every change we made up to `_grace()` ago (newer ones are on their way in a
+        healthy pair; under steady traffic there always are some)."""
         seen = self.partner.cursor_of_me
         if seen is None:
             return False
-        return seen.changes >= self.server.state.own_change_seq and seen.usage >= self.server.journal.own_usage_id
+        cutoff = self.server.now() - self._grace()
+        due = self._checkpoints[0]
+        for checkpoint in self._checkpoints:
+            if checkpoint.at > cutoff:
+                break
+            due = checkpoint
+        return seen.changes >= due.changes and seen.usage >= due.usage
 
     def synchronized(self) -> bool:
         """The backup holds the main's latest versions and the main holds everything the backup recorded."""

@@ -12,14 +12,14 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from licentia.console import licensing, seats, this_server, users
+from licentia.console import alert_setup, licensing, printer_usage, redundancy, reports, seats, this_server, users
 from licentia.console.pages import NAV, Page, page_route, placeholder
 from licentia.console.sessions import login_page, login_submit, logout, password_page
 from licentia.console.status import status_json
 from licentia.console.views import STATIC_DIR
 
 # Each module lists its pages in PAGES; add a module here to add its pages (see docs/console-dev.md).
-PAGE_MODULES = (licensing, this_server, seats, users)
+PAGE_MODULES = (licensing, this_server, printer_usage, seats, reports, redundancy, alert_setup, users)
 
 
 def console_pages() -> list[Page]:

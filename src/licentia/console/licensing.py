@@ -60,7 +60,7 @@ def known_license_servers(relationship: dict[str, Any] | None, server_id: str, s
         name = str(relationship["name"])
         return [LicenseServerView(f"triad:{name}", name, "Triad", True, active, licenses if active else [], members)]
     me = relationship.get("me")
-    kind = str(relationship["type"]).capitalize()
+    kind = f"{relationship['type']} relationship {relationship.get('name', '')}".strip()
     views = []
     for member in members:
         here = member.get("name") == me
@@ -68,7 +68,7 @@ def known_license_servers(relationship: dict[str, Any] | None, server_id: str, s
             LicenseServerView(
                 key=str(member.get("name")),
                 name=str(member.get("name")),
-                kind=f"{kind} {member.get('role', '')}".strip(),
+                kind=f"{str(member.get('role', 'member')).capitalize()} server, {kind}",
                 here=here,
                 active=here or bool(member.get("online", member.get("reachable"))),
                 licenses=licenses if here else None,

@@ -146,11 +146,12 @@ def login_form(
     server = request.app.state.server
     base = console_path(request)
     nonce = secrets.token_urlsafe(24)
-    changed = request.query_params.get("changed") == "1"
-    logged_out = request.query_params.get("logged_out") == "1"
-    if notice is None and changed:
-        notice = "Your password was changed. Log in with the new password."
-    elif notice is None and logged_out:
+    if notice is None:
+        notice = {
+            "password": "Your password was changed. Log in with the new password.",
+            "account": "Your account was changed, which ended your session. Log in again.",
+        }.get(request.query_params.get("changed", ""))
+    if notice is None and request.query_params.get("logged_out") == "1":
         notice = "You are logged out."
     context = {
         "console": base,
@@ -262,5 +263,6 @@ async def password_page(request: Request) -> Response:
         "csrf": session.csrf,
         "user": session.user,
         "page": "set-password",
+        "script": "password.js",
     }
     return render(request, "password.html", context)

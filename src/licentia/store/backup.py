@@ -5,7 +5,7 @@ step, that is inside one read transaction: the copy is exactly the database as
 of one commit, however busy the server is (in WAL mode the server keeps
 writing meanwhile). Every lease in the copy was therefore durable, and so
 answered or about to be, before the backup finished. The key files, trusted
-issuer keys, open alert incidents and a triad member's relationship files go
+issuer keys, open alert incidents, a triad member's relationship files and a backup pair's secret go
 along; everything lands in one tar.gz archive with a `manifest.json` that lists
 each file with its SHA-256 and summarises the state (journal index, licenses,
 leases). The archive holds the server's secret keys: it is written mode 0600.
@@ -49,7 +49,15 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DATABASE = "licentia.db"
 # Files copied as they are when present: they are written once (keys) or replaced atomically.
-PLAIN_FILES = ("token.key", "peer.key", "grant.key", "triad.json", "triad-seed.json", "alerts-state.json")
+PLAIN_FILES = (
+    "token.key",
+    "peer.key",
+    "grant.key",
+    "triad.json",
+    "triad-seed.json",
+    "alerts-state.json",
+    "backup-pair.key",
+)
 ISSUERS_DIR = "trusted-issuers"
 LOCK_FILE = "server.lock"
 _ISSUER_NAME = re.compile(r"^trusted-issuers/[A-Za-z0-9._-]{1,200}$")

@@ -82,7 +82,9 @@
   }
 
   function table(options, parent) {
-    var t = html("table", {"class": "chart-data", style: HIDDEN}, parent);
+    // Hidden through a wrapper: a table's own height is only a minimum, so it would still stretch the page.
+    var wrap = html("div", {"class": "visually-hidden chart-data-wrap", style: HIDDEN}, parent);
+    var t = html("table", {"class": "chart-data"}, wrap);
     html("caption", {}, t, options.title);
     var head = html("tr", {}, html("thead", {}, t));
     html("th", {scope: "col"}, head, options.xLabel || "Time");

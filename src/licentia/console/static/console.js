@@ -12,10 +12,11 @@
   const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content ?? "";
 
   class ApiError extends Error {
-    constructor(status, code, message) {
+    constructor(status, code, message, details = {}) {
       super(message);
       this.status = status;
       this.code = code;
+      this.details = details; // the API's whole error object (e.g. a setup refusal's `problems`)
     }
   }
 
@@ -53,18 +54,19 @@
       const error = (data && data.error) || {};
       let message = error.message || `The server answered ${response.status} ${response.statusText}.`;
       if (response.status === 401) message = "Your session has ended. Reload the page and log in again.";
-      throw new ApiError(response.status, error.code || `http_${response.status}`, message);
+      throw new ApiError(response.status, error.code || `http_${response.status}`, message, error);
     }
     return data;
   };
 
   // -- messages ------------------------------------------------------------------------------
 
-  // The message element of a form or a section: its own .form-message, else the page's message.
-  Console.messageFor = (element) => {
-    const scope = element?.closest("form, [data-message-scope]");
-    return scope?.querySelector(".form-message") ?? document.getElementById("page-message");
-  };
+  // Where to say something about `element`: its form's .form-message, else the one directly inside
+  // its closest [data-message-scope], else the page's message line under the heading.
+  Console.messageFor = (element) =>
+    element?.closest?.("form")?.querySelector(".form-message")
+    ?? element?.closest?.("[data-message-scope]")?.querySelector(":scope > .form-message")
+    ?? document.getElementById("page-message");
 
   Console.say = (element, text, kind = "ok") => {
     const box = element?.classList?.contains("form-message") || element?.id === "page-message"

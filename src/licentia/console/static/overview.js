@@ -19,7 +19,10 @@
           return;
         }
         await Console.refresh("servers");
-        root.querySelector(`[data-server-key="${CSS.escape(keys[to])}"] button[data-move="${button.dataset.move}"]`)?.focus();
+        // Keep the keyboard on the card that moved: its same button, or the other one at an end.
+        const card = root.querySelector(`[data-server-key="${CSS.escape(keys[to])}"]`);
+        (card?.querySelector(`button[data-move="${button.dataset.move}"]:not([disabled])`)
+          ?? card?.querySelector("button[data-move]:not([disabled])"))?.focus();
       });
     });
   };

@@ -1,0 +1,88 @@
+"""License Setup: adding a license by uploading its signed file, refusals, details and removal."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from .console_support import CONSOLE, JSON_HEADERS, install, screenshot
+
+
+def _licenses(admin) -> list[dict]:
+    return admin.get("/api/v1/admin/licenses").json()["licenses"]
+
+
+def _upload(page: Page, path: Path) -> None:
+    page.goto(f"{CONSOLE}/licenses")
+    page.get_by_label("Signed license file").set_input_files(str(path))
+    page.get_by_role("button", name="Add license").click()
+
+
+def test_uploading_a_signed_license_file_adds_and_lists_it(page: Page, admin, console_issuer, tmp_path):
+    data = console_issuer.license_bytes(product="UploadStudio", customer="Upload Ltd", count=12)
+    license_id = json.loads(data)["terms"]["license_id"]
+    path = tmp_path / "upload.lic"
+    path.write_bytes(data)
+    _upload(page, path)
+    message = page.locator("#license-upload .form-message")
+    expect(message).to_contain_text("Added license")
+    expect(message).to_contain_text("UploadStudio, 12 printers")
+    assert [lic["license_id"] for lic in _licenses(admin) if lic["product"] == "UploadStudio"] == [license_id]
+    row = page.locator(f'tr[data-license-id="{license_id}"]')
+    expect(row).to_contain_text("Upload Ltd")
+    expect(row).to_contain_text("0 / 12")
+    screenshot(page, "license-setup")
+
+
+def test_forged_expired_or_garbage_files_are_refused_with_the_api_message_and_change_nothing(
+    page: Page, admin, console_issuer, tmp_path
+):
+    signed = json.loads(console_issuer.license_bytes(product="ForgedStudio", count=5))
+    signed_text = json.dumps(signed)
+    forged = signed_text.replace('"count": 5', '"count": 500')
+    assert forged != signed_text
+    cases = {
+        "forged.lic": forged.encode(),
+        "expired.lic": console_issuer.license_bytes(product="ExpiredStudio", expires=time.time() - 86400),
+        "garbage.lic": b"this is not a license",
+    }
+    before = _licenses(admin)
+    for name, data in cases.items():
+        expected = admin.post("/api/v1/admin/licenses", content=data, headers=JSON_HEADERS).json()["error"]["message"]
+        path = tmp_path / name
+        path.write_bytes(data)
+        _upload(page, path)
+        message = page.locator("#license-upload .form-message")
+        expect(message).to_have_text(f"{name} was not added: {expected}")
+        expect(message).to_have_attribute("role", "alert")
+        expect(message).to_have_class("form-message wide is-error")
+        if name == "forged.lic":
+            screenshot(page, "license-setup-refused")
+    assert _licenses(admin) == before
+
+
+def test_license_details_show_its_terms_and_remove_takes_it_off_the_server(page: Page, admin, console_issuer):
+    added = install(admin, console_issuer.license_bytes(product="DetailStudio", customer="Detail AG", count=4,
+                                                        features=["export", "rfid"]))
+    page.goto(f"{CONSOLE}/licenses")
+    page.get_by_role("link", name=added["license_id"]).click()
+    page.wait_for_url(f"**/licenses/{added['license_id']}")
+    details = page.locator("dl.details")
+    expect(details).to_contain_text("Detail AG")
+    expect(details).to_contain_text("4 printers")
+    expect(details).to_contain_text("export, rfid")
+    screenshot(page, "license-details")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Remove license").click()
+    page.wait_for_url(f"**{CONSOLE}/licenses")
+    expect(page.locator(f'tr[data-license-id="{added["license_id"]}"]')).to_have_count(0)
+    assert admin.get(f"/api/v1/admin/licenses/{added['license_id']}").status_code == 404
+
+
+def test_an_unknown_license_shows_a_not_found_page(page: Page):
+    answer = page.goto(f"{CONSOLE}/licenses/NO-SUCH-LICENSE")
+    assert answer is not None and answer.status == 404
+    expect(page.get_by_role("alert")).to_contain_text("No license NO-SUCH-LICENSE")

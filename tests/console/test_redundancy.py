@@ -1,0 +1,238 @@
+"""The Redundancy page on real servers: the setup wizard for a backup pair and a triad, the live status
+(a killed server shows without a reload), the pair's actions and removing a relationship, as a viewer sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import ADMIN_PASSWORD, Issuer, ServerProcess, TriadCluster
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from .console_support import CONSOLE, expect_no_horizontal_scroll, log_in, screenshot
+
+PAGE = f"{CONSOLE}/redundancy"
+SLOW = 20_000  # ms: a relationship forming, a failover, a partner's loss seen by a 0.5 s sync loop
+
+
+@pytest.fixture
+def partner(tmp_path: Path, console_issuer: Issuer) -> Iterator[ServerProcess]:
+    """A second server, to become the console server's backup."""
+    console_issuer.trust_in(tmp_path / "partner")
+    server = ServerProcess(tmp_path / "partner")
+    try:
+        yield server.start()
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def triad_servers(tmp_path: Path, console_issuer: Issuer) -> Iterator[TriadCluster]:
+    """Three servers started standalone, with Raft ports chosen; the wizard joins them into a triad."""
+    cluster = TriadCluster(tmp_path / "triad", console_issuer, name="Labels")
+    try:
+        for server in cluster.servers.values():
+            server.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def wizard(page: Page) -> Locator:
+    return page.get_by_role("dialog", name="Redundancy Setup")
+
+
+def step_heading(page: Page, number: int) -> Locator:
+    return wizard(page).get_by_role("heading", name=f"Step {number} of 6")
+
+
+def next_step(page: Page, number: int) -> None:
+    """Next, then the new step's heading has the focus (keyboard and screen-reader users start there)."""
+    wizard(page).get_by_role("button", name="Next").click()
+    expect(step_heading(page, number)).to_be_focused()
+
+
+def check_servers(page: Page) -> Locator:
+    dialog = wizard(page)
+    dialog.get_by_label("Administrator password").fill(ADMIN_PASSWORD)
+    dialog.get_by_role("button", name="Check").click()
+    return dialog.locator("#wizard-check-result")
+
+
+def finish(page: Page, done: str) -> None:
+    """Summary, Finish, the result, Close: the wizard is gone and the page shows the relationship."""
+    next_step(page, 5)
+    wizard(page).get_by_role("button", name="Finish").click()
+    expect(wizard(page).locator("#wizard-result")).to_contain_text(done, timeout=SLOW)
+    wizard(page).get_by_role("button", name="Close").click()
+    expect(wizard(page)).to_be_hidden()
+
+
+def action_buttons(page: Page) -> Locator:
+    return page.locator("#redundancy button")
+
+
+def test_viewer_sees_no_setup_or_action_buttons(page_as):
+    viewer = page_as("viewer")
+    viewer.goto(PAGE)
+    expect(viewer.get_by_role("heading", name="This server works alone")).to_be_visible()
+    expect(viewer.get_by_text("An administrator can set up redundancy")).to_be_visible()
+    expect(action_buttons(viewer)).to_have_count(0)
+    expect(viewer.locator("#setup-wizard")).to_have_count(0)
+    screenshot(viewer, "redundancy-viewer")
+
+
+def test_backup_wizard_names_the_missing_rule_then_sets_up_a_pair_watched_live(page: Page, admin, partner, page_as):
+    with partner.admin() as other:
+        denied = other.put("/api/v1/admin/access-rules", json={"rules": [], "default_policy": "deny"})
+        assert denied.status_code == 200, denied.text
+
+    page.goto(PAGE)
+    opener = page.get_by_role("button", name="Setup Server Redundancy")
+    opener.click()
+    expect(step_heading(page, 1)).to_be_focused()
+    page.keyboard.press("Escape")  # Esc closes the wizard; focus returns to the button that opened it
+    expect(wizard(page)).to_be_hidden()
+    expect(opener).to_be_focused()
+
+    opener.click()
+    dialog = wizard(page)
+    dialog.get_by_label("Backup relationship").check()
+    dialog.get_by_label("Name of the relationship").fill("Plant-A")
+    next_step(page, 2)
+    expect(dialog.get_by_label("This server's API URL")).to_have_value(page.evaluate("location.origin"))
+    dialog.get_by_label("This server's name").fill("main")
+    dialog.get_by_label("Other server's name").fill("backup")
+    dialog.get_by_label("Other server's API URL").fill(partner.url)
+    dialog.get_by_label("Synchronize every (seconds)").fill("0.5")
+    next_step(page, 3)
+
+    result = check_servers(page)
+    missing = result.locator("tbody tr")
+    expect(missing).to_have_count(1)
+    expect(missing).to_have_attribute("data-server", "backup")
+    expect(missing).to_have_attribute("data-must-allow", "main")
+    expect(missing.locator('td[data-label="Decided by"]')).to_have_text("default policy (deny)")
+    expect(missing.locator('td[data-label="Fix"]')).to_contain_text("on backup add an access rule 'allow'")
+    expect(result.locator('li[data-reach="ok"]')).to_have_count(2)  # both reached; only a rule is missing
+    screenshot(page, "redundancy-backup-wizard-check")
+    dialog.get_by_role("button", name="Next").click()  # not before the check passes
+    expect(dialog.locator("#wizard-message")).to_contain_text("The check must pass")
+
+    with partner.admin() as other:
+        rule = {"rule_id": "allow-main", "action": "allow", "who_kind": "server", "who": "main"}
+        allowed = other.put("/api/v1/admin/access-rules", json={"rules": [rule], "default_policy": "deny"})
+        assert allowed.status_code == 200, allowed.text
+    dialog.get_by_role("button", name="Check again").click()
+    expect(result).to_contain_text("Each server's access rules allow the others.")
+    expect(result.locator("tbody tr")).to_have_count(0)
+
+    next_step(page, 4)
+    expect(dialog.get_by_label("From the main")).to_be_checked()
+    expect(dialog.get_by_text("Licenses are not shared")).to_be_visible()
+    finish(page, "Backup relationship Plant-A is set up")
+    assert page.evaluate("document.getElementById('wizard-password').value") == ""  # never kept
+
+    state = page.locator('#rel-backup [data-field="state"]')
+    expect(state).to_have_attribute("data-state", "connected_synchronized", timeout=SLOW)
+    expect(state).to_have_text("Connected and synchronized")
+    rows = page.locator('#rel-backup tbody[data-field="members"] tr')
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("main")
+    expect(rows.nth(0)).to_contain_text("this server")
+    expect(rows.nth(1)).to_contain_text(partner.url)
+    expect(rows.nth(1).locator('td[data-label="Online"]')).to_have_text("● Online")
+    expect(page.locator("[data-legend] svg.pair-icon")).to_have_count(4)
+    screenshot(page, "redundancy-backup")
+
+    page.get_by_role("button", name="Sync now").click()
+    expect(page.locator("#backup-setup > .form-message")).to_have_text("Synchronized with backup.")
+
+    viewer = page_as("viewer")
+    viewer.goto(PAGE)
+    expect(viewer.locator('#rel-backup [data-field="state"]')).to_have_attribute("data-state", "connected_synchronized")
+    expect(action_buttons(viewer)).to_have_count(0)
+    screenshot(viewer, "redundancy-backup-viewer")
+
+    page.evaluate("window.notReloaded = true")
+    partner.kill()
+    expect(state).to_have_attribute("data-state", "not_connected_synchronized", timeout=SLOW)
+    expect(rows.nth(1).locator('td[data-label="Online"]')).to_have_text("✕ Offline")
+    assert page.evaluate("window.notReloaded") is True
+    screenshot(page, "redundancy-backup-partner-down")
+
+    page.get_by_role("button", name="Remove relationship…").click()
+    expect(page.get_by_role("heading", name="Remove the backup relationship?")).to_be_focused()
+    page.get_by_role("button", name="Remove relationship", exact=True).click()
+    expect(page.locator("#page-message")).to_contain_text("backup could not be reached", timeout=SLOW)
+    expect(page.get_by_role("button", name="Setup Server Redundancy")).to_be_visible()
+    assert admin.get("/api/v1/admin/relationship").json() == {"type": None}
+    screenshot(page, "redundancy-backup-removed")
+
+
+def fill_member(page: Page, index: int, name: str, role: str, url: str, raft: str) -> None:
+    dialog = wizard(page)
+    dialog.get_by_label(f"Member {index} name").fill(name)
+    dialog.get_by_label(f"Member {index} role").select_option(role)
+    dialog.get_by_label(f"Member {index} API URL").fill(url)
+    dialog.get_by_label(f"Member {index} Raft address").fill(raft)
+
+
+def test_triad_wizard_sets_up_a_triad_whose_diagram_shows_a_failover_live(browser: Browser, triad_servers):
+    cluster = triad_servers
+    here = cluster.servers["secondary"]  # the page stays up when the primary is killed
+    profile = browser.new_context(base_url=here.url, viewport={"width": 1280, "height": 900})
+    profile.set_default_timeout(8000)
+    try:
+        page = log_in(profile.new_page(), "admin", ADMIN_PASSWORD)
+        page.goto(PAGE)
+        page.get_by_role("button", name="Setup Server Redundancy").click()
+        dialog = wizard(page)
+        dialog.get_by_label("Triad relationship").check()
+        dialog.get_by_label("Name of the relationship").fill("Labels")
+        next_step(page, 2)
+        expect(dialog.get_by_label("Member 1 API URL")).to_have_value(here.url)
+        specs = {spec["role"]: spec for spec in cluster.member_specs()}
+        for index, role in enumerate(("secondary", "primary", "tertiary"), start=1):
+            spec = specs[role]
+            fill_member(page, index, spec["name"], role, spec["api_url"], spec["raft_address"])
+        next_step(page, 3)
+        result = check_servers(page)
+        expect(result).to_contain_text("Each server's access rules allow the others.", timeout=SLOW)
+        expect(result.locator('li[data-reach="ok"]')).to_have_count(3)
+        next_step(page, 4)
+        expect(dialog.get_by_label("secondary (secondary")).to_be_checked()  # this server seeds by default
+        finish(page, "Triad Labels is set up")
+
+        diagram = page.locator("svg.triad-diagram")
+        expect(diagram).to_have_attribute("data-active", "primary", timeout=SLOW)
+        expect(diagram.locator("g.triad-node")).to_have_count(3)
+        expect(diagram.locator('g.triad-node[data-member="primary"]')).to_contain_text("ACTIVE")
+        expect(page.locator('#rel-triad [data-field="active"]')).to_have_text("primary (primary)")
+        expect(diagram.locator('g.triad-link[data-state="up"]')).to_have_count(2)
+        screenshot(page, "redundancy-triad")
+
+        page.evaluate("window.notReloaded = true")
+        cluster.servers["primary"].kill()
+        expect(diagram).to_have_attribute("data-active", "secondary", timeout=SLOW)
+        expect(diagram.locator('g.triad-node[data-member="primary"]')).to_have_attribute("data-reachable", "false")
+        expect(diagram.locator('g.triad-node[data-member="secondary"]')).to_contain_text("ACTIVE")
+        expect(page.locator('#rel-triad tr[data-member="primary"]')).to_contain_text("Unreachable")
+        assert page.evaluate("window.notReloaded") is True
+        screenshot(page, "redundancy-triad-failover")
+
+        page.set_viewport_size({"width": 400, "height": 860})
+        expect(page.locator("svg.triad-diagram.is-narrow")).to_be_visible()
+        expect_no_horizontal_scroll(page)
+        screenshot(page, "redundancy-triad-narrow")
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+        page.get_by_role("button", name="Remove triad…").click()
+        expect(page.get_by_role("heading", name="Remove the triad?")).to_be_focused()
+        page.get_by_role("button", name="Remove triad", exact=True).click()
+        expect(page.locator("#page-message")).to_contain_text("Triad Labels dissolved", timeout=SLOW)
+        expect(page.get_by_role("button", name="Setup Server Redundancy")).to_be_visible(timeout=SLOW)
+        screenshot(page, "redundancy-triad-removed")
+    finally:
+        profile.close()

@@ -1,0 +1,139 @@
+"""This License Server: access rules added, edited, moved and deleted from the page, the default policy, the tester."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .console_support import CONSOLE, screenshot
+
+RULES = "/api/v1/admin/access-rules"
+
+
+def _rule(rule_id: str, action: str, **fields: str) -> dict[str, str]:
+    return {"rule_id": rule_id, "action": action, **fields}
+
+
+@pytest.fixture
+def rules(admin):
+    """Start every test from two known rules and the allow policy; put that back afterwards."""
+    start = [
+        _rule("office", "allow", where_kind="cidr", where="10.1.0.0/16", description="Office network"),
+        _rule("guests", "deny", who_kind="host", who="guest-*", description="Guest laptops"),
+    ]
+    assert admin.put(RULES, json={"rules": start, "default_policy": "allow"}).status_code == 200
+    yield start
+    admin.put(RULES, json={"rules": [], "default_policy": "allow"})
+
+
+def _saved(admin) -> dict:
+    return admin.get(RULES).json()
+
+
+def _ids(admin) -> list[str]:
+    return [rule["rule_id"] for rule in _saved(admin)["rules"]]
+
+
+def _open(page: Page) -> None:
+    page.goto(f"{CONSOLE}/this-server")
+    expect(page.locator("tr[data-rule-id]")).to_have_count(2)
+
+
+def test_adding_a_rule_appends_it_to_the_ordered_list(page: Page, admin, rules):
+    _open(page)
+    form = page.locator("#rule-form")
+    form.get_by_label("Action").select_option("deny")
+    form.get_by_label("Who").select_option("user")
+    form.get_by_label("Name or pattern").fill("mallory")
+    form.get_by_label("From where").select_option("ip")
+    form.get_by_label("Address, network or host").fill("10.1.2.3")
+    form.get_by_label("Description").fill("Former contractor")
+    form.get_by_role("button", name="Add rule").click()
+    expect(form.locator(".form-message")).to_have_text("Rule added at the end of the list.")
+    saved = _saved(admin)["rules"]
+    assert [rule["rule_id"] for rule in saved] == ["office", "guests", "rule-3"]
+    assert saved[2] == _rule("rule-3", "deny", who_kind="user", who="mallory", where_kind="ip",
+                                  where="10.1.2.3", description="Former contractor")
+    row = page.locator("tr[data-rule-id]").nth(2)
+    expect(row).to_contain_text("mallory")
+    expect(row).to_contain_text("Former contractor")
+    screenshot(page, "this-server")
+
+
+def test_an_invalid_rule_shows_the_api_message_and_changes_nothing(page: Page, admin, rules):
+    _open(page)
+    before = _saved(admin)
+    form = page.locator("#rule-form")
+    form.get_by_label("From where").select_option("ip")
+    form.get_by_label("Address, network or host").fill("not-an-address")
+    form.get_by_role("button", name="Add rule").click()
+    expect(form.locator(".form-message")).to_have_text("rule 3: 'not-an-address' is not a valid ip")
+    expect(form.locator(".form-message")).to_have_attribute("role", "alert")
+    assert _saved(admin) == before
+    screenshot(page, "this-server-refused")
+
+
+def test_editing_a_rule_changes_it_in_place(page: Page, admin, rules):
+    _open(page)
+    page.get_by_role("button", name="Edit rule 2").click()
+    form = page.locator("#rule-form")
+    expect(page.locator("#rule-form-heading")).to_have_text("Edit rule 2")
+    expect(form.get_by_label("Name or pattern")).to_have_value("guest-*")
+    form.get_by_label("Name or pattern").fill("visitor-*")
+    form.get_by_label("Description").fill("Visitor laptops")
+    form.get_by_role("button", name="Save rule").click()
+    expect(form.locator(".form-message")).to_have_text("Rule saved.")
+    saved = _saved(admin)["rules"]
+    assert [rule["rule_id"] for rule in saved] == ["office", "guests"]
+    assert saved[1]["who"] == "visitor-*" and saved[1]["description"] == "Visitor laptops"
+    expect(page.locator('tr[data-rule-id="guests"]')).to_contain_text("visitor-*")
+    expect(page.locator("#rule-form-heading")).to_have_text("Add a rule")
+
+
+def test_moving_a_rule_up_and_down_changes_the_order(page: Page, admin, rules):
+    _open(page)
+    page.get_by_role("button", name="Move rule 2 up").click()
+    expect(page.locator("tr[data-rule-id]").first).to_have_attribute("data-rule-id", "guests")
+    assert _ids(admin) == ["guests", "office"]
+    expect(page.locator(":focus")).to_have_attribute("aria-label", "Move rule 1 down")  # up is disabled now
+    page.get_by_role("button", name="Move rule 1 down").click()
+    expect(page.locator("tr[data-rule-id]").first).to_have_attribute("data-rule-id", "office")
+    assert _ids(admin) == ["office", "guests"]
+
+
+def test_deleting_a_rule_removes_it_after_confirmation(page: Page, admin, rules):
+    _open(page)
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name="Delete rule 1").click()
+    assert _ids(admin) == ["office", "guests"]
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete rule 1").click()
+    expect(page.locator("tr[data-rule-id]")).to_have_count(1)
+    assert _ids(admin) == ["guests"]
+
+
+def test_default_policy_is_saved(page: Page, admin, rules):
+    _open(page)
+    form = page.locator("#policy-form")
+    form.get_by_label("When no rule matches").select_option("deny")
+    form.get_by_role("button", name="Save default policy").click()
+    expect(form.locator(".form-message")).to_have_text("Requests that match no rule are now denied.")
+    assert _saved(admin)["default_policy"] == "deny"
+    assert _ids(admin) == ["office", "guests"]
+    expect(page.locator("#current-default-policy")).to_have_text("deny")
+
+
+def test_the_tester_names_the_rule_that_decides_a_request(page: Page, admin, rules):
+    _open(page)
+    form = page.locator("#test-form")
+    form.get_by_label("Computer (host)").fill("guest-17")
+    form.get_by_role("button", name="Test").click()
+    result = page.locator("#test-result")
+    expect(result).to_have_text("Denied by rule 2.")
+    expect(page.locator('tr[data-rule-id="guests"]')).to_have_class("matched")
+    screenshot(page, "this-server-test")
+    form.get_by_label("Computer (host)").fill("pc-1")
+    form.get_by_label("IP address").fill("192.168.1.1")
+    form.get_by_role("button", name="Test").click()
+    expect(result).to_have_text("Allowed by the default policy (allow).")
+    expect(page.locator("tr.matched")).to_have_count(0)

@@ -1,0 +1,105 @@
+"""Usage Reports: charts of peak printers and seats and of denials from real requests, and the CSV downloads."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from .console_support import CONSOLE, install, screenshot
+
+REPORTS = f"{CONSOLE}/reports"
+
+
+@pytest.fixture(scope="module")
+def traffic(console_server, admin: httpx.Client, console_issuer) -> None:
+    """Two printers used, one seat held and a second checkout refused, one print check for an unlicensed product."""
+    install(admin, console_issuer.license_bytes(product="LabelStudio", count=5))
+    install(admin, console_issuer.license_bytes(product="CADStudio", unit="seats", count=1))
+    with httpx.Client(base_url=console_server.url, timeout=10) as app:
+        for printer in ("Zebra Report 1", "Zebra Report 2", "Zebra Report 1"):
+            body = {"product": "LabelStudio", "printer": {"name": printer}, "client": {"host": "pc-7"}}
+            assert app.post("/api/v1/print-checks", json=body).status_code == 200
+        assert app.post("/api/v1/print-checks", json={"product": "Nope", "printer": {"name": "X"}}).status_code == 404
+        assert app.post("/api/v1/leases", json={"product": "CADStudio", "client": {"host": "cad-1"}}).status_code == 201
+        assert app.post("/api/v1/leases", json={"product": "CADStudio", "client": {"host": "cad-2"}}).status_code == 409
+
+
+def points(page: Page, chart: str, series: str):
+    return page.locator(f'#{chart} [data-series="{series}"][data-value]')
+
+
+def test_reports_page_charts_the_peaks_of_real_print_checks_checkouts_and_denials(page: Page, traffic):
+    page.goto(REPORTS)
+    printers = points(page, "chart-printers", "Printers")
+    expect(printers).to_have_count(24)
+    expect(printers.last).to_have_attribute("data-value", "2")
+    expect(points(page, "chart-seats", "CADStudio").last).to_have_attribute("data-value", "1")
+    expect(points(page, "chart-denials", "limit_exceeded").last).to_have_attribute("data-value", "1")
+    expect(points(page, "chart-denials", "no_license").last).to_have_attribute("data-value", "1")
+    chart = page.get_by_role("img", name="Printers in use (peak per hour)", exact=False)
+    expect(chart).to_have_attribute("aria-label", "Printers in use (peak per hour): 24 points, " + _label_range(page))
+    expect(page.locator("#chart-printers table.chart-data caption")).to_have_text("Printers in use (peak per hour)")
+    expect(page.locator('[data-summary="printers"]')).to_have_text("2")
+    expect(page.locator('[data-summary="denials"]')).to_have_text("2")
+    screenshot(page, "usage-reports")
+
+
+def _label_range(page: Page) -> str:
+    """The chart's own first and last x labels, and its peak: what its aria-label summarises."""
+    labels = page.locator('#chart-printers [data-series="Printers"][data-value]')
+    first, last = labels.first.get_attribute("data-label"), labels.last.get_attribute("data-label")
+    return f"{first} to {last}; Printers peaks at 2"
+
+
+def test_report_csv_download_has_the_report_header_and_this_hours_peaks(page: Page, traffic, tmp_path: Path):
+    page.goto(REPORTS)
+    expect(points(page, "chart-printers", "Printers")).to_have_count(24)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download report CSV").click()
+    path = tmp_path / "report.csv"
+    download.value.save_as(path)
+    rows = list(csv.reader(path.open()))
+    assert rows[0] == [
+        "start",
+        "end",
+        "printers_peak",
+        "seats_peak",
+        "seats_peak:CADStudio",
+        "denials",
+        "denials:limit_exceeded",
+        "denials:no_license",
+    ]
+    assert len(rows) == 25 and rows[-1][2:] == ["2", "1", "1", "2", "1", "1"]
+    screenshot(page, "usage-reports-csv")
+
+
+def test_usage_log_csv_download_applies_the_kind_and_refused_only_filters(page: Page, traffic, tmp_path: Path):
+    page.goto(REPORTS)
+    page.get_by_label("Kind of request", exact=True).select_option("print")
+    page.get_by_label("Refused only", exact=True).check()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download usage log CSV").click()
+    path = tmp_path / "usage.csv"
+    download.value.save_as(path)
+    rows = list(csv.DictReader(path.open()))
+    assert list(rows[0])[:5] == ["id", "at", "kind", "granted", "reason"]
+    assert [(r["kind"], r["granted"], r["reason"]) for r in rows] == [("print", "False", "no_license")]
+    screenshot(page, "usage-reports-usage-csv")
+
+
+def test_a_range_with_too_many_hourly_buckets_shows_the_apis_refusal(page: Page, traffic):
+    page.goto(REPORTS)
+    expect(points(page, "chart-printers", "Printers")).to_have_count(24)
+    page.get_by_label("Show", exact=True).select_option(label="Last 90 days")
+    page.get_by_label("Peak per", exact=True).select_option("hour")
+    page.get_by_role("button", name="Show", exact=True).click()
+    expect(page.locator("#report-form .form-message")).to_contain_text("at most 1000 buckets")
+    page.get_by_label("Peak per", exact=True).select_option("day")
+    page.get_by_role("button", name="Show", exact=True).click()
+    expect(points(page, "chart-printers", "Printers")).to_have_count(90)
+    expect(points(page, "chart-printers", "Printers").last).to_have_attribute("data-value", "2")
+    screenshot(page, "usage-reports-90-days")
