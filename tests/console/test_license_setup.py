@@ -86,3 +86,4 @@ def test_an_unknown_license_shows_a_not_found_page(page: Page):
     answer = page.goto(f"{CONSOLE}/licenses/NO-SUCH-LICENSE")
     assert answer is not None and answer.status == 404
     expect(page.get_by_role("alert")).to_contain_text("No license NO-SUCH-LICENSE")
+    screenshot(page, "license-not-found")

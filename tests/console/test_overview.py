@@ -17,7 +17,7 @@ GREEN = "rgb(227, 243, 231)"
 @pytest.fixture(scope="module")
 def licenses(admin, console_issuer) -> dict[str, str]:
     """An expired license, one within its limit, and one over its limit in limited-use grace."""
-    expired = install(admin, console_issuer.license_bytes(product="OldStudio", count=3, expires=time.time() + 1.5))
+    expired = install(admin, console_issuer.license_bytes(product="OldStudio", count=3, expires=time.time() + 3))
     fine = install(admin, console_issuer.license_bytes(product="LabelStudio", count=5))
     grace = install(admin, console_issuer.license_bytes(product="GraceStudio", count=1, grace_days=30))
     print_check(admin, "LabelStudio", "Zebra ZT410")

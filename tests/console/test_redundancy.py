@@ -7,24 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import ADMIN_PASSWORD, Issuer, ServerProcess, TriadCluster
+from harness import ADMIN_PASSWORD, Issuer, TriadCluster
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from .console_support import CONSOLE, expect_no_horizontal_scroll, log_in, screenshot
 
 PAGE = f"{CONSOLE}/redundancy"
 SLOW = 20_000  # ms: a relationship forming, a failover, a partner's loss seen by a 0.5 s sync loop
-
-
-@pytest.fixture
-def partner(tmp_path: Path, console_issuer: Issuer) -> Iterator[ServerProcess]:
-    """A second server, to become the console server's backup."""
-    console_issuer.trust_in(tmp_path / "partner")
-    server = ServerProcess(tmp_path / "partner")
-    try:
-        yield server.start()
-    finally:
-        server.kill()
 
 
 @pytest.fixture
@@ -83,18 +72,24 @@ def test_viewer_sees_no_setup_or_action_buttons(page_as):
     screenshot(viewer, "redundancy-viewer")
 
 
-def test_backup_wizard_names_the_missing_rule_then_sets_up_a_pair_watched_live(page: Page, admin, partner, page_as):
+def test_backup_wizard_names_the_missing_rule_then_sets_up_a_pair_watched_live(page: Page, admin, start_server,
+                                                                                page_as):
+    partner = start_server("lic2")
     with partner.admin() as other:
         denied = other.put("/api/v1/admin/access-rules", json={"rules": [], "default_policy": "deny"})
         assert denied.status_code == 200, denied.text
 
+    page.set_viewport_size({"width": 400, "height": 860})
     page.goto(PAGE)
     opener = page.get_by_role("button", name="Setup Server Redundancy")
     opener.click()
     expect(step_heading(page, 1)).to_be_focused()
+    expect_no_horizontal_scroll(page)
+    screenshot(page, "redundancy-wizard-narrow")
     page.keyboard.press("Escape")  # Esc closes the wizard; focus returns to the button that opened it
     expect(wizard(page)).to_be_hidden()
     expect(opener).to_be_focused()
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     opener.click()
     dialog = wizard(page)
@@ -102,8 +97,8 @@ def test_backup_wizard_names_the_missing_rule_then_sets_up_a_pair_watched_live(p
     dialog.get_by_label("Name of the relationship").fill("Plant-A")
     next_step(page, 2)
     expect(dialog.get_by_label("This server's API URL")).to_have_value(page.evaluate("location.origin"))
-    dialog.get_by_label("This server's name").fill("main")
-    dialog.get_by_label("Other server's name").fill("backup")
+    dialog.get_by_label("This server's name").fill("lic1")
+    dialog.get_by_label("Other server's name").fill("lic2")
     dialog.get_by_label("Other server's API URL").fill(partner.url)
     dialog.get_by_label("Synchronize every (seconds)").fill("0.5")
     next_step(page, 3)
@@ -111,17 +106,17 @@ def test_backup_wizard_names_the_missing_rule_then_sets_up_a_pair_watched_live(p
     result = check_servers(page)
     missing = result.locator("tbody tr")
     expect(missing).to_have_count(1)
-    expect(missing).to_have_attribute("data-server", "backup")
-    expect(missing).to_have_attribute("data-must-allow", "main")
+    expect(missing).to_have_attribute("data-server", "lic2")
+    expect(missing).to_have_attribute("data-must-allow", "lic1")
     expect(missing.locator('td[data-label="Decided by"]')).to_have_text("default policy (deny)")
-    expect(missing.locator('td[data-label="Fix"]')).to_contain_text("on backup add an access rule 'allow'")
+    expect(missing.locator('td[data-label="Fix"]')).to_contain_text("on lic2 add an access rule 'allow'")
     expect(result.locator('li[data-reach="ok"]')).to_have_count(2)  # both reached; only a rule is missing
     screenshot(page, "redundancy-backup-wizard-check")
     dialog.get_by_role("button", name="Next").click()  # not before the check passes
     expect(dialog.locator("#wizard-message")).to_contain_text("The check must pass")
 
     with partner.admin() as other:
-        rule = {"rule_id": "allow-main", "action": "allow", "who_kind": "server", "who": "main"}
+        rule = {"rule_id": "allow-lic1", "action": "allow", "who_kind": "server", "who": "lic1"}
         allowed = other.put("/api/v1/admin/access-rules", json={"rules": [rule], "default_policy": "deny"})
         assert allowed.status_code == 200, allowed.text
     dialog.get_by_role("button", name="Check again").click()
@@ -139,24 +134,46 @@ def test_backup_wizard_names_the_missing_rule_then_sets_up_a_pair_watched_live(p
     expect(state).to_have_text("Connected and synchronized")
     rows = page.locator('#rel-backup tbody[data-field="members"] tr')
     expect(rows).to_have_count(2)
-    expect(rows.nth(0)).to_contain_text("main")
+    expect(rows.nth(0)).to_contain_text("lic1")
     expect(rows.nth(0)).to_contain_text("this server")
     expect(rows.nth(1)).to_contain_text(partner.url)
     expect(rows.nth(1).locator('td[data-label="Online"]')).to_have_text("● Online")
     expect(page.locator("[data-legend] svg.pair-icon")).to_have_count(4)
     screenshot(page, "redundancy-backup")
 
+    panel_message = page.locator("#backup-setup > .form-message")
     page.get_by_role("button", name="Sync now").click()
-    expect(page.locator("#backup-setup > .form-message")).to_have_text("Synchronized with backup.")
+    expect(panel_message).to_have_text("Synchronized with lic2.")
+    page.get_by_role("button", name="Swap roles").click()
+    expect(panel_message).to_have_text("Roles swapped: this server is now the backup, lic2 the main.")
+    expect(page.locator('#rel-backup tr[data-member="lic1"] td[data-label="Role"]')).to_have_text("Backup")
+    expect(page.get_by_role("button", name="Replace backup…")).to_be_hidden()  # only the main replaces
+    page.get_by_role("button", name="Swap roles").click()
+    expect(panel_message).to_have_text("Roles swapped: this server is now the main, lic2 the backup.")
 
     viewer = page_as("viewer")
     viewer.goto(PAGE)
     expect(viewer.locator('#rel-backup [data-field="state"]')).to_have_attribute("data-state", "connected_synchronized")
     expect(action_buttons(viewer)).to_have_count(0)
     screenshot(viewer, "redundancy-backup-viewer")
+    viewer.set_viewport_size({"width": 400, "height": 860})
+    expect(viewer.locator('#rel-backup tr[data-member="lic2"]')).to_be_visible()
+    expect_no_horizontal_scroll(viewer)
+    screenshot(viewer, "redundancy-backup-narrow")
+
+    replacement = start_server("lic3")
+    page.get_by_role("button", name="Replace backup…").click()
+    expect(page.get_by_role("heading", name="Replace the backup")).to_be_focused()
+    page.get_by_label("New backup's name").fill("lic3")
+    page.get_by_label("New backup's API URL").fill(replacement.url)
+    page.locator("#replace-form").get_by_label("Administrator password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Replace backup", exact=True).click()
+    expect(panel_message).to_have_text("The backup is now lic3 (it replaced lic2).", timeout=SLOW)
+    expect(rows.nth(1)).to_contain_text(replacement.url)
+    expect(state).to_have_attribute("data-state", "connected_synchronized", timeout=SLOW)
 
     page.evaluate("window.notReloaded = true")
-    partner.kill()
+    replacement.kill()
     expect(state).to_have_attribute("data-state", "not_connected_synchronized", timeout=SLOW)
     expect(rows.nth(1).locator('td[data-label="Online"]')).to_have_text("✕ Offline")
     assert page.evaluate("window.notReloaded") is True
@@ -165,7 +182,7 @@ def test_backup_wizard_names_the_missing_rule_then_sets_up_a_pair_watched_live(p
     page.get_by_role("button", name="Remove relationship…").click()
     expect(page.get_by_role("heading", name="Remove the backup relationship?")).to_be_focused()
     page.get_by_role("button", name="Remove relationship", exact=True).click()
-    expect(page.locator("#page-message")).to_contain_text("backup could not be reached", timeout=SLOW)
+    expect(page.locator("#page-message")).to_contain_text("lic3 could not be reached", timeout=SLOW)
     expect(page.get_by_role("button", name="Setup Server Redundancy")).to_be_visible()
     assert admin.get("/api/v1/admin/relationship").json() == {"type": None}
     screenshot(page, "redundancy-backup-removed")
@@ -211,6 +228,9 @@ def test_triad_wizard_sets_up_a_triad_whose_diagram_shows_a_failover_live(browse
         expect(diagram.locator('g.triad-node[data-member="primary"]')).to_contain_text("ACTIVE")
         expect(page.locator('#rel-triad [data-field="active"]')).to_have_text("primary (primary)")
         expect(diagram.locator('g.triad-link[data-state="up"]')).to_have_count(2)
+        strip = page.locator("#status-strip")
+        expect(strip.locator('[data-status="relationship"]')).to_have_text("Triad Labels · secondary")
+        expect(strip.locator('[data-status="active"]')).to_have_text("Not active")
         screenshot(page, "redundancy-triad")
 
         page.evaluate("window.notReloaded = true")
@@ -220,6 +240,7 @@ def test_triad_wizard_sets_up_a_triad_whose_diagram_shows_a_failover_live(browse
         expect(diagram.locator('g.triad-node[data-member="secondary"]')).to_contain_text("ACTIVE")
         expect(page.locator('#rel-triad tr[data-member="primary"]')).to_contain_text("Unreachable")
         assert page.evaluate("window.notReloaded") is True
+        expect(strip.locator('[data-status="active"]')).to_have_text("Active")  # the strip agrees (2 s poll)
         screenshot(page, "redundancy-triad-failover")
 
         page.set_viewport_size({"width": 400, "height": 860})

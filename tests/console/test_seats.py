@@ -48,6 +48,7 @@ def test_the_lease_table_shows_new_leases_without_reload(page: Page, admin, seat
     page.evaluate("window.notReloaded = true")
     lease = _checkout(admin, "cyd", "ws-3")
     expect(page.locator(f'tr[data-lease-id="{lease}"]')).to_contain_text("cyd @ ws-3")
+    screenshot(page, "seats-live")
     admin.post(f"/api/v1/admin/leases/{lease}/revoke")
     expect(page.locator(f'tr[data-lease-id="{lease}"]')).to_have_count(0)
     assert page.evaluate("window.notReloaded") is True

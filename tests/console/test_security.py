@@ -97,6 +97,7 @@ def test_a_change_without_the_csrf_token_is_refused_and_changes_nothing(page: Pa
     assert renamed["status"] == 200
     assert admin.get("/api/v1/admin/settings").json()["settings"]["server_name"] == "Renamed"
     expect(page.locator('#status-strip [data-status="server"]')).to_have_text("Renamed")
+    screenshot(page, "overview-csrf")
     admin.patch("/api/v1/admin/settings", json={"changes": {"server_name": "Licentia"}})
 
 
@@ -143,6 +144,7 @@ def test_the_session_cookie_is_httponly_and_samesite_strict(page: Page):
     cookie = cookies[0]
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
     assert "licentia_session" not in page.evaluate("document.cookie")
+    screenshot(page, "overview-session")
 
 
 def test_logout_needs_the_pages_csrf_value_and_then_ends_the_session(page: Page):
@@ -156,6 +158,7 @@ def test_logout_needs_the_pages_csrf_value_and_then_ends_the_session(page: Page)
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url(re.compile(r"/console/login\?logged_out=1$"))
     expect(page.get_by_role("status")).to_have_text("You are logged out.")
+    screenshot(page, "logout")
     assert _session_cookies(page.context) == []
     page.goto(f"{CONSOLE}/seats")
     page.wait_for_url(re.compile(r"/console/login\?next=/console/seats$"))

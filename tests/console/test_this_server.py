@@ -88,6 +88,7 @@ def test_editing_a_rule_changes_it_in_place(page: Page, admin, rules):
     assert saved[1]["who"] == "visitor-*" and saved[1]["description"] == "Visitor laptops"
     expect(page.locator('tr[data-rule-id="guests"]')).to_contain_text("visitor-*")
     expect(page.locator("#rule-form-heading")).to_have_text("Add a rule")
+    screenshot(page, "this-server-edit")
 
 
 def test_moving_a_rule_up_and_down_changes_the_order(page: Page, admin, rules):
@@ -99,6 +100,7 @@ def test_moving_a_rule_up_and_down_changes_the_order(page: Page, admin, rules):
     page.get_by_role("button", name="Move rule 1 down").click()
     expect(page.locator("tr[data-rule-id]").first).to_have_attribute("data-rule-id", "office")
     assert _ids(admin) == ["office", "guests"]
+    screenshot(page, "this-server-move")
 
 
 def test_deleting_a_rule_removes_it_after_confirmation(page: Page, admin, rules):
@@ -110,6 +112,7 @@ def test_deleting_a_rule_removes_it_after_confirmation(page: Page, admin, rules)
     page.get_by_role("button", name="Delete rule 1").click()
     expect(page.locator("tr[data-rule-id]")).to_have_count(1)
     assert _ids(admin) == ["guests"]
+    screenshot(page, "this-server-delete")
 
 
 def test_default_policy_is_saved(page: Page, admin, rules):
@@ -121,6 +124,7 @@ def test_default_policy_is_saved(page: Page, admin, rules):
     assert _saved(admin)["default_policy"] == "deny"
     assert _ids(admin) == ["office", "guests"]
     expect(page.locator("#current-default-policy")).to_have_text("deny")
+    screenshot(page, "this-server-policy")
 
 
 def test_the_tester_names_the_rule_that_decides_a_request(page: Page, admin, rules):

@@ -46,6 +46,7 @@ def test_a_short_password_is_refused_with_the_api_message(page: Page, admin):
     form.get_by_role("button", name="Add user").click()
     expect(form.locator(".form-message")).to_contain_text("Expected `str` of length >= 8")
     assert "shorty" not in _users(admin)
+    screenshot(page, "users-short-password")
 
 
 def test_changing_a_role_keeps_the_users_password(page: Page, admin, console_server):
@@ -63,6 +64,7 @@ def test_changing_a_role_keeps_the_users_password(page: Page, admin, console_ser
     assert _can_log_in(console_server, "dave", "dave-new-password")
     assert not _can_log_in(console_server, "dave", "dave-password")
     assert _users(admin)["dave"] == "manager"
+    screenshot(page, "users-role")
 
 
 def test_the_last_admin_cannot_be_deleted_and_the_page_says_why(page: Page, admin, console_server):
@@ -83,3 +85,4 @@ def test_only_admins_have_the_users_page(page_as):
     answer = page.goto(f"{CONSOLE}/users")
     assert answer is not None and answer.status == 403
     expect(page.get_by_role("alert")).to_have_text("The Users page needs the admin role.")
+    screenshot(page, "users-forbidden")

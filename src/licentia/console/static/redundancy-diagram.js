@@ -60,8 +60,8 @@
 
   // Node boxes (x, y of the top-left corner) for a wide and a narrow (stacked) layout.
   const LAYOUTS = {
-    wide: { width: 720, height: 340, box: { w: 230, h: 124 },
-      at: { primary: [16, 16], secondary: [474, 16], tertiary: [245, 200] } },
+    wide: { width: 720, height: 372, box: { w: 230, h: 124 },
+      at: { primary: [16, 16], secondary: [474, 16], tertiary: [245, 236] } },
     narrow: { width: 360, height: 560, box: { w: 250, h: 124 },
       at: { primary: [10, 8], secondary: [10, 218], tertiary: [10, 428] } },
   };

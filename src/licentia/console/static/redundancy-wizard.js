@@ -120,7 +120,10 @@
         [...this.dialog.querySelectorAll("[data-action]")].map((button) => [button.dataset.action, button]));
       this.checkButton = this.dialog.querySelector("#wizard-check");
       this.passed = null; // the signature of the setup that last passed the check
+      this.checked = false;
+      this.succeeded = false;
       this.busy = false;
+      this.step = STEPS[0];
       this.opener = null;
     }
 

@@ -20,26 +20,20 @@
     return td;
   };
 
-  const badge = (text, kind) => {
-    const span = document.createElement("span");
-    span.className = `badge badge-${kind}`;
-    span.textContent = text;
-    return span;
+  const span = (text, className) => {
+    const node = document.createElement("span");
+    node.className = className;
+    node.textContent = text;
+    return node;
   };
-
-  const tag = (text) => {
-    const span = document.createElement("span");
-    span.className = "tag tag-quiet";
-    span.textContent = text;
-    return span;
-  };
+  const badge = (text, kind) => span(text, `badge badge-${kind}`);
 
   const nameCell = (label, name, isMe) => {
     const td = cell(label, "");
     const strong = document.createElement("strong");
     strong.textContent = name;
     td.append(strong);
-    if (isMe) td.append(" ", tag("this server"));
+    if (isMe) td.append(" ", span("this server", "tag tag-quiet"));
     return td;
   };
 
@@ -56,10 +50,10 @@
   const count = (value, unit) => (value === null || value === undefined ? "not known yet" : `${value} ${unit}`);
   const pending = (side) => side ? `${count(side.changes, "changes")}, ${count(side.usage_rows, "usage rows")}` : "—";
 
-  const Page = class {
+  class RelationshipView {
     constructor(root) {
       this.root = root;
-      this.url = `${root.dataset.api}`;
+      this.url = root.dataset.api;
       this.sections = {
         none: root.querySelector("#rel-none"),
         backup: root.querySelector("#rel-backup"),
@@ -169,7 +163,7 @@
           nameCell("Member", member.name, member.name === status.me),
           cell("Role", member.role[0].toUpperCase() + member.role.slice(1)),
           cell("State", badge(member.active ? `★ ${state}` : state, kind)),
-          cell("Reachable from here", member.reachable ? "Yes" : "No"),
+          cell("Reachable", member.reachable ? "Yes" : "No"),
           cell("Replication lag", lagText(member).replace(/^Lag: /, "") + (member.raft_leader ? " (Raft leader)" : "")),
           cell("API URL", member.api_url, "url"),
         );
@@ -232,7 +226,7 @@
         }
       });
     }
-  };
+  }
 
   // -- actions ---------------------------------------------------------------------------------
 
@@ -267,36 +261,26 @@
     if (!panel) return;
     const button = (id) => panel.querySelector(`#${id}`);
 
-    button("sync-now")?.addEventListener("click", async (event) => {
-      Console.clear(panel);
-      await Console.busy(event.currentTarget, async () => {
-        try {
-          const answer = await Console.api("POST", `${api}/sync`);
-          page.show(answer);
-          Console.say(panel.querySelector(".form-message"), answer.reached
-            ? `Synchronized with ${answer.partner}.`
-            : `${answer.partner} could not be reached; the servers synchronize again as soon as it answers.`,
-          answer.reached ? "ok" : "error");
-        } catch (error) {
-          Console.fail(panel, error);
-        }
-      });
-    });
+    const message = panel.querySelector(":scope > .form-message");
 
-    button("swap-roles")?.addEventListener("click", async (event) => {
+    // A button that POSTs to the API, shows the pair's status it answers with and says what happened.
+    const action = (id, path, outcome) => button(id)?.addEventListener("click", async (event) => {
       Console.clear(panel);
       await Console.busy(event.currentTarget, async () => {
         try {
-          const answer = await Console.api("POST", `${api}/swap`);
+          const answer = await Console.api("POST", `${api}/${path}`);
           page.show(answer);
-          Console.say(panel.querySelector(".form-message"),
-            `Roles swapped: this server is now the ${answer.my_role}, ${answer.partner} the ${
-              answer.my_role === "main" ? "backup" : "main"}.`);
+          Console.say(message, ...outcome(answer));
         } catch (error) {
           Console.fail(panel, error);
         }
       });
     });
+    action("sync-now", "sync", (answer) => answer.reached
+      ? [`Synchronized with ${answer.partner}.`, "ok"]
+      : [`${answer.partner} could not be reached; the servers synchronize as soon as it answers again.`, "error"]);
+    action("swap-roles", "swap", (answer) => [`Roles swapped: this server is now the ${answer.my_role}, ${
+      answer.partner} the ${answer.my_role === "main" ? "backup" : "main"}.`, "ok"]);
 
     const replaceForm = panel.querySelector("#replace-form");
     const openReplace = button("open-replace");
@@ -319,7 +303,7 @@
             closeReplace();
             const left = answer.replaced_partner_left ? ""
               : ` ${answer.replaced} could not be reached: remove the relationship on it too.`;
-            Console.say(panel.querySelector(".form-message"), `The backup is now ${answer.backup} (it replaced ${
+            Console.say(message, `The backup is now ${answer.backup} (it replaced ${
               answer.replaced}).${left}`, left ? "error" : "ok");
             await page.load();
           } catch (error) {
@@ -364,7 +348,7 @@
   Console.pages.redundancy = (root) => {
     ({ pairIcon, PAIR_STATES, triad, memberState, lagText } = window.RedundancyDiagram);
     const element = root.getElementById("redundancy");
-    const page = new Page(element);
+    const page = new RelationshipView(element);
     page.start();
     const api = element.dataset.api;
     backupActions(page, api);
