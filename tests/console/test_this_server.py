@@ -141,3 +141,23 @@ def test_the_tester_names_the_rule_that_decides_a_request(page: Page, admin, rul
     form.get_by_role("button", name="Test").click()
     expect(result).to_have_text("Allowed by the default policy (allow).")
     expect(page.locator("tr.matched")).to_have_count(0)
+
+
+def test_server_settings_are_saved_and_a_bad_value_shows_the_api_message(page: Page, admin, rules):
+    before = admin.get("/api/v1/admin/settings").json()
+    _open(page)
+    form = page.locator("#settings-form")
+    form.get_by_label("Seat lease time-to-live (s)").fill("300")
+    form.get_by_role("button", name="Save settings").click()
+    expect(form.locator(".form-message")).to_contain_text("Saved")
+    after = admin.get("/api/v1/admin/settings").json()
+    assert after["settings"]["lease_ttl_s"] == 300
+    assert after["version"] == before["version"] + 1
+    screenshot(page, "this-server-settings")
+
+    form.get_by_label("Client heartbeat interval (s)").fill("290")
+    form.get_by_role("button", name="Save settings").click()
+    expect(form.locator(".form-message")).to_contain_text("at most half of lease_ttl_s")
+    assert admin.get("/api/v1/admin/settings").json()["settings"]["heartbeat_interval_s"] == before["settings"][
+        "heartbeat_interval_s"]
+    admin.patch("/api/v1/admin/settings", json={"changes": {"lease_ttl_s": before["settings"]["lease_ttl_s"]}})

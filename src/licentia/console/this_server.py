@@ -1,4 +1,4 @@
-"""This License Server: the ordered allow/deny access rules, the default policy, and a rule tester.
+"""This License Server: server settings, the ordered allow/deny access rules, the default policy, and a rule tester.
 
 The page's script (this-server.js) edits the list and PUTs the whole ordered list
 to /api/v1/admin/access-rules, and asks /access-rules/test which rule decides a
@@ -15,6 +15,15 @@ from starlette.requests import Request
 from licentia.console.pages import Page
 from licentia.console.sessions import ConsoleSession
 
+# The settings an administrator edits here: (key, label, unit, help). Limits are the core's (core/settings.py).
+SETTING_FIELDS = [
+    ("lease_ttl_s", "Seat lease time-to-live", "s", "A seat not renewed within this time is reclaimed."),
+    ("heartbeat_interval_s", "Client heartbeat interval", "s", "How often clients renew; at most half the TTL."),
+    ("printer_window_days", "Printer in-use window", "days", "A printer counts as in use this long after a print."),
+    ("client_grace_hours", "Connectivity grace", "hours", "How long clients keep working with no server."),
+    ("usage_retention_days", "Usage log retention", "days", "Older usage records are deleted."),
+]
+
 WHO_KINDS = {"any": "Anyone", "user": "User", "host": "Computer", "server": "License server"}
 WHERE_KINDS = {"any": "Anywhere", "ip": "IP address", "cidr": "Network (CIDR)", "hostname": "Host name"}
 
@@ -27,6 +36,11 @@ async def this_license_server(request: Request, session: ConsoleSession) -> dict
         "default_policy": state.settings.default_access_policy,
         "server_name": state.settings.server_name,
         "server_id": server.server_id,
+        "settings": msgspec.to_builtins(state.settings),
+        "settings_version": state.settings_version,
+        "setting_fields": SETTING_FIELDS,
+        "owned_by_main": state.pair is not None and state.pair.me == "backup",
+        "main_name": state.pair.main.name if state.pair is not None else "",
         "who_kinds": WHO_KINDS,
         "where_kinds": WHERE_KINDS,
     }

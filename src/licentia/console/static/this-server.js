@@ -9,6 +9,34 @@
     const ruleForm = root.getElementById("rule-form");
     const policyForm = root.getElementById("policy-form");
     const testForm = root.getElementById("test-form");
+    const settingsForm = root.getElementById("settings-form");
+
+    // Settings: only what changed is sent, guarded by the version the page showed, so a concurrent
+    // change by another administrator is reported instead of overwritten.
+    settingsForm?.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      Console.clear(settingsForm);
+      const { body } = Console.formBody(settingsForm);
+      const changes = {};
+      for (const [name, value] of Object.entries(body)) {
+        if (String(value) !== settingsForm.elements[name].defaultValue) changes[name] = value;
+      }
+      if (!Object.keys(changes).length) {
+        Console.say(settingsForm, "Nothing changed.");
+        return;
+      }
+      await Console.busy(event.submitter, async () => {
+        try {
+          const answer = await Console.api("PATCH", "/api/v1/admin/settings",
+            { changes, expected_version: Number(settingsForm.dataset.version) });
+          settingsForm.dataset.version = answer.version;
+          for (const name of Object.keys(changes)) settingsForm.elements[name].defaultValue = String(changes[name]);
+          Console.say(settingsForm, `Saved (settings version ${answer.version}).`);
+        } catch (error) {
+          Console.fail(settingsForm, error);
+        }
+      });
+    });
     const result = root.getElementById("test-result");
 
     // Change the current list (fetched fresh, so another admin's change is not undone) and save it.
