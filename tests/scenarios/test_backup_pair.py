@@ -341,7 +341,9 @@ def test_metrics_health_and_alerts_follow_the_pair_through_a_takeover(tmp_path, 
 
         pair.main.kill()
         wait_for(lambda: httpx.get(f"{pair.backup.url}/health/active").status_code == 200, what="backup taking over")
-        assert 'licentia_backup_connected{partner="main"} 0.0' in httpx.get(f"{pair.backup.url}/metrics").text
+        backup_metrics = httpx.get(f"{pair.backup.url}/metrics").text
+        assert 'licentia_backup_connected{partner="main"} 0.0' in backup_metrics
+        assert 'licentia_backup_failovers_total{partner="main"} 1.0' in backup_metrics
         wait_for(lambda: len(smtp.messages) >= 2, timeout=15, what="member-down and failover alerts")
         time.sleep(1.5)
         assert len(smtp.matching("[Licentia ALERT]", "main main", "is down")) == 1, smtp.subjects()

@@ -234,6 +234,14 @@ class LicentiaCollector(Collector):
             )
             gauge.add_metric(partner, pair["last_sync_at"])
             yield gauge
+        failovers = CounterMetricFamily(
+            "licentia_backup_failovers",
+            "Times this server lost contact with its partner since it started (on the backup: takeovers of the "
+            "main's clients)",
+            labels=["partner"],
+        )
+        failovers.add_metric(partner, pair["contact_losses"])
+        yield failovers
         pending = _gauge(
             "licentia_backup_pending",
             "Not yet synchronized: usage rows and change sequence numbers (an upper bound), by direction",

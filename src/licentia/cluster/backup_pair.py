@@ -103,6 +103,9 @@ class BackupLink:
         self._was_connected: bool | None = None
         self._pokes: set[asyncio.Task[None]] = set()
         self._checkpoints: collections.deque[Checkpoint] = collections.deque()
+        # Times contact with the partner was lost; on the backup each one is a takeover of the main's
+        # clients, counted as a failover in the metrics.
+        self.contact_losses = 0
         self._checkpoint()
 
     @property
@@ -291,7 +294,17 @@ class BackupLink:
         if self._was_connected is None:
             log.info("Backup pair %s: waiting for the partner: %s", self.pair.name, why)
         elif self._was_connected:
-            log.warning("Backup pair %s: lost contact with the partner: %s", self.pair.name, why)
+            self.contact_losses += 1
+            if self.pair.me == "backup":
+                log.warning(
+                    "Backup pair %s: lost contact with the main %s; this backup serves the clients that cannot "
+                    "reach it: %s",
+                    self.pair.name,
+                    self.pair.main.name,
+                    why,
+                )
+            else:
+                log.warning("Backup pair %s: lost contact with the backup: %s", self.pair.name, why)
         self._was_connected = False
 
     # -- status ---------------------------------------------------------------------------------
@@ -380,6 +393,7 @@ class BackupLink:
                 },
             },
             "cursor": msgspec.to_builtins(pair.cursor),
+            "contact_losses": self.contact_losses,
             "active": pair.main.name,
             "serving": True,
             "checked_at": self.server.now(),
