@@ -39,6 +39,11 @@ COMMIT_TIMEOUT_S = 2.0
 NOT_SENT_RETRY_S = 0.02
 
 
+MAX_BATCH = 256
+BATCH_STRIDE = 4096  # usage-row key of a batched command: entry index * BATCH_STRIDE + its position
+BATCH_ORIGIN_SUFFIX = "/b"
+
+
 class NotActive(Exception):
     """This member may not serve license requests now; `active_url` names the one that can, if any."""
 
@@ -98,6 +103,11 @@ class ReplicatedLicenseLog(SyncObjConsumer):
     def apply_entry(self, blob: bytes, at: float) -> Outcome:
         return self._node.apply_committed(blob, at)
 
+    @replicated
+    def apply_entries(self, blobs: list[bytes], at: float) -> list[Any]:
+        """Several commands in one Raft entry (see `TriadNode._flush_outbox`); applied in order."""
+        return self._node.apply_committed_batch(blobs, at)
+
     def _serialize(self) -> dict[str, Any]:
         return {"snapshot": self._node.snapshot_bytes()}
 
@@ -112,7 +122,7 @@ class TriadNode:
         self.raft_dir = raft_dir
         self._loop_thread = 0
         self._queue_lock = threading.Lock()
-        self._queue: list[tuple[Command, float, int, concurrent.futures.Future[Outcome]]] = []
+        self._queue: list[tuple[Command, float, int, str, concurrent.futures.Future[Outcome]]] = []
         self._drain_scheduled = False
         self._transfer_to: str | None = None
         self._transfer_requested_at = 0.0
@@ -125,6 +135,9 @@ class TriadNode:
         self.failovers = 0
         self._leader_seen: str | None = None
         self._leader_seen_since = 0.0
+        # Commands proposed in the same turn of the event loop, sent to Raft as one entry.
+        self._outbox: list[tuple[bytes, Callable[[Any, int], None]]] = []
+        self._outbox_scheduled = False
 
     # -- replication (Raft thread) --------------------------------------------------------------
 
@@ -136,30 +149,41 @@ class TriadNode:
         wake-up of the loop for many entries), and the Raft thread goes on replicating.
         The proposer gets the outcome from the returned future.
         """
-        command = decode_command(blob)
         index = self.syncobj.raftLastApplied + 1 if self.syncobj else 0
+        return self._hand_over([(decode_command(blob), index)], at, self.config.origin)[0]
+
+    def apply_committed_batch(self, blobs: list[bytes], at: float) -> list[Any]:
+        """A batch entry: its commands in order, each with its own usage-row key (entry index, position)."""
+        index = self.syncobj.raftLastApplied + 1 if self.syncobj else 0
+        commands = [(decode_command(blob), index * BATCH_STRIDE + position) for position, blob in enumerate(blobs)]
+        return self._hand_over(commands, at, self.config.origin + BATCH_ORIGIN_SUFFIX)
+
+    def _hand_over(self, commands: list[tuple[Command, int]], at: float, origin: str) -> list[Any]:
         loop = self._loop
         if loop is None or loop.is_closed() or threading.get_ident() == self._loop_thread:
-            return self._apply(command, at, index)
-        done: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
+            return [self._apply(command, at, index, origin) for command, index in commands]
+        futures: list[concurrent.futures.Future[Outcome]] = []
         with self._queue_lock:
-            self._queue.append((command, at, index, done))
+            for command, index in commands:
+                done: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
+                self._queue.append((command, at, index, origin, done))
+                futures.append(done)
             schedule, self._drain_scheduled = not self._drain_scheduled, True
         if schedule:
             try:
                 loop.call_soon_threadsafe(self._drain)
             except RuntimeError:
                 self._drain()
-        return done
+        return futures
 
     def _drain(self) -> None:
         """Apply every queued committed entry, in order (on the loop's thread)."""
         with self._queue_lock:
             entries, self._queue = self._queue, []
             self._drain_scheduled = False
-        for command, at, index, done in entries:
+        for command, at, index, origin, done in entries:
             try:
-                done.set_result(self._apply(command, at, index))
+                done.set_result(self._apply(command, at, index, origin))
             except BaseException as exc:
                 done.set_exception(exc)
 
@@ -181,10 +205,10 @@ class TriadNode:
         loop.call_soon_threadsafe(run)
         return done.result(timeout=30)
 
-    def _apply(self, command: Command, at: float, index: int) -> Outcome:
+    def _apply(self, command: Command, at: float, index: int, origin: str) -> Outcome:
         outcome = self.server.state.apply(command, at)
         if outcome.usage:
-            self.server.journal.record_usage(usage_rows(self.config.origin, index, outcome.usage))
+            self.server.journal.record_usage(usage_rows(origin, index, outcome.usage))
         if outcome.ok and isinstance(command, ClaimActive):
             self._observe()
         if outcome.ok and isinstance(command, DissolveTriad) and self._loop is not None:
@@ -353,11 +377,36 @@ class TriadNode:
         def done(result: Any, error: int) -> None:
             loop.call_soon_threadsafe(settle, result, error)
 
-        self.log.apply_entry(encode_command(command), self.server.now(), callback=done)
+        self._outbox.append((encode_command(command), done))
+        if not self._outbox_scheduled:
+            self._outbox_scheduled = True
+            loop.call_soon(self._flush_outbox)
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             raise CommitFailed("the triad did not commit the command in time (no quorum?)") from None
+
+    def _flush_outbox(self) -> None:
+        """Send the commands proposed in this turn of the loop as one Raft entry (at most MAX_BATCH).
+
+        Each Raft entry costs every member a fixed amount of work (serialize, encrypt, send, journal,
+        apply callback); under load many commands share that cost. Each command still carries its own
+        epoch and gets its own outcome; a failed entry fails each of its commands, which are retried alone.
+        """
+        self._outbox_scheduled = False
+        batch, self._outbox = self._outbox[:MAX_BATCH], self._outbox[MAX_BATCH:]
+        if self._outbox:
+            self._outbox_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_outbox)
+        if not batch:
+            return
+        callbacks = [callback for _, callback in batch]
+
+        def committed(result: Any, error: int) -> None:
+            for position, callback in enumerate(callbacks):
+                callback(result[position] if isinstance(result, list) else result, error)
+
+        self.log.apply_entries([blob for blob, _ in batch], self.server.now(), callback=committed)
 
     # -- who is active (the HA loop) ------------------------------------------------------------
 
@@ -449,6 +498,14 @@ class TriadNode:
             return
         if not syncobj._isLeader():
             return
+        primary = next(m for m in self.config.members if m.role == "primary")
+        if active.member != primary.name and primary.name != self.config.me:
+            raft = self._raft_status()
+            if raft.get(f"partner_node_status_server_{primary.raft_address}") == 2:
+                # The primary is back and reaches this leader: it catches up from here and claims the
+                # record (failback). Handing leadership to the active secondary first could strand it
+                # when it is cut off from the secondary.
+                return
         since = now - self._transfer_requested_at
         # Leadership back here soon after it was handed over means the active member could not keep
         # it (a member it cannot reach keeps calling elections). Then hand it over less and less often,
