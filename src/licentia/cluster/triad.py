@@ -40,6 +40,7 @@ NOT_SENT_RETRY_S = 0.02
 
 
 MAX_BATCH = 256
+FAILBACK_HANDOVER_AFTER_TTLS = 5  # an active secondary that cannot reach the primary hands leadership on
 BATCH_STRIDE = 4096  # usage-row key of a batched command: entry index * BATCH_STRIDE + its position
 BATCH_ORIGIN_SUFFIX = "/b"
 
@@ -490,35 +491,44 @@ class TriadNode:
         return now - self._leader_seen_since if key is not None else 0.0
 
     def _align_raft_leader(self) -> None:
-        """Keep Raft leadership on the active member, so its commands need no extra hop."""
+        """Keep Raft leadership on the active member, so its commands need no extra hop; after a failover,
+        on a member that reaches the primary, so that a returning primary can catch up and claim back.
+
+        A returning primary that reaches only the tertiary (cut off from the active secondary) catches
+        up only from a leader it reaches: the tertiary keeps leadership while it reaches the primary, and
+        an active secondary that has not reached the primary for a while hands leadership to the tertiary.
+        """
         syncobj = self.syncobj
         active = self.server.state.active
         now = self.server.now()
-        if syncobj is None or active is None or active.member == self.config.me or active.until <= now:
+        if syncobj is None or active is None or active.until <= now or not syncobj._isLeader():
             return
-        if not syncobj._isLeader():
-            return
-        primary = next(m for m in self.config.members if m.role == "primary")
-        if active.member != primary.name and primary.name != self.config.me:
-            raft = self._raft_status()
-            if raft.get(f"partner_node_status_server_{primary.raft_address}") == 2:
-                # The primary is back and reaches this leader: it catches up from here and claims the
-                # record (failback). Handing leadership to the active secondary first could strand it
-                # when it is cut off from the secondary.
+        members = {m.role: m for m in self.config.members}
+        primary, me = members["primary"], self.config.member
+        target = next((m for m in self.config.members if m.name == active.member), None)
+        if active.member != primary.name and me.role != "primary":
+            if self._reaches(primary):
                 return
+            if active.member == me.name:
+                if now - active.since < FAILBACK_HANDOVER_AFTER_TTLS * self.config.active_ttl_s:
+                    return
+                target = members["tertiary"]
+        if target is None or target.name == me.name:
+            return
         since = now - self._transfer_requested_at
-        # Leadership back here soon after it was handed over means the active member could not keep
-        # it (a member it cannot reach keeps calling elections). Then hand it over less and less often,
-        # and only after holding it a while: a member that reaches only this one (the primary coming
-        # back cut off from the secondary) needs a settled leader to catch up and claim.
+        # Leadership back here soon after it was handed over means the target could not keep it (a
+        # member it cannot reach keeps calling elections, or neither of two reaches the primary). Then
+        # hand it over less and less often, and only after holding it a while.
         bounced = since < 2 * self._transfer_backoff_s + 5.0
         if bounced and (since < self._transfer_backoff_s or self._leader_stable_for(now) < self.takeover_settle_s()):
             return
         self._transfer_backoff_s = min(30.0, 2 * self._transfer_backoff_s) if bounced else 1.0
-        target = next((m for m in self.config.members if m.name == active.member), None)
-        if target is not None:
-            self._transfer_requested_at = now
-            self._transfer_to = target.raft_address
+        self._transfer_requested_at = now
+        self._transfer_to = target.raft_address
+
+    def _reaches(self, member: TriadMember) -> bool:
+        """This member has a live Raft connection to `member`."""
+        return self._raft_status().get(f"partner_node_status_server_{member.raft_address}") == 2
 
     def _on_raft_tick(self) -> None:
         """Runs on the Raft thread: pysyncobj calls are only made from there."""
