@@ -7,10 +7,12 @@ Run by the server that receives the admin request; it talks to the members
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import secrets
 import socket
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -93,19 +95,17 @@ async def access_problems(sessions: list[MemberSession]) -> list[dict[str, Any]]
     return problems
 
 
-async def setup_triad(request: dict[str, Any], now: float) -> dict[str, Any]:
-    members = request["members"]
-    if sorted(m["role"] for m in members) != ["primary", "secondary", "tertiary"]:
-        raise SetupRefused("invalid_relationship", "a triad has one primary, one secondary and one tertiary")
-    if len({m["name"] for m in members}) != 3 or len({m["raft_address"] for m in members}) != 3:
-        raise SetupRefused("invalid_relationship", "member names and Raft addresses must be distinct")
-    if request["seed"] not in {m["name"] for m in members}:
-        raise SetupRefused("invalid_relationship", f"the seed {request['seed']!r} is not one of the members")
+@contextlib.asynccontextmanager
+async def checked_members(
+    specs: list[dict[str, Any]], username: str, password: str, *, replacing: str | None = None
+) -> AsyncIterator[list[MemberSession]]:
+    """Logged-in sessions to every member, once each is free of other relationships (`replacing` may be
+    in one) and every member's access rules let the others in; closed on the way out."""
     sessions: list[MemberSession] = []
     try:
-        for spec in members:
-            sessions.append(await open_member(spec, request["username"], request["password"]))
-        busy = [s.name for s in sessions if s.info.get("relationship")]
+        for spec in specs:
+            sessions.append(await open_member(spec, username, password))
+        busy = [s.name for s in sessions if s.info.get("relationship") and s.name != replacing]
         if busy:
             raise SetupRefused("relationship_exists", f"already in a relationship: {', '.join(busy)}")
         problems = await access_problems(sessions)
@@ -115,8 +115,27 @@ async def setup_triad(request: dict[str, Any], now: float) -> dict[str, Any]:
                 "; ".join(f"{p['server']} does not allow {p['must_allow']} ({p['decided_by']})" for p in problems),
                 problems,
             )
+        yield sessions
+    finally:
+        for session in sessions:
+            await session.http.aclose()
+
+
+def _checked(sessions: list[MemberSession]) -> dict[str, Any]:
+    return {"checked": True, "members": [s.name for s in sessions], "problems": []}
+
+
+async def setup_triad(request: dict[str, Any], now: float) -> dict[str, Any]:
+    members = request["members"]
+    if sorted(m["role"] for m in members) != ["primary", "secondary", "tertiary"]:
+        raise SetupRefused("invalid_relationship", "a triad has one primary, one secondary and one tertiary")
+    if len({m["name"] for m in members}) != 3 or len({m["raft_address"] for m in members}) != 3:
+        raise SetupRefused("invalid_relationship", "member names and Raft addresses must be distinct")
+    if request["seed"] not in {m["name"] for m in members}:
+        raise SetupRefused("invalid_relationship", f"the seed {request['seed']!r} is not one of the members")
+    async with checked_members(members, request["username"], request["password"]) as sessions:
         if request.get("check_only"):
-            return {"checked": True, "members": [s.name for s in sessions], "problems": []}
+            return _checked(sessions)
         seed = next(s for s in sessions if s.name == request["seed"])
         snapshot = (await seed.http.get("/api/v1/admin/relationship/seed")).json()["snapshot"]
         secret = secrets.token_urlsafe(32)
@@ -140,9 +159,6 @@ async def setup_triad(request: dict[str, Any], now: float) -> dict[str, Any]:
                 )
             joined.append(session.name)
         return {"triad": request["name"], "members": joined, "seeded_from": request["seed"]}
-    finally:
-        for session in sessions:
-            await session.http.aclose()
 
 
 async def setup_backup_pair(request: dict[str, Any], *, replacing: str | None = None) -> dict[str, Any]:
@@ -152,22 +168,10 @@ async def setup_backup_pair(request: dict[str, Any], *, replacing: str | None = 
     main, backup = request["main"], request["backup"]
     if main["name"] == backup["name"] or main["api_url"].rstrip("/") == backup["api_url"].rstrip("/"):
         raise SetupRefused("invalid_relationship", "the main and the backup must be two different servers")
-    sessions: list[MemberSession] = []
-    try:
-        for spec in (main, backup):
-            sessions.append(await open_member(spec, request["username"], request["password"]))
-        busy = [s.name for s in sessions if s.info.get("relationship") and s.name != replacing]
-        if busy:
-            raise SetupRefused("relationship_exists", f"already in a relationship: {', '.join(busy)}")
-        problems = await access_problems(sessions)
-        if problems:
-            raise SetupRefused(
-                "access_check_failed",
-                "; ".join(f"{p['server']} does not allow {p['must_allow']} ({p['decided_by']})" for p in problems),
-                problems,
-            )
+    specs = [main, backup]
+    async with checked_members(specs, request["username"], request["password"], replacing=replacing) as sessions:
         if request.get("check_only"):
-            return {"checked": True, "members": [s.name for s in sessions], "problems": []}
+            return _checked(sessions)
         main_session, backup_session = sessions
         config = None
         if request.get("settings_from") == "backup":
@@ -196,6 +200,3 @@ async def setup_backup_pair(request: dict[str, Any], *, replacing: str | None = 
             "backup": backup["name"],
             "settings_from": request.get("settings_from", "main"),
         }
-    finally:
-        for session in sessions:
-            await session.http.aclose()
