@@ -54,7 +54,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import platform
 import random
@@ -75,7 +74,7 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
 
 # CPU accounting and the read-only commit check of the standalone benchmark (bench/checkout.py).
-from checkout import CpuSample, code_version, host_busy_now  # noqa: E402
+from checkout import CpuSample, code_version, host_busy_now, percentile  # noqa: E402
 from harness import ADMIN_PASSWORD, BackupPairProcesses, Issuer, ServerProcess, install_licenses  # noqa: E402
 
 from licentia.client import AsyncLicenseClient  # noqa: E402
@@ -95,14 +94,6 @@ IDENTITY = {"host": "bench-host", "user": "bench", "application": "backup-bench"
 
 def log(message: str) -> None:
     print(f"[backup {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..1); None for no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def r3(value: float | None) -> float | None:

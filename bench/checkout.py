@@ -139,6 +139,14 @@ def host_busy_now(seconds: float = 1.0) -> float | None:
 # -- statistics ----------------------------------------------------------------------------------
 
 
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..1), as checkout.py, triad.py and backup.py report it; None for none."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
 @dataclass
 class PhaseStats:
     name: str
@@ -166,11 +174,9 @@ class PhaseStats:
 
     @staticmethod
     def percentile_ms(ordered: list[float], q: float) -> float | None:
-        """Nearest-rank percentile of sorted latencies, in milliseconds."""
-        if not ordered:
-            return None
-        rank = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-        return round(ordered[rank] * 1000, 3)
+        """Nearest-rank percentile of latencies, in milliseconds."""
+        value = percentile(ordered, q)
+        return None if value is None else round(value * 1000, 3)
 
     def summary(self) -> dict[str, Any]:
         ordered = sorted(value for values in self.latencies.values() for value in values)

@@ -64,6 +64,7 @@ from checkout import (  # noqa: E402
     host_busy_now,
     install_licenses,
     log,
+    percentile,
     run_event_loop,
     run_phase,
     start_profiler,
@@ -288,14 +289,6 @@ class Trial:
     recovery_s: float | None = None  # restart/SIGCONT -> the primary active again
     failback_gap_s: float | None = None  # primary active again -> every client served again
     error: str | None = None
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def rounded(value: float | None, digits: int = 3) -> float | None:
