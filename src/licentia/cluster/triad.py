@@ -37,12 +37,33 @@ log = logging.getLogger("licentia.triad")
 
 COMMIT_TIMEOUT_S = 2.0
 NOT_SENT_RETRY_S = 0.02
+PRIMARY_PROBE_TIMEOUT_S = 0.2
 
 
 MAX_BATCH = 256
 FAILBACK_HANDOVER_AFTER_TTLS = 5  # an active secondary that cannot reach the primary hands leadership on
 BATCH_STRIDE = 4096  # usage-row key of a batched command: entry index * BATCH_STRIDE + its position
 BATCH_ORIGIN_SUFFIX = "/b"
+
+
+async def nothing_listens_at(address: str, timeout: float = PRIMARY_PROBE_TIMEOUT_S) -> bool:
+    """The host at `address` ("host:port") refuses a TCP connection: no process listens there.
+
+    The secondary asks this of the primary's Raft port before it waits for a settled Raft leader: a
+    killed primary cannot renew, so there is nothing to wait for. Only an explicit refusal counts; a
+    hung primary, a lost host or a partition answers nothing (or another error), and then the secondary
+    waits as usual. A wrong answer could only cost a failback (the primary may always claim back),
+    never a double grant: epochs fence every grant.
+    """
+    host, _, port = address.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    except ConnectionRefusedError:
+        return True
+    except (TimeoutError, OSError, ValueError):
+        return False
+    writer.close()
+    return False
 
 
 class NotActive(Exception):
@@ -434,13 +455,23 @@ class TriadNode:
         me = self.config.member
         tick = min(0.1, self.config.active_ttl_s / 5)
         while True:
-            await asyncio.sleep(tick)
+            await asyncio.sleep(self._until_next_look(me, tick))
             try:
                 await self._run_once(me)
             except (CommitFailed, NotActive) as exc:
                 log.debug("Triad %s: %s", self.config.name, exc)
             except Exception:
                 log.exception("Triad %s: the role loop hit an unexpected error.", self.config.name)
+
+    def _until_next_look(self, me: TriadMember, tick: float) -> float:
+        """A tick, or less for the secondary when the primary's records run out sooner: it looks again
+        just after they do, so a takeover does not also wait for the rest of a tick."""
+        state = self.server.state
+        if me.role != "secondary" or state.triad is None or state.active is None or state.active.member == me.name:
+            return tick
+        primary = state.triad.by_role("primary").name
+        runs_out = max(state.active.until, state.liveness.get(primary, 0.0)) - self.server.now()
+        return min(tick, runs_out + 0.002) if runs_out > 0 else tick
 
     async def _run_once(self, me: TriadMember) -> None:
         self._observe()
@@ -455,15 +486,14 @@ class TriadNode:
         leader_settled = self._leader_stable_for(now) >= self.takeover_settle_s()
         if me.role == "tertiary" or not (renewing or self.caught_up()):
             return
-        if me.role == "secondary":
-            primary = state.triad.by_role("primary").name if state.triad else ""
+        if me.role == "secondary" and state.triad is not None:
+            primary = state.triad.by_role("primary")
             held_by_me = active is not None and active.member == me.name and active.until > now
-            if not held_by_me and (
-                (active is not None and active.until > now)
-                or state.liveness.get(primary, 0.0) > now
-                or not leader_settled
-            ):
-                return
+            if not held_by_me:
+                if (active is not None and active.until > now) or state.liveness.get(primary.name, 0.0) > now:
+                    return
+                if not leader_settled and not await nothing_listens_at(primary.raft_address):
+                    return
         # Not waiting longer than half a record's life: a claim lost in an election is retried at once,
         # so an alive primary renews well within the secondary's takeover_settle_s of a settled leader.
         outcome = await self.propose(
