@@ -396,10 +396,7 @@ class TriadNode:
             else:
                 future.set_exception(CommitFailed(f"the triad could not commit the command (reason {error})"))
 
-        def done(result: Any, error: int) -> None:
-            loop.call_soon_threadsafe(settle, result, error)
-
-        self._outbox.append((encode_command(command), done))
+        self._outbox.append((encode_command(command), settle))
         if not self._outbox_scheduled:
             self._outbox_scheduled = True
             loop.call_soon(self._flush_outbox)
@@ -422,11 +419,16 @@ class TriadNode:
             asyncio.get_running_loop().call_soon(self._flush_outbox)
         if not batch:
             return
+        loop = asyncio.get_running_loop()
         callbacks = [callback for _, callback in batch]
 
-        def committed(result: Any, error: int) -> None:
+        def settle_all(result: Any, error: int) -> None:
             for position, callback in enumerate(callbacks):
                 callback(result[position] if isinstance(result, list) else result, error)
+
+        def committed(result: Any, error: int) -> None:
+            """On the Raft thread: one wake-up of the loop for the whole entry."""
+            loop.call_soon_threadsafe(settle_all, result, error)
 
         self.log.apply_entries([blob for blob, _ in batch], self.server.now(), callback=committed)
 
