@@ -465,14 +465,18 @@ class TriadNode:
             except Exception:
                 log.exception("Triad %s: the role loop hit an unexpected error.", self.config.name)
 
+    def _takeover_barred_until(self, state: LicenseState) -> float:
+        """Until when the secondary may not claim: the active record, and the primary's liveness record."""
+        primary = state.triad.by_role("primary").name if state.triad else ""
+        return max(state.active.until if state.active else 0.0, state.liveness.get(primary, 0.0))
+
     def _until_next_look(self, me: TriadMember, tick: float) -> float:
         """A tick, or less for the secondary when the primary's records run out sooner: it looks again
         just after they do, so a takeover does not also wait for the rest of a tick."""
         state = self.server.state
-        if me.role != "secondary" or state.triad is None or state.active is None or state.active.member == me.name:
+        if me.role != "secondary" or state.active is None or state.active.member == me.name:
             return tick
-        primary = state.triad.by_role("primary").name
-        runs_out = max(state.active.until, state.liveness.get(primary, 0.0)) - self.server.now()
+        runs_out = self._takeover_barred_until(state) - self.server.now()
         return min(tick, runs_out + 0.002) if runs_out > 0 else tick
 
     async def _run_once(self, me: TriadMember) -> None:
@@ -490,9 +494,8 @@ class TriadNode:
             return
         if me.role == "secondary" and state.triad is not None:
             primary = state.triad.by_role("primary")
-            held_by_me = active is not None and active.member == me.name and active.until > now
-            if not held_by_me:
-                if (active is not None and active.until > now) or state.liveness.get(primary.name, 0.0) > now:
+            if not renewing:
+                if self._takeover_barred_until(state) > now:
                     return
                 if not leader_settled and not await nothing_listens_at(primary.raft_address):
                     return

@@ -11,12 +11,13 @@ after it is replayed through the same core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -134,11 +135,8 @@ class SqliteJournal:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-journal")
         self._pending: list[tuple[int, float, bytes, list[UsageRecord]]] = []
         self._pending_waiters: list[asyncio.Future[None]] = []
-        self._inflight_waiters: list[asyncio.Future[None]] = []
         self._pending_snapshot: tuple[int, bytes] | None = None
         self._flushing = False
-        # The writer connection is shared by the event loop (journal batches) and the worker thread
-        # (triad usage rows, pruning, rebase); one transaction at a time.
         self._write_lock = threading.Lock()
         self._usage_lock = threading.Lock()
         self._usage_queue: list[tuple[Any, ...]] = []
@@ -184,6 +182,20 @@ class SqliteJournal:
     def set_meta(self, key: str, value: str) -> None:
         self._writer.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the writer connection, which the event loop (journal batches) and
+        the worker thread (triad usage rows, pruning, rebase) share: one at a time, rolled back on error."""
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
     # -- appending ------------------------------------------------------------------------------
 
     def append(self, command: Command, at: float, usage: list[UsageRecord]) -> asyncio.Future[None]:
@@ -206,14 +218,10 @@ class SqliteJournal:
 
     async def barrier(self) -> None:
         """Wait until everything appended so far is durable."""
-        if self._pending or self._pending_snapshot:
-            waiters = self._pending_waiters
-        elif self._flushing:
-            waiters = self._inflight_waiters
-        else:
+        if not (self._pending or self._pending_snapshot):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters.append(future)
+        self._pending_waiters.append(future)
         await future
 
     def _kick(self) -> None:
@@ -235,55 +243,41 @@ class SqliteJournal:
         try:
             while self._pending or self._pending_snapshot:
                 batch, self._pending = self._pending, []
-                self._inflight_waiters, self._pending_waiters = self._pending_waiters, []
+                waiters, self._pending_waiters = self._pending_waiters, []
                 snapshot, self._pending_snapshot = self._pending_snapshot, None
                 try:
                     self._write(batch, snapshot)
                 except BaseException as exc:
                     self.failure = exc
                     log.critical("Could not write the journal (%s); refusing further changes.", exc)
-                    for waiter in self._inflight_waiters + self._pending_waiters:
+                    for waiter in waiters + self._pending_waiters:
                         if not waiter.done():
                             waiter.set_exception(JournalFailure(str(exc)))
                     raise
                 if batch:
                     self.durable_index = batch[-1][0]
-                for waiter in self._inflight_waiters:
+                for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
-                self._inflight_waiters = []
         finally:
             self._flushing = False
 
     def _write(
         self, batch: list[tuple[int, float, bytes, list[UsageRecord]]], snapshot: tuple[int, bytes] | None
     ) -> None:
-        conn = self._writer
-        with self._write_lock:
-            self._write_locked(conn, batch, snapshot)
-
-    def _write_locked(
-        self,
-        conn: sqlite3.Connection,
-        batch: list[tuple[int, float, bytes, list[UsageRecord]]],
-        snapshot: tuple[int, bytes] | None,
-    ) -> None:
-        conn.execute("BEGIN")
-        try:
+        with self._transaction() as conn:
             if batch:
                 conn.execute(_insert_journal(len(batch)), [v for idx, at, blob, _ in batch for v in (idx, at, blob)])
             rows = [row for idx, _, _, usage in batch for row in usage_rows("", idx, usage)]
             last = _insert_usage_rows(conn, rows)
-            own = any(row[-1] == "" for row in rows)
             if snapshot is not None:
                 conn.execute("INSERT OR REPLACE INTO snapshot (id, idx, data) VALUES (1, ?, ?)", snapshot)
                 conn.execute("DELETE FROM journal WHERE idx <= ?", (snapshot[0],))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        if own:
-            self.own_usage_id = last if rows[-1][-1] == "" and last else self._last_own_usage_id(conn)
+            own_id = None
+            if any(row[-1] == "" for row in rows):
+                own_id = last if rows[-1][-1] == "" and last else self._last_own_usage_id(conn)
+        if own_id is not None:
+            self.own_usage_id = own_id
 
     # -- usage log ------------------------------------------------------------------------------
 
@@ -407,10 +401,8 @@ class SqliteJournal:
             rows, self._usage_queue = self._usage_queue, []
             self._usage_drain_scheduled = False
         if rows:
-            with self._write_lock:
-                self._writer.execute("BEGIN")
-                _insert_usage_rows(self._writer, rows)
-                self._writer.execute("COMMIT")
+            with self._transaction() as conn:
+                _insert_usage_rows(conn, rows)
 
     async def rebase(self, state: LicenseState) -> None:
         """Make `state` the standalone starting point (after leaving a triad): snapshot it, drop the journal."""
@@ -419,12 +411,9 @@ class SqliteJournal:
         index, data = self.last_index, state.snapshot_bytes()
 
         def write() -> None:
-            conn = self._writer
-            with self._write_lock:
-                conn.execute("BEGIN")
+            with self._transaction() as conn:
                 conn.execute("INSERT OR REPLACE INTO snapshot (id, idx, data) VALUES (1, ?, ?)", (index, data))
                 conn.execute("DELETE FROM journal")
-                conn.execute("COMMIT")
 
         await asyncio.get_running_loop().run_in_executor(self._executor, write)
         self.snapshot_index = self.durable_index = index
