@@ -146,7 +146,7 @@ class TriadNode:
         self._queue_lock = threading.Lock()
         self._queue: list[tuple[Command, float, int, str, concurrent.futures.Future[Outcome]]] = []
         self._drain_scheduled = False
-        self._transfer_to: str | None = None
+        self._transfer_to: tuple[str, tuple[float, float]] | None = None  # target, and the backoff before
         self._transfer_requested_at = 0.0
         self._transfer_backoff_s = 1.0
         self.log = ReplicatedLicenseLog(self)
@@ -557,9 +557,15 @@ class TriadNode:
         bounced = since < 2 * self._transfer_backoff_s + 5.0
         if bounced and (since < self._transfer_backoff_s or self._leader_stable_for(now) < self.takeover_settle_s()):
             return
+        earlier = (self._transfer_requested_at, self._transfer_backoff_s)
         self._transfer_backoff_s = min(30.0, 2 * self._transfer_backoff_s) if bounced else 1.0
         self._transfer_requested_at = now
-        self._transfer_to = target.raft_address
+        self._transfer_to = (target.raft_address, earlier)
+
+    def _transfer_denied(self, earlier: tuple[float, float]) -> None:
+        """pysyncobj refused to send the transfer (the target was not fully caught up): nothing was
+        handed over, so it is no bounce; the next look asks again, without a longer backoff."""
+        self._transfer_requested_at, self._transfer_backoff_s = earlier
 
     def _reaches(self, member: TriadMember) -> bool:
         """This member has a live Raft connection to `member`."""
@@ -567,9 +573,17 @@ class TriadNode:
 
     def _on_raft_tick(self) -> None:
         """Runs on the Raft thread: pysyncobj calls are only made from there."""
-        target, self._transfer_to = self._transfer_to, None
-        if target is not None and self.syncobj is not None:
-            self.syncobj.transferLeadership(target)
+        request, self._transfer_to = self._transfer_to, None
+        loop = self._loop
+        if request is None or self.syncobj is None or loop is None:
+            return
+        target, earlier = request
+
+        def sent(_: Any, error: int) -> None:
+            if error != FAIL_REASON.SUCCESS:
+                loop.call_soon_threadsafe(self._transfer_denied, earlier)
+
+        self.syncobj.transferLeadership(target, callback=sent)
 
     def _observe(self) -> None:
         """Log every change of the active member as one sentence."""
