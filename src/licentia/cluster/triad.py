@@ -19,12 +19,14 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
+from licentia.cluster.raft_cipher import RaftCipher, SealedSyncObj
 from licentia.core.commands import ClaimActive, Command, DissolveTriad, decode_command, encode_command
 from licentia.core.model import TriadMember
 from licentia.core.state import LicenseState, Outcome, Snapshot
@@ -114,6 +116,20 @@ class RoleView:
     last_active: str | None = None  # the last member seen active, across gaps with none active
 
 
+class Applied:
+    """Where a committed command's outcome lands when the loop's thread applies it.
+
+    The Raft thread hands the proposer this slot as the entry's result; the proposer is
+    settled through the same queue, after the apply, so by then the slot is filled.
+    """
+
+    __slots__ = ("error", "outcome")
+
+    def __init__(self) -> None:
+        self.outcome: Outcome | None = None
+        self.error: Exception | None = None
+
+
 class ReplicatedLicenseLog(SyncObjConsumer):
     """The pysyncobj consumer: one replicated method that applies an encoded command to the core."""
 
@@ -122,11 +138,11 @@ class ReplicatedLicenseLog(SyncObjConsumer):
         super().__init__()
 
     @replicated
-    def apply_entry(self, blob: bytes, at: float) -> Outcome:
+    def apply_entry(self, blob: bytes, at: float) -> Applied:
         return self._node.apply_committed(blob, at)
 
     @replicated
-    def apply_entries(self, blobs: list[bytes], at: float) -> list[Any]:
+    def apply_entries(self, blobs: list[bytes], at: float) -> list[Applied]:
         """Several commands in one Raft entry (see `TriadNode._flush_outbox`); applied in order."""
         return self._node.apply_committed_batch(blobs, at)
 
@@ -144,7 +160,7 @@ class TriadNode:
         self.raft_dir = raft_dir
         self._loop_thread = 0
         self._queue_lock = threading.Lock()
-        self._queue: list[tuple[Command, float, int, str, concurrent.futures.Future[Outcome]]] = []
+        self._queue: list[Callable[[], None]] = []
         self._drain_scheduled = False
         self._transfer_to: tuple[str, tuple[float, float]] | None = None  # target, and the backoff before
         self._transfer_requested_at = 0.0
@@ -163,51 +179,61 @@ class TriadNode:
 
     # -- replication (Raft thread) --------------------------------------------------------------
 
-    def apply_committed(self, blob: bytes, at: float) -> Outcome | concurrent.futures.Future[Outcome]:
+    def apply_committed(self, blob: bytes, at: float) -> Applied:
         """Hand a committed entry to the event loop's thread, without waiting for it.
 
         State is only ever touched on the loop's thread, so request handlers read it
         without locks. Entries are queued in commit order and applied in batches (one
         wake-up of the loop for many entries), and the Raft thread goes on replicating.
-        The proposer gets the outcome from the returned future.
+        The proposer finds the outcome in the returned `Applied` once its commit is settled.
         """
         index = self.syncobj.raftLastApplied + 1 if self.syncobj else 0
         return self._hand_over([(decode_command(blob), index)], at, self.config.origin)[0]
 
-    def apply_committed_batch(self, blobs: list[bytes], at: float) -> list[Any]:
+    def apply_committed_batch(self, blobs: list[bytes], at: float) -> list[Applied]:
         """A batch entry: its commands in order, each with its own usage-row key (entry index, position)."""
         index = self.syncobj.raftLastApplied + 1 if self.syncobj else 0
         commands = [(decode_command(blob), index * BATCH_STRIDE + position) for position, blob in enumerate(blobs)]
         return self._hand_over(commands, at, self.config.origin + BATCH_ORIGIN_SUFFIX)
 
-    def _hand_over(self, commands: list[tuple[Command, int]], at: float, origin: str) -> list[Any]:
+    def _hand_over(self, commands: list[tuple[Command, int]], at: float, origin: str) -> list[Applied]:
+        applied = [Applied() for _ in commands]
+        work = [partial(self._apply_into, slot, command, at, index, origin) for slot, (command, index) in zip(
+            applied, commands, strict=True
+        )]
         loop = self._loop
         if loop is None or loop.is_closed() or threading.get_ident() == self._loop_thread:
-            return [self._apply(command, at, index, origin) for command, index in commands]
-        futures: list[concurrent.futures.Future[Outcome]] = []
+            for apply in work:
+                apply()
+        else:
+            self._on_loop_soon(work)
+        return applied
+
+    def _on_loop_soon(self, work: list[Callable[[], None]]) -> None:
+        """Queue `work` for the loop's thread, after everything queued before it (any thread)."""
+        loop = self._loop
         with self._queue_lock:
-            for command, index in commands:
-                done: concurrent.futures.Future[Outcome] = concurrent.futures.Future()
-                self._queue.append((command, at, index, origin, done))
-                futures.append(done)
+            self._queue.extend(work)
             schedule, self._drain_scheduled = not self._drain_scheduled, True
-        if schedule:
+        if schedule and loop is not None:
             try:
                 loop.call_soon_threadsafe(self._drain)
             except RuntimeError:
                 self._drain()
-        return futures
 
     def _drain(self) -> None:
-        """Apply every queued committed entry, in order (on the loop's thread)."""
+        """Run every queued piece of work (committed entries, then their proposers' settlements), in order."""
         with self._queue_lock:
-            entries, self._queue = self._queue, []
+            work, self._queue = self._queue, []
             self._drain_scheduled = False
-        for command, at, index, origin, done in entries:
-            try:
-                done.set_result(self._apply(command, at, index, origin))
-            except BaseException as exc:
-                done.set_exception(exc)
+        for item in work:
+            item()
+
+    def _apply_into(self, slot: Applied, command: Command, at: float, index: int, origin: str) -> None:
+        try:
+            slot.outcome = self._apply(command, at, index, origin)
+        except Exception as exc:
+            slot.error = exc
 
     def _on_loop(self, work: Callable[[], Any]) -> Any:
         """Run `work` on the loop's thread after every queued entry, and wait (Raft snapshots only)."""
@@ -282,7 +308,9 @@ class TriadNode:
         )
         me = self.config.member
         others = [m.raft_address for m in self.config.others()]
-        self.syncobj = SyncObj(me.raft_address, others, conf=conf, consumers=[self.log])
+        self.syncobj = SealedSyncObj(
+            me.raft_address, others, conf=conf, consumers=[self.log], cipher=RaftCipher(self.config.secret)
+        )
         self.syncobj.addOnTickCallback(self._on_raft_tick)
         self._task = asyncio.create_task(self._role_loop())
         log.info("Triad %s: started as the %s (%s), Raft on %s.", self.config.name, me.role, me.name, me.raft_address)
@@ -373,22 +401,14 @@ class TriadNode:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
 
-        def copy(applied: concurrent.futures.Future[Outcome]) -> None:
-            if future.done():
-                return
-            if applied.exception() is not None:
-                future.set_exception(applied.exception())
-            else:
-                future.set_result(applied.result())
-
         def settle(result: Any, error: int) -> None:
             if future.done():
                 return
-            if error == FAIL_REASON.SUCCESS and isinstance(result, concurrent.futures.Future):
-                if result.done():
-                    copy(result)
+            if error == FAIL_REASON.SUCCESS and isinstance(result, Applied):
+                if result.error is not None:
+                    future.set_exception(result.error)
                 else:
-                    result.add_done_callback(lambda applied: loop.call_soon_threadsafe(copy, applied))
+                    future.set_result(result.outcome)
             elif error == FAIL_REASON.SUCCESS:
                 future.set_result(result)
             elif error in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER):
@@ -396,14 +416,19 @@ class TriadNode:
             else:
                 future.set_exception(CommitFailed(f"the triad could not commit the command (reason {error})"))
 
+        def expire() -> None:
+            if not future.done():
+                future.set_exception(CommitFailed("the triad did not commit the command in time (no quorum?)"))
+
         self._outbox.append((encode_command(command), settle))
         if not self._outbox_scheduled:
             self._outbox_scheduled = True
             loop.call_soon(self._flush_outbox)
+        timer = loop.call_later(timeout, expire)
         try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise CommitFailed("the triad did not commit the command in time (no quorum?)") from None
+            return await future
+        finally:
+            timer.cancel()
 
     def _flush_outbox(self) -> None:
         """Send the commands proposed in this turn of the loop as one Raft entry (at most MAX_BATCH).
@@ -419,7 +444,6 @@ class TriadNode:
             asyncio.get_running_loop().call_soon(self._flush_outbox)
         if not batch:
             return
-        loop = asyncio.get_running_loop()
         callbacks = [callback for _, callback in batch]
 
         def settle_all(result: Any, error: int) -> None:
@@ -427,8 +451,8 @@ class TriadNode:
                 callback(result[position] if isinstance(result, list) else result, error)
 
         def committed(result: Any, error: int) -> None:
-            """On the Raft thread: one wake-up of the loop for the whole entry."""
-            loop.call_soon_threadsafe(settle_all, result, error)
+            """On the Raft thread, just after the entry was applied: settle its proposers after that apply."""
+            self._on_loop_soon([partial(settle_all, result, error)])
 
         self.log.apply_entries([blob for blob, _ in batch], self.server.now(), callback=committed)
 
