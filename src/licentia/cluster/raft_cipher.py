@@ -28,6 +28,7 @@ VERSION = b"\x01"
 INFO = b"licentia triad raft v1"
 _HEADER = struct.Struct(">cQ")  # version, sender's timestamp: authenticated, not secret
 _NONCE_PREFIX_BYTES = 8
+_NONCE_BYTES = _NONCE_PREFIX_BYTES + 4
 _NONCE_COUNTER_LIMIT = 1 << 32
 _TAG_BYTES = 16
 
@@ -52,7 +53,7 @@ class RaftCipher:
             if self._counter >= _NONCE_COUNTER_LIMIT:
                 self._prefix, self._counter = os.urandom(_NONCE_PREFIX_BYTES), 0
             counter, self._counter = self._counter, self._counter + 1
-            return self._prefix + counter.to_bytes(4, "big")
+            return self._prefix + counter.to_bytes(_NONCE_BYTES - _NONCE_PREFIX_BYTES, "big")
 
     def encrypt_at_time(self, data: bytes, current_time: int) -> bytes:
         header = _HEADER.pack(VERSION, current_time)
@@ -66,12 +67,12 @@ class RaftCipher:
     def decrypt(self, token: bytes) -> bytes:
         """The message, or an exception (pysyncobj then drops the connection) if it was not sealed with this key."""
         self._parse(token)
-        header, nonce = token[: _HEADER.size], token[_HEADER.size : _HEADER.size + 12]
-        return self._aead.decrypt(nonce, token[_HEADER.size + 12 :], header)
+        sealed_from = _HEADER.size + _NONCE_BYTES
+        return self._aead.decrypt(token[_HEADER.size : sealed_from], token[sealed_from:], token[: _HEADER.size])
 
     @staticmethod
     def _parse(token: bytes) -> int:
-        if len(token) < _HEADER.size + 12 + _TAG_BYTES:
+        if len(token) < _HEADER.size + _NONCE_BYTES + _TAG_BYTES:
             raise ValueError("the Raft message is too short to be sealed")
         version, timestamp = _HEADER.unpack_from(token)
         if version != VERSION:
@@ -82,8 +83,9 @@ class RaftCipher:
 class SealedSyncObj(SyncObj):  # type: ignore[misc]
     """pysyncobj's SyncObj with its messages sealed by `RaftCipher` instead of Fernet.
 
-    pysyncobj still needs its `password` set: that is what turns its sealing and its
-    connection handshake on at all. Only the object that seals is replaced.
+    Each connection asks its SyncObj for the `encryptor`; this one always answers with the
+    cipher, so no message is ever sent or accepted unsealed. The triad still sets pysyncobj's
+    `password` to the same secret, so none of pysyncobj's own paths runs without one.
     """
 
     def __init__(self, *args: Any, cipher: RaftCipher, **kwargs: Any) -> None:
