@@ -215,11 +215,15 @@ class TriadNode:
         with self._queue_lock:
             self._queue.extend(work)
             schedule, self._drain_scheduled = not self._drain_scheduled, True
-        if schedule and loop is not None:
-            try:
-                loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:
-                self._drain()
+        if not schedule:
+            return
+        if loop is None:
+            self._drain()
+            return
+        try:
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:
+            self._drain()
 
     def _drain(self) -> None:
         """Run every queued piece of work (committed entries, then their proposers' settlements), in order."""
@@ -409,8 +413,6 @@ class TriadNode:
                     future.set_exception(result.error)
                 else:
                     future.set_result(result.outcome)
-            elif error == FAIL_REASON.SUCCESS:
-                future.set_result(result)
             elif error in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER):
                 future.set_exception(_NotSent(error))
             else:

@@ -386,7 +386,8 @@ class SqliteJournal:
         return int(row[0]) if row else 0
 
     def record_usage(self, rows: list[tuple[Any, ...]]) -> None:
-        """Queue usage rows from another thread (a triad's Raft thread); written in order, in batches."""
+        """Queue a triad member's usage rows (from its apply path); the worker thread writes them in order,
+        a batch every USAGE_DRAIN_DELAY_S, beside the event loop."""
         with self._usage_lock:
             self._usage_queue.extend(rows)
             if self._usage_drain_scheduled:
