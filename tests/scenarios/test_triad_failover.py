@@ -228,7 +228,8 @@ def test_killed_primary_is_replaced_by_the_secondary_which_keeps_leases_and_the_
 
 def test_hung_primary_is_replaced_then_fails_back_without_granting_in_its_old_epoch(start_triad, issuer):
     cluster = start_triad()
-    ids = install_licenses(cluster, issuer, seats=5, LoadStudio=500)
+    # More LoadStudio seats than the load (never checking in) can take, however slow the takeover.
+    ids = install_licenses(cluster, issuer, seats=5, LoadStudio=20_000)
     primary, secondary = cluster.servers["primary"], cluster.servers["secondary"]
     before = grant_seats(primary, 2, "before")
     epoch_primary = relationship(cluster, "primary")["epoch"]
