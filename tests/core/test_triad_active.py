@@ -128,3 +128,21 @@ def test_secondary_does_not_take_over_from_a_primary_that_had_no_chance_to_claim
     assert state.apply(FormTriad(name="T", members=MEMBERS, active_ttl_s=TTL), T0).ok
     assert claim(state, "s", T0 + 0.5).code == "primary_alive"
     assert claim(state, "p", T0 + 0.6).ok
+
+
+def test_active_record_keeps_whom_its_holder_reached_at_each_claim(triad):
+    assert triad.apply(ClaimActive(member="p", ttl_s=TTL, reaches=["t", "s", "t"]), T0).ok
+    assert triad.active.reaches == ["s", "t"]
+    renewed = triad.apply(ClaimActive(member="p", ttl_s=TTL, reaches=["t"]), T0 + 0.5)
+    assert renewed.data["renewed"] is True and triad.active.reaches == ["t"]
+    restored = LicenseState.from_snapshot(triad.snapshot())
+    assert restored.active.reaches == ["t"]
+
+
+def test_claim_naming_a_stranger_or_itself_as_reached_is_refused_and_changes_nothing(triad):
+    claim(triad, "p", T0)
+    before = triad.snapshot_bytes()
+    for reaches in (["x"], ["p"]):
+        outcome = triad.apply(ClaimActive(member="p", ttl_s=TTL, reaches=reaches), T0 + 0.5)
+        assert outcome.code == "not_a_member"
+    assert triad.snapshot_bytes() == before

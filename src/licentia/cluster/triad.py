@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
-from licentia.cluster.raft_cipher import RaftCipher, SealedSyncObj
+from licentia.cluster.raft_cipher import RaftCipher
+from licentia.cluster.raft_node import TriadRaftNode
 from licentia.core.commands import ClaimActive, Command, DissolveTriad, decode_command, encode_command
 from licentia.core.model import TriadMember
 from licentia.core.state import LicenseState, Outcome, Snapshot
@@ -153,6 +154,15 @@ class ReplicatedLicenseLog(SyncObjConsumer):
         self._node.restore(data["snapshot"])
 
 
+@dataclass(frozen=True, slots=True)
+class LeadershipTransfer:
+    """A Raft leadership hand-over the HA loop asked for, waiting for the Raft thread to send it."""
+
+    target: TriadMember
+    why: str
+    earlier: tuple[float, float]  # the backoff before this request, restored if pysyncobj refuses it
+
+
 class TriadNode:
     def __init__(self, server: LicenseServer, config: TriadConfig, raft_dir: Path) -> None:
         self.server = server
@@ -162,7 +172,7 @@ class TriadNode:
         self._queue_lock = threading.Lock()
         self._queue: list[Callable[[], None]] = []
         self._drain_scheduled = False
-        self._transfer_to: tuple[str, tuple[float, float]] | None = None  # target, and the backoff before
+        self._transfer_to: LeadershipTransfer | None = None
         self._transfer_requested_at = 0.0
         self._transfer_backoff_s = 1.0
         self.log = ReplicatedLicenseLog(self)
@@ -297,7 +307,7 @@ class TriadNode:
             password=self.config.secret,
             journalFile=str(self.raft_dir / "raft.journal"),
             fullDumpFile=str(self.raft_dir / "raft.dump"),
-            raftMinTimeout=max(0.2, 0.25 * ttl),
+            raftMinTimeout=self.election_timeout_min_s(),
             raftMaxTimeout=max(0.4, 0.5 * ttl),
             appendEntriesPeriod=0.04,
             appendEntriesUseBatch=False,
@@ -312,10 +322,14 @@ class TriadNode:
         )
         me = self.config.member
         others = [m.raft_address for m in self.config.others()]
-        self.syncobj = SealedSyncObj(
-            me.raft_address, others, conf=conf, consumers=[self.log], cipher=RaftCipher(self.config.secret)
+        self.syncobj = TriadRaftNode(
+            me.raft_address,
+            others,
+            conf=conf,
+            consumers=[self.log],
+            cipher=RaftCipher(self.config.secret),
+            before_append=self._send_leadership_transfer,
         )
-        self.syncobj.addOnTickCallback(self._on_raft_tick)
         self._task = asyncio.create_task(self._role_loop())
         log.info("Triad %s: started as the %s (%s), Raft on %s.", self.config.name, me.role, me.name, me.raft_address)
 
@@ -528,7 +542,8 @@ class TriadNode:
         # Not waiting longer than half a record's life: a claim lost in an election is retried at once,
         # so an alive primary renews well within the secondary's takeover_settle_s of a settled leader.
         outcome = await self.propose(
-            ClaimActive(member=me.name, ttl_s=self.config.active_ttl_s), timeout=0.5 * self.config.active_ttl_s
+            ClaimActive(member=me.name, ttl_s=self.config.active_ttl_s, reaches=self._reached()),
+            timeout=0.5 * self.config.active_ttl_s,
         )
         if not outcome.ok:
             log.debug("Triad %s: claim refused: %s", self.config.name, outcome.message)
@@ -549,7 +564,16 @@ class TriadNode:
         key = str(getattr(leader, "address", leader)) if leader is not None else None
         if key != self._leader_seen:
             self._leader_seen, self._leader_seen_since = key, now
+            self._log_raft_leader(key)
         return now - self._leader_seen_since if key is not None else 0.0
+
+    def _log_raft_leader(self, address: str | None) -> None:
+        named = next((f"the {m.role} ({m.name})" for m in self.config.members if m.raft_address == address), address)
+        if address is None:
+            log.info("Triad %s: no Raft leader is known here (an election is under way).", self.config.name)
+        else:
+            term = self._raft_status().get("raft_term")
+            log.info("Triad %s: Raft leader is now %s, term %s.", self.config.name, named, term)
 
     def _align_raft_leader(self) -> None:
         """Keep Raft leadership on the active member, so its commands need no extra hop; after a failover,
@@ -558,6 +582,10 @@ class TriadNode:
         A returning primary that reaches only the tertiary (cut off from the active secondary) catches
         up only from a leader it reaches: the tertiary keeps leadership while it reaches the primary, and
         an active secondary that has not reached the primary for a while hands leadership to the tertiary.
+
+        A leader that reaches every member keeps leadership from an active member that does not (as its
+        last claim reported): a member that cannot hear the leader keeps calling elections, and each one
+        deposes the leader through the member both reach, so the active record would lapse and flap.
         """
         syncobj = self.syncobj
         active = self.server.state.active
@@ -576,6 +604,10 @@ class TriadNode:
                 target = members["tertiary"]
         if target is None or target.name == me.name:
             return
+        if target.name == active.member and not self._reaches_all(active.member, active.reaches) and self._reaches_all(
+            me.name, self._reached()
+        ):
+            return
         since = now - self._transfer_requested_at
         # Leadership back here soon after it was handed over means the target could not keep it (a
         # member it cannot reach keeps calling elections, or neither of two reaches the primary). Then
@@ -586,7 +618,8 @@ class TriadNode:
         earlier = (self._transfer_requested_at, self._transfer_backoff_s)
         self._transfer_backoff_s = min(30.0, 2 * self._transfer_backoff_s) if bounced else 1.0
         self._transfer_requested_at = now
-        self._transfer_to = (target.raft_address, earlier)
+        why = "the active member" if target.name == active.member else "which reaches the primary"
+        self._transfer_to = LeadershipTransfer(target, why, earlier)
 
     def _transfer_denied(self, earlier: tuple[float, float]) -> None:
         """pysyncobj refused to send the transfer (the target was not fully caught up): nothing was
@@ -597,19 +630,32 @@ class TriadNode:
         """This member has a live Raft connection to `member`."""
         return self._raft_status().get(f"partner_node_status_server_{member.raft_address}") == 2
 
-    def _on_raft_tick(self) -> None:
-        """Runs on the Raft thread: pysyncobj calls are only made from there."""
+    def _reached(self) -> list[str]:
+        """The other members this one has a live Raft connection to."""
+        status = self._raft_status()
+        return [m.name for m in self.config.others() if status.get(f"partner_node_status_server_{m.raft_address}") == 2]
+
+    def _reaches_all(self, member: str, reached: list[str]) -> bool:
+        return {m.name for m in self.config.members if m.name != member} <= set(reached)
+
+    def _send_leadership_transfer(self) -> None:
+        """Runs on the Raft thread (pysyncobj calls are only made from there), just before the leader
+        appends newly queued commands: the one moment a follower can be fully caught up under load."""
         request, self._transfer_to = self._transfer_to, None
         loop = self._loop
-        if request is None or self.syncobj is None or loop is None:
+        if request is None or not isinstance(self.syncobj, TriadRaftNode) or loop is None:
             return
-        target, earlier = request
+        target = request.target
+        if self.syncobj.hand_over(target.raft_address, hold_s=self.election_timeout_min_s()):
+            log.info("Triad %s: handed Raft leadership to the %s (%s), %s.",
+                     self.config.name, target.role, target.name, request.why)
+        else:
+            loop.call_soon_threadsafe(self._transfer_denied, request.earlier)
 
-        def sent(_: Any, error: int) -> None:
-            if error != FAIL_REASON.SUCCESS:
-                loop.call_soon_threadsafe(self._transfer_denied, earlier)
-
-        self.syncobj.transferLeadership(target, callback=sent)
+    def election_timeout_min_s(self) -> float:
+        """Raft's shortest election timeout; also how long a leader that handed leadership over holds
+        new commands back, an election round being what the hand-over takes."""
+        return max(0.2, 0.25 * self.config.active_ttl_s)
 
     def _observe(self) -> None:
         """Log every change of the active member as one sentence."""

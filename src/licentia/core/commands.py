@@ -153,10 +153,15 @@ class ReportAlive(Command, tag="report_alive"):
 
 
 class ClaimActive(Command, tag="claim_active"):
-    """Claim (or renew) the time-limited active record by the triad's priority rules."""
+    """Claim (or renew) the time-limited active record by the triad's priority rules.
+
+    `reaches` names the other members the claimer has a live Raft connection to, so that whichever
+    member leads Raft knows whether the active member could keep leadership (see the triad's HA loop).
+    """
 
     member: str
     ttl_s: float
+    reaches: list[str] = msgspec.field(default_factory=list)
 
 
 class SharedConfig(msgspec.Struct):

@@ -190,6 +190,7 @@ class ActiveRecord(msgspec.Struct):
     epoch: int
     since: float
     until: float
+    reaches: list[str] = msgspec.field(default_factory=list)  # members its Raft links reached at its last claim
 
 
 PairRole = Literal["main", "backup"]

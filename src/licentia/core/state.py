@@ -226,10 +226,14 @@ class LicenseState:
         member = self.triad.member(cmd.member) if self.triad else None
         if self.triad is None or member is None:
             return refused("not_a_member", f"{cmd.member!r} is not a member of this triad")
+        strangers = [name for name in cmd.reaches if self.triad.member(name) is None or name == cmd.member]
+        if strangers:
+            return refused("not_a_member", f"{strangers[0]!r} is not another member of this triad")
         self.liveness[cmd.member] = now + cmd.ttl_s
         current = self.active
         if current is not None and current.member == cmd.member and current.until > now:
             current.until = now + cmd.ttl_s
+            current.reaches = sorted(set(cmd.reaches))
             return Outcome(
                 ok=True, data={"epoch": current.epoch, "until": current.until, "renewed": True}, changed=True
             )
@@ -242,7 +246,9 @@ class LicenseState:
             if self.liveness.get(primary, 0.0) > now:
                 return refused("primary_alive", f"the primary {primary} reported itself alive")
         self.last_epoch += 1
-        self.active = ActiveRecord(member=cmd.member, epoch=self.last_epoch, since=now, until=now + cmd.ttl_s)
+        self.active = ActiveRecord(
+            member=cmd.member, epoch=self.last_epoch, since=now, until=now + cmd.ttl_s, reaches=sorted(set(cmd.reaches))
+        )
         for lease in self.leases.values():
             if lease.expires_at < now + lease.ttl_s:
                 lease.expires_at = now + lease.ttl_s
