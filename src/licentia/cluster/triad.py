@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj import FAIL_REASON, SyncObjConf, SyncObjConsumer, replicated
 
 from licentia.cluster.raft_cipher import RaftCipher
 from licentia.cluster.raft_node import TriadRaftNode
@@ -176,7 +176,7 @@ class TriadNode:
         self._transfer_requested_at = 0.0
         self._transfer_backoff_s = 1.0
         self.log = ReplicatedLicenseLog(self)
-        self.syncobj: SyncObj | None = None
+        self.syncobj: TriadRaftNode | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._view = RoleView()
@@ -628,7 +628,7 @@ class TriadNode:
 
     def _reaches(self, member: TriadMember) -> bool:
         """This member has a live Raft connection to `member`."""
-        return self._raft_status().get(f"partner_node_status_server_{member.raft_address}") == 2
+        return member.name in self._reached()
 
     def _reached(self) -> list[str]:
         """The other members this one has a live Raft connection to."""
@@ -643,7 +643,7 @@ class TriadNode:
         appends newly queued commands: the one moment a follower can be fully caught up under load."""
         request, self._transfer_to = self._transfer_to, None
         loop = self._loop
-        if request is None or not isinstance(self.syncobj, TriadRaftNode) or loop is None:
+        if request is None or self.syncobj is None or loop is None:
             return
         target = request.target
         if self.syncobj.hand_over(target.raft_address, hold_s=self.election_timeout_min_s()):
