@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from alert_sinks import SMTP_PASSWORD, SmtpSink, WebhookSink, alerts_config, wait_for
-from harness import ADMIN_PASSWORD, Issuer
+from alert_sinks import SMTP_PASSWORD, SmtpSink, WebhookSink, alerts_config
+from harness import ADMIN_PASSWORD, Issuer, wait_for
 
 JSON = {"Content-Type": "application/json"}
 QUIET = 0.8  # seconds (four evaluations) in which nothing more may arrive

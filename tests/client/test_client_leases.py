@@ -7,18 +7,9 @@ from __future__ import annotations
 import time
 
 from client_support import IDENTITY, SEATS, admin_get, install_licenses, license_used
+from harness import wait_for
 
 from licentia.client import LicenseClient
-
-
-def wait_until(condition, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout}s")
 
 
 def test_background_renewal_extends_held_leases(server, issuer, tmp_path):
@@ -26,7 +17,7 @@ def test_background_renewal_extends_held_leases(server, issuer, tmp_path):
     with LicenseClient(server.url, cache_dir=tmp_path / "cache", heartbeat_interval_s=0.2, **IDENTITY) as client:
         lease = client.checkout(SEATS)
         first = client.aio.leases[lease["lease_id"]].expires_at
-        wait_until(lambda: client.aio.leases[lease["lease_id"]].expires_at > first, 5, "a background renewal")
+        wait_for(lambda: client.aio.leases[lease["lease_id"]].expires_at > first, 5, "a background renewal")
         assert license_used(server, license_id) == 1
         assert client.checkin(lease["lease_id"])["released"] is True
         assert license_used(server, license_id) == 0
@@ -47,7 +38,7 @@ def test_a_seat_taken_on_grace_becomes_a_real_lease_when_the_server_is_back(serv
         def real_lease():
             return [held for held in client.aio.leases.values() if not held.offline]
 
-        [held] = wait_until(real_lease, 10, "the offline seat re-established on the server")
+        [held] = wait_for(real_lease, 10, "the offline seat re-established on the server")
         assert held.request_id == "while-down"
         assert [lease["lease_id"] for lease in admin_get(server, "/api/v1/admin/leases")["leases"]] == [held.lease_id]
         assert license_used(server, license_id) == 1

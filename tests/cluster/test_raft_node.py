@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from harness import free_port
+from harness import free_port, wait_for
 from pysyncobj import SyncObjConf, SyncObjConsumer, replicated
 
 from licentia.cluster.raft_cipher import RaftCipher
@@ -50,16 +50,6 @@ class Member:
         return None if leader is None else str(getattr(leader, "address", leader))
 
 
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def members() -> Iterator[dict[str, Member]]:
     addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
@@ -93,7 +83,7 @@ def test_a_hand_over_asked_for_while_commands_keep_coming_is_sent_and_the_target
         # under a client load every try was refused).
         for _ in range(5):
             leader.request = target
-            wait_for(lambda: leader.request is None, 2, "the hand-over to be tried")
+            wait_for(lambda: leader.request is None, 2, "the hand-over to be tried", interval=0.01)
             if leader.sent[-1]:
                 break
             time.sleep(0.01)

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from alert_sinks import SmtpSink, alerts_config, wait_for
-from harness import Issuer, ServerProcess, free_port
+from alert_sinks import SmtpSink, alerts_config
+from harness import Issuer, ServerProcess, free_port, wait_for
 from playwright.sync_api import Page, expect
 
 from .console_support import CONSOLE, screenshot

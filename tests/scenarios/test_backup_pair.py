@@ -9,7 +9,15 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import ADMIN_PASSWORD, BackupPairProcesses, Issuer, ServerProcess, admin_get, install_licenses
+from harness import (
+    ADMIN_PASSWORD,
+    BackupPairProcesses,
+    Issuer,
+    ServerProcess,
+    admin_get,
+    install_licenses,
+    wait_for,
+)
 
 from licentia.client import LicenseClient
 from licentia.cluster import peer_auth
@@ -49,14 +57,6 @@ def print_check(server: ServerProcess, printer: str, host: str = "ws-1") -> http
     )
 
 
-def wait_for(condition: Any, timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def both_flags(status: dict[str, Any]) -> bool:
@@ -329,7 +329,7 @@ def test_metrics_health_and_alerts_follow_the_pair_through_a_takeover(tmp_path, 
                 "denials_threshold": 0})
             assert answer.status_code == 200, answer.text
         wait_for(lambda: admin_get(pair.backup, "/api/v1/admin/alerts")["settings"]["recipients"],
-                 what="alert settings on the backup")
+                 timeout=15, what="alert settings on the backup")
         pair.wait(both_flags, role="main")
         metrics = httpx.get(f"{pair.main.url}/metrics").text
         assert 'licentia_backup_connected{partner="backup"} 1.0' in metrics
@@ -340,7 +340,8 @@ def test_metrics_health_and_alerts_follow_the_pair_through_a_takeover(tmp_path, 
         assert smtp.messages == []
 
         pair.main.kill()
-        wait_for(lambda: httpx.get(f"{pair.backup.url}/health/active").status_code == 200, what="backup taking over")
+        wait_for(lambda: httpx.get(f"{pair.backup.url}/health/active").status_code == 200, timeout=15,
+                 what="backup taking over")
         backup_metrics = httpx.get(f"{pair.backup.url}/metrics").text
         assert 'licentia_backup_connected{partner="main"} 0.0' in backup_metrics
         assert 'licentia_backup_failovers_total{partner="main"} 1.0' in backup_metrics

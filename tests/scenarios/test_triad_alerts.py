@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import httpx
-from alert_sinks import SMTP_PASSWORD, SmtpSink, WebhookSink, alerts_config, wait_for
-from harness import ADMIN_PASSWORD, Issuer, TriadCluster
+from alert_sinks import SMTP_PASSWORD, SmtpSink, WebhookSink, alerts_config
+from harness import ADMIN_PASSWORD, Issuer, TriadCluster, wait_for
 
 QUIET = 1.5  # seconds in which no duplicate may arrive (several evaluations of every member)
 
