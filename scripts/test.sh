@@ -2,11 +2,20 @@
 # Installs everything the test suite needs, then runs lint, the full suite and the benchmark smoke runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x /usr/bin/chromium ]; then
-    # The console's browser tests drive Debian's chromium through Playwright (no browser download here).
+# Debian packages: chromium (the console's browser tests drive it through Playwright; no browser download
+# here), etcd-server (each triad member runs its own etcd), fuse3 (the power-loss file system of the
+# durability tests), faketime and iptables (the triad's clock and partition faults).
+NEED=""
+[ -x /usr/bin/chromium ] || NEED="$NEED chromium"
+[ -x /usr/bin/etcd ] || NEED="$NEED etcd-server"
+[ -x /usr/bin/fusermount3 ] || NEED="$NEED fuse3"
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || [ -x /usr/bin/faketime ] || NEED="$NEED faketime"
+command -v iptables >/dev/null || NEED="$NEED iptables"
+if [ -n "$NEED" ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $NEED >/dev/null
 fi
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 python3 -m ruff check src tests bench

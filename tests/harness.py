@@ -41,6 +41,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_port_pair() -> int:
+    """A port P with P + 1 free too: a triad member's etcd takes its peer port and the next (client) port."""
+    for _ in range(200):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
 class Issuer:
     """A vendor issuer key that can sign license files for tests."""
 
@@ -184,7 +198,7 @@ class TriadCluster:
             else:
                 self.servers[role] = ServerProcess(data_dir, port=8470, host=netns.ip(role),
                                                    wrapper=netns.wrapper(role))
-            self.raft_ports[role] = free_port() if netns is None else 9470
+            self.raft_ports[role] = free_port_pair() if netns is None else 9470
 
     def member_specs(self) -> list[dict[str, Any]]:
         return [

@@ -1,10 +1,10 @@
-"""A license server: the core state machine, made durable by the SQLite journal or by a triad's Raft log.
+"""A license server: the core state machine, made durable by the SQLite journal or by a triad's etcd log.
 
 The HTTP layer calls `execute` with a command. Standalone, the server stamps it
 with the clock, applies it to the core and waits until the journal has it on
-disk. In a triad it proposes it through Raft with the epoch of the active
-record it holds, and every member applies it once committed. Either way the
-outcome is answered only once the change is durable.
+disk. In a triad it commits it through etcd with the epoch of the claim it
+holds, and every member applies it once committed. Either way the outcome is
+answered only once the change is durable.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from licentia.api.passwords import hash_password
 from licentia.cluster.backup_pair import BackupLink
 from licentia.cluster.heartbeats import HeartbeatCoalescer
 from licentia.cluster.sealing import load_or_create_peer_key, public_b64
-from licentia.cluster.triad import CommitFailed, NotActive, TriadConfig, TriadNode
+from licentia.cluster.triad import CHECKPOINT_FILE, CommitFailed, NotActive, TriadConfig, TriadNode
+from licentia.cluster.triad_log import read_checkpoint, write_checkpoint
 from licentia.config import Config
 from licentia.core.commands import (
     MAIN_OWNED,
@@ -107,9 +108,14 @@ class LicenseServer:
         self.started_at = self.clock()
         if self.triad_file.exists():
             config = msgspec.json.decode(self.triad_file.read_bytes(), type=TriadConfig)
-            seed = msgspec.json.decode(self.triad_seed_file.read_bytes(), type=Snapshot)
-            self.state = LicenseState.from_snapshot(seed)
-            self.triad = TriadNode(self, config, self.raft_dir)
+            checkpoint = read_checkpoint(self.triad_state_file)
+            if checkpoint is None:
+                raise RuntimeError(
+                    f"{data} belongs to a triad of an earlier Licentia version (replicated with Raft): dissolve "
+                    "the triad with the earlier version, upgrade, then set the triad up again (see docs/triad.md)"
+                )
+            self.state = LicenseState.from_snapshot(checkpoint.snapshot)
+            self.triad = TriadNode(self, config, checkpoint.revision)
         if self.state.pair is not None and self.pair_key_file.exists():
             self.backup = BackupLink(self, self.pair_key_file.read_text().strip())
 
@@ -122,12 +128,8 @@ class LicenseServer:
         return self.config.data_dir / "triad.json"
 
     @property
-    def triad_seed_file(self) -> Path:
-        return self.config.data_dir / "triad-seed.json"
-
-    @property
-    def raft_dir(self) -> Path:
-        return self.config.data_dir / "raft"
+    def triad_state_file(self) -> Path:
+        return self.config.data_dir / CHECKPOINT_FILE
 
     def release(self) -> None:
         """Let another process open this data directory."""
@@ -145,7 +147,7 @@ class LicenseServer:
 
     async def start(self) -> None:
         if self.triad is not None:
-            self.triad.start()
+            await self.triad.start()
         else:
             if self.backup is not None:
                 self.backup.start()
@@ -251,16 +253,19 @@ class LicenseServer:
         if not formed.ok:
             raise ValueError(formed.message)
         await self.journal.barrier()
-        shutil.rmtree(self.raft_dir, ignore_errors=True)
-        self.triad_seed_file.write_bytes(state.snapshot_bytes())
+        for stale in ("etcd", "etcd-tls", "raft"):
+            shutil.rmtree(self.config.data_dir / stale, ignore_errors=True)
+        await asyncio.to_thread(write_checkpoint, self.triad_state_file, 0, state.snapshot_bytes())
         fd = os.open(self.triad_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(msgspec.json.encode(config))
+            handle.flush()
+            os.fsync(handle.fileno())
         self.state = state
-        self.triad = TriadNode(self, config, self.raft_dir)
-        self.triad.start()
+        self.triad = TriadNode(self, config, 0)
+        await self.triad.start()
         log.warning(
-            "Joined triad %s as the %s; license state now replicates through Raft.", config.name, config.member.role
+            "Joined triad %s as the %s; license state now replicates through etcd.", config.name, config.member.role
         )
 
     async def leave_triad(self) -> None:
@@ -276,8 +281,7 @@ class LicenseServer:
         self.state.liveness = {}
         await self.journal.rebase(self.state)
         self.triad_file.unlink(missing_ok=True)
-        self.triad_seed_file.unlink(missing_ok=True)
-        shutil.rmtree(self.raft_dir, ignore_errors=True)
+        node.remove_files()
         if role != "primary":
             for license_id in list(self.state.licenses):
                 await self.execute(RemoveLicense(license_id=license_id))
@@ -329,7 +333,7 @@ class LicenseServer:
         while True:
             await asyncio.sleep(self.config.reclaim_interval_s)
             now = self.now()
-            if self.triad is not None and not self.triad.is_serving():
+            if self.triad is not None and not self.triad.may_reclaim():
                 continue
             if any(lease.expires_at <= now for lease in self.state.leases.values()):
                 try:

@@ -96,11 +96,11 @@ def test_snapshots_from_before_alerts_load_with_the_defaults(state):
 
 
 def test_in_a_triad_the_command_is_fenced_like_every_other(state):
-    from licentia.core.commands import ClaimActive, FormTriad
+    from licentia.core.commands import ElectedActive, FormTriad
 
     members = [TriadMember(name=n, role=r, api_url=f"http://{n}:8470", raft_address=f"{n}:9470")
                for n, r in (("a", "primary"), ("b", "secondary"), ("c", "tertiary"))]
     state.apply(FormTriad(name="T1", members=members), T0)
-    epoch = state.apply(ClaimActive(member="a", ttl_s=1.0), T0).data["epoch"]
+    epoch = state.apply(ElectedActive(member="a"), T0).data["epoch"]
     assert state.apply(SetAlertSettings(settings=valid(), epoch=epoch + 1), T0).code == "not_active"
     assert state.apply(SetAlertSettings(settings=valid(), epoch=epoch), T0 + 0.5).ok

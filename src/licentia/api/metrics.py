@@ -279,11 +279,13 @@ class LicentiaCollector(Collector):
             "licentia_triad_member_active", "1 for the member this server sees as active", ["member", "role"]
         )
         reachable = _gauge(
-            "licentia_triad_peer_reachable", "1 when this member is connected to the peer over Raft", ["peer", "role"]
+            "licentia_triad_peer_reachable",
+            "1 when the peer holds a live etcd lease (it reaches a majority)",
+            ["peer", "role"],
         )
         replication = _gauge(
             "licentia_triad_replication_lag_entries",
-            "On the Raft leader: committed log entries a peer has not got yet",
+            "etcd revisions of the log a peer has not applied yet (as it last reported)",
             ["peer", "role"],
         )
         peers_up = 0
@@ -296,37 +298,45 @@ class LicentiaCollector(Collector):
             if member["log_behind"] is not None:
                 replication.add_metric([member["name"], member["role"]], member["log_behind"])
         yield from (member_active, reachable, replication)
-        yield GaugeMetricFamily("licentia_triad_peers_reachable", "Peers this member reaches over Raft", value=peers_up)
+        yield GaugeMetricFamily("licentia_triad_peers_reachable", "Peers that hold a live etcd lease", value=peers_up)
         yield GaugeMetricFamily(
             "licentia_triad_has_quorum", "1 when this member reaches a majority", value=int(status["has_quorum"])
         )
-        raft = triad._raft_status()
         yield GaugeMetricFamily(
             "licentia_triad_raft_leader",
-            "1 when this member is the Raft leader",
+            "1 when this member's etcd is the etcd (Raft) leader",
             value=int(any(m["raft_leader"] for m in status["members"] if m["name"] == me)),
         )
         yield GaugeMetricFamily("licentia_triad_epoch", "Epoch of the active record", value=status["epoch"])
-        for key, name, doc in (
-            ("commit_idx", "licentia_triad_commit_index", "Raft commit index known to this member"),
-            ("last_applied", "licentia_triad_applied_index", "Raft log entries applied to this member's state"),
-        ):
-            if isinstance(raft.get(key), int):
-                yield GaugeMetricFamily(name, doc, value=raft[key])
-        lag = sync_lag(raft)
-        if lag is not None:
+        if isinstance(status["commit_index"], int):
+            yield GaugeMetricFamily(
+                "licentia_triad_commit_index",
+                "etcd revision of the newest committed log entry",
+                value=status["commit_index"],
+            )
             yield GaugeMetricFamily(
                 "licentia_triad_sync_lag_entries",
-                "Entries the leader has committed that this member has not applied yet",
-                value=lag,
+                "etcd revisions committed to the log that this member has not applied yet",
+                value=max(0, status["commit_index"] - status["applied_index"]),
             )
-        active = server.state.active
-        if active is not None:
-            yield GaugeMetricFamily(
-                "licentia_triad_last_sync_timestamp_seconds",
-                "Unix time of the newest active-record renewal applied here (renewed several times a second)",
-                value=active.until - triad.config.active_ttl_s,
-            )
+        yield GaugeMetricFamily(
+            "licentia_triad_applied_index",
+            "etcd revision of the last log entry applied here",
+            value=status["applied_index"],
+        )
+        yield CounterMetricFamily(
+            "licentia_triad_etcd_restarts",
+            "Times this member's supervisor restarted its etcd",
+            value=status["etcd_restarts"],
+        )
+        watchdog = CounterMetricFamily(
+            "licentia_triad_watchdog_events",
+            "What the watchdog found and did: etcd_silent, etcd_killed, apply_restarted",
+            labels=["event"],
+        )
+        for event in ("etcd_silent", "etcd_killed", "apply_restarted"):
+            watchdog.add_metric([event], status["watchdog_events"].get(event, 0))
+        yield watchdog
         failovers = CounterMetricFamily(
             "licentia_triad_failovers", "Changes of the active member this member saw since it started"
         )
@@ -334,28 +344,18 @@ class LicentiaCollector(Collector):
         yield failovers
 
 
-def sync_lag(raft: dict[str, Any]) -> int | None:
-    """Committed entries not applied here yet, from pysyncobj's status; None when no leader is known."""
-    applied, committed = raft.get("last_applied"), raft.get("leader_commit_idx")
-    if raft.get("leader") is None or not isinstance(applied, int) or not isinstance(committed, int):
-        return None
-    return max(0, committed - applied)
-
-
 # -- health ------------------------------------------------------------------------------------
 
 
 def is_ready(server: LicenseServer) -> bool:
-    """State loaded and durable storage working; in a triad also a quorum, a known leader and caught up."""
+    """State loaded and durable storage working; in a triad also its etcd answering, a majority reached, the
+    apply loop alive and caught up (see the triad's watchdog)."""
     if getattr(server, "state", None) is None or not server.started_at:
         return False
     triad = server.triad
     if triad is None:
         return server.journal.failure is None
-    if triad.syncobj is None:
-        return False
-    raft = triad._raft_status()
-    return bool(raft.get("has_quorum")) and sync_lag(raft) == 0
+    return triad.is_ready()
 
 
 def is_active(server: LicenseServer) -> bool:

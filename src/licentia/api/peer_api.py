@@ -40,6 +40,30 @@ async def _from_partner(request: Request) -> tuple[BackupLink, bytes]:
     return link, body
 
 
+async def triad_checkpoint(request: Request) -> Response:
+    """A triad member that fell behind the log's compaction asks another member for its checkpoint."""
+    server: Any = request.app.state.server
+    body = await read_body(request)
+    node = server.triad
+    if node is None:
+        raise ApiError("not_in_relationship", "this server is not in a triad")
+    sender = request.headers.get(peer_auth.HEADER, "").split(" ")[0]
+    if sender not in {m.name for m in node.config.others()}:
+        raise ApiError("not_in_relationship", "the request is not signed by another member of this server's triad")
+    problem = peer_auth.verify(
+        request.headers.get(peer_auth.HEADER, ""),
+        node.config.secret,
+        sender,
+        request.method,
+        request.url.path,
+        body,
+        server.now(),
+    )
+    if problem:
+        raise ApiError("not_in_relationship", problem)
+    return Response(node.checkpoint_bytes(), media_type="application/json")
+
+
 async def changes(request: Request) -> Response:
     link, body = await _from_partner(request)
     pull = decode_body(body, PullRequest)
@@ -71,4 +95,5 @@ ENDPOINTS = [
     Endpoint("POST", f"{P}/poke", poke, "Backup partner: synchronize now", tag="peer"),
     Endpoint("POST", f"{P}/swap", swap, "Backup partner: swap main and backup roles", tag="peer"),
     Endpoint("POST", f"{P}/leave", leave, "Backup partner: the pair is removed", tag="peer"),
+    Endpoint("POST", f"{P}/triad/checkpoint", triad_checkpoint, "Triad member: this member's checkpoint", tag="peer"),
 ]

@@ -69,7 +69,12 @@ class Checkout(Command, tag="checkout"):
 
 
 class Heartbeat(Command, tag="heartbeat"):
+    """Renew leases. `honour_expired` is set by a triad member that has just become active, for one
+    lease TTL of its own monotonic clock: a lease that ran out during the failover (and was not
+    reclaimed) is renewed rather than lost. Its stored expiry is never extended otherwise."""
+
     lease_ids: list[str]
+    honour_expired: bool = False
 
 
 class Checkin(Command, tag="checkin"):
@@ -145,23 +150,16 @@ class DissolveTriad(Command, tag="dissolve_triad"):
     pass
 
 
-class ReportAlive(Command, tag="report_alive"):
-    """A triad member says it can commit to the log; the record expires after `ttl_s`."""
+class ElectedActive(Command, tag="elected_active"):
+    """The triad's election made `member` the active member: the next epoch begins.
 
-    member: str
-    ttl_s: float
-
-
-class ClaimActive(Command, tag="claim_active"):
-    """Claim (or renew) the time-limited active record by the triad's priority rules.
-
-    `reaches` names the other members the claimer has a live Raft connection to, so that whichever
-    member leads Raft knows whether the active member could keep leadership (see the triad's HA loop).
+    It is committed in the same etcd transaction that gives `member` the election key, so
+    the log holds it exactly when the election happened; who may win (the primary, the
+    secondary once the primary's etcd lease is gone, never the tertiary) is decided there.
+    The record it makes is not time-limited: it lasts until the next election.
     """
 
     member: str
-    ttl_s: float
-    reaches: list[str] = msgspec.field(default_factory=list)
 
 
 class SharedConfig(msgspec.Struct):
@@ -238,8 +236,7 @@ AnyCommand = (
     | DeleteAdminUser
     | FormTriad
     | DissolveTriad
-    | ReportAlive
-    | ClaimActive
+    | ElectedActive
     | FormBackupPair
     | LeaveBackupPair
     | SwapPairRoles
@@ -258,7 +255,7 @@ MAIN_OWNED = (
     SetPrinterGroup,
 )
 
-UNFENCED = (FormTriad, DissolveTriad, ReportAlive, ClaimActive)
+UNFENCED = (FormTriad, DissolveTriad, ElectedActive)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyCommand)

@@ -184,13 +184,17 @@ class Triad(msgspec.Struct):
 
 
 class ActiveRecord(msgspec.Struct):
-    """Who serves licenses in a triad, until when, and in which epoch."""
+    """Who serves licenses in a triad, since when, and in which epoch (until the next election).
+
+    `until` and `reaches` are kept so that snapshots of earlier versions decode; the etcd election
+    decides liveness now, and records it makes have `until` 0.
+    """
 
     member: str
     epoch: int
     since: float
-    until: float
-    reaches: list[str] = msgspec.field(default_factory=list)  # members its Raft links reached at its last claim
+    until: float = 0.0
+    reaches: list[str] = msgspec.field(default_factory=list)
 
 
 PairRole = Literal["main", "backup"]

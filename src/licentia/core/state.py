@@ -41,7 +41,6 @@ from licentia.core.settings import Settings, SettingsError, merged_settings
 
 DAY = 86400.0
 SETTINGS_HISTORY = 50
-FORMATION_GRACE_TTLS = 5
 
 
 class Outcome(msgspec.Struct):
@@ -136,8 +135,7 @@ class LicenseState:
             c.DeleteAdminUser: self._delete_user,
             c.FormTriad: self._form_triad,
             c.DissolveTriad: self._dissolve_triad,
-            c.ReportAlive: self._report_alive,
-            c.ClaimActive: self._claim_active,
+            c.ElectedActive: self._elected_active,
             c.FormBackupPair: self._form_backup_pair,
             c.LeaveBackupPair: self._leave_backup_pair,
             c.SwapPairRoles: self._swap_pair_roles,
@@ -160,7 +158,7 @@ class LicenseState:
     def _apply(self, command: c.Command, now: float) -> Outcome:
         if self.triad is not None and not isinstance(command, c.UNFENCED):
             active = self.active
-            if active is None or active.until <= now:
+            if active is None:
                 return refused("not_active", "no member of the triad is active")
             if command.epoch != active.epoch:
                 return refused(
@@ -198,7 +196,7 @@ class LicenseState:
             return refused("invalid_relationship", "active_ttl_s must be between 0.2 and 60 seconds")
         self.triad = Triad(name=cmd.name, members=list(cmd.members), active_ttl_s=cmd.active_ttl_s)
         self.active = None
-        self.liveness = {self.triad.by_role("primary").name: now + FORMATION_GRACE_TTLS * cmd.active_ttl_s}
+        self.liveness = {}
         return Outcome(ok=True, data={"triad": cmd.name}, changed=True)
 
     def _dissolve_triad(self, cmd: c.DissolveTriad, now: float) -> Outcome:
@@ -210,57 +208,23 @@ class LicenseState:
         self.liveness = {}
         return Outcome(ok=True, data={"dissolved": name}, changed=True)
 
-    def _report_alive(self, cmd: c.ReportAlive, now: float) -> Outcome:
-        if self.triad is None or self.triad.member(cmd.member) is None:
-            return refused("not_a_member", f"{cmd.member!r} is not a member of this triad")
-        self.liveness[cmd.member] = now + cmd.ttl_s
-        return Outcome(ok=True, changed=True)
+    def _elected_active(self, cmd: c.ElectedActive, now: float) -> Outcome:
+        """Record the election's winner in a new epoch; commands of every earlier epoch are refused.
 
-    def _claim_active(self, cmd: c.ClaimActive, now: float) -> Outcome:
-        """Compare-and-set of the active record with the triad's priority rules.
-
-        The primary may always claim (a secondary still holding the record is
-        fenced off by the new epoch); the secondary only once the active record
-        and the primary's liveness record have both expired; the tertiary never.
+        Leases are not touched: the new active member honours them for one lease TTL on its own
+        clock (see `Heartbeat.honour_expired`), so nobody's lease is extended by a failover.
         """
         member = self.triad.member(cmd.member) if self.triad else None
         if self.triad is None or member is None:
             return refused("not_a_member", f"{cmd.member!r} is not a member of this triad")
-        strangers = [name for name in cmd.reaches if self.triad.member(name) is None or name == cmd.member]
-        if strangers:
-            return refused("not_a_member", f"{strangers[0]!r} is not another member of this triad")
-        self.liveness[cmd.member] = now + cmd.ttl_s
-        current = self.active
-        if current is not None and current.member == cmd.member and current.until > now:
-            current.until = now + cmd.ttl_s
-            current.reaches = sorted(set(cmd.reaches))
-            return Outcome(
-                ok=True, data={"epoch": current.epoch, "until": current.until, "renewed": True}, changed=True
-            )
         if member.role == "tertiary":
             return refused("tertiary_never_active", "the tertiary keeps a copy and votes; it never serves")
-        if member.role == "secondary":
-            if current is not None and current.until > now:
-                return refused("active_elsewhere", f"{current.member} is active until {current.until:.3f}")
-            primary = self.triad.by_role("primary").name
-            if self.liveness.get(primary, 0.0) > now:
-                return refused("primary_alive", f"the primary {primary} reported itself alive")
+        previous = self.active.member if self.active else None
         self.last_epoch += 1
-        self.active = ActiveRecord(
-            member=cmd.member, epoch=self.last_epoch, since=now, until=now + cmd.ttl_s, reaches=sorted(set(cmd.reaches))
-        )
-        for lease in self.leases.values():
-            if lease.expires_at < now + lease.ttl_s:
-                lease.expires_at = now + lease.ttl_s
-                self._in_use[lease.license_id].put(lease.lease_id, lease.expires_at)
+        self.active = ActiveRecord(member=cmd.member, epoch=self.last_epoch, since=now, until=0.0)
         return Outcome(
             ok=True,
-            data={
-                "epoch": self.last_epoch,
-                "until": self.active.until,
-                "renewed": False,
-                "previous": current.member if current else None,
-            },
+            data={"epoch": self.last_epoch, "previous": previous},
             changed=True,
         )
 
@@ -739,7 +703,7 @@ class LicenseState:
         lost: list[str] = []
         for lease_id in cmd.lease_ids:
             lease = self.leases.get(lease_id)
-            if lease is None or lease.expires_at <= now:
+            if lease is None or (lease.expires_at <= now and not cmd.honour_expired):
                 lost.append(lease_id)
                 continue
             lease.expires_at = now + lease.ttl_s

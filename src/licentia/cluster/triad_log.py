@@ -1,0 +1,314 @@
+"""The triad's replicated log on etcd: batches of commands, committed under the active member's claim
+and applied by every member in revision order.
+
+One etcd key holds the log: each put of `LOG_KEY` is one batch, and its etcd revision is its place
+in the log. The active member commits a batch in a transaction that compares the election key's
+revision with the one its claim created, so a deposed member's batch cannot commit (etcd refuses
+it, whatever the clocks say), and every command also carries the epoch the core fences on.
+
+Every member watches the key from the revision after the one it has applied and hands each batch
+to the same `LicenseState.apply`; the proposer answers its clients once its own batch has been
+applied here, so an answer of success means the batch is on disk on a majority (etcd syncs its
+write-ahead log before it acknowledges) and in this member's state.
+
+Each member keeps its own checkpoint of the state (a file written and synced beside its
+database) with the revision it reflects, and tells etcd that revision under `APPLIED_PREFIX`;
+the active member compacts the log below what every member has checkpointed, so a member
+that restarts replays from its checkpoint. One that fell behind a compaction anyway (it was
+away too long) gets a peer's checkpoint over the authenticated peer API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from licentia.cluster.etcd_client import Compare, EtcdClient, EtcdUnavailable, Op, WatchCompacted
+from licentia.core.commands import AnyCommand, Command
+from licentia.core.state import Outcome, Snapshot
+
+log = logging.getLogger("licentia.triad")
+
+LOG_KEY = b"licentia/log"
+ACTIVE_KEY = b"licentia/active"  # the election key (see `triad_election`); batches are guarded by its revision
+APPLIED_PREFIX = b"licentia/applied/"
+MAX_BATCH = 256
+MAX_IN_FLIGHT = 8
+CHECKPOINT_EVERY = 5_000  # revisions applied between two checkpoints (or CHECKPOINT_AFTER_S)
+CHECKPOINT_AFTER_S = 20.0
+COMMIT_APPLY_TIMEOUT_S = 5.0
+COMPACT_LAG_LIMIT = 200_000  # a member this far behind is not waited for: it will need a peer's checkpoint
+
+
+class LogBatch(msgspec.Struct, array_like=True):
+    """One entry of the log: commands proposed together, stamped with one time by their proposer."""
+
+    at: float
+    origin: str  # the proposing member, so that it finds its own batch among those it applies
+    seq: int
+    commands: list[AnyCommand]
+
+
+class Checkpoint(msgspec.Struct):
+    """A member's own copy of the state and the log revision it reflects (DATA/triad-state.json)."""
+
+    revision: int
+    snapshot: Snapshot
+
+
+_encode_batch = msgspec.msgpack.Encoder().encode
+_decode_batch = msgspec.msgpack.Decoder(LogBatch).decode
+
+
+class CommitFailed(Exception):
+    """The command could not be committed to the triad's log (etcd has no quorum here, or it timed out)."""
+
+
+class ClaimLost(Exception):
+    """The batch was refused by etcd because the claim it was sent under is no longer the election's."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedEntry:
+    """What the apply callback is told of one command: its revision and position give its usage-row key."""
+
+    revision: int
+    position: int
+
+
+ApplyCommand = Callable[[Command, float, AppliedEntry], Outcome]
+
+
+def write_checkpoint(path: Path, revision: int, snapshot_bytes: bytes) -> None:
+    """Write the checkpoint durably: a private temporary file, synced, renamed over, directory synced."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b'{"revision":%d,"snapshot":' % revision)
+        view = memoryview(snapshot_bytes)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.write(fd, b"}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_checkpoint(path: Path) -> Checkpoint | None:
+    if not path.exists():
+        return None
+    return msgspec.json.decode(path.read_bytes(), type=Checkpoint)
+
+
+class TriadLog:
+    """Proposes batches through this member's etcd and applies every committed batch in order."""
+
+    def __init__(
+        self,
+        me: str,
+        applied_revision: int,
+        clock: Callable[[], float],
+        apply: ApplyCommand,
+        checkpoint: Callable[[], Awaitable[None]],
+        fetch_peer_checkpoint: Callable[[], Awaitable[int]],
+    ) -> None:
+        self.me = me
+        self.applied_revision = applied_revision
+        self.checkpointed_revision = applied_revision
+        self.last_applied_at = 0.0  # monotonic time of the last batch applied (the watchdog reads it)
+        self.compacted_revision = 0
+        self.client: EtcdClient | None = None
+        self._clock = clock
+        self._apply = apply
+        self._checkpoint = checkpoint
+        self._fetch_peer_checkpoint = fetch_peer_checkpoint
+        self._seq = 0
+        self._waiting: dict[int, asyncio.Future[list[Outcome | Exception]]] = {}
+        self._outbox: list[tuple[Command, int | None, asyncio.Future[Outcome]]] = []
+        self._flush_scheduled = False
+        self._in_flight = 0
+        self._since_checkpoint = 0
+        self._applied_event = asyncio.Event()
+
+    # -- proposing ------------------------------------------------------------------------------
+
+    def submit(self, command: Command, guard: int | None) -> asyncio.Future[Outcome]:
+        """Queue `command`; commands queued in one turn of the loop under the same guard share a batch.
+
+        `guard` is the mod revision of the election key this member's claim created (None for the
+        commands that need no claim: forming and dissolving). The future gets the command's outcome
+        once its batch is applied here, or ClaimLost / CommitFailed.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._outbox.append((command, guard, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._outbox and self._in_flight < MAX_IN_FLIGHT:
+            guard = self._outbox[0][1]
+            batch: list[tuple[Command, asyncio.Future[Outcome]]] = []
+            while self._outbox and len(batch) < MAX_BATCH and self._outbox[0][1] == guard:
+                command, _, future = self._outbox.pop(0)
+                if not future.done():
+                    batch.append((command, future))
+            if batch:
+                self._in_flight += 1
+                asyncio.get_running_loop().create_task(self._commit(batch, guard, self._clock()))
+        # What is left waits for a commit in flight to finish (see `_commit`), joining a larger batch.
+
+    async def _commit(self, batch: list[tuple[Command, asyncio.Future[Outcome]]], guard: int | None, at: float) -> None:
+        self._seq += 1
+        seq = self._seq
+        loop = asyncio.get_running_loop()
+        applied: asyncio.Future[list[Outcome | Exception]] = loop.create_future()
+        self._waiting[seq] = applied
+        futures = [future for _, future in batch]
+        try:
+            entry = _encode_batch(LogBatch(at=at, origin=self.me, seq=seq, commands=[c for c, _ in batch]))
+            client = self.client
+            if client is None:
+                raise CommitFailed("this member's etcd is not running")
+            compare = [Compare.mod_revision(ACTIVE_KEY, "==", guard)] if guard is not None else []
+            result = await client.txn(compare, [Op.put(LOG_KEY, entry)])
+            if not result.succeeded:
+                raise ClaimLost("another member was elected while the batch was on its way")
+            outcomes = await asyncio.wait_for(applied, COMMIT_APPLY_TIMEOUT_S)
+            for future, outcome in zip(futures, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+        except (ClaimLost, CommitFailed) as exc:
+            _fail(futures, exc)
+        except EtcdUnavailable as exc:
+            _fail(futures, CommitFailed(f"the triad could not commit the change: {exc}"))
+        except TimeoutError:
+            _fail(futures, CommitFailed("the triad committed the change but this member has not applied it in time"))
+        finally:
+            self._waiting.pop(seq, None)
+            self._in_flight -= 1
+            if self._outbox and not self._flush_scheduled:
+                self._flush_scheduled = True
+                loop.call_soon(self._flush)
+
+    # -- applying -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Apply every committed batch, in revision order, from the one after `applied_revision`."""
+        while True:
+            client = self.client
+            if client is None:
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                async for _revision, events in client.watch(LOG_KEY, self.applied_revision + 1):
+                    for event in events:
+                        if event.kind == "put" and event.kv.mod_revision > self.applied_revision:
+                            self._apply_entry(event.kv.mod_revision, event.kv.value)
+                    if self._since_checkpoint >= CHECKPOINT_EVERY:
+                        await self._checkpoint()
+            except WatchCompacted as exc:
+                log.warning(
+                    "This member has applied the triad's log up to revision %d, but etcd has compacted it up to %d: "
+                    "fetching a checkpoint from another member.",
+                    self.applied_revision,
+                    exc.compact_revision,
+                )
+                with contextlib.suppress(CommitFailed):
+                    await self._fetch_peer_checkpoint()
+                await asyncio.sleep(0.5)
+            except EtcdUnavailable as exc:
+                log.debug("The log watch stopped (%s); watching again.", exc)
+                await asyncio.sleep(0.1)
+
+    def _apply_entry(self, revision: int, value: bytes) -> None:
+        batch = _decode_batch(value)
+        results: list[Outcome | Exception] = []
+        for position, command in enumerate(batch.commands):
+            try:
+                results.append(self._apply(command, batch.at, AppliedEntry(revision, position)))
+            except Exception as exc:
+                log.exception("Applying a committed command failed; the member's state may be wrong.")
+                results.append(exc)
+        self.applied_revision = revision
+        self._since_checkpoint += 1
+        self.last_applied_at = asyncio.get_running_loop().time()
+        self._applied_event.set()
+        self._applied_event = asyncio.Event()
+        if batch.origin == self.me:
+            waiting = self._waiting.get(batch.seq)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(results)
+
+    def restart_from(self, revision: int) -> None:
+        """After a checkpoint was installed from a peer: go on from the revision after it."""
+        self.applied_revision = revision
+        self.checkpointed_revision = revision
+        self._since_checkpoint = 0
+
+    def checkpointed(self, revision: int) -> None:
+        self.checkpointed_revision = revision
+        self._since_checkpoint = 0
+
+    async def applied_up_to(self, revision: int, timeout: float) -> bool:
+        """Wait until this member has applied `revision`; False if it has not within `timeout`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.applied_revision < revision:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._applied_event.wait(), remaining)
+        return True
+
+    # -- compaction -----------------------------------------------------------------------------
+
+    async def compact(self, members: list[str]) -> None:
+        """Compact the log below what every member has checkpointed (a member far behind is not waited
+        for: it will fetch a peer's checkpoint)."""
+        client = self.client
+        if client is None:
+            return
+        kvs, _ = await client.get_prefix(APPLIED_PREFIX)
+        reported = {kv.key[len(APPLIED_PREFIX) :].decode(): int(kv.value) for kv in kvs}
+        if not reported:
+            return
+        newest = max(reported.values())
+        waited_for = [reported.get(m, 0) for m in members if newest - reported.get(m, 0) <= COMPACT_LAG_LIMIT]
+        target = min(waited_for) if waited_for else 0
+        if target <= self.compacted_revision + 1000:
+            return
+        try:
+            await client.compact(target)
+        except EtcdUnavailable as exc:
+            log.debug("Compaction at revision %d failed: %s", target, exc)
+            return
+        self.compacted_revision = target
+        log.info("Compacted the triad's log below revision %d, which every member has checkpointed.", target)
+
+
+def _fail(futures: list[asyncio.Future[Outcome]], exc: Exception) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(exc)
