@@ -1,11 +1,11 @@
-"""The secondary's probe of the primary's Raft port: only a refused connection means "nobody there"."""
+"""The secondary's probe of the primary's API port: only a refused connection means "nobody there"."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 
-from licentia.cluster.triad import nothing_listens_at
+from licentia.cluster.triad_election import nothing_listens_at
 
 
 def _closed_port() -> int:

@@ -38,13 +38,8 @@ def relationship(cluster: TriadCluster, role: str) -> dict:
     return admin_get(cluster.servers[role], "/api/v1/admin/relationship", timeout=2)
 
 
-def raft_leader(cluster: TriadCluster, role: str) -> str | None:
-    """The Raft leader as `role` sees it."""
-    return next((m["name"] for m in relationship(cluster, role)["members"] if m["raft_leader"]), None)
-
-
 def renew(server, lease_ids: list[str]) -> httpx.Response:
-    """A heartbeat, sent again after a 503 `unavailable` (its outcome was lost in a Raft leader change)."""
+    """A heartbeat, sent again after a 503 `unavailable` (its outcome was lost in an etcd leader change)."""
     for _ in range(3):
         answer = heartbeat(server, lease_ids)
         if answer.status_code != 503 or answer.json()["error"]["code"] != "unavailable":
@@ -53,10 +48,8 @@ def renew(server, lease_ids: list[str]) -> httpx.Response:
 
 
 def wait_settled(cluster: TriadCluster, role: str, timeout: float = 10.0) -> None:
-    """`role` serves and holds Raft leadership too (the role loop moves leadership to the active member;
-    a request in flight while it moves is answered 503 `unavailable`, so the checks below wait for it)."""
-    wait_for(lambda: relationship(cluster, role)["serving"] and raft_leader(cluster, role) == role, timeout,
-             what=f"{role} serving and leading Raft")
+    """`role` serves (it won the election and has applied everything up to its claim)."""
+    wait_for(lambda: relationship(cluster, role)["serving"], timeout, what=f"{role} serving")
 
 
 def print_check(server, printer: str) -> httpx.Response:
@@ -121,7 +114,7 @@ def test_setup_gives_all_members_the_same_triad_and_only_the_primary_serves(star
     assert used(primary, ids[SEATS]) == 1
 
     def relationships_settled() -> dict[str, dict] | None:
-        """Every member reaches the others and names the same Raft leader, which reports nobody behind."""
+        """Every member sees the others' etcd leases and names the same etcd leader; nobody is behind."""
         views = {role: relationship(cluster, role) for role in ROLES}
         if not all(all(m["reachable"] for m in view["members"]) for view in views.values()):
             return None
@@ -142,9 +135,7 @@ def test_setup_gives_all_members_the_same_triad_and_only_the_primary_serves(star
         assert [m["name"] for m in view["members"] if m["active"]] == ["primary"]
         assert sum(m["raft_leader"] for m in view["members"]) == 1
         me = next(m for m in view["members"] if m["name"] == role)
-        # The active record is renewed ten times a second, so a member can be an entry or two behind
-        # the moment its status is read; what matters is that it reports a small, known lag.
-        assert isinstance(me["log_behind"], int) and 0 <= me["log_behind"] <= 2
+        assert me["log_behind"] == 0
 
 
 def test_setup_is_refused_when_one_member_denies_a_peer_and_nobody_joins(start_server, issuer):
@@ -171,7 +162,7 @@ def test_setup_is_refused_when_one_member_denies_a_peer_and_nobody_joins(start_s
         assert httpx.get(f"{server.url}/api/v1/server", timeout=2).json()["relationship"] is None, role
         assert admin_get(server, "/api/v1/admin/relationship") == {"type": None}, role
         assert not (server.data_dir / "triad.json").exists(), role
-        assert not (server.data_dir / "raft").exists(), role
+        assert not (server.data_dir / "etcd").exists(), role
 
     # The access rule was the only obstacle: once the tertiary allows the secondary, the same request works.
     with servers["tertiary"].admin() as admin:
@@ -200,7 +191,9 @@ def test_killed_primary_is_replaced_by_the_secondary_which_keeps_leases_and_the_
     wait_settled(cluster, "secondary")
     sampler.stop()
     sampler.assert_no_epoch_served_by_two()
-    assert took >= 0.5 * cluster.active_ttl_s, f"the secondary took over {took:.2f}s after the kill, before expiry"
+    # Nothing listens at a killed primary's address any more, so the secondary revokes its etcd lease
+    # rather than wait for it to expire (the revision fencing keeps a wrong guess safe).
+    assert took < 3.0, f"the secondary took over only {took:.2f}s after the kill"
     view = relationship(cluster, "secondary")
     assert view["active"] == "secondary" and view["epoch"] > epoch_before
 
@@ -240,8 +233,6 @@ def test_hung_primary_is_replaced_then_fails_back_without_granting_in_its_old_ep
     try:
         time.sleep(0.5)
         primary.process.send_signal(signal.SIGSTOP)
-        # (Not waiting for Raft leadership here: under the running load the leader's log always grows,
-        # and pysyncobj hands leadership only to a member that is exactly caught up.)
         wait_for(lambda: relationship(cluster, "secondary")["serving"], 10, what="the secondary serving")
         epoch_secondary = relationship(cluster, "secondary")["epoch"]
         assert epoch_secondary > epoch_primary
@@ -319,7 +310,6 @@ def test_killed_secondary_leaves_the_primary_active_and_granting(start_triad, is
     cluster = start_triad()
     ids = install_licenses(cluster, issuer, seats=50)
     primary, tertiary = cluster.servers["primary"], cluster.servers["tertiary"]
-    # Raft leadership follows the active member, so losing the secondary interrupts no commit.
     wait_settled(cluster, "primary")
 
     sampler = ServingSampler(cluster)
@@ -379,7 +369,13 @@ def test_a_member_left_alone_grants_nothing_until_another_returns(start_triad, i
     assert cluster.wait_active(survivor, timeout=15) == survivor
     later = grant_seats(alone, 1, "later")
     held = held_leases(alone)
-    assert set(before) | set(later) == set(held), held
+    # A request answered 503 `unavailable` has an unknown outcome (its batch may have been in the member's
+    # etcd log when the majority went, and commit once it is back; the SDK retries such a request with the
+    # same request id, which answers the same lease). Every other refusal changed nothing.
+    unknown = {f"alone-{n}" for n, a in enumerate(answers)
+               if a.status_code == 503 and a.json()["error"]["code"] == "unavailable"}
+    assert set(before) | set(later) <= set(held)
+    assert len(set(held) - set(before) - set(later)) <= len(unknown), held
     assert used(alone, ids[SEATS]) == len(held)
     assert relationship(cluster, returning)["serving"] is False
 

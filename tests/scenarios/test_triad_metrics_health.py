@@ -97,11 +97,16 @@ def test_each_member_reports_itself_and_only_the_active_one_says_active(start_tr
         leaders = [role for role in ROLES if value(scrape(cluster, role), "licentia_triad_raft_leader") == 1]
         return leaders[0] if len(leaders) == 1 else None
 
-    leader = wait_for(raft_leader, what="one Raft leader")
-    samples = scrape(cluster, leader)
-    for peer in ROLES:
-        lag = value(samples, "licentia_triad_replication_lag_entries", peer=peer, role=peer)
-        assert (lag is None) if peer == leader else (lag is not None and lag >= 0), (leader, peer, lag)
+    leader = wait_for(raft_leader, what="one etcd leader")
+
+    def lags_known() -> bool:
+        samples = scrape(cluster, leader)
+        for peer in ROLES:
+            lag = value(samples, "licentia_triad_replication_lag_entries", peer=peer, role=peer)
+            assert (lag is None) if peer == leader else (lag is not None and lag >= 0), (leader, peer, lag)
+        return True
+
+    wait_for(lags_known, timeout=5, what="every peer's lag known to the etcd leader's member")
 
 
 def test_after_the_primary_is_killed_the_secondary_turns_active_and_counts_a_failover(start_triad, issuer):

@@ -86,11 +86,6 @@ def assert_every_grant_held(cluster: TriadCluster, client: TriadClient, earlier:
         assert state["licenses"][ids[product]]["used"] == in_use
 
 
-def raft_leader_seen_by(server) -> str | None:
-    members = admin_get(server, "/api/v1/admin/relationship")["members"]
-    return next((member["role"] for member in members if member["raft_leader"]), None)
-
-
 def test_primary_cut_off_from_the_secondary_stays_active_through_the_tertiary(lab, netns_triad, issuer):
     cluster = netns_triad
     ids = install_licenses(cluster, issuer, seats=5, **{LOAD: LOAD_SEATS})
@@ -107,7 +102,7 @@ def test_primary_cut_off_from_the_secondary_stays_active_through_the_tertiary(la
                  what="the secondary losing the primary")
         cut_grants = len(client.grants)
         deadline = time.monotonic() + 6 * cluster.active_ttl_s
-        while time.monotonic() < deadline:  # several record lifetimes and Raft elections
+        while time.monotonic() < deadline:  # several lease lifetimes
             assert_redirects_or_refuses(cluster, "secondary", tries=1)
             assert_redirects_or_refuses(cluster, "tertiary", tries=1)
         assert len(client.grants) > cut_grants, "nothing was granted while the link was cut"
@@ -144,9 +139,7 @@ def test_returning_primary_cut_off_from_the_secondary_takes_over_through_the_ter
         time.sleep(0.3)
         lab.cut("primary", "secondary")
         primary.start()
-        # Raft lets the returning primary lead only once its log is as complete as the tertiary's, and it
-        # can catch up only from a leader that reaches it; under a loaded CI machine that can take a few
-        # election rounds, so this waits longer than the other takeovers.
+        # The returning primary catches up through the tertiary's etcd, then takes the election over.
         assert cluster.wait_active("primary", timeout=45) == "primary"
         epoch_primary = admin_get(primary, "/api/v1/admin/relationship")["epoch"]
         assert epoch_primary > epoch_secondary
@@ -158,9 +151,6 @@ def test_returning_primary_cut_off_from_the_secondary_takes_over_through_the_ter
         assert_redirects_or_refuses(cluster, "secondary")
         time.sleep(3 * cluster.active_ttl_s)
         assert wait_for(lambda: cluster.active() == "primary", 5, what="the primary serving") is True
-        # Raft leadership stays on the tertiary, which reaches both, rather than moving to the active
-        # primary, which the secondary cannot hear (its elections would keep deposing the primary).
-        assert raft_leader_seen_by(primary) == raft_leader_seen_by(secondary) == "tertiary"
         assert admin_get(primary, "/api/v1/admin/relationship")["epoch"] == epoch_primary
     finally:
         load.stop()

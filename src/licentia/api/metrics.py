@@ -337,6 +337,12 @@ class LicentiaCollector(Collector):
         for event in ("etcd_silent", "etcd_killed", "apply_restarted"):
             watchdog.add_metric([event], status["watchdog_events"].get(event, 0))
         yield watchdog
+        if status["in_sync_at"] is not None:
+            yield GaugeMetricFamily(
+                "licentia_triad_last_sync_timestamp_seconds",
+                "Unix time this member was last seen caught up with the triad's log (looked at twice a second)",
+                value=status["in_sync_at"],
+            )
         failovers = CounterMetricFamily(
             "licentia_triad_failovers", "Changes of the active member this member saw since it started"
         )

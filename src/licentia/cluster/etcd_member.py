@@ -6,6 +6,14 @@ parent goes (PR_SET_PDEATHSIG), so even a SIGKILL of the server takes etcd down 
 The kernel sends that signal when the *thread* that forked the child ends, so an
 `EtcdMember` must be started from an event loop whose thread lives as long as the server.
 
+The signal is not asked for in a `preexec_fn`: that makes Python fork() and run Python
+code in the child, and fork() runs gRPC's atfork handlers, which in a process with live
+gRPC channels (the server's etcd clients) crash the child ("Check failed:
+next_worker->state == KICKED") some of the time. Without `preexec_fn` CPython's `subprocess` uses
+vfork(), which runs no atfork handlers (uvloop's subprocesses use fork(), so they are not
+used either), and the child first runs a few lines of Python
+(`python -I -S -c`, about 20 ms) that call prctl and then exec etcd in the same process.
+
 While the member is meant to run, a supervising task waits on the process and restarts
 it after an exit, with a backoff of 0.2 s doubling to 5 s (back to 0.2 s once a run has
 lasted 30 s). A restarted etcd finds its data directory and ignores the initial-cluster
@@ -19,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,13 +88,37 @@ class EtcdTiming:
     election_ms: int = 500
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Run in the child between fork and exec: ask for SIGKILL when the parent goes."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        os._exit(127)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(127)
+# Run as `python -c` in the child, then replaced by etcd itself (PR_SET_PDEATHSIG survives execve):
+# ask for SIGKILL when the parent goes, and give up if it has already gone. The umask is set here too,
+# since uvloop (uvicorn's loop) takes no `umask` argument.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, sys\n"
+    "os.umask(0o077)\n"
+    f"if ctypes.CDLL(None, use_errno=True).prctl({_PR_SET_PDEATHSIG}, {int(signal.SIGKILL)}, 0, 0, 0) != 0"
+    " or os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(127)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+async def _wait_for_exit(process: subprocess.Popen[bytes]) -> int:
+    """Wait for the child to exit without blocking the loop, whichever loop it is (asyncio's or uvloop)."""
+    code = process.poll()
+    if code is not None:
+        return code
+    try:
+        pidfd = os.pidfd_open(process.pid)  # readable once the process has exited
+    except OSError:
+        return await asyncio.to_thread(process.wait)
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    return process.wait()
 
 
 def _describe_exit(code: int) -> str:
@@ -120,7 +153,7 @@ class EtcdMember:
         self.timing = timing or EtcdTiming()
         self.binary = binary
         self.restarts = 0
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -130,7 +163,7 @@ class EtcdMember:
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.returncode is None
+        return self._process is not None and self._process.poll() is None
 
     @property
     def log_path(self) -> Path:
@@ -153,6 +186,9 @@ class EtcdMember:
             f"--initial-cluster-token={self.cluster_token}",
             f"--heartbeat-interval={self.timing.heartbeat_ms}",
             f"--election-timeout={self.timing.election_ms}",
+            # A member cut off from the leader asks the others before it calls an election, so a partial
+            # partition (one link cut) does not depose a leader the majority still hears.
+            "--pre-vote=true",
             "--client-cert-auth=true",
             f"--trusted-ca-file={tls / CA_FILE}",
             f"--cert-file={tls / CERT_FILE}",
@@ -192,22 +228,22 @@ class EtcdMember:
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
         process = self._process
-        if process is None or process.returncode is not None:
+        if process is None or process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
         try:
-            await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+            await asyncio.wait_for(_wait_for_exit(process), STOP_GRACE_S)
         except TimeoutError:
             logger.warning("The triad's etcd member %s did not stop within %.0f s; killing it.",
                            self.me.name, STOP_GRACE_S)
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
-            await process.wait()
+            await _wait_for_exit(process)
 
     def kill_for_test(self) -> None:
         """SIGKILL etcd, as a crash would; the supervisor then restarts it."""
-        if self._process is not None and self._process.returncode is None:
+        if self._process is not None and self._process.poll() is None:
             self._process.kill()
 
     async def _spawn(self) -> None:
@@ -215,15 +251,14 @@ class EtcdMember:
             if self.log_path.stat().st_size > LOG_LIMIT_BYTES:
                 os.truncate(self.log_path, 0)
         fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        parent_pid = os.getpid()
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                *self.command(),
-                stdin=asyncio.subprocess.DEVNULL,
+            # subprocess, not the loop's subprocess support: uvloop's (libuv's) fork() runs gRPC's
+            # atfork handlers; without preexec_fn CPython uses vfork(), which runs none.
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *self.command()],
+                stdin=subprocess.DEVNULL,
                 stdout=fd,
                 stderr=fd,
-                # uvloop (uvicorn's loop) takes no `umask` argument: the child sets it itself.
-                preexec_fn=lambda: (os.umask(0o077), _die_with_parent(parent_pid)),
                 start_new_session=False,
                 close_fds=True,
             )
@@ -237,7 +272,7 @@ class EtcdMember:
         while not self._stopping:
             process = self._process
             if process is not None:
-                code = await process.wait()
+                code = await _wait_for_exit(process)
                 if self._stopping:
                     return
                 if time.monotonic() - started >= BACKOFF_RESET_AFTER_S:

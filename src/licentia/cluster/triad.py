@@ -18,8 +18,10 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -52,6 +54,7 @@ __all__ = ["CommitFailed", "NotActive", "TriadConfig", "TriadNode"]
 log = logging.getLogger("licentia.triad")
 
 LOOK_EVERY_S = 0.1
+SERVING_WAIT_S = 1.5
 WATCHDOG_EVERY_S = 0.5
 ETCD_SILENT_AFTER_S = 3.0  # etcd not answering this long: not ready, not serving
 ETCD_HUNG_AFTER_S = 8.0  # ... and this long while its process runs: kill it (the supervisor restarts it)
@@ -61,7 +64,20 @@ PROGRESS_PREFIX = b"licentia/progress/"
 CHECKPOINT_FILE = "triad-state.json"
 ETCD_DIR = "etcd"
 ETCD_TLS_DIR = "etcd-tls"
-ETCD_TIMING = EtcdTiming(heartbeat_ms=50, election_ms=500)
+ETCD_TIMING = EtcdTiming(heartbeat_ms=30, election_ms=300)
+
+
+async def reaches(api_url: str, timeout: float = 0.3) -> bool:
+    """A TCP connection to this API URL opens within `timeout`: the network between the two members works."""
+    parts = urlsplit(api_url)
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout
+        )
+    except (TimeoutError, OSError, ValueError):
+        return False
+    writer.close()
+    return True
 
 
 class NotActive(Exception):
@@ -107,6 +123,9 @@ class Watchdog:
     events: dict[str, int] = field(default_factory=dict)
     leader_name: str | None = None
     progress: dict[str, int] = field(default_factory=dict)
+    reaches: dict[str, bool] = field(default_factory=dict)  # whether a TCP connection to each peer's API opens
+    in_sync_at: float = 0.0  # Unix time this member was last seen caught up with the log
+    behind_since: float = 0.0  # monotonic: since when the log has been ahead of this member
 
     def count(self, what: str) -> None:
         self.events[what] = self.events.get(what, 0) + 1
@@ -149,6 +168,7 @@ class TriadNode:
         self.client = EtcdClient(etcd_peer(me).client_endpoint, tls, timeout=1.5)
         self.log.client = self.client
         self.watchdog.etcd_ok_at = asyncio.get_running_loop().time()
+        self.election.started()
         for name, loop in (
             ("apply", self.log.run),
             ("lease", self._lease_loop),
@@ -227,7 +247,7 @@ class TriadNode:
                 self._start_serving(claim, now)
             return active.epoch
         self._serving_claim = None
-        view = election.view
+        view = election.fresh_view(now)
         holder = view.holder if view is not None else None
         if holder is not None and holder != self.config.me:
             member = next((m for m in self.config.members if m.name == holder), None)
@@ -237,6 +257,19 @@ class TriadNode:
         if not election.lease_valid(now):
             raise NotActive(f"this member of triad {self.config.name} reaches no majority of the triad", None)
         raise NotActive(f"no member of triad {self.config.name} is active right now", None)
+
+    async def _serving_epoch_soon(self) -> int:
+        """The serving epoch; while this member still holds its claim but cannot confirm its lease (an
+        etcd election under way), wait a little for the confirmation rather than turn the client away."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SERVING_WAIT_S
+        while True:
+            try:
+                return self.serving_epoch()
+            except NotActive:
+                if self.election.claim_revision is None or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(0.02)
 
     def _start_serving(self, claim: int, now: float) -> None:
         self._serving_claim = claim
@@ -275,7 +308,7 @@ class TriadNode:
     async def submit(self, command: Command, *, fenced: bool = True) -> Outcome:
         guard = None
         if fenced:
-            command.epoch = self.serving_epoch()
+            command.epoch = await self._serving_epoch_soon()
             guard = self.election.claim_revision
             if isinstance(command, Heartbeat) and asyncio.get_running_loop().time() < self._honour_until:
                 command.honour_expired = True
@@ -285,6 +318,11 @@ class TriadNode:
             self._serving_claim = None
             self.serving_epoch()
             raise NotActive(f"this member of triad {self.config.name} is no longer active", None) from None
+        except CommitFailed:
+            # etcd did not confirm in time: serve nothing more until a keep-alive is acknowledged again,
+            # so that no further request joins a batch that may be stuck without a majority.
+            self.election.lease_valid_until = 0.0
+            raise
         if fenced and not outcome.ok and outcome.code == "not_active":
             self.serving_epoch()
             raise NotActive(outcome.message, None)
@@ -392,13 +430,16 @@ class TriadNode:
     async def _watchdog_loop(self) -> None:
         loop = asyncio.get_running_loop()
         dog = self.watchdog
-        last_progress_put = 0
+        last_progress_put = -1
         while True:
             await asyncio.sleep(WATCHDOG_EVERY_S)
             now = loop.time()
             client = self.client
             if client is None:
                 continue
+            others = self.config.others()
+            reached = await asyncio.gather(*(reaches(m.api_url) for m in others))
+            dog.reaches = {m.name: ok for m, ok in zip(others, reached, strict=True)}
             try:
                 status = await client.status()
                 names = await client.member_names()
@@ -436,15 +477,20 @@ class TriadNode:
                 self.etcd.kill_for_test()
                 dog.etcd_ok_at = now
             self._check_apply(now)
+            view = self.election.view
+            if dog.etcd_healthy and view is not None and self.log.applied_revision >= view.log_revision:
+                dog.in_sync_at = time.time()
 
     def _check_apply(self, now: float) -> None:
         dog = self.watchdog
         task = self._tasks.get("apply")
         view = self.election.view
         behind = view is not None and view.log_revision > self.log.applied_revision
-        stalled = behind and now - max(self.log.last_applied_at, dog.etcd_ok_at - ETCD_SILENT_AFTER_S) > (
-            APPLY_STALLED_AFTER_S
-        )
+        if not behind:
+            dog.behind_since = 0.0
+        elif not dog.behind_since:
+            dog.behind_since = now
+        stalled = behind and now - max(dog.behind_since, self.log.last_applied_at) > APPLY_STALLED_AFTER_S
         dead = task is None or task.done()
         if dead or stalled:
             dog.apply_healthy = False
@@ -503,7 +549,7 @@ class TriadNode:
         loop = asyncio.get_running_loop()
         now = loop.time()
         state = self.server.state
-        view = self.election.view
+        view = self.election.fresh_view(now)
         holder = view.holder if view is not None else None
         alive = view.alive if view is not None else frozenset()
         log_revision = view.log_revision if view is not None else None
@@ -519,7 +565,8 @@ class TriadNode:
                     "api_url": member.api_url,
                     "raft_address": member.raft_address,
                     "active": holder == member.name,
-                    "reachable": self.election.lease_valid(now) if is_me else member.name in alive,
+                    "reachable": self.election.lease_valid(now) if is_me else dog.reaches.get(member.name, False),
+                    "etcd_lease_alive": member.name in alive,
                     "raft_leader": dog.leader_name == member.name,
                     "log_behind": max(0, log_revision - applied)
                     if isinstance(applied, int) and isinstance(log_revision, int)
@@ -527,6 +574,8 @@ class TriadNode:
                 }
             )
         active = state.active
+        if self.is_ready():
+            dog.in_sync_at = time.time()
         return {
             "type": "triad",
             "name": self.config.name,
@@ -539,6 +588,7 @@ class TriadNode:
             "has_quorum": self.election.lease_valid(now),
             "commit_index": log_revision,
             "applied_index": self.log.applied_revision,
+            "in_sync_at": dog.in_sync_at or None,
             "failovers_seen": self.failovers,
             "etcd_restarts": self.etcd.restarts if self.etcd is not None else 0,
             "watchdog_events": dict(dog.events),

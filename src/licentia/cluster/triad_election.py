@@ -39,7 +39,9 @@ LEASE_TTL_S = 1  # etcd leases are whole seconds; one second is etcd's floor wit
 KEEPALIVE_EVERY_S = 0.2
 SERVING_MARGIN_S = 0.35  # stop serving this long before the lease could have expired at etcd's leader
 PROBE_TIMEOUT_S = 0.2
-SECONDARY_DEFERS_LOOKS = 3  # looks the secondary leaves a live primary to claim a free key
+SECONDARY_DEFERS_LOOKS = 3
+VIEW_FRESH_S = 1.0
+SECONDARY_START_GRACE_S = 2.0  # a just-started secondary leaves a free key to the primary this long
 
 
 class Holder(msgspec.Struct):
@@ -71,6 +73,8 @@ async def nothing_listens_at(url_or_address: str, timeout: float = PROBE_TIMEOUT
         host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     else:
         host, _, port_text = url_or_address.rpartition(":")
+        if not port_text.isdigit():
+            return False
         port = int(port_text)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -93,8 +97,19 @@ class TriadElection:
         self.lease_valid_until = 0.0  # monotonic: sent time of the last acknowledged keep-alive + TTL - margin
         self.claim_revision: int | None = None  # the election key's mod revision this member's claim made
         self.view: ElectionView | None = None
+        self.view_at = 0.0  # monotonic time of the last successful look
         self._deferred_looks = 0
+        self._previous_log_revision = 0  # the log's revision at the look before this one
+        self._started_at = 0.0
         self._primary = next(m for m in members if m.role == "primary")
+
+    def fresh_view(self, now_mono: float) -> ElectionView | None:
+        """The last look, if it is recent enough to say who is active (a member cut off from the majority
+        cannot look, and then knows nothing of the election)."""
+        return self.view if now_mono - self.view_at < VIEW_FRESH_S else None
+
+    def started(self) -> None:
+        self._started_at = asyncio.get_running_loop().time()
 
     def lease_valid(self, now_mono: float) -> bool:
         return self.lease_id != 0 and now_mono < self.lease_valid_until
@@ -150,6 +165,7 @@ class TriadElection:
             log_revision=log_kvs[0].mod_revision if log_kvs else 0,
         )
         self.view = view
+        self.view_at = asyncio.get_running_loop().time()
         if self.claim_revision is not None and (holder != self.me.name or claim_revision != self.claim_revision):
             log.warning(
                 "Triad %s: this member no longer holds the election (%s does); it stops serving.",
@@ -169,12 +185,15 @@ class TriadElection:
         if view.holder == me.name and view.holder_lease == self.lease_id:
             self.claim_revision = view.claim_revision
             return None
-        caught_up = applied_revision >= view.log_revision
+        # Caught up: applied what the log held one look ago (under load the log always grows a little).
+        caught_up = applied_revision >= min(view.log_revision, self._previous_log_revision)
+        self._previous_log_revision = view.log_revision
         if view.holder is None:
-            if me.role == "secondary" and self._primary.name in view.alive and caught_up:
+            starting = asyncio.get_running_loop().time() - self._started_at < SECONDARY_START_GRACE_S
+            if me.role == "secondary" and (self._primary.name in view.alive or starting) and caught_up:
                 # A live primary claims a free key within a look or two; give it that chance.
                 self._deferred_looks += 1
-                if self._deferred_looks <= SECONDARY_DEFERS_LOOKS:
+                if self._deferred_looks <= SECONDARY_DEFERS_LOOKS or starting:
                     return None
             self._deferred_looks = 0
             return await self._claim(client, [Compare.create_revision(ACTIVE_KEY, "==", 0)], at, "the key was free")
@@ -185,7 +204,7 @@ class TriadElection:
                 client,
                 [Compare.mod_revision(ACTIVE_KEY, "==", view.claim_revision)],
                 at,
-                f"the primary takes over from the {holder.role} {holder.name}",
+                f"the primary takes over from {holder.name}, the {holder.role}",
             )
         primary_holds = me.role == "secondary" and holder is not None and holder.role == "primary"
         if primary_holds and holder is not None and await nothing_listens_at(holder.api_url):

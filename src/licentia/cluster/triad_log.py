@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ MAX_IN_FLIGHT = 8
 CHECKPOINT_EVERY = 5_000  # revisions applied between two checkpoints (or CHECKPOINT_AFTER_S)
 CHECKPOINT_AFTER_S = 20.0
 COMMIT_APPLY_TIMEOUT_S = 5.0
+COMMIT_RETRY_S = 2.0  # how long a batch etcd refused unsent (no leader) is sent again
+NOT_SENT_RETRY_S = 0.03
 COMPACT_LAG_LIMIT = 200_000  # a member this far behind is not waited for: it will need a peer's checkpoint
 
 
@@ -129,6 +132,7 @@ class TriadLog:
         self.applied_revision = applied_revision
         self.checkpointed_revision = applied_revision
         self.last_applied_at = 0.0  # monotonic time of the last batch applied (the watchdog reads it)
+        self.last_applied_wall = 0.0  # the same, as Unix time (shown in /metrics)
         self.compacted_revision = 0
         self.client: EtcdClient | None = None
         self._clock = clock
@@ -187,7 +191,16 @@ class TriadLog:
             if client is None:
                 raise CommitFailed("this member's etcd is not running")
             compare = [Compare.mod_revision(ACTIVE_KEY, "==", guard)] if guard is not None else []
-            result = await client.txn(compare, [Op.put(LOG_KEY, entry)])
+            deadline = loop.time() + COMMIT_RETRY_S
+            while True:
+                try:
+                    result = await client.txn(compare, [Op.put(LOG_KEY, entry)])
+                    break
+                except EtcdUnavailable as exc:
+                    # Refused before etcd acted on it (e.g. an etcd election under way): safe to send again.
+                    if not exc.not_sent or loop.time() + NOT_SENT_RETRY_S >= deadline:
+                        raise
+                    await asyncio.sleep(NOT_SENT_RETRY_S)
             if not result.succeeded:
                 raise ClaimLost("another member was elected while the batch was on its way")
             outcomes = await asyncio.wait_for(applied, COMMIT_APPLY_TIMEOUT_S)
@@ -253,6 +266,7 @@ class TriadLog:
         self.applied_revision = revision
         self._since_checkpoint += 1
         self.last_applied_at = asyncio.get_running_loop().time()
+        self.last_applied_wall = time.time()
         self._applied_event.set()
         self._applied_event = asyncio.Event()
         if batch.origin == self.me:
