@@ -11,7 +11,7 @@ each file with its SHA-256 and summarises the state (journal index, licenses,
 leases). The archive holds the server's secret keys: it is written mode 0600.
 
 Not included: `server.lock`, the first-start password file, and a triad
-member's Raft directory (its log is not copied consistently while it is
+member's etcd data directory (its log is not copied consistently while it is
 written; a restored member is brought up to date by the other two).
 
 `restore_backup` refuses while a server holds the data directory's lock, and
@@ -54,7 +54,7 @@ PLAIN_FILES = (
     "peer.key",
     "grant.key",
     "triad.json",
-    "triad-seed.json",
+    "triad-state.json",
     "alerts-state.json",
     "backup-pair.key",
 )
