@@ -104,6 +104,7 @@ class ServerProcess:
         self.wrapper = wrapper or []
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        self.extra_env: dict[str, str] = {}  # e.g. libfaketime's variables for a member with a skewed clock
 
     @property
     def url(self) -> str:
@@ -111,7 +112,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "LICENTIA_ADMIN_PASSWORD": self.admin_password or ""}
+        env = {**os.environ, "LICENTIA_ADMIN_PASSWORD": self.admin_password or "", **self.extra_env}
         log = self.log_path.open("ab")
         host_args = ["--host", self.host] if self.host != "127.0.0.1" else []
         self.process = subprocess.Popen(

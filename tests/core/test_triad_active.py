@@ -5,7 +5,15 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from licentia.core.commands import AddLicense, Checkout, DissolveTriad, ElectedActive, FormTriad, Heartbeat
+from licentia.core.commands import (
+    AddLicense,
+    Checkout,
+    DissolveTriad,
+    ElectedActive,
+    FormTriad,
+    Heartbeat,
+    ReclaimExpired,
+)
 from licentia.core.model import ClientInfo, LicenseTerms, TriadMember
 from licentia.core.state import LicenseState
 
@@ -95,8 +103,24 @@ def test_a_new_active_member_honours_a_lease_that_ran_out_during_the_failover(tr
     epoch = elect(triad, "s", expires + 1).data["epoch"]
     plain = triad.apply(Heartbeat(lease_ids=["L1"], epoch=epoch), expires + 2)
     assert plain.data["expired"] == ["L1"]
-    honoured = triad.apply(Heartbeat(lease_ids=["L1"], honour_expired=True, epoch=epoch), expires + 2)
-    assert honoured.data["renewed"] == {"L1": expires + 2 + triad.leases["L1"].ttl_s}
+    ttl = triad.leases["L1"].ttl_s
+    kept = triad.apply(ReclaimExpired(honour_from=expires + 1, epoch=epoch), expires + 2)
+    assert kept.data["reclaimed"] == [] and "L1" in triad.leases
+    honoured = triad.apply(Heartbeat(lease_ids=["L1"], honour_from=expires + 1, epoch=epoch), expires + 2)
+    assert honoured.data["renewed"] == {"L1": expires + 2 + ttl}
+
+
+def test_the_honour_lasts_one_lease_ttl_from_the_takeover(triad):
+    epoch = elect(triad, "p", T0).data["epoch"]
+    expires = checkout(triad, "L1", T0, epoch=epoch).data["expires_at"]
+    ttl = triad.leases["L1"].ttl_s
+    epoch = elect(triad, "s", expires + 1).data["epoch"]
+    late = expires + 1 + ttl
+    assert triad.apply(Heartbeat(lease_ids=["L1"], honour_from=expires + 1, epoch=epoch), late).data["expired"] == [
+        "L1"
+    ]
+    gone = triad.apply(ReclaimExpired(honour_from=expires + 1, epoch=epoch), late)
+    assert gone.data["reclaimed"] == ["L1"]
 
 
 def test_dissolving_ends_fencing(triad):

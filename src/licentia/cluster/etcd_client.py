@@ -409,3 +409,8 @@ class EtcdClient:
                                      require_leader=False)
         return {int(member.ID): str(member.name) for member in response.members}
 
+
+    async def move_leader(self, target_member_id: int) -> None:
+        """Ask the etcd leader (this client must talk to it) to hand leadership to another member."""
+        await self._unary("hand its leadership over", self._maintenance.MoveLeader,
+                          rpc.MoveLeaderRequest(targetID=target_member_id))

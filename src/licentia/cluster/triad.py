@@ -40,8 +40,8 @@ from licentia.cluster.triad_log import (
     TriadLog,
     write_checkpoint,
 )
-from licentia.cluster.triad_tls import ensure_member_tls
-from licentia.core.commands import Command, DissolveTriad, ElectedActive, Heartbeat
+from licentia.cluster.triad_tls import ensure_member_tls, load_member_tls
+from licentia.core.commands import Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
 from licentia.core.model import TriadMember
 from licentia.core.state import LicenseState, Outcome
 from licentia.store.journal import usage_rows
@@ -55,6 +55,8 @@ log = logging.getLogger("licentia.triad")
 
 LOOK_EVERY_S = 0.1
 SERVING_WAIT_S = 1.5
+LEADER_MOVE_EVERY_S = 5.0
+CLOCK_JUMP_S = 3.0  # the election loop ticks every 0.1 s; a tick this late means a stop or a clock jump
 WATCHDOG_EVERY_S = 0.5
 ETCD_SILENT_AFTER_S = 3.0  # etcd not answering this long: not ready, not serving
 ETCD_HUNG_AFTER_S = 8.0  # ... and this long while its process runs: kill it (the supervisor restarts it)
@@ -152,8 +154,10 @@ class TriadNode:
         self._serving_claim: int | None = None  # the claim this member started serving under
         self._clock_base = 0.0  # command time when it started serving, advanced by the monotonic clock
         self._clock_mono = 0.0
-        self._honour_until = 0.0  # monotonic: until when leases that ran out during the failover are honoured
+        self._honour_from = 0.0  # command time from which leases are honoured for one more TTL (takeover, jump)
+        self._tick_command_time = 0.0  # the command time at the election loop's last tick
         self._stopping = False
+        self._leader_moved_at = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -271,16 +275,33 @@ class TriadNode:
                     raise
             await asyncio.sleep(0.02)
 
+    def _clock_jumped(self, gap: float, now: float) -> None:
+        """This loop slept far longer than it asked. A real stop that long would have cost this member its
+        etcd lease (and its claim); if it still holds them, its monotonic clock jumped. Commands then go on
+        from the time they had, not from the jump, and leases are honoured for a lease TTL as after a
+        takeover, so no lease expires because of the jump."""
+        if self._serving_claim is None:
+            return
+        log.warning(
+            "Triad %s: this member's monotonic clock jumped by %.1f s while it served; its command times go on "
+            "from where they were, and every lease is honoured for one more of its TTL.",
+            self.config.name,
+            gap,
+        )
+        self._clock_base = self._tick_command_time
+        self._clock_mono = now
+        self._honour_from = self._clock_base
+
     def _start_serving(self, claim: int, now: float) -> None:
         self._serving_claim = claim
         self._clock_base = max(self.server.now(), self.server.state.time_floor)
         self._clock_mono = now
-        self._honour_until = now + self.server.state.settings.lease_ttl_s
+        self._honour_from = self._clock_base
         log.info(
-            "Triad %s: serving from revision %d; leases that ran out during the change are honoured for %.0f s.",
+            "Triad %s: serving from revision %d; a lease that ran out during the change is honoured for one "
+            "more of its TTL.",
             self.config.name,
             claim,
-            self.server.state.settings.lease_ttl_s,
         )
 
     def is_serving(self) -> bool:
@@ -291,8 +312,9 @@ class TriadNode:
         return True
 
     def may_reclaim(self) -> bool:
-        """Leases are reclaimed only by a serving member, and not in its first lease TTL of serving."""
-        return self.is_serving() and asyncio.get_running_loop().time() >= self._honour_until
+        """Leases are reclaimed only by the serving member (which honours each for one more of its TTL
+        after it took over: see `ReclaimExpired.honour_from`)."""
+        return self.is_serving()
 
     def is_ready(self) -> bool:
         view = self.election.view
@@ -310,8 +332,8 @@ class TriadNode:
         if fenced:
             command.epoch = await self._serving_epoch_soon()
             guard = self.election.claim_revision
-            if isinstance(command, Heartbeat) and asyncio.get_running_loop().time() < self._honour_until:
-                command.honour_expired = True
+            if isinstance(command, Heartbeat | ReclaimExpired):
+                command.honour_from = self._honour_from
         try:
             outcome = await self.log.submit(command, guard)
         except ClaimLost:
@@ -401,7 +423,14 @@ class TriadNode:
             await asyncio.sleep(KEEPALIVE_EVERY_S)
 
     async def _election_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_tick = loop.time()
         while True:
+            now = loop.time()
+            if now - last_tick > CLOCK_JUMP_S:
+                self._clock_jumped(now - last_tick, now)
+            last_tick = now
+            self._tick_command_time = self._command_time()
             client = self.client
             try:
                 if client is not None:
@@ -444,6 +473,7 @@ class TriadNode:
                 status = await client.status()
                 names = await client.member_names()
                 dog.leader_name = names.get(status.leader_id)
+                await self._keep_etcd_leader_on_the_tertiary(status.member_id, status.leader_id, names, now)
                 dog.etcd_ok_at = now
                 if self.log.applied_revision != last_progress_put:
                     await client.put(PROGRESS_PREFIX + self.config.me.encode(), str(self.log.applied_revision).encode())
@@ -480,6 +510,32 @@ class TriadNode:
             view = self.election.view
             if dog.etcd_healthy and view is not None and self.log.applied_revision >= view.log_revision:
                 dog.in_sync_at = time.time()
+
+    async def _keep_etcd_leader_on_the_tertiary(
+        self, me_id: int, leader_id: int, names: dict[int, str], now: float
+    ) -> None:
+        """The tertiary asks for etcd leadership while things are calm, so that killing the active member
+        (or the secondary) never also costs an etcd election: that keeps a kill failover well under 1 s."""
+        if self.config.member.role != "tertiary" or leader_id in (0, me_id) or not self.watchdog.etcd_healthy:
+            return
+        if now - self._leader_moved_at < LEADER_MOVE_EVERY_S:
+            return
+        self._leader_moved_at = now
+        leader = next((m for m in self.config.members if m.name == names.get(leader_id)), None)
+        if leader is None or self.client is None:
+            return
+        tls = await asyncio.to_thread(load_member_tls, self.tls_dir)
+        if tls is None:
+            return
+        async with EtcdClient(etcd_peer(leader).client_endpoint, tls, timeout=2.0) as to_leader:
+            try:
+                await to_leader.move_leader(me_id)
+            except EtcdUnavailable as exc:
+                log.info("Triad %s: %s did not hand etcd leadership to the tertiary: %s", self.config.name,
+                         leader.name, exc)
+                return
+        log.info("Triad %s: %s handed etcd leadership to this member, the tertiary (it never serves, so losing "
+                 "the active member costs no etcd election).", self.config.name, leader.name)
 
     def _check_apply(self, now: float) -> None:
         dog = self.watchdog
@@ -554,6 +610,11 @@ class TriadNode:
         alive = view.alive if view is not None else frozenset()
         log_revision = view.log_revision if view is not None else None
         dog = self.watchdog
+        active = state.active
+        # Who is active, as of the epoch reported with it: the election's holder once this member has
+        # applied the election (a change still being applied here shows as nobody, never as a pair of a
+        # new holder and an old epoch).
+        applied_holder = holder if active is not None and active.member == holder else None
         members = []
         for member in self.config.members:
             is_me = member.name == self.config.me
@@ -564,7 +625,7 @@ class TriadNode:
                     "role": member.role,
                     "api_url": member.api_url,
                     "raft_address": member.raft_address,
-                    "active": holder == member.name,
+                    "active": applied_holder == member.name,
                     "reachable": self.election.lease_valid(now) if is_me else dog.reaches.get(member.name, False),
                     "etcd_lease_alive": member.name in alive,
                     "raft_leader": dog.leader_name == member.name,
@@ -573,7 +634,6 @@ class TriadNode:
                     else None,
                 }
             )
-        active = state.active
         if self.is_ready():
             dog.in_sync_at = time.time()
         return {
@@ -582,7 +642,7 @@ class TriadNode:
             "me": self.config.me,
             "my_role": self.config.member.role,
             "serving": self.is_serving(),
-            "active": holder,
+            "active": applied_holder,
             "epoch": active.epoch if active is not None else 0,
             "active_until": None,
             "has_quorum": self.election.lease_valid(now),

@@ -21,6 +21,7 @@ younger than the lease's TTL less a safety margin.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -101,6 +102,7 @@ class TriadElection:
         self._deferred_looks = 0
         self._previous_log_revision = 0  # the log's revision at the look before this one
         self._started_at = 0.0
+        self._latest_now = 0.0
         self._primary = next(m for m in members if m.role == "primary")
 
     def fresh_view(self, now_mono: float) -> ElectionView | None:
@@ -112,6 +114,12 @@ class TriadElection:
         self._started_at = asyncio.get_running_loop().time()
 
     def lease_valid(self, now_mono: float) -> bool:
+        if now_mono < self._latest_now - 0.05:
+            # The monotonic clock went backwards (a faked or broken clock): what was measured on it
+            # before cannot be trusted, so the lease counts as unconfirmed until the next keep-alive.
+            self.lease_valid_until = 0.0
+            self._latest_now = now_mono
+        self._latest_now = max(self._latest_now, now_mono)
         return self.lease_id != 0 and now_mono < self.lease_valid_until
 
     def holds_claim(self, now_mono: float) -> bool:
@@ -239,6 +247,14 @@ class TriadElection:
         if not result.succeeded:
             return None
         self.claim_revision = result.revision
+        if self.view is not None:
+            self.view = dataclasses.replace(
+                self.view,
+                holder=self.me.name,
+                holder_lease=self.lease_id,
+                claim_revision=result.revision,
+                log_revision=result.revision,
+            )
         log.warning(
             "Triad %s: this member (%s, %s) won the election at revision %d: %s.",
             self.triad_name,

@@ -69,12 +69,11 @@ class Checkout(Command, tag="checkout"):
 
 
 class Heartbeat(Command, tag="heartbeat"):
-    """Renew leases. `honour_expired` is set by a triad member that has just become active, for one
-    lease TTL of its own monotonic clock: a lease that ran out during the failover (and was not
-    reclaimed) is renewed rather than lost. Its stored expiry is never extended otherwise."""
+    """Renew leases. With `honour_from` (see `ReclaimExpired`) a lease that ran out is still renewed
+    until one of its own TTL has passed since then; a failover never extends a stored expiry."""
 
     lease_ids: list[str]
-    honour_expired: bool = False
+    honour_from: float = 0.0
 
 
 class Checkin(Command, tag="checkin"):
@@ -86,7 +85,11 @@ class RevokeLease(Command, tag="revoke_lease"):
 
 
 class ReclaimExpired(Command, tag="reclaim_expired"):
-    pass
+    """Drop the leases that ran out. With `honour_from` (set by a triad member that took over, or whose
+    clock jumped, at that moment's command time) a lease is dropped only once one more of its own TTL
+    has passed since then: a lease that ran out during the failover is not lost."""
+
+    honour_from: float = 0.0
 
 
 class CreatePrinterGroup(Command, tag="create_printer_group"):

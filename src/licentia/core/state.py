@@ -212,7 +212,7 @@ class LicenseState:
         """Record the election's winner in a new epoch; commands of every earlier epoch are refused.
 
         Leases are not touched: the new active member honours them for one lease TTL on its own
-        clock (see `Heartbeat.honour_expired`), so nobody's lease is extended by a failover.
+        lease's own TTL (see `ReclaimExpired.honour_from`), so nobody's lease is extended by a failover.
         """
         member = self.triad.member(cmd.member) if self.triad else None
         if self.triad is None or member is None:
@@ -703,7 +703,7 @@ class LicenseState:
         lost: list[str] = []
         for lease_id in cmd.lease_ids:
             lease = self.leases.get(lease_id)
-            if lease is None or (lease.expires_at <= now and not cmd.honour_expired):
+            if lease is None or (lease.expires_at <= now and cmd.honour_from + lease.ttl_s <= now):
                 lost.append(lease_id)
                 continue
             lease.expires_at = now + lease.ttl_s
@@ -734,7 +734,11 @@ class LicenseState:
         )
 
     def _reclaim_expired(self, cmd: c.ReclaimExpired, now: float) -> Outcome:
-        expired = [lease for lease in self.leases.values() if lease.expires_at <= now]
+        expired = [
+            lease
+            for lease in self.leases.values()
+            if lease.expires_at <= now and cmd.honour_from + lease.ttl_s <= now
+        ]
         for lease in expired:
             self._drop_lease(lease)
         return Outcome(
