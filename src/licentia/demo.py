@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from licentia import license_file
 from licentia.core.model import LicenseTerms
+from licentia.store.private_file import write_private
 
 YEAR = 365 * 86400.0
 
@@ -21,9 +21,7 @@ def prepare_demo(data_dir: Path) -> list[Path]:
         key = license_file.load_private_key(key_path)
     else:
         key = license_file.new_issuer_key()
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(license_file.private_key_pem(key))
+        write_private(key_path, license_file.private_key_pem(key))
     issuers = data_dir / "trusted-issuers"
     issuers.mkdir(exist_ok=True)
     (issuers / "demo-issuer.pub").write_bytes(license_file.public_key_pem(key.public_key()))

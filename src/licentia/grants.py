@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from licentia.store.private_file import write_private
 
 
 def _b64(data: bytes) -> str:
@@ -49,13 +50,10 @@ class GrantSigner:
             key = Ed25519PrivateKey.from_private_bytes(path.read_bytes())
         else:
             key = Ed25519PrivateKey.generate()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(
-                    key.private_bytes(
-                        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-                    )
-                )
+            raw = key.private_bytes(
+                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            )
+            write_private(path, raw)
         return cls(key, issuer)
 
     @property

@@ -47,6 +47,7 @@ from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
 from licentia.grants import GrantSigner
 from licentia.license_file import TrustedIssuers
 from licentia.store.journal import JournalFailure, SqliteJournal
+from licentia.store.private_file import write_private
 
 log = logging.getLogger("licentia.server")
 
@@ -140,9 +141,7 @@ class LicenseServer:
     @staticmethod
     def _secret_file(path: Path) -> bytes:
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(32))
+            write_private(path, secrets.token_bytes(32))
         return path.read_bytes()
 
     async def start(self) -> None:
@@ -196,9 +195,7 @@ class LicenseServer:
         if not password:
             password = secrets.token_urlsafe(12)
             path = self.config.data_dir / INITIAL_PASSWORD_FILE
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(password + "\n")
+            write_private(path, (password + "\n").encode())
             log.warning("Created user 'admin'; its initial password is in %s.", path)
         await self.execute(PutAdminUser(user=AdminUser("admin", hash_password(password), "admin")))
 
@@ -256,11 +253,7 @@ class LicenseServer:
         for stale in ("etcd", "etcd-tls", "raft"):
             shutil.rmtree(self.config.data_dir / stale, ignore_errors=True)
         await asyncio.to_thread(write_checkpoint, self.triad_state_file, 0, state.snapshot_bytes())
-        fd = os.open(self.triad_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(msgspec.json.encode(config))
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_private(self.triad_file, msgspec.json.encode(config))
         self.state = state
         self.triad = TriadNode(self, config, 0)
         await self.triad.start()
@@ -296,9 +289,7 @@ class LicenseServer:
         """Become the main or the backup of a pair; the link starts synchronizing at once."""
         if self.triad is not None or self.backup is not None:
             raise ValueError("this server is already in a relationship")
-        fd = os.open(self.pair_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret)
+        write_private(self.pair_key_file, secret.encode())
         outcome = await self.execute(form)
         if not outcome.ok:
             self.pair_key_file.unlink(missing_ok=True)

@@ -11,7 +11,9 @@ default 40) mixes:
 - cut-link: one link between two members cut, then healed;
 - one-way: one member drops what it receives from another (iptables INPUT in its namespace);
 - clock: one member's clocks set ±1 s or ±5 s off, kept for the rest of the run;
-- clock-jump: one member's clocks jump +120 s for a few seconds, then are put back;
+- clock-jump: one member's clocks jump +120 s for a few seconds, then are put back (libfaketime moves
+  the monotonic clock with the wall clock, so putting it back stalls that member's timers for about
+  120 s, as a hang would: the run then waits for it to come back before it checks convergence);
 - kill, pause: SIGKILL (then a restart on the same data and ports) or SIGSTOP/SIGCONT of one member;
 - kill-all: the whole triad SIGKILLed at once and restarted in random order.
 
@@ -23,7 +25,8 @@ On top of the base checker, four liveness rules:
 4. no stretch without an active member longer than 3.5 s while a majority is connected (outside
    kill-all, and the restart that follows it).
 
-LICENTIA_FAULT_SEEDS=N runs N seeds in a row (each a fresh triad).
+The seed defaults to a fixed one, so CI runs the same short schedule each time; LICENTIA_FAULT_SEED
+picks another, and LICENTIA_FAULT_SEEDS=N runs N seeds from it in a row (each a fresh triad).
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ QUIT_TTL_S = 12.0
 NO_ACTIVE_LIMIT_S = 3.5
 HEALED_PRIMARY_LIMIT_S = 5.0
 DRAIN_S = 20.0
+DEFAULT_SEED = 1001
+CLOCK_JUMP_RECOVERY_S = 150.0
 
 
 @pytest.fixture
@@ -352,6 +357,18 @@ def check_no_long_gap(record: Record, began: float, ended: float) -> list[str]:
     return problems
 
 
+def without_quitters(picture: dict) -> dict:
+    """The quitter's leases and usage are checked by rule 2, not by the base checker (it never asked for them)."""
+    if not picture:
+        return picture
+    return {
+        **picture,
+        "leases": [lease for lease in picture["leases"] if lease["license_id"] != QUIT_LICENSE],
+        "licenses": [lic for lic in picture["licenses"] if lic["license_id"] != QUIT_LICENSE],
+        "usage": [row for row in picture["usage"] if row.get("product") != QUIT_PRODUCT],
+    }
+
+
 # -- the test -----------------------------------------------------------------------------------
 
 
@@ -406,7 +423,11 @@ def run_seed(seed: int, lab: NetnsLab, base: Path, issuer: Issuer) -> list[str]:
         cluster.wait_active(timeout=30)
         # Let every quitter lease run out (TTL + grace), so rule 2 is checked on all of them.
         time.sleep(QUIT_TTL_S + 6)
+        recovery = CLOCK_JUMP_RECOVERY_S if any(f.kind == "clock-jump" for f in record.faults) else 0.0
         same, pictures = converged_pictures(urls, tokens)
+        while not same and time.time() < clients_over + recovery:
+            same, pictures = converged_pictures(urls, tokens)
+        pictures = {role: without_quitters(picture) for role, picture in pictures.items()}
         checked_at = time.time()
     finally:
         stop_clients.set()
@@ -453,7 +474,7 @@ def run_seed(seed: int, lab: NetnsLab, base: Path, issuer: Issuer) -> list[str]:
 
 
 def test_triad_partitions_clocks_and_kills(lab: NetnsLab, issuer: Issuer, tmp_path: Path) -> None:
-    first = int(os.environ.get("LICENTIA_FAULT_SEED") or random.SystemRandom().randrange(1, 10**9))
+    first = int(os.environ.get("LICENTIA_FAULT_SEED") or DEFAULT_SEED)
     failed: dict[int, list[str]] = {}
     for n in range(SEEDS):
         seed = first + n

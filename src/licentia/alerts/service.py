@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from licentia.alerts.rules import (
     who_tells,
 )
 from licentia.config import ConfigError
+from licentia.store.private_file import write_private
 
 if TYPE_CHECKING:
     from licentia.server import LicenseServer
@@ -68,11 +68,7 @@ class AlertService:
             self.incidents = {}
 
     def save(self) -> None:
-        temporary = self.path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(msgspec.json.encode(self.incidents))
-        os.replace(temporary, self.path)
+        write_private(self.path, msgspec.json.encode(self.incidents))
 
     # -- the loop -------------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from licentia.store.private_file import write_private
+
 INFO = b"licentia relationship secret v1"
 
 
@@ -23,11 +25,10 @@ def load_or_create_peer_key(path: Path) -> X25519PrivateKey:
     if path.exists():
         return X25519PrivateKey.from_private_bytes(path.read_bytes())
     key = X25519PrivateKey.generate()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(
-            key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
-        )
+    write_private(
+        path,
+        key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()),
+    )
     return key
 
 

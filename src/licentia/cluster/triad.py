@@ -56,7 +56,7 @@ log = logging.getLogger("licentia.triad")
 LOOK_EVERY_S = 0.1
 SERVING_WAIT_S = 1.5
 LEADER_MOVE_EVERY_S = 5.0
-CLOCK_JUMP_S = 3.0  # the election loop ticks every 0.1 s; a tick this late means a stop or a clock jump
+CLOCK_JUMP_S = 3.0  # the clock watch ticks every 0.1 s; a tick this late means a stop or a clock jump
 WATCHDOG_EVERY_S = 0.5
 ETCD_SILENT_AFTER_S = 3.0  # etcd not answering this long: not ready, not serving
 ETCD_HUNG_AFTER_S = 8.0  # ... and this long while its process runs: kill it (the supervisor restarts it)
@@ -155,7 +155,8 @@ class TriadNode:
         self._clock_base = 0.0  # command time when it started serving, advanced by the monotonic clock
         self._clock_mono = 0.0
         self._honour_from = 0.0  # command time from which leases are honoured for one more TTL (takeover, jump)
-        self._tick_command_time = 0.0  # the command time at the election loop's last tick
+        self._tick_command_time = 0.0  # the command time at the clock watch's last tick
+        self._clock_tick_mono = 0.0
         self._stopping = False
         self._leader_moved_at = 0.0
 
@@ -172,6 +173,7 @@ class TriadNode:
         self.client = EtcdClient(etcd_peer(me).client_endpoint, tls, timeout=1.5)
         self.log.client = self.client
         self.watchdog.etcd_ok_at = asyncio.get_running_loop().time()
+        self._clock_tick_mono = self.watchdog.etcd_ok_at
         self.election.started()
         for name, loop in (
             ("apply", self.log.run),
@@ -179,6 +181,7 @@ class TriadNode:
             ("election", self._election_loop),
             ("watchdog", self._watchdog_loop),
             ("checkpoint", self._checkpoint_loop),
+            ("clock", self._clock_loop),
         ):
             self._tasks[name] = asyncio.create_task(loop(), name=f"triad-{name}")
         log.info(
@@ -224,10 +227,29 @@ class TriadNode:
 
     def _command_time(self) -> float:
         """While serving: the time it started serving, advanced by this member's monotonic clock, so a
-        wall clock stepped while it serves moves no lease; otherwise the wall clock, never behind the state."""
+        wall clock stepped while it serves moves no lease; otherwise the wall clock, never behind the state.
+
+        A monotonic clock that jumped (forwards by more than CLOCK_JUMP_S since the last tick of the
+        clock watch, which ticks every LOOK_EVERY_S, or backwards) moves no command time either."""
+        now = asyncio.get_running_loop().time()
+        self._watch_clock(now)
         if self._serving_claim is not None:
-            return self._clock_base + (asyncio.get_running_loop().time() - self._clock_mono)
+            return self._clock_base + (now - self._clock_mono)
         return max(self.server.now(), self.server.state.time_floor)
+
+    def _watch_clock(self, now: float) -> None:
+        gap = now - self._clock_tick_mono
+        if gap > CLOCK_JUMP_S or gap < -0.05:
+            self._clock_jumped(gap, now)
+        self._clock_tick_mono = now
+        if self._serving_claim is not None:
+            self._tick_command_time = self._clock_base + (now - self._clock_mono)
+
+    async def _clock_loop(self) -> None:
+        """Ticks the clock watch (no I/O, so a slow etcd never makes a tick late)."""
+        while True:
+            self._watch_clock(asyncio.get_running_loop().time())
+            await asyncio.sleep(LOOK_EVERY_S)
 
     # -- serving --------------------------------------------------------------------------------
 
@@ -283,7 +305,7 @@ class TriadNode:
         if self._serving_claim is None:
             return
         log.warning(
-            "Triad %s: this member's monotonic clock jumped by %.1f s while it served; its command times go on "
+            "Triad %s: this member's monotonic clock jumped by %+.1f s while it served; its command times go on "
             "from where they were, and every lease is honoured for one more of its TTL.",
             self.config.name,
             gap,
@@ -296,6 +318,7 @@ class TriadNode:
         self._serving_claim = claim
         self._clock_base = max(self.server.now(), self.server.state.time_floor)
         self._clock_mono = now
+        self._tick_command_time = self._clock_base
         self._honour_from = self._clock_base
         log.info(
             "Triad %s: serving from revision %d; a lease that ran out during the change is honoured for one "
@@ -423,14 +446,7 @@ class TriadNode:
             await asyncio.sleep(KEEPALIVE_EVERY_S)
 
     async def _election_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        last_tick = loop.time()
         while True:
-            now = loop.time()
-            if now - last_tick > CLOCK_JUMP_S:
-                self._clock_jumped(now - last_tick, now)
-            last_tick = now
-            self._tick_command_time = self._command_time()
             client = self.client
             try:
                 if client is not None:

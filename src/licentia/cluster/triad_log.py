@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import msgspec
 from licentia.cluster.etcd_client import Compare, EtcdClient, EtcdUnavailable, Op, WatchCompacted
 from licentia.core.commands import AnyCommand, Command
 from licentia.core.state import Outcome, Snapshot
+from licentia.store.private_file import write_private
 
 log = logging.getLogger("licentia.triad")
 
@@ -90,24 +90,8 @@ ApplyCommand = Callable[[Command, float, AppliedEntry], Outcome]
 
 
 def write_checkpoint(path: Path, revision: int, snapshot_bytes: bytes) -> None:
-    """Write the checkpoint durably: a private temporary file, synced, renamed over, directory synced."""
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, b'{"revision":%d,"snapshot":' % revision)
-        view = memoryview(snapshot_bytes)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.write(fd, b"}")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write the checkpoint durably (a private temporary file, synced, renamed over, directory synced)."""
+    write_private(path, b'{"revision":%d,"snapshot":' % revision, snapshot_bytes, b"}")
 
 
 def read_checkpoint(path: Path) -> Checkpoint | None:
