@@ -26,9 +26,10 @@ Every other client asks for 12 s leases (renewed every ~0.6 s, so they never exp
 lease expiry times fall inside the run: a member replaying its log after a restart then replays
 leases that have expired by its clock, and reads made meanwhile must not change what it decides.
 
-Network partitions are not injected here: they need network namespaces (harness `NetnsLab`) and
-are the subject of the partition tests. A SIGSTOPped member is, to the two others, a member cut off
-from both of them, so the fencing of a deposed active member is exercised here too.
+Network partitions, one-way drops and skewed or jumping clocks need network namespaces and
+libfaketime: `test_triad_network_clock_faults.py` injects them with this module's clients and checker.
+A SIGSTOPped member is, to the two others, a member cut off from both of them, so the fencing of a
+deposed active member is exercised here too.
 """
 
 from __future__ import annotations

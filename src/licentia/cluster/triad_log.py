@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,12 +43,15 @@ ACTIVE_KEY = b"licentia/active"  # the election key (see `triad_election`); batc
 APPLIED_PREFIX = b"licentia/applied/"
 MAX_BATCH = 256
 MAX_IN_FLIGHT = 8
-CHECKPOINT_EVERY = 5_000  # revisions applied between two checkpoints (or CHECKPOINT_AFTER_S)
-CHECKPOINT_AFTER_S = 20.0
+# Checkpoints and compaction; the environment can shorten them (the compaction tests do).
+CHECKPOINT_EVERY = int(os.environ.get("LICENTIA_TRIAD_CHECKPOINT_EVERY", "5000"))  # batches between checkpoints
+CHECKPOINT_AFTER_S = float(os.environ.get("LICENTIA_TRIAD_CHECKPOINT_AFTER_S", "20"))  # ... or this long
+COMPACT_MIN_STEP = int(os.environ.get("LICENTIA_TRIAD_COMPACT_MIN_STEP", "1000"))  # revisions per compaction
 COMMIT_APPLY_TIMEOUT_S = 5.0
 COMMIT_RETRY_S = 2.0  # how long a batch etcd refused unsent (no leader) is sent again
 NOT_SENT_RETRY_S = 0.03
-COMPACT_LAG_LIMIT = 200_000  # a member this far behind is not waited for: it will need a peer's checkpoint
+# A member this far behind is not waited for: it will need a peer's checkpoint.
+COMPACT_LAG_LIMIT = int(os.environ.get("LICENTIA_TRIAD_COMPACT_LAG_LIMIT", "200000"))
 
 
 class LogBatch(msgspec.Struct, array_like=True):
@@ -295,7 +299,7 @@ class TriadLog:
         newest = max(reported.values())
         waited_for = [reported.get(m, 0) for m in members if newest - reported.get(m, 0) <= COMPACT_LAG_LIMIT]
         target = min(waited_for) if waited_for else 0
-        if target <= self.compacted_revision + 1000:
+        if target <= self.compacted_revision + COMPACT_MIN_STEP:
             return
         try:
             await client.compact(target)
