@@ -1,10 +1,11 @@
 """A license server: the core state machine, made durable by the SQLite journal or by a triad's etcd log.
 
-The HTTP layer calls `execute` with a command. Standalone, the server stamps it
-with the clock, applies it to the core and waits until the journal has it on
-disk. In a triad it commits it through etcd with the epoch of the claim it
-holds, and every member applies it once committed. Either way the outcome is
-answered only once the change is durable.
+The HTTP layer calls `execute` with a command, which the server hands to its
+`Replication` (`cluster.relationship`): standalone and in a backup pair the
+journal stamps it with the clock, applies it to the core and waits until SQLite
+has it on disk; in a triad it is committed through etcd with the epoch of the
+claim this member holds, and every member applies it once committed. Either way
+the outcome is answered only once the change is durable.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from licentia.alerts.service import AlertService
 from licentia.api.passwords import hash_password
 from licentia.cluster.backup_pair import BackupLink
 from licentia.cluster.heartbeats import HeartbeatCoalescer
+from licentia.cluster.relationship import JournalReplication, Replication
 from licentia.cluster.sealing import load_or_create_peer_key, public_b64
 from licentia.cluster.triad import CHECKPOINT_FILE, CommitFailed, NotActive, TriadConfig, TriadNode
 from licentia.cluster.triad_log import read_checkpoint, write_checkpoint
@@ -71,6 +73,7 @@ class LicenseServer:
         self.install_on_start: list[Path] = []
         self.triad: TriadNode | None = None
         self.backup: BackupLink | None = None
+        self.replication: Replication = JournalReplication(self)
         self.heartbeats = HeartbeatCoalescer(self.execute)
         self._grant_cache: dict[tuple[str, str, str], tuple[float, dict[str, object]]] = {}
         self.alerts = AlertService(self)
@@ -117,6 +120,7 @@ class LicenseServer:
                 )
             self.state = LicenseState.from_snapshot(checkpoint.snapshot)
             self.triad = TriadNode(self, config, checkpoint.revision)
+            self.replication = self.triad
         if self.state.pair is not None and self.pair_key_file.exists():
             self.backup = BackupLink(self, self.pair_key_file.read_text().strip())
 
@@ -145,12 +149,10 @@ class LicenseServer:
         return path.read_bytes()
 
     async def start(self) -> None:
-        if self.triad is not None:
-            await self.triad.start()
-        else:
-            if self.backup is not None:
-                self.backup.start()
-            await self.ensure_admin()
+        await self.replication.start()
+        if self.backup is not None:
+            self.backup.start()
+        await self.ensure_admin()
         for path in self.install_on_start:
             await self.install_license_file(path)
         self._tasks.append(asyncio.create_task(self._reclaim_loop()))
@@ -169,11 +171,10 @@ class LicenseServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.triad is not None:
-            await self.triad.stop()
+        await self.replication.stop()
         if self.backup is not None:
             await self.backup.stop()
-        await self.journal.close(None if self.triad is not None else self.state)
+        await self.journal.close(self.state if self.replication.snapshot_on_close else None)
         self.release()
         log.info("License server %s stopped; state is on disk.", self.server_id)
 
@@ -189,8 +190,8 @@ class LicenseServer:
 
     async def ensure_admin(self) -> None:
         """On first start create the `admin` user, with LICENTIA_ADMIN_PASSWORD or a generated password."""
-        if self.state.users:
-            return
+        if self.state.users or self.state.triad is not None:
+            return  # a triad's users come with its seed
         password = os.environ.get("LICENTIA_ADMIN_PASSWORD")
         if not password:
             password = secrets.token_urlsafe(12)
@@ -208,16 +209,7 @@ class LicenseServer:
 
     async def execute(self, command: Command) -> Outcome:
         try:
-            if self.triad is not None:
-                outcome = await self.triad.submit(command)
-            else:
-                now = self.now()
-                outcome = self.state.apply(command, now)
-                if outcome.changed:
-                    await self.journal.append(command, now, outcome.usage)
-                    self.journal.offer_snapshot(self.state)
-                else:
-                    await self.journal.barrier()
+            outcome = await self.replication.commit(command)
         except (NotActive, CommitFailed, JournalFailure) as exc:
             self.count_outcome(type(command), "not_active" if isinstance(exc, NotActive) else "unavailable")
             raise
@@ -233,8 +225,7 @@ class LicenseServer:
 
     async def read_state(self) -> LicenseState:
         """The state once everything it reflects is durable (in a triad, applied state is committed)."""
-        if self.triad is None:
-            await self.journal.barrier()
+        await self.replication.barrier()
         return self.state
 
     # -- relationships --------------------------------------------------------------------------
@@ -256,6 +247,7 @@ class LicenseServer:
         write_private(self.triad_file, msgspec.json.encode(config))
         self.state = state
         self.triad = TriadNode(self, config, 0)
+        self.replication = self.triad
         await self.triad.start()
         log.warning(
             "Joined triad %s as the %s; license state now replicates through etcd.", config.name, config.member.role
@@ -269,6 +261,7 @@ class LicenseServer:
         role = node.config.member.role
         await node.stop()
         self.triad = None
+        self.replication = JournalReplication(self)
         self.state.triad = None
         self.state.active = None
         self.state.liveness = {}
@@ -324,7 +317,7 @@ class LicenseServer:
         while True:
             await asyncio.sleep(self.config.reclaim_interval_s)
             now = self.now()
-            if self.triad is not None and not self.triad.may_reclaim():
+            if not self.replication.may_reclaim():
                 continue
             if any(lease.expires_at <= now for lease in self.state.leases.values()):
                 try:

@@ -373,6 +373,17 @@ class TriadNode:
             raise NotActive(outcome.message, None)
         return outcome
 
+    # -- the server's seam (cluster.relationship.Replication) -------------------------------------
+
+    snapshot_on_close = False  # the state is in this member's checkpoint, not in the server's journal
+
+    async def commit(self, command: Command) -> Outcome:
+        return await self.submit(command)
+
+    async def barrier(self) -> None:
+        """Applied state is committed state: there is nothing to wait for."""
+        return None
+
     async def propose(self, command: Command) -> Outcome:
         """Commit a command that needs no claim (dissolving the triad) and return its outcome."""
         return await self.submit(command, fenced=False)

@@ -48,8 +48,11 @@ CHECKPOINT_EVERY = int(os.environ.get("LICENTIA_TRIAD_CHECKPOINT_EVERY", "5000")
 CHECKPOINT_AFTER_S = float(os.environ.get("LICENTIA_TRIAD_CHECKPOINT_AFTER_S", "20"))  # ... or this long
 COMPACT_MIN_STEP = int(os.environ.get("LICENTIA_TRIAD_COMPACT_MIN_STEP", "1000"))  # revisions per compaction
 COMMIT_APPLY_TIMEOUT_S = 5.0
-COMMIT_RETRY_S = 2.0  # how long a batch etcd refused unsent (no leader) is sent again
-NOT_SENT_RETRY_S = 0.03
+COMMIT_RETRY_S = 3.0  # how long a batch is sent again after etcd failed to answer (an etcd election)
+RETRY_PAUSE_S = 0.03
+MARKER_PREFIX = b"licentia/batch/"  # one short-lived key per batch: committed at most once
+MARKER_LEASE_TTL_S = 30
+MARKER_LEASE_EVERY_S = 10.0
 # A member this far behind is not waited for: it will need a peer's checkpoint.
 COMPACT_LAG_LIMIT = int(os.environ.get("LICENTIA_TRIAD_COMPACT_LAG_LIMIT", "200000"))
 
@@ -123,6 +126,10 @@ class TriadLog:
         self.last_applied_wall = 0.0  # the same, as Unix time (shown in /metrics)
         self.compacted_revision = 0
         self.client: EtcdClient | None = None
+        # This process's batches: the member's name and a nonce, since batch numbers restart with the process.
+        self.origin = f"{me}:{os.urandom(4).hex()}"
+        self._marker_lease_id = 0
+        self._marker_lease_at = -MARKER_LEASE_EVERY_S
         self._clock = clock
         self._apply = apply
         self._checkpoint = checkpoint
@@ -174,23 +181,33 @@ class TriadLog:
         self._waiting[seq] = applied
         futures = [future for _, future in batch]
         try:
-            entry = _encode_batch(LogBatch(at=at, origin=self.me, seq=seq, commands=[c for c, _ in batch]))
+            entry = _encode_batch(LogBatch(at=at, origin=self.origin, seq=seq, commands=[c for c, _ in batch]))
             client = self.client
             if client is None:
                 raise CommitFailed("this member's etcd is not running")
-            compare = [Compare.mod_revision(ACTIVE_KEY, "==", guard)] if guard is not None else []
+            # The batch's marker makes a retry safe: whichever attempt commits first writes it, and every
+            # other attempt (a retry, or the first one arriving late) finds it and commits nothing.
+            marker = MARKER_PREFIX + f"{self.origin}/{seq}".encode()
+            compare = [Compare.create_revision(marker, "==", 0)]
+            if guard is not None:
+                compare.append(Compare.mod_revision(ACTIVE_KEY, "==", guard))
             deadline = loop.time() + COMMIT_RETRY_S
             while True:
                 try:
-                    result = await client.txn(compare, [Op.put(LOG_KEY, entry)])
+                    lease = await self._marker_lease(client)
+                    result = await client.txn(
+                        compare, [Op.put(LOG_KEY, entry), Op.put(marker, b"", lease=lease)], [Op.get(marker)]
+                    )
                     break
-                except EtcdUnavailable as exc:
-                    # Refused before etcd acted on it (e.g. an etcd election under way): safe to send again.
-                    if not exc.not_sent or loop.time() + NOT_SENT_RETRY_S >= deadline:
+                except EtcdUnavailable:
+                    # An etcd election, or an answer lost with its leader: sending it again cannot commit
+                    # the batch twice (see the marker), so try until the deadline.
+                    if loop.time() + RETRY_PAUSE_S >= deadline:
                         raise
-                    await asyncio.sleep(NOT_SENT_RETRY_S)
-            if not result.succeeded:
+                    await asyncio.sleep(RETRY_PAUSE_S)
+            if not result.succeeded and not result.responses[0]:
                 raise ClaimLost("another member was elected while the batch was on its way")
+            # Committed (now, or by an earlier attempt whose answer was lost): wait until it is applied here.
             outcomes = await asyncio.wait_for(applied, COMMIT_APPLY_TIMEOUT_S)
             for future, outcome in zip(futures, outcomes, strict=True):
                 if future.done():
@@ -211,6 +228,15 @@ class TriadLog:
             if self._outbox and not self._flush_scheduled:
                 self._flush_scheduled = True
                 loop.call_soon(self._flush)
+
+    async def _marker_lease(self, client: EtcdClient) -> int:
+        """The lease the batch markers are put under: a new one every MARKER_LEASE_EVERY_S, so markers go
+        away by themselves within MARKER_LEASE_TTL_S + MARKER_LEASE_EVERY_S."""
+        now = asyncio.get_running_loop().time()
+        if now - self._marker_lease_at >= MARKER_LEASE_EVERY_S or not self._marker_lease_id:
+            self._marker_lease_id, _ = await client.grant_lease(MARKER_LEASE_TTL_S)
+            self._marker_lease_at = now
+        return self._marker_lease_id
 
     # -- applying -------------------------------------------------------------------------------
 
@@ -257,7 +283,7 @@ class TriadLog:
         self.last_applied_wall = time.time()
         self._applied_event.set()
         self._applied_event = asyncio.Event()
-        if batch.origin == self.me:
+        if batch.origin == self.origin:
             waiting = self._waiting.get(batch.seq)
             if waiting is not None and not waiting.done():
                 waiting.set_result(results)
