@@ -69,6 +69,12 @@ ETCD_TLS_DIR = "etcd-tls"
 ETCD_TIMING = EtcdTiming(heartbeat_ms=30, election_ms=300)
 
 
+def _behind(report: bytes) -> int | None:
+    """A member's progress report ("applied behind"): how many revisions it was behind."""
+    parts = report.split()
+    return int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
+
+
 async def reaches(api_url: str, timeout: float = 0.3) -> bool:
     """A TCP connection to this API URL opens within `timeout`: the network between the two members works."""
     parts = urlsplit(api_url)
@@ -124,7 +130,7 @@ class Watchdog:
     apply_healthy: bool = True
     events: dict[str, int] = field(default_factory=dict)
     leader_name: str | None = None
-    progress: dict[str, int] = field(default_factory=dict)
+    progress: dict[str, int | None] = field(default_factory=dict)
     reaches: dict[str, bool] = field(default_factory=dict)  # whether a TCP connection to each peer's API opens
     in_sync_at: float = 0.0  # Unix time this member was last seen caught up with the log
     behind_since: float = 0.0  # monotonic: since when the log has been ahead of this member
@@ -486,7 +492,7 @@ class TriadNode:
     async def _watchdog_loop(self) -> None:
         loop = asyncio.get_running_loop()
         dog = self.watchdog
-        last_progress_put = -1
+        last_progress_put: tuple[int, int] | None = None
         while True:
             await asyncio.sleep(WATCHDOG_EVERY_S)
             now = loop.time()
@@ -502,11 +508,16 @@ class TriadNode:
                 dog.leader_name = names.get(status.leader_id)
                 await self._keep_etcd_leader_on_the_tertiary(status.member_id, status.leader_id, names, now)
                 dog.etcd_ok_at = now
-                if self.log.applied_revision != last_progress_put:
-                    await client.put(PROGRESS_PREFIX + self.config.me.encode(), str(self.log.applied_revision).encode())
-                    last_progress_put = self.log.applied_revision
+                # How far behind this member is, as it knows it: the log's newest revision it has seen, less
+                # what it has applied (a report that is half a second old still says how far behind it was).
+                view = self.election.view
+                behind = max(0, view.log_revision - self.log.applied_revision) if view is not None else 0
+                if (self.log.applied_revision, behind) != last_progress_put:
+                    report = f"{self.log.applied_revision} {behind}".encode()
+                    await client.put(PROGRESS_PREFIX + self.config.me.encode(), report)
+                    last_progress_put = (self.log.applied_revision, behind)
                 kvs, _ = await client.get_prefix(PROGRESS_PREFIX)
-                dog.progress = {kv.key[len(PROGRESS_PREFIX) :].decode(): int(kv.value) for kv in kvs}
+                dog.progress = {kv.key[len(PROGRESS_PREFIX) :].decode(): _behind(kv.value) for kv in kvs}
             except EtcdUnavailable:
                 pass
             silent = now - dog.etcd_ok_at
@@ -645,7 +656,12 @@ class TriadNode:
         members = []
         for member in self.config.members:
             is_me = member.name == self.config.me
-            applied = self.log.applied_revision if is_me else dog.progress.get(member.name)
+            if is_me:
+                behind: int | None = (
+                    max(0, log_revision - self.log.applied_revision) if isinstance(log_revision, int) else None
+                )
+            else:
+                behind = dog.progress.get(member.name)
             members.append(
                 {
                     "name": member.name,
@@ -656,9 +672,7 @@ class TriadNode:
                     "reachable": self.election.lease_valid(now) if is_me else dog.reaches.get(member.name, False),
                     "etcd_lease_alive": member.name in alive,
                     "raft_leader": dog.leader_name == member.name,
-                    "log_behind": max(0, log_revision - applied)
-                    if isinstance(applied, int) and isinstance(log_revision, int)
-                    else None,
+                    "log_behind": behind,
                 }
             )
         if self.is_ready():

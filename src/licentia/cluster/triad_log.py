@@ -42,7 +42,7 @@ LOG_KEY = b"licentia/log"
 ACTIVE_KEY = b"licentia/active"  # the election key (see `triad_election`); batches are guarded by its revision
 APPLIED_PREFIX = b"licentia/applied/"
 MAX_BATCH = 256
-MAX_IN_FLIGHT = 8
+MAX_IN_FLIGHT = int(os.environ.get("LICENTIA_TRIAD_MAX_IN_FLIGHT", "1"))
 # Checkpoints and compaction; the environment can shorten them (the compaction tests do).
 CHECKPOINT_EVERY = int(os.environ.get("LICENTIA_TRIAD_CHECKPOINT_EVERY", "5000"))  # batches between checkpoints
 CHECKPOINT_AFTER_S = float(os.environ.get("LICENTIA_TRIAD_CHECKPOINT_AFTER_S", "20"))  # ... or this long
@@ -180,6 +180,20 @@ class TriadLog:
         applied: asyncio.Future[list[Outcome | Exception]] = loop.create_future()
         self._waiting[seq] = applied
         futures = [future for _, future in batch]
+        released = False
+
+        def release() -> None:
+            """The batch is applied (or failed): the next one may go. One batch at a time makes the most
+            of each etcd transaction (etcd's work per transaction, not per command, bounds the triad)."""
+            nonlocal released
+            if released:
+                return
+            released = True
+            self._in_flight -= 1
+            if self._outbox and not self._flush_scheduled:
+                self._flush_scheduled = True
+                loop.call_soon(self._flush)
+
         try:
             entry = _encode_batch(LogBatch(at=at, origin=self.origin, seq=seq, commands=[c for c, _ in batch]))
             client = self.client
@@ -224,10 +238,7 @@ class TriadLog:
             _fail(futures, CommitFailed("the triad committed the change but this member has not applied it in time"))
         finally:
             self._waiting.pop(seq, None)
-            self._in_flight -= 1
-            if self._outbox and not self._flush_scheduled:
-                self._flush_scheduled = True
-                loop.call_soon(self._flush)
+            release()
 
     async def _marker_lease(self, client: EtcdClient) -> int:
         """The lease the batch markers are put under: a new one every MARKER_LEASE_EVERY_S, so markers go
