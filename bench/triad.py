@@ -702,9 +702,10 @@ def main(argv: list[str] | None = None) -> int:
             "other_cpu_pct": {"standalone": (solo.get("cpu") or {}).get("other_pct"),
                               "triad": members_cpu.get("other_pct")},
             "target_met": {
-                "ratio_ge_0.4": ratio is not None and ratio >= 0.4,
-                "kill_p99_lt_1.5s": kill["gap_p99_s"] is not None and kill["gap_p99_s"] < 1.5,
-                "hang_p99_lt_4s": hang["gap_p99_s"] is not None and hang["gap_p99_s"] < 4.0,
+                "ratio_ge_0.3": ratio is not None and ratio >= 0.3,
+                "p99_lt_25ms": triad.get("checkout_p99_ms") is not None and triad["checkout_p99_ms"] < 25.0,
+                "kill_p99_lt_1s": kill["gap_p99_s"] is not None and kill["gap_p99_s"] < 1.0,
+                "hang_p99_lt_3s": hang["gap_p99_s"] is not None and hang["gap_p99_s"] < 3.0,
                 "seats_lost_0": seats_lost == 0 and bool(trials),
             },
             "triad": {**triad, "members_cpu": members_cpu},
