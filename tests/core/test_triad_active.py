@@ -134,3 +134,16 @@ def test_the_active_record_survives_a_snapshot(triad):
     elect(triad, "s", T0)
     restored = LicenseState.from_snapshot(triad.snapshot())
     assert restored.active == triad.active and restored.last_epoch == 1
+
+
+def test_while_leases_are_honoured_their_seats_are_not_given_away(triad):
+    epoch = elect(triad, "p", T0).data["epoch"]
+    first = checkout(triad, "L1", T0, epoch=epoch).data["expires_at"]
+    checkout(triad, "L2", T0, epoch=epoch)
+    epoch = elect(triad, "s", first + 1).data["epoch"]
+    honoured = Checkout(request_id="r-L3", lease_id="L3", product="CAD", client=ClientInfo(), epoch=epoch,
+                        honour_from=first + 1)
+    refused = triad.apply(honoured, first + 2)
+    assert refused.code == "limit_exceeded" and "L3" not in triad.leases
+    # Without the honour (or once it is over) the two expired leases no longer take their seats.
+    assert checkout(triad, "L3", first + 2, epoch=epoch).ok

@@ -168,10 +168,12 @@ class Op:
     value: bytes = b""
     lease: int = 0
     prefix: bool = False
+    prev_kv: bool = False
 
     @staticmethod
-    def put(key: bytes, value: bytes, lease: int = 0) -> Op:
-        return Op("put", key, value, lease)
+    def put(key: bytes, value: bytes, lease: int = 0, prev_kv: bool = False) -> Op:
+        """A put; with `prev_kv` its result is the key's previous value (an empty list if it had none)."""
+        return Op("put", key, value, lease, prev_kv=prev_kv)
 
     @staticmethod
     def delete(key: bytes, prefix: bool = False) -> Op:
@@ -184,7 +186,9 @@ class Op:
     def to_rpc(self) -> Any:
         range_end = prefix_end(self.key) if self.prefix else b""
         if self.kind == "put":
-            return rpc.RequestOp(request_put=rpc.PutRequest(key=self.key, value=self.value, lease=self.lease))
+            return rpc.RequestOp(
+                request_put=rpc.PutRequest(key=self.key, value=self.value, lease=self.lease, prev_kv=self.prev_kv)
+            )
         if self.kind == "delete":
             return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self.key, range_end=range_end))
         return rpc.RequestOp(request_range=rpc.RangeRequest(key=self.key, range_end=range_end))
@@ -201,6 +205,8 @@ def _op_result(response: Any) -> TxnOpResult:
         return [_key_value(kv) for kv in response.response_range.kvs]
     if kind == "response_delete_range":
         return int(response.response_delete_range.deleted)
+    if kind == "response_put" and response.response_put.HasField("prev_kv"):
+        return [_key_value(response.response_put.prev_kv)]
     return None
 
 

@@ -41,7 +41,7 @@ from licentia.cluster.triad_log import (
     write_checkpoint,
 )
 from licentia.cluster.triad_tls import ensure_member_tls, load_member_tls
-from licentia.core.commands import Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
+from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
 from licentia.core.model import TriadMember
 from licentia.core.state import LicenseState, Outcome
 from licentia.store.journal import usage_rows
@@ -157,7 +157,8 @@ class TriadNode:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._last_active: str | None = None
         self._observed: tuple[str | None, int] = (None, 0)
-        self._serving_claim: int | None = None  # the claim this member started serving under
+        self._serving_claim: int | None = None  # the claim this member serves under now
+        self._frame_claim: int | None = None  # the claim its command times were set up for
         self._clock_base = 0.0  # command time when it started serving, advanced by the monotonic clock
         self._clock_mono = 0.0
         self._honour_from = 0.0  # command time from which leases are honoured for one more TTL (takeover, jump)
@@ -239,16 +240,20 @@ class TriadNode:
         clock watch, which ticks every LOOK_EVERY_S, or backwards) moves no command time either."""
         now = asyncio.get_running_loop().time()
         self._watch_clock(now)
-        if self._serving_claim is not None:
+        if self._in_frame():
             return self._clock_base + (now - self._clock_mono)
         return max(self.server.now(), self.server.state.time_floor)
+
+    def _in_frame(self) -> bool:
+        """Whether this member still holds the claim its command times were set up for."""
+        return self._frame_claim is not None and self._frame_claim == self.election.claim_revision
 
     def _watch_clock(self, now: float) -> None:
         gap = now - self._clock_tick_mono
         if gap > CLOCK_JUMP_S or gap < -0.05:
             self._clock_jumped(gap, now)
         self._clock_tick_mono = now
-        if self._serving_claim is not None:
+        if self._in_frame():
             self._tick_command_time = self._clock_base + (now - self._clock_mono)
 
     async def _clock_loop(self) -> None:
@@ -308,7 +313,7 @@ class TriadNode:
         etcd lease (and its claim); if it still holds them, its monotonic clock jumped. Commands then go on
         from the time they had, not from the jump, and leases are honoured for a lease TTL as after a
         takeover, so no lease expires because of the jump."""
-        if self._serving_claim is None:
+        if not self._in_frame():
             return
         log.warning(
             "Triad %s: this member's monotonic clock jumped by %+.1f s while it served; its command times go on "
@@ -322,6 +327,9 @@ class TriadNode:
 
     def _start_serving(self, claim: int, now: float) -> None:
         self._serving_claim = claim
+        if claim == self._frame_claim:
+            return  # serving again under the same claim (its lease was unconfirmed for a moment): same times
+        self._frame_claim = claim
         self._clock_base = max(self.server.now(), self.server.state.time_floor)
         self._clock_mono = now
         self._tick_command_time = self._clock_base
@@ -361,7 +369,7 @@ class TriadNode:
         if fenced:
             command.epoch = await self._serving_epoch_soon()
             guard = self.election.claim_revision
-            if isinstance(command, Heartbeat | ReclaimExpired):
+            if isinstance(command, Heartbeat | ReclaimExpired | Checkout):
                 command.honour_from = self._honour_from
         try:
             outcome = await self.log.submit(command, guard)

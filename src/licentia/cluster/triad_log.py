@@ -210,7 +210,9 @@ class TriadLog:
                 try:
                     lease = await self._marker_lease(client)
                     result = await client.txn(
-                        compare, [Op.put(LOG_KEY, entry), Op.put(marker, b"", lease=lease)], [Op.get(marker)]
+                        compare,
+                        [Op.put(LOG_KEY, entry, prev_kv=True), Op.put(marker, b"", lease=lease)],
+                        [Op.get(marker)],
                     )
                     break
                 except EtcdUnavailable:
@@ -221,6 +223,8 @@ class TriadLog:
                     await asyncio.sleep(RETRY_PAUSE_S)
             if not result.succeeded and not result.responses[0]:
                 raise ClaimLost("another member was elected while the batch was on its way")
+            if result.succeeded:
+                self._apply_own(result.revision, entry, result.responses[0])
             # Committed (now, or by an earlier attempt whose answer was lost): wait until it is applied here.
             outcomes = await asyncio.wait_for(applied, COMMIT_APPLY_TIMEOUT_S)
             for future, outcome in zip(futures, outcomes, strict=True):
@@ -239,6 +243,14 @@ class TriadLog:
         finally:
             self._waiting.pop(seq, None)
             release()
+
+    def _apply_own(self, revision: int, entry: bytes, previous: object) -> None:
+        """Apply a batch this member just committed without waiting for the watch to bring it back, when
+        every log entry before it is applied here already (the put's previous value says which entry that
+        was); the watch then skips it. This saves the proposer a watch round trip per batch."""
+        before = previous[0].mod_revision if isinstance(previous, list) and previous else 0
+        if before == self.applied_revision and revision > self.applied_revision:
+            self._apply_entry(revision, entry)
 
     async def _marker_lease(self, client: EtcdClient) -> int:
         """The lease the batch markers are put under: a new one every MARKER_LEASE_EVERY_S, so markers go

@@ -59,6 +59,9 @@ class PrintCheck(Command, tag="print_check"):
 
 
 class Checkout(Command, tag="checkout"):
+    """Take a seat. With `honour_from` (see `ReclaimExpired`), for one lease TTL from then every lease still
+    held counts as a taken seat, expired or not: those leases may still be renewed."""
+
     request_id: str
     lease_id: str
     product: str
@@ -66,6 +69,7 @@ class Checkout(Command, tag="checkout"):
     feature: str | None = None
     source_ip: str = ""
     ttl_s: float | None = None
+    honour_from: float = 0.0
 
 
 class Heartbeat(Command, tag="heartbeat"):

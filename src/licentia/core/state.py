@@ -114,6 +114,7 @@ class LicenseState:
         self.config_seq = 0
         self.config_via = ""
         self._in_use: dict[str, ExpiringSet] = {}
+        self._held_count: dict[str, int] = {}  # leases held per license, expired or not, until dropped
         self._handlers: dict[type, Callable[[Any, float], Outcome]] = {
             c.AddLicense: self._add_license,
             c.RemoveLicense: self._remove_license,
@@ -618,6 +619,7 @@ class LicenseState:
 
     def _drop_lease(self, lease: Lease) -> None:
         del self.leases[lease.lease_id]
+        self._held_count[lease.license_id] -= 1
         self.lease_by_request.pop(lease.request_id, None)
         if lease.license_id in self._in_use:
             self._in_use[lease.license_id].discard(lease.lease_id)
@@ -665,7 +667,17 @@ class LicenseState:
         if not licenses:
             what = f"product {cmd.product!r}" + (f" with feature {cmd.feature!r}" if cmd.feature else "")
             return refused("no_license", f"no valid seat license for {what}", [record(False, "no_license")])
-        chosen = next((lic for lic in licenses if self.used(lic.id, now) < lic.terms.count), None)
+        # A member that has just taken over honours every lease still held for one more of its TTL (see
+        # `Checkout.honour_from`): meanwhile a seat counts as taken while its lease is held at all.
+        honouring = cmd.honour_from > 0 and now < cmd.honour_from + self.settings.lease_ttl_s
+        chosen = next(
+            (
+                lic
+                for lic in licenses
+                if (self._held_count.get(lic.id, 0) if honouring else self.used(lic.id, now)) < lic.terms.count
+            ),
+            None,
+        )
         if chosen is None:
             total = sum(lic.terms.count for lic in licenses)
             return refused(
@@ -689,6 +701,7 @@ class LicenseState:
             ttl_s=ttl,
         )
         self.leases[lease.lease_id] = lease
+        self._held_count[chosen.id] = self._held_count.get(chosen.id, 0) + 1
         self.lease_by_request[cmd.request_id] = lease.lease_id
         self._in_use[chosen.id].put(lease.lease_id, lease.expires_at)
         return Outcome(
@@ -873,6 +886,8 @@ class LicenseState:
         state.licenses = {lic.id: lic for lic in snap.licenses}
         state.printers = {p.printer_id: p for p in snap.printers}
         state.leases = {lease.lease_id: lease for lease in snap.leases}
+        for lease in snap.leases:
+            state._held_count[lease.license_id] = state._held_count.get(lease.license_id, 0) + 1
         state.lease_by_request = {lease.request_id: lease.lease_id for lease in snap.leases}
         state.clients = {cl.client_id: cl for cl in snap.clients}
         state.groups = list(snap.groups)
