@@ -450,6 +450,9 @@ def run_seed(seed: int, lab: NetnsLab, base: Path, issuer: Issuer) -> list[str]:
             same, pictures = converged_pictures(urls, tokens)
         pictures = {role: without_quitters(picture) for role, picture in pictures.items()}
         checked_at = time.time()
+    except BaseException:
+        cluster.stop()
+        raise
     finally:
         stop_clients.set()
         stop_sampling.set()
