@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import msgspec
 
@@ -195,7 +196,8 @@ class TriadLog:
                 loop.call_soon(self._flush)
 
         try:
-            entry = _encode_batch(LogBatch(at=at, origin=self.origin, seq=seq, commands=[c for c, _ in batch]))
+            commands = cast("list[AnyCommand]", [command for command, _ in batch])
+            entry = _encode_batch(LogBatch(at=at, origin=self.origin, seq=seq, commands=commands))
             client = self.client
             if client is None:
                 raise CommitFailed("this member's etcd is not running")
