@@ -269,7 +269,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _member(text: str) -> dict[str, str]:
-    """NAME,ROLE,API_URL,RAFT_HOST:PORT"""
+    """NAME,ROLE,API_URL,RAFT_HOST:PORT (the member's etcd peer port; its client port is the next one)"""
     parts = text.split(",")
     if len(parts) != 4:
         raise argparse.ArgumentTypeError("a member is NAME,ROLE,API_URL,RAFT_HOST:PORT")
@@ -560,10 +560,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_member,
         action="append",
         required=True,
-        help="NAME,ROLE,API_URL,RAFT_HOST:PORT (three times: primary, secondary, tertiary)",
+        help="NAME,ROLE,API_URL,RAFT_HOST:PORT (three times: primary, secondary, tertiary); RAFT_HOST:PORT is "
+        "where the member's etcd listens for its peers, and the next port is its client port",
     )
     p.add_argument("--seed", required=True, help="member whose licenses and settings seed the triad")
-    p.add_argument("--active-ttl", type=float, default=0.8, help="active record TTL in seconds (default 0.8)")
+    p.add_argument(
+        "--active-ttl", type=float, default=0.8,
+        help="kept for compatibility: the active member's liveness is an etcd lease of 1 s",
+    )
     p.add_argument("--check", action="store_true", help="only check reachability and access rules")
     admin_flags(p)
     p.set_defaults(func=cmd_relationship_triad)
