@@ -103,6 +103,7 @@ class TriadElection:
         self._previous_log_revision = 0  # the log's revision at the look before this one
         self._started_at = 0.0
         self._latest_now = 0.0
+        self._acknowledged_at = 0.0  # monotonic: when the last acknowledged keep-alive (or grant) was sent
         self._primary = next(m for m in members if m.role == "primary")
 
     def fresh_view(self, now_mono: float) -> ElectionView | None:
@@ -131,10 +132,25 @@ class TriadElection:
         """Grant this member's lease if it has none (and put its alive key), else send one keep-alive."""
         loop = asyncio.get_running_loop()
         sent = loop.time()
+        if self.lease_id and sent - self._acknowledged_at > LEASE_TTL_S:
+            # No keep-alive answered for a whole TTL, yet they may still reach etcd's leader (a one-way
+            # partition: this member's requests arrive, the answers do not), which would keep the lease,
+            # and the election, alive for a member that cannot serve. Stop renewing it so that it lapses
+            # and another member can take over; take a new one once etcd answers again.
+            log.warning(
+                "Triad %s: no keep-alive of this member's etcd lease was answered for %.1f s; it lets the lease "
+                "lapse so that another member can serve, and takes a new one when etcd answers again.",
+                self.triad_name,
+                sent - self._acknowledged_at,
+            )
+            self.lease_id = 0
+            self.lease_valid_until = 0.0
+            self.claim_revision = None
         if self.lease_id == 0:
             lease_id, ttl = await client.grant_lease(LEASE_TTL_S)
             await client.put(ALIVE_PREFIX + self.me.name.encode(), b"1", lease=lease_id)
             self.lease_id = lease_id
+            self._acknowledged_at = sent
             self.lease_valid_until = sent + ttl - SERVING_MARGIN_S
             log.info("Triad %s: this member holds etcd lease %x (TTL %d s).", self.triad_name, lease_id, ttl)
             return
@@ -149,6 +165,7 @@ class TriadElection:
             self.lease_valid_until = 0.0
             self.claim_revision = None
             return
+        self._acknowledged_at = sent
         self.lease_valid_until = sent + ttl - SERVING_MARGIN_S
 
     # -- looking and deciding -------------------------------------------------------------------
