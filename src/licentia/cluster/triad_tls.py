@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from licentia.store.private_file import write_private
+
 logger = logging.getLogger("licentia.etcd")
 
 CA_INFO_PREFIX = b"licentia triad ca "
@@ -146,33 +148,13 @@ def member_tls(secret: str, triad_name: str, member_name: str, host: str) -> Mem
     )
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write `path` atomically, readable by the owner only: a temporary file, fsync, rename."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-
-
 def write_member_tls(directory: Path, tls: MemberTLS) -> None:
     """Write ca.pem, member.pem and member.key (mode 0600) into `directory` (mode 0700)."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    _write_private(directory / CA_FILE, tls.ca_pem)
-    _write_private(directory / CERT_FILE, tls.cert_pem)
-    _write_private(directory / KEY_FILE, tls.key_pem)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_private(directory / CA_FILE, tls.ca_pem)
+    write_private(directory / CERT_FILE, tls.cert_pem)
+    write_private(directory / KEY_FILE, tls.key_pem)
 
 
 def load_member_tls(directory: Path) -> MemberTLS | None:
