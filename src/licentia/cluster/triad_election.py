@@ -24,6 +24,7 @@ import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -63,28 +64,34 @@ class ElectionView:
     log_revision: int
 
 
-async def nothing_listens_at(url_or_address: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """The host refuses a TCP connection at this URL or "host:port": no process listens there.
-
-    Only an explicit refusal counts; a hung process, a lost host or a partition answers nothing (or
-    another error), and then the lease is left to expire.
-    """
+async def probe(url_or_address: str, timeout: float = PROBE_TIMEOUT_S) -> Literal["open", "refused", "silent"]:
+    """Try a TCP connection to this URL or "host:port": it opens, it is refused (no process listens
+    there), or nothing answers in `timeout` (a hung process, a lost host, a partition, a bad address)."""
     if "://" in url_or_address:
         parts = urlsplit(url_or_address)
         host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     else:
         host, _, port_text = url_or_address.rpartition(":")
         if not port_text.isdigit():
-            return False
+            return "silent"
         port = int(port_text)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except ConnectionRefusedError:
-        return True
+        return "refused"
     except (TimeoutError, OSError, ValueError):
-        return False
+        return "silent"
     writer.close()
-    return False
+    return "open"
+
+
+async def nothing_listens_at(url_or_address: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """The host refuses a TCP connection at this URL or "host:port": no process listens there.
+
+    Only an explicit refusal counts; a hung process, a lost host or a partition answers nothing (or
+    another error), and then the lease is left to expire.
+    """
+    return await probe(url_or_address, timeout) == "refused"
 
 
 class TriadElection:
