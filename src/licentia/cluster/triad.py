@@ -21,7 +21,6 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -29,7 +28,7 @@ import msgspec
 from licentia.cluster import peer_auth
 from licentia.cluster.etcd_client import EtcdClient, EtcdUnavailable
 from licentia.cluster.etcd_member import EtcdMember, EtcdPeer, EtcdTiming
-from licentia.cluster.triad_election import KEEPALIVE_EVERY_S, TriadElection
+from licentia.cluster.triad_election import KEEPALIVE_EVERY_S, TriadElection, probe
 from licentia.cluster.triad_log import (
     APPLIED_PREFIX,
     CHECKPOINT_AFTER_S,
@@ -40,7 +39,7 @@ from licentia.cluster.triad_log import (
     TriadLog,
     write_checkpoint,
 )
-from licentia.cluster.triad_tls import ensure_member_tls, load_member_tls
+from licentia.cluster.triad_tls import MemberTLS, ensure_member_tls
 from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
 from licentia.core.model import TriadMember
 from licentia.core.state import LicenseState, Outcome
@@ -56,6 +55,7 @@ log = logging.getLogger("licentia.triad")
 LOOK_EVERY_S = 0.1
 SERVING_WAIT_S = 1.5
 LEADER_MOVE_EVERY_S = 5.0
+REACH_TIMEOUT_S = 0.3
 CLOCK_JUMP_S = 3.0  # the clock watch ticks every 0.1 s; a tick this late means a stop or a clock jump
 WATCHDOG_EVERY_S = 0.5
 ETCD_SILENT_AFTER_S = 3.0  # etcd not answering this long: not ready, not serving
@@ -73,19 +73,6 @@ def _behind(report: bytes) -> int | None:
     """A member's progress report ("applied behind"): how many revisions it was behind."""
     parts = report.split()
     return int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
-
-
-async def reaches(api_url: str, timeout: float = 0.3) -> bool:
-    """A TCP connection to this API URL opens within `timeout`: the network between the two members works."""
-    parts = urlsplit(api_url)
-    try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout
-        )
-    except (TimeoutError, OSError, ValueError):
-        return False
-    writer.close()
-    return True
 
 
 class NotActive(Exception):
@@ -166,6 +153,7 @@ class TriadNode:
         self._clock_tick_mono = 0.0
         self._stopping = False
         self._leader_moved_at = 0.0
+        self._tls: MemberTLS | None = None  # this member's certificates, loaded at start
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -177,6 +165,7 @@ class TriadNode:
         peers = [etcd_peer(m) for m in self.config.members]
         self.etcd = EtcdMember(self.etcd_dir, etcd_peer(me), peers, self.config.origin, self.tls_dir, ETCD_TIMING)
         await self.etcd.start()
+        self._tls = tls
         self.client = EtcdClient(etcd_peer(me).client_endpoint, tls, timeout=1.5)
         self.log.client = self.client
         self.watchdog.etcd_ok_at = asyncio.get_running_loop().time()
@@ -508,8 +497,9 @@ class TriadNode:
             if client is None:
                 continue
             others = self.config.others()
-            reached = await asyncio.gather(*(reaches(m.api_url) for m in others))
-            dog.reaches = {m.name: ok for m, ok in zip(others, reached, strict=True)}
+            # Whether a TCP connection to each peer's API opens: the network between the two works.
+            reached = await asyncio.gather(*(probe(m.api_url, REACH_TIMEOUT_S) for m in others))
+            dog.reaches = {m.name: answer == "open" for m, answer in zip(others, reached, strict=True)}
             try:
                 status = await client.status()
                 names = await client.member_names()
@@ -568,12 +558,9 @@ class TriadNode:
             return
         self._leader_moved_at = now
         leader = next((m for m in self.config.members if m.name == names.get(leader_id)), None)
-        if leader is None or self.client is None:
+        if leader is None or self._tls is None:
             return
-        tls = await asyncio.to_thread(load_member_tls, self.tls_dir)
-        if tls is None:
-            return
-        async with EtcdClient(etcd_peer(leader).client_endpoint, tls, timeout=2.0) as to_leader:
+        async with EtcdClient(etcd_peer(leader).client_endpoint, self._tls, timeout=2.0) as to_leader:
             try:
                 await to_leader.move_leader(me_id)
             except EtcdUnavailable as exc:
