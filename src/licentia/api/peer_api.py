@@ -26,18 +26,17 @@ async def _from_partner(request: Request) -> tuple[BackupLink, bytes]:
     link: BackupLink | None = server.backup
     if link is None:
         raise ApiError("not_in_relationship", "this server is not in a backup pair")
+    _check_signature(request, body, link.secret, link.pair.partner.name, server.now())
+    return link, body
+
+
+def _check_signature(request: Request, body: bytes, secret: str, sender: str, now: float) -> None:
+    """Refuse the request unless its peer header proves `sender` signed exactly it with `secret`."""
     problem = peer_auth.verify(
-        request.headers.get(peer_auth.HEADER, ""),
-        link.secret,
-        link.pair.partner.name,
-        request.method,
-        request.url.path,
-        body,
-        server.now(),
+        request.headers.get(peer_auth.HEADER, ""), secret, sender, request.method, request.url.path, body, now
     )
     if problem:
         raise ApiError("not_in_relationship", problem)
-    return link, body
 
 
 async def triad_checkpoint(request: Request) -> Response:
@@ -50,17 +49,7 @@ async def triad_checkpoint(request: Request) -> Response:
     sender = request.headers.get(peer_auth.HEADER, "").split(" ")[0]
     if sender not in {m.name for m in node.config.others()}:
         raise ApiError("not_in_relationship", "the request is not signed by another member of this server's triad")
-    problem = peer_auth.verify(
-        request.headers.get(peer_auth.HEADER, ""),
-        node.config.secret,
-        sender,
-        request.method,
-        request.url.path,
-        body,
-        server.now(),
-    )
-    if problem:
-        raise ApiError("not_in_relationship", problem)
+    _check_signature(request, body, node.config.secret, sender, server.now())
     return Response(node.checkpoint_bytes(), media_type="application/json")
 
 
