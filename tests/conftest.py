@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import Issuer, ServerProcess
+from harness import Issuer, NetnsLab, NetnsUnavailable, ServerProcess
 
 
 @pytest.fixture
@@ -36,6 +36,19 @@ def start_server(tmp_path: Path, issuer: Issuer) -> Iterator:
 @pytest.fixture
 def server(start_server) -> ServerProcess:
     return start_server()
+
+
+@pytest.fixture
+def lab() -> Iterator[NetnsLab]:
+    """One network namespace per triad member (harness `NetnsLab`), removed after the test."""
+    try:
+        lab = NetnsLab()
+    except NetnsUnavailable as exc:
+        pytest.skip(f"network namespaces are not available here: {exc}")
+    try:
+        yield lab
+    finally:
+        lab.close()
 
 
 @pytest.fixture

@@ -41,13 +41,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import ROLES, Issuer, NetnsLab, NetnsUnavailable, TriadCluster
+from harness import ROLES, Issuer, NetnsLab, TriadCluster
 from test_triad_random_faults import (
     JSON_TYPE,
     LEASE_TTL_S,
@@ -83,17 +82,11 @@ CLOCK_JUMP_RECOVERY_S = 150.0
 
 
 @pytest.fixture
-def lab() -> Iterator[NetnsLab]:
+def faults_lab(lab: NetnsLab) -> NetnsLab:
+    """The namespace lab (conftest), once libfaketime and iptables are known to be here."""
     if not FAKETIME_LIB.exists() or not _has("iptables"):
         pytest.skip("libfaketime (Debian faketime) and iptables are needed; scripts/test.sh installs them")
-    try:
-        lab = NetnsLab()
-    except NetnsUnavailable as exc:
-        pytest.skip(f"network namespaces are not available here: {exc}")
-    try:
-        yield lab
-    finally:
-        lab.close()
+    return lab
 
 
 def _has(tool: str) -> bool:
@@ -497,12 +490,12 @@ def run_seed(seed: int, lab: NetnsLab, base: Path, issuer: Issuer) -> list[str]:
     return problems + [f"client error: {e}" for e in record.errors]
 
 
-def test_triad_partitions_clocks_and_kills(lab: NetnsLab, issuer: Issuer, tmp_path: Path) -> None:
+def test_triad_partitions_clocks_and_kills(faults_lab: NetnsLab, issuer: Issuer, tmp_path: Path) -> None:
     first = int(os.environ.get("LICENTIA_FAULT_SEED") or DEFAULT_SEED)
     failed: dict[int, list[str]] = {}
     for n in range(SEEDS):
         seed = first + n
-        problems = run_seed(seed, lab, tmp_path / f"seed-{seed}", issuer)
+        problems = run_seed(seed, faults_lab, tmp_path / f"seed-{seed}", issuer)
         if problems:
             failed[seed] = problems
     assert not failed, {seed: problems[:5] for seed, problems in failed.items()}

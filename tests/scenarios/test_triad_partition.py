@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import ROLES, Issuer, NetnsLab, NetnsUnavailable, TriadCluster
+from harness import ROLES, Issuer, NetnsLab, TriadCluster
 from triad_support import (
     SEATS,
     Background,
@@ -35,18 +35,6 @@ LOAD = "LoadStudio"
 # Enough that the background load (~30 checkouts/s, none returned) cannot use them all, however long a
 # takeover takes on a loaded CI machine: a 409 there would be the test running dry, not a fault.
 LOAD_SEATS = 20_000
-
-
-@pytest.fixture
-def lab() -> Iterator[NetnsLab]:
-    try:
-        lab = NetnsLab()
-    except NetnsUnavailable as exc:
-        pytest.skip(f"network namespaces are not available here: {exc}")
-    try:
-        yield lab
-    finally:
-        lab.close()
 
 
 @pytest.fixture
