@@ -45,15 +45,7 @@ _COMPARE_RESULTS = {
 
 
 class EtcdUnavailable(Exception):
-    """etcd did not do what was asked: the member could not be reached, timed out, or refused.
-
-    `not_sent` is True when etcd certainly did not act on the request (no connection, or the member
-    knows no leader and refused it at once), so that sending it again cannot apply it twice.
-    """
-
-    def __init__(self, message: str, *, not_sent: bool = False) -> None:
-        super().__init__(message)
-        self.not_sent = not_sent
+    """etcd did not do what was asked: the member could not be reached, timed out, or refused."""
 
 
 class WatchCompacted(Exception):
@@ -254,11 +246,7 @@ class EtcdClient:
     def _unavailable(self, what: str, error: grpc.aio.AioRpcError) -> EtcdUnavailable:
         if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             return EtcdUnavailable(f"The etcd member at {self.endpoint} did not {what} within {self.timeout:g} s.")
-        details = _details(error)
-        not_sent = error.code() == grpc.StatusCode.UNAVAILABLE and (
-            "no leader" in details or "connect" in details.lower()
-        )
-        return EtcdUnavailable(f"The etcd member at {self.endpoint} could not {what}: {details}.", not_sent=not_sent)
+        return EtcdUnavailable(f"The etcd member at {self.endpoint} could not {what}: {_details(error)}.")
 
     async def _unary(self, what: str, method: Any, request: Any, require_leader: bool = True) -> Any:
         try:
