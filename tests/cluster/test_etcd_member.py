@@ -253,7 +253,7 @@ def test_the_supervisor_restarts_a_killed_etcd_and_it_rejoins(cluster: EtcdClust
     member = cluster.members[1]
     killed = member.pid
     assert killed is not None
-    member.kill_for_test()
+    member.kill()
 
     async def body() -> None:
         deadline = time.monotonic() + 10

@@ -245,7 +245,7 @@ class EtcdMember:
                 process.kill()
             await _wait_for_exit(process)
 
-    def kill_for_test(self) -> None:
+    def kill(self) -> None:
         """SIGKILL etcd, as a crash would; the supervisor then restarts it."""
         if self._process is not None and self._process.poll() is None:
             self._process.kill()

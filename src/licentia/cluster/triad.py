@@ -540,7 +540,7 @@ class TriadNode:
                     self.config.name,
                     silent,
                 )
-                self.etcd.kill_for_test()
+                self.etcd.kill()
                 dog.etcd_ok_at = now
             self._check_apply(now)
             view = self.election.view
