@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import httpx
 
 from licentia import license_file
 from licentia.core.model import LicenseTerms
+from licentia.tls import CertificateRefused, ServerCertificate, ServerTrust
 
 ADMIN_PASSWORD = "test-admin-password"
 
@@ -93,9 +95,11 @@ class ServerProcess:
 
     def __init__(self, data_dir: Path, port: int | None = None, extra_args: list[str] | None = None,
                  host: str = "127.0.0.1", wrapper: list[str] | None = None,
-                 admin_password: str | None = ADMIN_PASSWORD) -> None:
+                 admin_password: str | None = ADMIN_PASSWORD, tls: bool = False) -> None:
         """`host` is the address to listen on; `wrapper` prefixes the command (e.g. `ip netns exec NS`);
-        `admin_password=None` lets the server generate the first-start password (DATA/initial-admin-password)."""
+        `admin_password=None` lets the server generate the first-start password (DATA/initial-admin-password);
+        `tls` serves HTTPS with the self-signed certificate the server makes (else plain HTTP, also off
+        loopback, where the server's own default would be HTTPS)."""
         self.data_dir = data_dir
         self.admin_password = admin_password
         self.port = port or free_port()
@@ -105,16 +109,38 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         self.extra_env: dict[str, str] = {}  # e.g. libfaketime's variables for a member with a skewed clock
+        self.tls = tls
+        self._trust: ServerTrust | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def fingerprint(self) -> str:
+        """The SHA-256 fingerprint of the certificate the server made (with `tls`)."""
+        return ServerCertificate.from_files(
+            self.data_dir / "tls" / "server.crt", self.data_dir / "tls" / "server.key"
+        ).fingerprint
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx's `verify=` needs to trust exactly this server's certificate (pinned)."""
+        if not self.tls:
+            return True
+        if self._trust is None:
+            trust = ServerTrust([self.fingerprint])
+            trust.prepare_sync(self.url)
+            self._trust = trust
+        return self._trust.context
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "LICENTIA_ADMIN_PASSWORD": self.admin_password or "", **self.extra_env}
         log = self.log_path.open("ab")
         host_args = ["--host", self.host] if self.host != "127.0.0.1" else []
+        host_args += ["--tls", "auto" if self.tls else "off"]
+        self._trust = None
         self.process = subprocess.Popen(
             [*self.wrapper, sys.executable, "-m", "licentia", "serve", "--data", str(self.data_dir),
              "--port", str(self.port), "--log-level", "warning", *host_args, *self.extra_args],
@@ -126,10 +152,10 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.url}/api/v1/server", timeout=0.5).status_code == 200:
+                if httpx.get(f"{self.url}/api/v1/server", timeout=0.5, verify=self.verify).status_code == 200:
                     return self
-            except httpx.HTTPError:
-                pass
+            except (httpx.HTTPError, OSError, CertificateRefused):
+                self._trust = None
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"server did not start in {timeout}s: {self.log_path.read_text()}")
@@ -151,9 +177,10 @@ class ServerProcess:
 
     def admin(self) -> httpx.Client:
         """An httpx client logged in as the admin user."""
-        token = httpx.post(f"{self.url}/api/v1/auth/login",
+        token = httpx.post(f"{self.url}/api/v1/auth/login", verify=self.verify,
                            json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10,
+                            verify=self.verify)
 
 
 def install_licenses(server: ServerProcess, issuer: Issuer, seats: int = 5, printers: int = 5) -> dict[str, str]:
@@ -172,7 +199,8 @@ def install_licenses(server: ServerProcess, issuer: Issuer, seats: int = 5, prin
 
 
 def admin_get(server: ServerProcess, path: str, **params: Any) -> Any:
-    answer = httpx.get(f"{server.url}{path}", auth=("admin", ADMIN_PASSWORD), params=params, timeout=5)
+    answer = httpx.get(f"{server.url}{path}", auth=("admin", ADMIN_PASSWORD), params=params, timeout=5,
+                       verify=server.verify)
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -348,7 +376,8 @@ class NetnsLab:
 class BackupPairProcesses:
     """Two `licentia serve` processes, a main and a backup, joined through the setup API of the main."""
 
-    def __init__(self, base_dir: Path, issuer: Issuer, name: str = "B1", interval_s: float = 1.0) -> None:
+    def __init__(self, base_dir: Path, issuer: Issuer, name: str = "B1", interval_s: float = 1.0,
+                 tls: bool = False) -> None:
         self.name = name
         self.interval_s = interval_s
         self.issuer = issuer
@@ -356,7 +385,7 @@ class BackupPairProcesses:
         for role in ("main", "backup"):
             data_dir = base_dir / role
             issuer.trust_in(data_dir)
-            self.servers[role] = ServerProcess(data_dir)
+            self.servers[role] = ServerProcess(data_dir, tls=tls)
 
     @property
     def main(self) -> ServerProcess:
@@ -367,7 +396,8 @@ class BackupPairProcesses:
         return self.servers["backup"]
 
     def spec(self, role: str) -> dict[str, str]:
-        return {"name": role, "api_url": self.servers[role].url}
+        server = self.servers[role]
+        return {"name": role, "api_url": server.url, **({"tls_fingerprint": server.fingerprint} if server.tls else {})}
 
     def start(self, *, join: bool = True, settings_from: str = "main") -> BackupPairProcesses:
         for server in self.servers.values():

@@ -53,6 +53,9 @@ def _config(args: argparse.Namespace) -> Config:
         port=args.port,
         trusted_issuers=args.trust or None,
         log_level=args.log_level,
+        tls=args.tls,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
 
@@ -72,11 +75,18 @@ def _run(config: Config, install: list[Path] | None = None) -> int:
         return 2
     server.install_on_start = install or []
     app = create_app(server)
-    base = f"http://{config.host}:{config.port}"
+    certificate = server.certificate
+    base = f"{'https' if certificate else 'http'}://{config.host}:{config.port}"
+    tls_line = (
+        f"  TLS:        certificate {certificate.cert_file}, SHA-256 fingerprint {certificate.fingerprint}\n"
+        if certificate
+        else "  TLS:        off (plain HTTP; listen on a loopback address only, or use --tls auto)\n"
+    )
     print(
         f"Licentia {__version__} on {base}\n"
         f"  console:    {base}{config.console_path}/\n"
         f"  client API: {base}/api/v1   admin API: {base}/api/v1/admin   OpenAPI: {base}/openapi.json\n"
+        f"{tls_line}"
         f"  data:       {config.data_dir.resolve()}\n"
         f"  admin user: admin (first-start password in {config.data_dir.resolve() / 'initial-admin-password'}"
         " unless LICENTIA_ADMIN_PASSWORD was set)",
@@ -89,6 +99,8 @@ def _run(config: Config, install: list[Path] | None = None) -> int:
             port=config.port,
             log_level=config.log_level,
             access_log=config.access_log,
+            ssl_certfile=str(certificate.cert_file) if certificate else None,
+            ssl_keyfile=str(certificate.key_file) if certificate else None,
             **UVICORN_OPTIONS,
         )
     ).run()
@@ -164,7 +176,7 @@ def _credentials(args: argparse.Namespace) -> tuple[str, str]:
 def _admin(args: argparse.Namespace) -> Any:
     from licentia.client import AdminSession
 
-    return AdminSession(args.server, *_credentials(args))
+    return AdminSession(args.server, *_credentials(args), tls_fingerprint=args.tls_fingerprint)
 
 
 def cmd_license_add(args: argparse.Namespace) -> int:
@@ -324,7 +336,9 @@ def _set_up(args: argparse.Namespace, path: str, body: dict[str, object]) -> int
     """Send a relationship setup; on refusal, say exactly which access rule is missing where."""
     from licentia.client import AdminSession, LicenseDenied
 
-    session = AdminSession(args.server, str(body["username"]), str(body["password"]))
+    session = AdminSession(
+        args.server, str(body["username"]), str(body["password"]), tls_fingerprint=args.tls_fingerprint
+    )
     try:
         _print(session.request("POST", path, body))
     except LicenseDenied as exc:
@@ -398,6 +412,7 @@ def _client(args: argparse.Namespace) -> Any:
         user=getpass.getuser(),
         application="licentia-cli",
         version=__version__,
+        tls_fingerprint=args.tls_fingerprint,
     )
 
 
@@ -452,6 +467,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"licentia {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def tls_fingerprint_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--tls-fingerprint",
+            default=os.environ.get("LICENTIA_TLS_FINGERPRINT") or None,
+            help="trust the server's HTTPS certificate by this SHA-256 fingerprint (shown on its console) "
+            "instead of the system's CAs; default $LICENTIA_TLS_FINGERPRINT",
+        )
+
     def server_flags(p: argparse.ArgumentParser, default_data: str | None = None) -> None:
         p.add_argument(
             "--data",
@@ -470,6 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
             help="trust licenses signed by this issuer public key (repeatable)",
         )
         p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+        p.add_argument(
+            "--tls",
+            choices=["auto", "off", "files"],
+            help="HTTPS: auto (self-signed certificate in the data directory), files (--tls-cert, --tls-key) "
+            "or off; default off on a loopback address, auto anywhere else",
+        )
+        p.add_argument("--tls-cert", help="PEM certificate (chain) file, with --tls files")
+        p.add_argument("--tls-key", help="PEM private key file, with --tls files")
 
     p = commands.add_parser("serve", help="run a license server")
     server_flags(p)
@@ -489,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def admin_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})")
+        tls_fingerprint_flag(p)
         p.add_argument(
             "--user",
             help="admin user (default $LICENTIA_USER or admin); password from $LICENTIA_PASSWORD or a prompt",
@@ -611,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=DEFAULT_SERVER,
             help=f"server URL, or several separated by commas (default {DEFAULT_SERVER})",
         )
+        tls_fingerprint_flag(p)
 
     p = cli.add_parser("info", help="what the server tells clients about itself")
     client_flags(p)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from licentia.tls import TLS_MODES, effective_mode
+
 
 class ConfigError(ValueError):
     pass
@@ -109,6 +111,9 @@ class Config:
     access_log: bool = False
     console_path: str = "/console"
     sync_batch_rows: int = 5000
+    tls: str = ""  # auto | off | files; empty: off on a loopback address, auto anywhere else
+    tls_cert: str = ""
+    tls_key: str = ""
     alerts: AlertConfig = field(default_factory=AlertConfig)
 
     @property
@@ -119,7 +124,18 @@ class Config:
     def issuers_dir(self) -> Path:
         return self.data_dir / "trusted-issuers"
 
+    @property
+    def tls_mode(self) -> str:
+        """How this server listens: `auto` (a self-signed certificate), `files`, or `off` (plain HTTP)."""
+        return effective_mode(self.tls, self.host)
+
     def validate(self) -> Config:
+        if self.tls not in ("", *TLS_MODES):
+            raise ConfigError("tls must be 'auto', 'off' or 'files'")
+        if self.tls == "files" and not (self.tls_cert and self.tls_key):
+            raise ConfigError("tls = 'files' needs tls_cert and tls_key (PEM files)")
+        if (self.tls_cert or self.tls_key) and self.tls != "files":
+            raise ConfigError("tls_cert and tls_key are used only with tls = 'files'")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be 1-65535, got {self.port}")
         if self.durability not in ("FULL", "NORMAL", "EXTRA"):

@@ -29,11 +29,12 @@ from licentia.alerts.service import AlertService
 from licentia.api.passwords import hash_password
 from licentia.cluster.backup_pair import BackupLink
 from licentia.cluster.heartbeats import HeartbeatCoalescer
+from licentia.cluster.peer_auth import ReplayGuard
 from licentia.cluster.relationship import JournalReplication, Replication
 from licentia.cluster.sealing import load_or_create_peer_key, public_b64
 from licentia.cluster.triad import CHECKPOINT_FILE, CommitFailed, NotActive, TriadConfig, TriadNode
 from licentia.cluster.triad_log import read_checkpoint, write_checkpoint
-from licentia.config import Config
+from licentia.config import Config, ConfigError
 from licentia.core.commands import (
     MAIN_OWNED,
     Command,
@@ -50,6 +51,7 @@ from licentia.grants import GrantSigner
 from licentia.license_file import TrustedIssuers
 from licentia.store.journal import JournalFailure, SqliteJournal
 from licentia.store.private_file import write_private
+from licentia.tls import ServerCertificate
 
 log = logging.getLogger("licentia.server")
 
@@ -65,6 +67,8 @@ class LicenseServer:
         self.state: LicenseState
         self.trusted: TrustedIssuers
         self.server_id = ""
+        self.certificate: ServerCertificate | None = None
+        self.peer_replays = ReplayGuard()  # nonces of the relationship's signed requests seen lately
         self.token_secret = b""
         self.started_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
@@ -109,6 +113,7 @@ class LicenseServer:
         self.token_secret = self._secret_file(data / "token.key")
         self.peer_key = load_or_create_peer_key(data / "peer.key")
         self.grants = GrantSigner.from_file(data / "grant.key", self.server_id)
+        self.certificate = self._certificate()
         self.started_at = self.clock()
         if self.triad_file.exists():
             config = msgspec.json.decode(self.triad_file.read_bytes(), type=TriadConfig)
@@ -123,6 +128,19 @@ class LicenseServer:
             self.replication = self.triad
         if self.state.pair is not None and self.pair_key_file.exists():
             self.backup = BackupLink(self, self.pair_key_file.read_text().strip())
+
+    def _certificate(self) -> ServerCertificate | None:
+        """The certificate this server listens with, or None for plain HTTP (`[server] tls`)."""
+        config = self.config
+        mode = config.tls_mode
+        if mode == "off":
+            return None
+        if mode == "files":
+            try:
+                return ServerCertificate.from_files(Path(config.tls_cert), Path(config.tls_key))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"cannot read the TLS certificate {config.tls_cert}: {exc}") from None
+        return ServerCertificate.self_signed(config.data_dir, config.host)
 
     @property
     def pair_key_file(self) -> Path:
@@ -342,6 +360,7 @@ class LicenseServer:
             "peer_public_key": public_b64(self.peer_key),
             "grant_key_id": self.grants.key_id,
             "grant_public_key": self.grants.public_b64,
+            "tls_fingerprint": self.certificate.fingerprint if self.certificate else None,
             "client_grace_hours": self.state.settings.client_grace_hours,
             "relationship": self._client_view_of_relationship(),
             "heartbeat_interval_s": self.state.settings.heartbeat_interval_s,
@@ -361,7 +380,7 @@ class LicenseServer:
                 "prefer": pair.main.name,
                 "serving": True,
                 "members": [
-                    {"name": m.name, "role": role, "api_url": m.api_url}
+                    {"name": m.name, "role": role, "api_url": m.api_url, "tls_fingerprint": m.tls_fingerprint or None}
                     for role, m in (("main", pair.main), ("backup", pair.backup))
                 ],
             }
@@ -374,7 +393,10 @@ class LicenseServer:
             "me": status["me"],
             "active": status["active"],
             "serving": status["serving"],
-            "members": [{"name": m["name"], "role": m["role"], "api_url": m["api_url"]} for m in status["members"]],
+            "members": [
+                {"name": m.name, "role": m.role, "api_url": m.api_url, "tls_fingerprint": m.tls_fingerprint or None}
+                for m in self.triad.config.members
+            ],
         }
 
     def grant_token(self, kind: str, product: str, client: str) -> dict[str, object]:

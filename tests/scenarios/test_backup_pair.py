@@ -225,7 +225,7 @@ def test_a_server_outside_the_relationship_is_refused(start_pair, start_server):
     assert unsigned.status_code == 403
     assert unsigned.json()["error"]["code"] == "not_in_relationship"
     for sender in ("intruder", "backup"):
-        header = peer_auth.sign("not-the-secret", sender, "POST", "/api/v1/peer/changes", body, time.time())
+        header = peer_auth.sign("not-the-secret", sender, "POST", "/api/v1/peer/changes", body, time.time()).header
         forged = httpx.post(f"{pair.main.url}/api/v1/peer/changes", content=body, headers={peer_auth.HEADER: header})
         assert forged.status_code == 403, sender
     # A server that is not in a pair accepts nothing from the pair's members either.

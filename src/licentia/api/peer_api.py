@@ -6,6 +6,8 @@ the pair: a request without a valid signature from the partner gets 403.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -18,25 +20,51 @@ from licentia.cluster import peer_auth
 from licentia.cluster.backup_pair import BackupLink, PullRequest
 from licentia.core.commands import SwapPairRoles
 
+log = logging.getLogger("licentia.api")
 
-async def _from_partner(request: Request) -> tuple[BackupLink, bytes]:
+
+@dataclass(frozen=True)
+class PeerRequest:
+    """A request proven to come from a member of this server's relationship, for the first time."""
+
+    body: bytes
+    secret: str
+    mac: str
+
+    def answer(self, response: Response) -> Response:
+        """The response, signed so the caller knows it is its partner's answer to this very request."""
+        response.headers[peer_auth.ANSWER_HEADER] = peer_auth.answer_signature(
+            self.secret, self.mac, response.status_code, bytes(response.body)
+        )
+        return response
+
+
+async def _from_partner(request: Request) -> tuple[BackupLink, PeerRequest]:
     """The link, once the request is proven to come from this server's backup partner."""
     server: Any = request.app.state.server
     body = await read_body(request)
     link: BackupLink | None = server.backup
     if link is None:
         raise ApiError("not_in_relationship", "this server is not in a backup pair")
-    _check_signature(request, body, link.secret, link.pair.partner.name, server.now())
-    return link, body
+    return link, _check_signature(request, body, link.secret, link.pair.partner.name, server)
 
 
-def _check_signature(request: Request, body: bytes, secret: str, sender: str, now: float) -> None:
-    """Refuse the request unless its peer header proves `sender` signed exactly it with `secret`."""
-    problem = peer_auth.verify(
-        request.headers.get(peer_auth.HEADER, ""), secret, sender, request.method, request.url.path, body, now
+def _check_signature(request: Request, body: bytes, secret: str, sender: str, server: Any) -> PeerRequest:
+    """Refuse the request unless its peer header proves `sender` signed exactly it with `secret`, once."""
+    verdict = peer_auth.verify(
+        request.headers.get(peer_auth.HEADER, ""),
+        secret,
+        sender,
+        request.method,
+        request.url.path,
+        body,
+        server.now(),
+        server.peer_replays,
     )
-    if problem:
-        raise ApiError("not_in_relationship", problem)
+    if verdict.problem:
+        log.warning("Refused a peer request to %s: %s.", request.url.path, verdict.problem)
+        raise ApiError("not_in_relationship", verdict.problem)
+    return PeerRequest(body, secret, verdict.mac)
 
 
 async def triad_checkpoint(request: Request) -> Response:
@@ -46,36 +74,36 @@ async def triad_checkpoint(request: Request) -> Response:
     node = server.triad
     if node is None:
         raise ApiError("not_in_relationship", "this server is not in a triad")
-    sender = request.headers.get(peer_auth.HEADER, "").split(" ")[0]
+    sender = peer_auth.header_sender(request.headers.get(peer_auth.HEADER, ""))
     if sender not in {m.name for m in node.config.others()}:
         raise ApiError("not_in_relationship", "the request is not signed by another member of this server's triad")
-    _check_signature(request, body, node.config.secret, sender, server.now())
-    return Response(node.checkpoint_bytes(), media_type="application/json")
+    peer = _check_signature(request, body, node.config.secret, sender, server)
+    return peer.answer(Response(node.checkpoint_bytes(), media_type="application/json"))
 
 
 async def changes(request: Request) -> Response:
-    link, body = await _from_partner(request)
-    pull = decode_body(body, PullRequest)
-    return ok(msgspec.to_builtins(await link.answer_pull(pull)))
+    link, peer = await _from_partner(request)
+    pull = decode_body(peer.body, PullRequest)
+    return peer.answer(ok(msgspec.to_builtins(await link.answer_pull(pull))))
 
 
 async def poke(request: Request) -> Response:
-    link, _ = await _from_partner(request)
+    link, peer = await _from_partner(request)
     link.wake()
-    return ok({"syncing": True})
+    return peer.answer(ok({"syncing": True}))
 
 
 async def swap(request: Request) -> Response:
-    link, _ = await _from_partner(request)
+    link, peer = await _from_partner(request)
     outcome = await link.server.execute(SwapPairRoles())
     if not outcome.ok:
         raise ApiError(outcome.code, outcome.message)
-    return ok(outcome.data)
+    return peer.answer(ok(outcome.data))
 
 
 async def leave(request: Request) -> Response:
-    link, _ = await _from_partner(request)
-    return ok({"left": await link.server.leave_backup_pair()})
+    link, peer = await _from_partner(request)
+    return peer.answer(ok({"left": await link.server.leave_backup_pair()}))
 
 
 P = "/api/v1/peer"

@@ -24,6 +24,7 @@ from licentia.cluster.triad import TriadConfig
 from licentia.core.access import RequestOrigin
 from licentia.core.commands import DissolveTriad, FormBackupPair, SharedConfig, SwapPairRoles
 from licentia.core.model import PairMember, TriadMember
+from licentia.tls import normalize_fingerprint
 
 MAX_SEED_BYTES = 64 * 1024 * 1024
 
@@ -44,10 +45,23 @@ async def seed_snapshot(request: Request) -> Response:
 
 def _refusal(exc: SetupRefused) -> Response:
     """A setup refusal, with `problems` saying exactly which access rule is missing on which server."""
-    status = {"access_check_failed": 409, "relationship_exists": 409, "join_failed": 409}.get(exc.code, 422)
-    if exc.code in ("member_unreachable", "member_login_failed"):
+    status = {
+        "access_check_failed": 409,
+        "relationship_exists": 409,
+        "join_failed": 409,
+        "tls_fingerprint_needed": 409,
+    }.get(exc.code, 422)
+    if exc.code in ("member_unreachable", "member_login_failed", "member_certificate_refused"):
         status = 502
     return ok({"error": {"code": exc.code, "message": str(exc), "problems": exc.problems}}, status)
+
+
+def _pinned(fingerprint: str) -> str:
+    """A member's certificate fingerprint as stored and compared (empty: the member speaks plain HTTP)."""
+    try:
+        return normalize_fingerprint(fingerprint) if fingerprint else ""
+    except ValueError as exc:
+        raise ApiError("invalid_relationship", str(exc)) from None
 
 
 def _not_in_relationship(server: Any) -> None:
@@ -84,10 +98,13 @@ async def join_triad(request: Request, body: TriadJoinRequest) -> Response:
         secret = open_sealed(body.sealed_secret, server.peer_key)
     except ValueError as exc:
         raise ApiError("invalid_relationship", str(exc)) from None
+    members = [msgspec.convert(msgspec.to_builtins(m), TriadMember) for m in body.members]
+    for member in members:
+        member.tls_fingerprint = _pinned(member.tls_fingerprint)
     config = TriadConfig(
         name=body.name,
         me=body.me,
-        members=[msgspec.convert(msgspec.to_builtins(m), TriadMember) for m in body.members],
+        members=members,
         secret=secret,
         origin=body.origin,
         active_ttl_s=body.active_ttl_s,
@@ -118,8 +135,10 @@ async def join_backup_pair(request: Request, body: BackupJoinRequest) -> Respons
         config = msgspec.convert(body.config, SharedConfig) if body.config is not None else None
         form = FormBackupPair(
             name=body.name,
-            main=PairMember(body.main.name, body.main.api_url.rstrip("/")),
-            backup=PairMember(body.backup.name, body.backup.api_url.rstrip("/")),
+            main=PairMember(body.main.name, body.main.api_url.rstrip("/"), _pinned(body.main.tls_fingerprint)),
+            backup=PairMember(
+                body.backup.name, body.backup.api_url.rstrip("/"), _pinned(body.backup.tls_fingerprint)
+            ),
             me=body.me,
             interval_s=body.interval_s,
             config=config,
@@ -185,7 +204,7 @@ async def replace_backup(request: Request, body: BackupReplaceRequest) -> Respon
         raise ApiError("owned_by_main", f"replace the backup from the main {pair.main.name} ({pair.main.api_url})")
     setup = {
         "name": pair.name,
-        "main": {"name": pair.main.name, "api_url": pair.main.api_url},
+        "main": {"name": pair.main.name, "api_url": pair.main.api_url, "tls_fingerprint": pair.main.tls_fingerprint},
         "backup": msgspec.to_builtins(body.backup),
         "username": body.username,
         "password": body.password,

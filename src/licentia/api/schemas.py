@@ -77,6 +77,7 @@ class UserRequest(Body):
 
 Url = Annotated[str, msgspec.Meta(min_length=8, max_length=200, pattern=r"^https?://[^\s/]+(:\d+)?/?$")]
 RaftAddress = Annotated[str, msgspec.Meta(min_length=3, max_length=200, pattern=r"^[A-Za-z0-9_.-]+:\d{1,5}$")]
+Fingerprint = Annotated[str, msgspec.Meta(max_length=120, pattern=r"^(sha256:)?[0-9A-Fa-f: ]*$")]
 MemberName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
@@ -85,6 +86,7 @@ class TriadMemberSpec(Body):
     role: Literal["primary", "secondary", "tertiary"]
     api_url: Url
     raft_address: RaftAddress
+    tls_fingerprint: Fingerprint = ""
 
 
 class TriadSetupRequest(Body):
@@ -111,6 +113,7 @@ class TriadJoinRequest(Body):
 class PairMemberSpec(Body):
     name: MemberName
     api_url: Url
+    tls_fingerprint: Fingerprint = ""
 
 
 class BackupSetupRequest(Body):

@@ -26,6 +26,7 @@ from licentia.client.directory import ServerDirectory
 from licentia.client.errors import LicenseDenied, ServerUnavailable
 from licentia.client.policy import GraceTokens, PrintCheckSchedule
 from licentia.grants import unverified_key_id
+from licentia.tls import CertificateRefused, ServerTrust
 
 log = logging.getLogger("licentia.client")
 
@@ -63,6 +64,7 @@ class AsyncLicenseClient:
         clock: Callable[[], float] = time.time,
         on_grace: Callable[[str, float], None] | None = None,
         failover_wait_s: float = 3.0,
+        tls_fingerprint: str | list[str] | None = None,
     ) -> None:
         seeds = [servers] if isinstance(servers, str) else list(servers)
         if not seeds:
@@ -78,7 +80,13 @@ class AsyncLicenseClient:
         self.grace = GraceTokens(self.directory)
         self.schedules: dict[tuple[str, str], PrintCheckSchedule] = {}
         self.leases: dict[str, HeldLease] = {}
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(request_timeout, connect=connect_timeout))
+        pins = [tls_fingerprint] if isinstance(tls_fingerprint, str) else list(tls_fingerprint or [])
+        # HTTPS servers are trusted through the system's CAs, or, given fingerprints, exactly the pinned
+        # certificates (plus those of the members a pinned server names for its relationship).
+        self.trust = ServerTrust(pins)
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(request_timeout, connect=connect_timeout), verify=self.trust.context
+        )
         self._introduced: set[str] = set()
         self._renewer: asyncio.Task[None] | None = None
         # A lease re-established under a new id: the id the application holds -> the one that replaced it.
@@ -104,12 +112,22 @@ class AsyncLicenseClient:
         if url in self._introduced:
             return
         try:
+            await self.trust.prepare(url)
             response = await self._http.get(f"{url}/api/v1/server")
-        except httpx.HTTPError:
+        except (httpx.HTTPError, CertificateRefused):
             return
         if response.status_code == 200:
             self._introduced.add(url)
-            self.directory.learn(url, response.json())
+            self._learn(url, response.json())
+
+    def _learn(self, url: str, info: dict[str, Any]) -> None:
+        """Take in a verified server's answer: its grant key, its relationship, its members' certificates."""
+        relationship = info.get("relationship")
+        if isinstance(relationship, dict):
+            self.trust.pin(
+                str(m["tls_fingerprint"]) for m in relationship.get("members", []) if m.get("tls_fingerprint")
+            )
+        self.directory.learn(url, info)
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         """Send to the server that can process it; while a relationship elects a new active server
@@ -144,9 +162,13 @@ class AsyncLicenseClient:
                 continue
             tried.add(url)
             try:
+                await self.trust.prepare(url)
                 response = await self._http.request(method, f"{url}{path}", json=body)
+            except CertificateRefused as exc:
+                problems.append(str(exc))
+                continue
             except httpx.HTTPError as exc:
-                problems.append(f"{url}: {type(exc).__name__}")
+                problems.append(self.trust.explain(url, exc) or f"{url}: {type(exc).__name__}")
                 if isinstance(exc, httpx.TimeoutException):
                     timed_out[url] = time.monotonic()
                 continue
@@ -212,7 +234,7 @@ class AsyncLicenseClient:
     async def server_info(self) -> dict[str, Any]:
         response = await self._call("GET", "/api/v1/server")
         info = response.json()
-        self.directory.learn(str(response.request.url).split("/api/")[0], info)
+        self._learn(str(response.request.url).split("/api/")[0], info)
         return info
 
     async def print_check(

@@ -27,6 +27,7 @@ import msgspec
 from licentia.cluster import peer_auth
 from licentia.core.commands import MergePeerChanges, PeerUsage, SharedConfig
 from licentia.core.model import BackupPair, Client, PeerCursor, Printer
+from licentia.tls import CertificateRefused, ServerTrust
 
 if TYPE_CHECKING:
     from licentia.server import LicenseServer
@@ -98,7 +99,11 @@ class BackupLink:
         self.since = server.now()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(PEER_TIMEOUT_S, connect=min(1.0, PEER_TIMEOUT_S)))
+        # Over HTTPS the partner is trusted by the certificate fingerprint pinned when the pair was set up.
+        self.trust = ServerTrust([self.pair.partner.tls_fingerprint] if self.pair.partner.tls_fingerprint else [])
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(PEER_TIMEOUT_S, connect=min(1.0, PEER_TIMEOUT_S)), verify=self.trust.context
+        )
         self._sync_lock = asyncio.Lock()
         self._was_connected: bool | None = None
         self._pokes: set[asyncio.Task[None]] = set()
@@ -158,20 +163,29 @@ class BackupLink:
         """A signed POST to the partner; raises PeerUnreachable when it cannot be reached or refuses."""
         pair = self.pair
         data = msgspec.json.encode(body or {})
-        header = peer_auth.sign(self.secret, pair.myself.name, "POST", path, data, self.server.now())
-        url = pair.partner.api_url.rstrip("/") + path
+        signed = peer_auth.sign(self.secret, pair.myself.name, "POST", path, data, self.server.now())
+        base = pair.partner.api_url.rstrip("/")
         try:
+            await self.trust.prepare(base)
             response = await self._http.post(
-                url, content=data, headers={"content-type": "application/json", peer_auth.HEADER: header}
+                base + path, content=data, headers={"content-type": "application/json", peer_auth.HEADER: signed.header}
             )
+        except CertificateRefused as exc:
+            raise PeerUnreachable(f"{pair.partner.name} is refused: {exc}") from None
         except httpx.HTTPError as exc:
-            raise PeerUnreachable(f"{pair.partner.name} ({pair.partner.api_url}) cannot be reached: {exc!r}") from None
+            why = self.trust.explain(base, exc) or repr(exc)
+            raise PeerUnreachable(f"{pair.partner.name} ({pair.partner.api_url}) cannot be reached: {why}") from None
         if response.status_code != 200:
             try:
                 message = response.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = response.text[:200]
             raise PeerUnreachable(f"{pair.partner.name} answered {response.status_code}: {message}")
+        signature = response.headers.get(peer_auth.ANSWER_HEADER, "")
+        if not peer_auth.answer_is_genuine(self.secret, signed, response.status_code, response.content, signature):
+            raise PeerUnreachable(
+                f"the answer from {pair.partner.api_url} is not signed with this pair's secret; it was ignored"
+            )
         return response.json()
 
     async def sync_once(self) -> bool:

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import httpx
 
 from licentia.cluster.sealing import seal
+from licentia.tls import CertificateRefused, ServerTrust, fingerprint, normalize_fingerprint, presented_certificate
 
 
 class SetupRefused(Exception):
@@ -52,8 +53,42 @@ async def _address_of(api_url: str) -> str:
     return str(infos[0][4][0]) if infos else ""
 
 
+async def member_trust(spec: dict[str, Any]) -> ServerTrust:
+    """How to trust a member's HTTPS certificate: the fingerprint the administrator confirmed for it.
+
+    A member on HTTPS without one is refused before anything (no credentials) is sent to it; the refusal
+    names the fingerprint it presents, for the administrator to compare with the one its console shows.
+    """
+    url = spec["api_url"].rstrip("/")
+    if not url.startswith("https:"):
+        return ServerTrust()
+    given = str(spec.get("tls_fingerprint") or "")
+    if given:
+        try:
+            spec["tls_fingerprint"] = normalize_fingerprint(given)
+        except ValueError as exc:
+            raise SetupRefused("invalid_relationship", f"{spec['name']}: {exc}") from None
+        trust = ServerTrust([spec["tls_fingerprint"]])
+        try:
+            await trust.prepare(url)
+        except CertificateRefused as exc:
+            raise SetupRefused("member_certificate_refused", f"{spec['name']}: {exc}") from None
+        return trust
+    try:
+        seen = fingerprint(await presented_certificate(url))
+    except CertificateRefused as exc:
+        raise SetupRefused("member_unreachable", f"{spec['name']} ({url}) cannot be reached: {exc}") from None
+    raise SetupRefused(
+        "tls_fingerprint_needed",
+        f"confirm the HTTPS certificate of {spec['name']} ({url}): it presents SHA-256 fingerprint {seen}; "
+        "compare it with the fingerprint shown on that server's console, then set up again with it",
+        [{"server": spec["name"], "api_url": url, "tls_fingerprint": seen}],
+    )
+
+
 async def open_member(spec: dict[str, Any], username: str, password: str) -> MemberSession:
-    http = httpx.AsyncClient(base_url=spec["api_url"].rstrip("/"), timeout=5.0)
+    trust = await member_trust(spec)
+    http = httpx.AsyncClient(base_url=spec["api_url"].rstrip("/"), timeout=5.0, verify=trust.context)
     try:
         login = await http.post("/api/v1/auth/login", json={"username": username, "password": password})
     except httpx.HTTPError as exc:
@@ -103,6 +138,22 @@ async def checked_members(
     in one) and every member's access rules let the others in; closed on the way out."""
     sessions: list[MemberSession] = []
     try:
+        unconfirmed: list[dict[str, Any]] = []
+        for spec in specs:
+            try:
+                await member_trust(spec)
+            except SetupRefused as exc:
+                if exc.code != "tls_fingerprint_needed":
+                    raise
+                unconfirmed += exc.problems
+        if unconfirmed:
+            raise SetupRefused(
+                "tls_fingerprint_needed",
+                "confirm the HTTPS certificates: "
+                + "; ".join(f"{p['server']} presents {p['tls_fingerprint']}" for p in unconfirmed)
+                + " (compare each with the fingerprint its console shows, then set up again with them)",
+                unconfirmed,
+            )
         for spec in specs:
             sessions.append(await open_member(spec, username, password))
         busy = [s.name for s in sessions if s.info.get("relationship") and s.name != replacing]

@@ -44,6 +44,7 @@ from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActi
 from licentia.core.model import TriadMember
 from licentia.core.state import LicenseState, Outcome
 from licentia.store.journal import usage_rows
+from licentia.tls import CertificateRefused, ServerTrust
 
 if TYPE_CHECKING:
     from licentia.server import LicenseServer
@@ -424,14 +425,28 @@ class TriadNode:
     async def _fetch_peer_checkpoint(self) -> int:
         path = "/api/v1/peer/triad/checkpoint"
         for member in self.config.others():
-            header = peer_auth.sign(self.config.secret, self.config.me, "POST", path, b"", self.server.now())
+            signed = peer_auth.sign(self.config.secret, self.config.me, "POST", path, b"", self.server.now())
+            base = member.api_url.rstrip("/")
+            trust = ServerTrust([member.tls_fingerprint] if member.tls_fingerprint else [])
             try:
-                async with httpx.AsyncClient(timeout=30.0) as http:
-                    answer = await http.post(member.api_url.rstrip("/") + path, headers={peer_auth.HEADER: header})
+                await trust.prepare(base)
+                async with httpx.AsyncClient(timeout=30.0, verify=trust.context) as http:
+                    answer = await http.post(base + path, headers={peer_auth.HEADER: signed.header})
                 if answer.status_code != 200:
                     log.warning("Triad %s: %s refused its checkpoint: %s", self.config.name, member.name, answer.text)
                     continue
+                if not peer_auth.answer_is_genuine(
+                    self.config.secret, signed, 200, answer.content, answer.headers.get(peer_auth.ANSWER_HEADER, "")
+                ):
+                    log.warning(
+                        "Triad %s: the checkpoint from %s is not signed with the triad's secret; it was ignored.",
+                        self.config.name, member.name,
+                    )
+                    continue
                 checkpoint = msgspec.json.decode(answer.content, type=Checkpoint)
+            except CertificateRefused as exc:
+                log.warning("Triad %s: %s is refused: %s", self.config.name, member.name, exc)
+                continue
             except (httpx.HTTPError, msgspec.DecodeError) as exc:
                 log.warning("Triad %s: could not fetch a checkpoint from %s: %s", self.config.name, member.name, exc)
                 continue

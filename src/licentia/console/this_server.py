@@ -36,6 +36,7 @@ async def this_license_server(request: Request, session: ConsoleSession) -> dict
         "default_policy": state.settings.default_access_policy,
         "server_name": state.settings.server_name,
         "server_id": server.server_id,
+        "tls_fingerprint": server.certificate.fingerprint if server.certificate else "",
         "settings": msgspec.to_builtins(state.settings),
         "settings_version": state.settings_version,
         "setting_fields": SETTING_FIELDS,

@@ -169,6 +169,7 @@ class TriadMember(msgspec.Struct, forbid_unknown_fields=True):
     role: TriadRole
     api_url: str
     raft_address: str
+    tls_fingerprint: str = ""  # the SHA-256 fingerprint of its HTTPS certificate, pinned at setup
 
 
 class Triad(msgspec.Struct):
@@ -203,6 +204,7 @@ PairRole = Literal["main", "backup"]
 class PairMember(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     api_url: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    tls_fingerprint: str = ""  # the SHA-256 fingerprint of its HTTPS certificate, pinned at setup
 
 
 class PeerCursor(msgspec.Struct):
