@@ -18,6 +18,8 @@ What it does (see bench/README.md):
     python bench/checkout.py                 # defaults: 16 clients, 15 s per phase (~40 s in all)
     python bench/checkout.py --quick         # CI smoke run: a few seconds per phase
     python bench/checkout.py --concurrency 32 --duration 30
+    python bench/checkout.py --tls           # also a second server over HTTPS (pinned certificate):
+                                             # its ratio to the same echo baseline beside the plain one
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import platform
 import shutil
 import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -362,6 +365,18 @@ async def load(
     return lic, echo_stats, [warm, lic]
 
 
+async def load_tls(args: argparse.Namespace, licentia: tuple[str, int], context: ssl.SSLContext) -> PhaseStats:
+    """Warm up and measure the same license work against a server that answers over HTTPS."""
+    connector = aiohttp.TCPConnector(limit=args.concurrency, ssl=context)
+    timeout = aiohttp.ClientTimeout(total=30)
+    worker = license_worker(licentia[0], printer_pool(args.printers))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        log(f"licentia over HTTPS: warm-up {args.warmup:g}s")
+        await run_phase(session, "licentia tls warm-up", worker, args.concurrency, args.warmup, licentia[1])
+        log(f"licentia over HTTPS: measuring {args.duration:g}s with {args.concurrency} clients")
+        return await run_phase(session, "licentia tls", worker, args.concurrency, args.duration, licentia[1])
+
+
 # -- processes -----------------------------------------------------------------------------------
 
 
@@ -477,6 +492,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", metavar="SVG",
                         help="record the server with py-spy during the measured Licentia phase (slows it down); "
                              ".svg: flame graph, .json: speedscope, else collapsed stacks")
+    parser.add_argument("--tls", action="store_true",
+                        help="also measure a second server that answers over HTTPS (self-signed, pinned)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory and logs")
     args = parser.parse_args(argv)
     if args.duration is None:
@@ -530,6 +547,18 @@ def start_profiler(pid: int, svg: str, seconds: float) -> subprocess.Popen[bytes
     )
 
 
+def tls_figures(tls: dict[str, Any], plain: dict[str, Any], echo: dict[str, Any]) -> dict[str, Any]:
+    """The HTTPS server's figures beside the plain one's, both against the same (plain) echo baseline."""
+    return {
+        "tls_license_ops_per_s": tls["ops_per_s"],
+        "tls_ratio": round(tls["ops_per_s"] / echo["ops_per_s"], 3) if echo["ops_per_s"] else 0.0,
+        "tls_vs_plain": round(tls["ops_per_s"] / plain["ops_per_s"], 3) if plain["ops_per_s"] else 0.0,
+        "tls_p50_ms": tls["p50_ms"],
+        "tls_p99_ms": tls["p99_ms"],
+        "tls": tls,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C so that `finally` stops the child processes.
@@ -537,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="licentia-bench-"))
     data_dir = workdir / "server"
     server: ServerProcess | None = None
+    tls_server: ServerProcess | None = None
     restarted: ServerProcess | None = None
     echo: subprocess.Popen[bytes] | None = None
     profiler: subprocess.Popen[bytes] | None = None
@@ -570,6 +600,18 @@ def main(argv: list[str] | None = None) -> int:
         lic, echo_stats, license_phases = run_event_loop(
             load(args, targets, echo_target, start_py_spy if args.profile else None)
         )
+        tls_stats: PhaseStats | None = None
+        if args.tls:
+            tls_dir = workdir / "server-tls"
+            issuer.trust_in(tls_dir)
+            tls_server = ServerProcess(tls_dir, extra_args=extra, tls=True)
+            tls_server.start()
+            install_licenses(tls_server, issuer, args.seats, args.printer_count)
+            context = tls_server.verify
+            assert isinstance(context, ssl.SSLContext)
+            log(f"licentia over HTTPS pid {tls_server.process.pid} on {tls_server.url}")
+            tls_stats = run_event_loop(load_tls(args, (tls_server.url, tls_server.process.pid), context))
+            stop_process(tls_server.process)
 
         # Kill at once: nothing may reach the server between its last answer and the crash.
         log(f"SIGKILL licentia pid {server.process.pid}")
@@ -584,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"durability: {json.dumps(durability)}")
 
         license_summary, echo_summary = lic.summary(), echo_stats.summary()
-        errors = sum(p.error_total for p in license_phases)
+        errors = sum(p.error_total for p in license_phases) + (tls_stats.error_total if tls_stats else 0)
         for phase in (*license_phases, echo_stats):
             for sample in phase.error_samples:
                 log(f"error sample ({phase.name}): {sample}")
@@ -618,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "license": license_summary,
             "echo": echo_summary,
+            **(tls_figures(tls_stats.summary(), license_summary, echo_summary) if tls_stats else {}),
             "host_busy_before_pct": busy_before,
             "code": code_version(),
             "profiled": bool(args.profile),
@@ -628,7 +671,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result), flush=True)
         return 0 if errors == 0 and durability["durable_check"] else 1
     finally:
-        for process in (server.process if server else None, restarted.process if restarted else None, echo):
+        for process in (server.process if server else None, restarted.process if restarted else None, echo,
+                        tls_server.process if tls_server else None):
             stop_process(process)
         stop_process(profiler, signal.SIGINT)
         if args.keep:

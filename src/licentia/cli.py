@@ -454,6 +454,29 @@ def cmd_client_checkin(args: argparse.Namespace) -> int:
     return _client_call(lambda: client.checkin(args.lease_id))
 
 
+def cmd_client_grant_keys(args: argparse.Namespace) -> int:
+    """Write the relationship's grant keys for applications' `grant_keys_file` (readable, not writable, by users)."""
+    from licentia.client import ServerUnavailable
+
+    client = _client(args)
+    try:
+        document = client.grant_key_document()
+    except ServerUnavailable as exc:
+        print(f"unavailable: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        client.close()
+    text = json.dumps(document, indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+        os.chmod(args.out, 0o644)
+        print(f"wrote {len(document['grant_keys'])} grant key(s) to {args.out}; deploy it read-only with the "
+              "applications and give its path as grant_keys_file (or $LICENTIA_GRANT_KEYS)")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_client_info(args: argparse.Namespace) -> int:
     client = _client(args)
     return _client_call(lambda: client.server_info())
@@ -648,6 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = cli.add_parser("info", help="what the server tells clients about itself")
     client_flags(p)
     p.set_defaults(func=cmd_client_info)
+    p = cli.add_parser(
+        "grant-keys", help="write the servers' grant keys, so applications' grace survives a restart offline"
+    )
+    p.add_argument("--out", help="file to write (default: standard output)")
+    client_flags(p)
+    p.set_defaults(func=cmd_client_grant_keys)
     p = cli.add_parser("print-check", help="ask whether this computer may print to a printer")
     p.add_argument("--product", required=True)
     p.add_argument("--printer", required=True, help="printer name")

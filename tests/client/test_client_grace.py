@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from licentia.client import AsyncLicenseClient, LicenseClient, ServerUnavailable
 from licentia.client.directory import ServerDirectory
+from licentia.client.grant_keys import TrustedGrantKeys
 from licentia.client.policy import GraceTokens
 from licentia.grants import GrantSigner, grant_key_id, read_grant
 
@@ -115,7 +116,7 @@ def test_tampered_foreign_and_unknown_key_tokens_grant_no_grace(server, issuer, 
         genuine = client.aio.directory.grace_tokens[f"print/{PRINTS}"]
         body, signature = genuine.split(".")
         claims = claims_of(genuine)
-        assert claims["kid"] in client.aio.directory.grant_keys
+        assert claims["kid"] in client.aio.trusted_keys.keys
         assert client.grace_left(PRINTS) > 0
 
         def with_claims(**changes) -> str:
@@ -133,7 +134,7 @@ def test_tampered_foreign_and_unknown_key_tokens_grant_no_grace(server, issuer, 
             "signature cut": f"{body}.",
             "not a token": "garbage",
         }
-        assert evil.key_id not in client.aio.directory.grant_keys
+        assert evil.key_id not in client.aio.trusted_keys.keys
 
         server.kill()
         for what, token in bad.items():
@@ -149,36 +150,93 @@ def test_tampered_foreign_and_unknown_key_tokens_grant_no_grace(server, issuer, 
         assert client.print_check(PRINTS, "P1")["offline"] is True, "the genuine token still works"
 
 
-def test_grace_tokens_need_a_known_key_and_the_right_kind_product_and_time(tmp_path):
+def test_grace_tokens_need_a_known_key_this_client_and_the_right_kind_product_time_and_lifetime(tmp_path):
     signer = GrantSigner(Ed25519PrivateKey.generate(), issuer="server-a")
     now = time.time()
-    token = signer.sign({"kind": "print", "product": PRINTS, "sub": "x", "iat": now, "exp": now + HOUR})
-    tokens = GraceTokens(ServerDirectory(["http://127.0.0.1:9"], tmp_path))
-    tokens.keep("print", PRINTS, token)
-    assert tokens.seconds_left("print", PRINTS, {}, now) == 0
-    assert tokens.seconds_left("print", PRINTS, {"0000000000000000": signer.public_raw}, now) == 0
-    keys = {signer.key_id: signer.public_raw}
+    subject = "ws-1/ann/app"
+
+    def token(**changes) -> str:
+        claims = {"kind": "print", "product": PRINTS, "sub": subject, "iat": now, "exp": now + HOUR, **changes}
+        return signer.sign(claims)
+
+    tokens = GraceTokens(ServerDirectory(["http://127.0.0.1:9"], tmp_path), subject)
+    tokens.keep("print", PRINTS, token())
+    assert tokens.seconds_left("print", PRINTS, TrustedGrantKeys(), now) == 0
+    assert tokens.seconds_left("print", PRINTS, TrustedGrantKeys({"0000000000000000": signer.public_raw}), now) == 0
+    trusted = TrustedGrantKeys({signer.key_id: signer.public_raw})
     assert signer.key_id == grant_key_id(signer.public_raw)
-    assert HOUR - 1 < tokens.seconds_left("print", PRINTS, keys, now) <= HOUR
-    assert tokens.seconds_left("print", PRINTS, keys, now + HOUR) == 0, "expired at exp"
-    assert tokens.seconds_left("print", "Other", keys, now) == 0
-    assert tokens.seconds_left("seat", PRINTS, keys, now) == 0
-    assert read_grant(token, keys)["product"] == PRINTS
+    assert HOUR - 1 < tokens.seconds_left("print", PRINTS, trusted, now) <= HOUR
+    assert tokens.seconds_left("print", PRINTS, trusted, now + HOUR) == 0, "expired at exp"
+    assert tokens.seconds_left("print", "Other", trusted, now) == 0
+    assert tokens.seconds_left("seat", PRINTS, trusted, now) == 0
+    assert read_grant(token(), trusted.keys)["product"] == PRINTS
+    # Issued to another computer or user: copied here, it grants nothing.
+    tokens.keep("print", PRINTS, token(sub="ws-2/bob/app"))
+    assert tokens.seconds_left("print", PRINTS, trusted, now) == 0
+    # Longer-lived than the relationship's grace (72 h unless a server or the key file says otherwise).
+    tokens.keep("print", PRINTS, token(exp=now + 100 * HOUR))
+    assert tokens.seconds_left("print", PRINTS, trusted, now) == 0
+    trusted.grace_hours = 168
+    assert tokens.seconds_left("print", PRINTS, trusted, now) > 99 * HOUR
 
 
-def test_grace_survives_an_application_restart_while_no_server_is_reachable(server, issuer, tmp_path):
+def test_grace_survives_an_application_restart_offline_with_the_deployed_grant_key_file(server, issuer, tmp_path):
+    install_licenses(server, issuer)
+    keys_file = tmp_path / "grant-keys.json"
+    with LicenseClient(server.url, cache_dir=tmp_path / "cache", **IDENTITY) as client:
+        client.print_check(PRINTS, "P1")
+        keys_file.write_text(json.dumps(client.grant_key_document()))
+    server.kill()
+    with LicenseClient(server.url, cache_dir=tmp_path / "cache", grant_keys_file=keys_file, **IDENTITY) as restarted:
+        answer = restarted.print_check(PRINTS, "P1")
+        assert answer["offline"] is True and answer["grace_seconds_left"] > 71 * HOUR
+    # Without the deployed file, nothing in the user-writable cache is trusted to judge the token.
+    with (
+        LicenseClient(server.url, cache_dir=tmp_path / "cache", **IDENTITY) as unconfigured,
+        pytest.raises(ServerUnavailable),
+    ):
+        unconfigured.print_check(PRINTS, "P1")
+
+
+def test_a_key_and_token_forged_into_the_cache_grant_no_grace(server, issuer, tmp_path):
+    """The review's finding: a forged key added to the cache file gave 87,600 hours of grace."""
     install_licenses(server, issuer)
     with LicenseClient(server.url, cache_dir=tmp_path / "cache", **IDENTITY) as client:
         client.print_check(PRINTS, "P1")
+        cache = client.aio.directory.path
     server.kill()
+    forger = GrantSigner(Ed25519PrivateKey.generate(), issuer="forged")
+    now = time.time()
+    subject = f"{IDENTITY['host']}/{IDENTITY['user']}/{IDENTITY['application']}"
+    forged = forger.sign({"kind": "print", "product": PRINTS, "sub": subject, "iat": now, "exp": now + 87_600 * HOUR})
+    data = json.loads(cache.read_text())
+    data["grant_keys"] = {forger.key_id: base64.b64encode(forger.public_raw).decode()}
+    data["grace_tokens"][f"print/{PRINTS}"] = forged
+    cache.write_text(json.dumps(data))
     with LicenseClient(server.url, cache_dir=tmp_path / "cache", **IDENTITY) as restarted:
-        answer = restarted.print_check(PRINTS, "P1")
-        assert answer["offline"] is True and answer["grace_seconds_left"] > 71 * HOUR
+        assert restarted.grace_left(PRINTS) == 0
+        with pytest.raises(ServerUnavailable):
+            restarted.print_check(PRINTS, "P1")
 
 
-def test_a_grant_key_whose_id_does_not_match_the_key_is_not_trusted(tmp_path):
-    directory = ServerDirectory(["http://127.0.0.1:9"], tmp_path)
+def test_a_token_copied_from_another_computer_grants_no_grace(server, issuer, tmp_path):
+    install_licenses(server, issuer)
+    with LicenseClient(server.url, cache_dir=tmp_path / "theirs", host="ws-2", user="bob",
+                       application=IDENTITY["application"]) as other:
+        other.print_check(PRINTS, "P1")
+        copied = other.aio.directory.grace_tokens[f"print/{PRINTS}"]
+    with LicenseClient(server.url, cache_dir=tmp_path / "mine", **IDENTITY) as client:
+        client.server_info()  # this client reached the server and trusts its key
+        client.aio.grace.keep("print", PRINTS, copied)
+        server.kill()
+        assert client.grace_left(PRINTS) == 0
+        with pytest.raises(ServerUnavailable):
+            client.print_check(PRINTS, "P1")
+
+
+def test_a_grant_key_whose_id_does_not_match_the_key_is_not_trusted():
+    trusted = TrustedGrantKeys()
     impostor = GrantSigner(Ed25519PrivateKey.generate(), issuer="x")
-    directory.learn("http://127.0.0.1:9", {"grant_key_id": "0123456789abcdef",
-                                           "grant_public_key": base64.b64encode(impostor.public_raw).decode()})
-    assert directory.grant_keys == {}
+    trusted.learn({"grant_key_id": "0123456789abcdef",
+                   "grant_public_key": base64.b64encode(impostor.public_raw).decode()})
+    assert trusted.keys == {}

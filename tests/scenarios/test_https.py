@@ -80,15 +80,19 @@ def test_sdk_pinned_to_the_fingerprint_works_and_refuses_a_replaced_certificate(
     with LicenseClient(tls_server.url, tls_fingerprint=tls_server.fingerprint, cache_dir=tmp_path / "c1",
                        host="ws-1", user="ann") as client:
         assert client.checkout("CADStudio")["lease_id"]
-    with LicenseClient(tls_server.url, cache_dir=tmp_path / "c2", host="ws-1", user="ann") as unpinned:
-        with pytest.raises(ServerUnavailable, match="not signed by a certificate authority"):
-            unpinned.checkout("CADStudio")
+    with (
+        LicenseClient(tls_server.url, cache_dir=tmp_path / "c2", host="ws-1", user="ann") as unpinned,
+        pytest.raises(ServerUnavailable, match="not signed by a certificate authority"),
+    ):
+        unpinned.checkout("CADStudio")
     old = tls_server.fingerprint
     _new_certificate(tls_server)
     assert tls_server.fingerprint != old
-    with LicenseClient(tls_server.url, tls_fingerprint=old, cache_dir=tmp_path / "c3", host="ws-1") as client:
-        with pytest.raises(ServerUnavailable, match="not the pinned one"):
-            client.checkout("CADStudio")
+    with (
+        LicenseClient(tls_server.url, tls_fingerprint=old, cache_dir=tmp_path / "c3", host="ws-1") as client,
+        pytest.raises(ServerUnavailable, match="not the pinned one"),
+    ):
+        client.checkout("CADStudio")
 
 
 def test_cli_checks_the_certificate_by_fingerprint(tls_server):

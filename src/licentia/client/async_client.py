@@ -24,6 +24,7 @@ import httpx
 
 from licentia.client.directory import ServerDirectory
 from licentia.client.errors import LicenseDenied, ServerUnavailable
+from licentia.client.grant_keys import TrustedGrantKeys
 from licentia.client.policy import GraceTokens, PrintCheckSchedule
 from licentia.grants import unverified_key_id
 from licentia.tls import CertificateRefused, ServerTrust
@@ -65,6 +66,7 @@ class AsyncLicenseClient:
         on_grace: Callable[[str, float], None] | None = None,
         failover_wait_s: float = 3.0,
         tls_fingerprint: str | list[str] | None = None,
+        grant_keys_file: Path | str | None = None,
     ) -> None:
         seeds = [servers] if isinstance(servers, str) else list(servers)
         if not seeds:
@@ -77,7 +79,10 @@ class AsyncLicenseClient:
         self.failover_wait_s = failover_wait_s
         self.request_timeout = request_timeout
         self._last_grace_warning: dict[str, float] = {}
-        self.grace = GraceTokens(self.directory)
+        # Grace is judged with keys from a file the administrator deployed (grant_keys_file or
+        # $LICENTIA_GRANT_KEYS) and those of servers reached in this run, never keys from the cache.
+        self.trusted_keys = TrustedGrantKeys.configured(grant_keys_file)
+        self.grace = GraceTokens(self.directory, f"{host}/{user}/{application}")
         self.schedules: dict[tuple[str, str], PrintCheckSchedule] = {}
         self.leases: dict[str, HeldLease] = {}
         pins = [tls_fingerprint] if isinstance(tls_fingerprint, str) else list(tls_fingerprint or [])
@@ -127,6 +132,7 @@ class AsyncLicenseClient:
             self.trust.pin(
                 str(m["tls_fingerprint"]) for m in relationship.get("members", []) if m.get("tls_fingerprint")
             )
+        self.trusted_keys.learn(info)
         self.directory.learn(url, info)
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
@@ -204,14 +210,14 @@ class AsyncLicenseClient:
         token = (data.get("grant") or {}).get("token")
         if not token:
             return
-        if unverified_key_id(token) not in self.directory.grant_keys and self.directory.active:
+        if unverified_key_id(token) not in self.trusted_keys.keys and self.directory.active:
             self._introduced.discard(self.directory.active)
             await self._introduce(self.directory.active)
         self.grace.keep(kind, product, token)
 
     def grace_left(self, product: str, kind: str = "print") -> float:
         """Seconds of connectivity grace left for `product` (0 when there is no valid token)."""
-        return self.grace.seconds_left(kind, product, self.directory.grant_keys, self.clock())
+        return self.grace.seconds_left(kind, product, self.trusted_keys, self.clock())
 
     def _offline(self, kind: str, product: str, cause: ServerUnavailable) -> dict[str, Any]:
         left = self.grace_left(product, kind)
@@ -230,6 +236,15 @@ class AsyncLicenseClient:
         return {"granted": True, "offline": True, "grace_seconds_left": left}
 
     # -- requests -------------------------------------------------------------------------------
+
+    async def grant_key_document(self) -> dict[str, Any]:
+        """The grant keys of every member of the server's relationship, for an administrator to deploy
+        with applications (`grant_keys_file`) so their grace survives a restart while offline."""
+        await self.server_info()
+        for url in self.directory.members:
+            self._introduced.discard(url)
+            await self._introduce(url)
+        return self.trusted_keys.document()
 
     async def server_info(self) -> dict[str, Any]:
         response = await self._call("GET", "/api/v1/server")

@@ -1,14 +1,14 @@
-"""The servers a client knows, which one to try first, and the grant keys it trusts; cached on disk.
+"""The servers a client knows and which one to try first; cached on disk with the last grace tokens.
 
 A client is given one or more addresses. The first server that answers tells it
 the members of its relationship and which one is active; the client keeps that
-list (and the servers' grant-token keys) in a small JSON file, so an
-application restarted while its first server is down still finds the others.
+list in a small JSON file, so an application restarted while its first server is
+down still finds the others. The keys that judge grace tokens are not kept here:
+the user can write this file (see `grant_keys`).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -16,8 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-from licentia.grants import grant_key_id
 
 RETURN_PROBE_S = 2.0
 
@@ -33,7 +31,6 @@ class ServerDirectory:
         self.path = (cache_dir or default_cache_dir()) / f"servers-{digest}.json"
         self.members: list[str] = []
         self.active: str | None = None
-        self.grant_keys: dict[str, bytes] = {}
         self.grace_tokens: dict[str, str] = {}
         self.relationship: str | None = None
         # In a backup pair the main is preferred: after a failover to the backup, the client tries the main
@@ -51,7 +48,6 @@ class ServerDirectory:
         self.active = data.get("active")
         self.relationship = data.get("relationship")
         self.preferred = data.get("preferred")
-        self.grant_keys = {kid: base64.b64decode(raw) for kid, raw in data.get("grant_keys", {}).items()}
         self.grace_tokens = {str(k): str(v) for k, v in data.get("grace_tokens", {}).items()}
 
     def save(self) -> None:
@@ -60,7 +56,6 @@ class ServerDirectory:
             "active": self.active,
             "relationship": self.relationship,
             "preferred": self.preferred,
-            "grant_keys": {kid: base64.b64encode(raw).decode() for kid, raw in self.grant_keys.items()},
             "grace_tokens": self.grace_tokens,
         }
         try:
@@ -97,14 +92,8 @@ class ServerDirectory:
             self.save()
 
     def learn(self, url: str, info: dict[str, Any]) -> None:
-        """Take in what `/api/v1/server` at `url` said: its grant key and its relationship."""
+        """Take in what `/api/v1/server` at `url` said about its relationship."""
         changed = False
-        kid, raw = info.get("grant_key_id"), info.get("grant_public_key")
-        if isinstance(kid, str) and isinstance(raw, str) and kid not in self.grant_keys:
-            key = base64.b64decode(raw)
-            if grant_key_id(key) == kid:
-                self.grant_keys[kid] = key
-                changed = True
         relationship = info.get("relationship")
         if isinstance(relationship, dict):
             members = [str(m["api_url"]).rstrip("/") for m in relationship.get("members", []) if "api_url" in m]

@@ -54,6 +54,9 @@ class LicenseClient:
     def server_info(self) -> dict[str, Any]:
         return self._run(self._async.server_info())
 
+    def grant_key_document(self) -> dict[str, Any]:
+        return self._run(self._async.grant_key_document())
+
     def print_check(self, product: str, printer: str, **where: str) -> dict[str, Any]:
         return self._run(self._async.print_check(product, printer, **where))
 

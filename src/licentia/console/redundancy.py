@@ -31,6 +31,7 @@ async def redundancy(request: Request, session: ConsoleSession) -> dict[str, Any
         "relationship_json": json.dumps(status),
         # Prefilled as this server's member name only when the API would accept it.
         "member_name": name if MEMBER_NAME.match(name) else "",
+        "tls_fingerprint": server.certificate.fingerprint if server.certificate else "",
         "can_setup": can(session, "admin"),
         "can_sync": can(session, "manager"),
     }

@@ -45,9 +45,43 @@
     unchecked: ["–", "Not checked", "check-unknown"],
   };
 
+  // Servers on HTTPS whose certificate the administrator has not confirmed yet: the API names the
+  // fingerprint each presents (nothing, no password, was sent to them). The administrator compares each
+  // with the one on that server's This License Server page and ticks it; the next check pins them.
+  const renderCertificates = (problems, confirmed) => {
+    const nodes = [make("h4", "Certificates")];
+    nodes.push(make("p", "These servers answer over HTTPS with their own certificates. Compare each fingerprint " +
+      "with the one shown under Connection security on that server's This License Server page, tick it if it " +
+      "matches, then check again. Do not tick one that differs: something else answers at that address.",
+      "check-summary"));
+    const list = make("ul", undefined, "check-list certificate-list");
+    problems.forEach((problem, index) => {
+      const item = make("li");
+      item.dataset.server = problem.server;
+      const input = make("input");
+      Object.assign(input, { type: "checkbox", id: `wizard-cert-${index}` });
+      input.checked = confirmed.get(problem.api_url) === problem.tls_fingerprint;
+      input.addEventListener("change", () => {
+        if (input.checked) confirmed.set(problem.api_url, problem.tls_fingerprint);
+        else confirmed.delete(problem.api_url);
+      });
+      const label = make("label");
+      label.htmlFor = input.id;
+      label.append(make("strong", problem.server), ` (${problem.api_url}) presents `,
+        make("code", problem.tls_fingerprint), " — it matches the fingerprint on its console");
+      item.append(input, " ", label);
+      list.append(item);
+    });
+    nodes.push(list);
+    return nodes;
+  };
+
   // The check's outcome: a line per server, then the missing access rules as the API lists them.
-  const renderCheck = (servers, outcome) => {
+  const renderCheck = (servers, outcome, confirmed) => {
     const nodes = [];
+    if (outcome.error?.code === "tls_fingerprint_needed") {
+      nodes.push(...renderCertificates(outcome.error.problems, confirmed));
+    }
     nodes.push(make("h4", "Connection"));
     const list = make("ul", undefined, "check-list");
     connectivity(servers, outcome).forEach((reach, index) => {
@@ -98,7 +132,7 @@
     } else {
       nodes.push(make("p", "Not checked: the servers must be reached first.", "check-unknown"));
     }
-    if (error && !rules.length) {
+    if (error && !rules.length && error.code !== "tls_fingerprint_needed") {
       const message = make("p", error.message, "form-message is-error");
       message.setAttribute("role", "alert");
       nodes.push(message);
@@ -120,6 +154,7 @@
         [...this.dialog.querySelectorAll("[data-action]")].map((button) => [button.dataset.action, button]));
       this.checkButton = this.dialog.querySelector("#wizard-check");
       this.passed = null; // the signature of the setup that last passed the check
+      this.confirmed = new Map(); // api_url -> the certificate fingerprint the administrator confirmed
       this.checked = false;
       this.succeeded = false;
       this.busy = false;
@@ -140,18 +175,27 @@
     members() {
       const e = this.elements;
       if (this.kind === "backup") {
-        const self = { name: e.self_name.value.trim(), api_url: trimUrl(e.self_url.value) };
-        const other = { name: e.other_name.value.trim(), api_url: trimUrl(e.other_url.value) };
+        const self = this.pinned({ name: e.self_name.value.trim(), api_url: trimUrl(e.self_url.value) });
+        const other = this.pinned({ name: e.other_name.value.trim(), api_url: trimUrl(e.other_url.value) });
         const main = e.my_role.value === "main" ? self : other;
         const backup = main === self ? other : self;
         return [{ ...main, role: "main" }, { ...backup, role: "backup" }];
       }
-      return [0, 1, 2].map((i) => ({
+      return [0, 1, 2].map((i) => this.pinned({
         name: e[`member_name_${i}`].value.trim(),
         role: e[`member_role_${i}`].value,
         api_url: trimUrl(e[`member_url_${i}`].value),
         raft_address: e[`member_raft_${i}`].value.trim(),
       }));
+    }
+
+    // A member with the certificate fingerprint to pin: this server's own (this page came over it), or
+    // one the administrator confirmed in the check step.
+    pinned(member) {
+      const own = this.root.dataset.tlsFingerprint;
+      const fingerprint = member.api_url === trimUrl(window.location.origin) && own
+        ? own : this.confirmed.get(member.api_url);
+      return fingerprint && member.api_url.startsWith("https:") ? { ...member, tls_fingerprint: fingerprint } : member;
     }
 
     // The setup request without credentials: what the check vouches for.
@@ -162,8 +206,8 @@
         const [main, backup] = members;
         return {
           name: e.name.value.trim(),
-          main: { name: main.name, api_url: main.api_url },
-          backup: { name: backup.name, api_url: backup.api_url },
+          main: { name: main.name, api_url: main.api_url, tls_fingerprint: main.tls_fingerprint },
+          backup: { name: backup.name, api_url: backup.api_url, tls_fingerprint: backup.tls_fingerprint },
           interval_s: Number(e.interval_s.value),
           settings_from: e.settings_from.value || "main",
         };
@@ -291,7 +335,7 @@
         this.checked = true;
         this.passed = outcome.error ? null : this.signature();
         result.dataset.outcome = outcome.error ? outcome.error.code : "passed";
-        result.replaceChildren(...renderCheck(servers, outcome));
+        result.replaceChildren(...renderCheck(servers, outcome, this.confirmed));
       });
       result.removeAttribute("aria-busy");
       this.checkButton.textContent = "Check again";
@@ -334,6 +378,7 @@
       for (const member of this.members()) {
         const where = member.raft_address ? `${member.api_url}, Raft ${member.raft_address}` : member.api_url;
         rows.push([member.role[0].toUpperCase() + member.role.slice(1), `${member.name} (${where})`]);
+        if (member.tls_fingerprint) rows.push([`Certificate of ${member.name}`, member.tls_fingerprint]);
       }
       if (this.kind === "backup") {
         const from = setup.settings_from === "main" ? setup.main.name : setup.backup.name;
@@ -362,7 +407,7 @@
         result.dataset.outcome = outcome.error ? outcome.error.code : "done";
         if (outcome.error) {
           result.replaceChildren(make("p", "The relationship was not set up.", "check-bad check-summary"),
-            ...renderCheck(servers, outcome));
+            ...renderCheck(servers, outcome, this.confirmed));
         } else {
           this.elements.password.value = "";
           result.replaceChildren(...this.success(outcome.answer, setup));
@@ -400,6 +445,7 @@
       this.form.reset();
       this.prefill();
       this.passed = null;
+      this.confirmed.clear();
       this.checked = false;
       this.succeeded = false;
       this.dialog.querySelector("#wizard-check-result").replaceChildren();
