@@ -212,8 +212,9 @@ class TriadCluster:
     """Three `licentia serve` processes joined in a triad through the setup API of the first one."""
 
     def __init__(self, base_dir: Path, issuer: Issuer | None = None, name: str = "T1",
-                 active_ttl_s: float = 0.8, netns: NetnsLab | None = None) -> None:
-        """With `netns`, each member runs in its own network namespace of that lab, on the lab's address."""
+                 active_ttl_s: float = 0.8, netns: NetnsLab | None = None, tls: bool = False) -> None:
+        """With `netns`, each member runs in its own network namespace of that lab, on the lab's address;
+        with `tls`, every member answers over HTTPS and the setup pins each one's certificate."""
         self.name = name
         self.active_ttl_s = active_ttl_s
         self.servers: dict[str, ServerProcess] = {}
@@ -223,7 +224,7 @@ class TriadCluster:
             if issuer is not None:
                 issuer.trust_in(data_dir)
             if netns is None:
-                self.servers[role] = ServerProcess(data_dir)
+                self.servers[role] = ServerProcess(data_dir, tls=tls)
             else:
                 self.servers[role] = ServerProcess(data_dir, port=8470, host=netns.ip(role),
                                                    wrapper=netns.wrapper(role))
@@ -232,7 +233,8 @@ class TriadCluster:
     def member_specs(self) -> list[dict[str, Any]]:
         return [
             {"name": role, "role": role, "api_url": server.url,
-             "raft_address": f"{server.host}:{self.raft_ports[role]}"}
+             "raft_address": f"{server.host}:{self.raft_ports[role]}",
+             **({"tls_fingerprint": server.fingerprint} if server.tls else {})}
             for role, server in self.servers.items()
         ]
 
@@ -251,7 +253,7 @@ class TriadCluster:
     def status(self, role: str) -> dict[str, Any]:
         server = self.servers[role]
         return httpx.get(f"{server.url}/api/v1/admin/relationship", auth=("admin", ADMIN_PASSWORD),
-                         timeout=2).json()
+                         timeout=2, verify=server.verify).json()
 
     def active(self) -> str | None:
         """The member that says it serves now, asking each live member."""
@@ -259,8 +261,8 @@ class TriadCluster:
             if server.process is None or server.process.poll() is not None:
                 continue
             try:
-                info = httpx.get(f"{server.url}/api/v1/server", timeout=0.5).json()
-            except httpx.HTTPError:
+                info = httpx.get(f"{server.url}/api/v1/server", timeout=0.5, verify=server.verify).json()
+            except (httpx.HTTPError, OSError, CertificateRefused):
                 continue
             relationship = info.get("relationship") or {}
             if relationship.get("serving"):

@@ -172,21 +172,34 @@ class ServerTrust:
 
     `context` is given to the HTTP client (httpx `verify=`). With pins, call `prepare(url)` (or
     `prepare_sync`) before the first request to a server: it looks at the certificate the server
-    presents, refuses it unless its fingerprint is pinned, and adds it to the certificates the context
-    trusts. Fingerprints learned later from a verified server (its relationship's members) can be added
-    with `pin`.
+    presents, refuses it unless its fingerprint is pinned, and makes a new `context` that also trusts
+    it (`generation` counts the contexts made; a client rebuilds its HTTP client when it changes).
+    Fingerprints learned later from a verified server (its relationship's members) can be added with
+    `pin`.
     """
 
     def __init__(self, fingerprints: Iterable[str] = ()) -> None:
         self.pins: set[str] = {normalize_fingerprint(f) for f in fingerprints if f}
         self._prepared: set[tuple[str, int]] = set()
-        if self.pins:
-            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-            self.context.check_hostname = False  # the fingerprint is the identity
-            self.context.verify_mode = ssl.CERT_REQUIRED
-        else:
-            self.context = ssl.create_default_context()
+        self._accepted: list[bytes] = []
+        # Bumped whenever `context` is replaced: OpenSSL does not apply certificates added to a context
+        # that has already made connections, so a new certificate means a new context (and HTTP client).
+        self.generation = 0
+        self.context = self._new_context()
+
+    def _new_context(self) -> ssl.SSLContext:
+        if not self.pins:
+            return ssl.create_default_context()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = False  # the fingerprint is the identity
+        context.verify_mode = ssl.CERT_REQUIRED
+        # The pinned certificates themselves are the trust anchors, whoever issued them (a self-signed one,
+        # or a leaf from the site's CA given with `tls = "files"`), even when several carry the same name.
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        for der in self._accepted:
+            context.load_verify_locations(cadata=der)
+        return context
 
     @property
     def pinned(self) -> bool:
@@ -206,7 +219,10 @@ class ServerTrust:
                 f"the pinned one ({pinned}); if the server's certificate was replaced on purpose, pin the "
                 "new fingerprint shown on its console"
             )
-        self.context.load_verify_locations(cadata=der)
+        if der not in self._accepted:
+            self._accepted.append(der)
+            self.context = self._new_context()
+            self.generation += 1
         self._prepared.add(_endpoint(url))
 
     async def prepare(self, url: str) -> None:

@@ -11,7 +11,16 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import ADMIN_PASSWORD, BackupPairProcesses, Issuer, ServerProcess, free_port, install_licenses, wait_for
+from harness import (
+    ADMIN_PASSWORD,
+    BackupPairProcesses,
+    Issuer,
+    ServerProcess,
+    TriadCluster,
+    free_port,
+    install_licenses,
+    wait_for,
+)
 
 from licentia.client import LicenseClient, ServerUnavailable
 from licentia.cluster import peer_auth
@@ -175,3 +184,28 @@ def test_a_captured_peer_request_is_refused_when_played_again_and_answers_are_si
     assert odd.status_code == 403
     assert odd.json()["error"]["code"] == "not_in_relationship"
     wait_for(lambda: _synchronized(tls_pair.status("main")), 15, "the pair to stay synchronized")
+
+
+def test_a_triad_over_https_pins_its_members_and_a_pinned_client_fails_over_to_the_learned_ones(
+    tmp_path: Path, issuer: Issuer
+):
+    cluster = TriadCluster(tmp_path / "triad", issuer, tls=True)
+    try:
+        cluster.start()
+        primary, secondary = cluster.servers["primary"], cluster.servers["secondary"]
+        with primary.admin() as admin:
+            answer = admin.post("/api/v1/admin/licenses", content=issuer.license_bytes(unit="seats", product="CAD"),
+                                headers={"Content-Type": "application/json"})
+            assert answer.status_code == 201, answer.text
+        # The client is given the primary and its fingerprint only; the others' come from the triad.
+        with LicenseClient(primary.url, tls_fingerprint=primary.fingerprint, cache_dir=tmp_path / "cache",
+                           host="ws-1", user="ann") as client:
+            lease = client.checkout("CAD")
+            assert client.aio.trust.pins == {m.fingerprint for m in cluster.servers.values()}
+            primary.kill()
+            cluster.wait_active("secondary")
+            renewed = client.heartbeat(lease["lease_id"])
+            assert lease["lease_id"] in renewed["renewed"]
+            assert client.aio.directory.active == secondary.url
+    finally:
+        cluster.stop()

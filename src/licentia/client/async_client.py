@@ -89,9 +89,10 @@ class AsyncLicenseClient:
         # HTTPS servers are trusted through the system's CAs, or, given fingerprints, exactly the pinned
         # certificates (plus those of the members a pinned server names for its relationship).
         self.trust = ServerTrust(pins)
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(request_timeout, connect=connect_timeout), verify=self.trust.context
-        )
+        self._timeout = httpx.Timeout(request_timeout, connect=connect_timeout)
+        self._http = httpx.AsyncClient(timeout=self._timeout, verify=self.trust.context)
+        self._http_generation = self.trust.generation
+        self._retired: list[httpx.AsyncClient] = []
         self._introduced: set[str] = set()
         self._renewer: asyncio.Task[None] | None = None
         # A lease re-established under a new id: the id the application holds -> the one that replaced it.
@@ -103,6 +104,8 @@ class AsyncLicenseClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
         await self._http.aclose()
+        for http in self._retired:
+            await http.aclose()
 
     async def __aenter__(self) -> AsyncLicenseClient:
         return self
@@ -112,13 +115,21 @@ class AsyncLicenseClient:
 
     # -- finding a server -----------------------------------------------------------------------
 
+    def _client(self) -> httpx.AsyncClient:
+        """The HTTP client for the certificates trusted now (a new one once another member's is pinned)."""
+        if self._http_generation != self.trust.generation:
+            self._retired.append(self._http)  # requests in flight finish on it; closed with the client
+            self._http = httpx.AsyncClient(timeout=self._timeout, verify=self.trust.context)
+            self._http_generation = self.trust.generation
+        return self._http
+
     async def _introduce(self, url: str) -> None:
         """Learn a server's relationship and grant key the first time it answers."""
         if url in self._introduced:
             return
         try:
             await self.trust.prepare(url)
-            response = await self._http.get(f"{url}/api/v1/server")
+            response = await self._client().get(f"{url}/api/v1/server")
         except (httpx.HTTPError, CertificateRefused):
             return
         if response.status_code == 200:
@@ -169,7 +180,7 @@ class AsyncLicenseClient:
             tried.add(url)
             try:
                 await self.trust.prepare(url)
-                response = await self._http.request(method, f"{url}{path}", json=body)
+                response = await self._client().request(method, f"{url}{path}", json=body)
             except CertificateRefused as exc:
                 problems.append(str(exc))
                 continue

@@ -101,9 +101,9 @@ class BackupLink:
         self._task: asyncio.Task[None] | None = None
         # Over HTTPS the partner is trusted by the certificate fingerprint pinned when the pair was set up.
         self.trust = ServerTrust([self.pair.partner.tls_fingerprint] if self.pair.partner.tls_fingerprint else [])
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(PEER_TIMEOUT_S, connect=min(1.0, PEER_TIMEOUT_S)), verify=self.trust.context
-        )
+        self._http: httpx.AsyncClient | None = None  # made once the partner's certificate is checked
+        self._http_generation = -1
+        self._retired: list[httpx.AsyncClient] = []
         self._sync_lock = asyncio.Lock()
         self._was_connected: bool | None = None
         self._pokes: set[asyncio.Task[None]] = set()
@@ -129,7 +129,9 @@ class BackupLink:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._http.aclose()
+        for http in (self._http, *self._retired):
+            if http is not None:
+                await http.aclose()
 
     def wake(self) -> None:
         """Synchronize now instead of at the next interval."""
@@ -159,6 +161,17 @@ class BackupLink:
 
     # -- talking to the partner -----------------------------------------------------------------
 
+    def _client(self) -> httpx.AsyncClient:
+        """The HTTP client to the partner, trusting the certificate checked against the pinned fingerprint."""
+        if self._http is None or self._http_generation != self.trust.generation:
+            if self._http is not None:
+                self._retired.append(self._http)
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(PEER_TIMEOUT_S, connect=min(1.0, PEER_TIMEOUT_S)), verify=self.trust.context
+            )
+            self._http_generation = self.trust.generation
+        return self._http
+
     async def call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """A signed POST to the partner; raises PeerUnreachable when it cannot be reached or refuses."""
         pair = self.pair
@@ -167,7 +180,7 @@ class BackupLink:
         base = pair.partner.api_url.rstrip("/")
         try:
             await self.trust.prepare(base)
-            response = await self._http.post(
+            response = await self._client().post(
                 base + path, content=data, headers={"content-type": "application/json", peer_auth.HEADER: signed.header}
             )
         except CertificateRefused as exc:
