@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 from api_support import assert_error, install, install_ok, usage
 from harness import Issuer
@@ -170,3 +171,27 @@ def test_license_status_reports_used_and_full(admin, client, issuer):
 
 def issuer_key_listed(status: dict, issuer: Issuer) -> bool:
     return json.loads(issuer.license_bytes())["key_id"] in status["trusted_issuers"]
+
+
+def test_license_removed_and_installed_again_keeps_its_use_and_grace(server, issuer):
+    """Removing and re-adding a license must not hand out a fresh count and a fresh grace period."""
+    data = issuer.license_bytes(license_id="AGAIN", count=2, grace_days=30)
+    with server.admin() as admin, httpx.Client(base_url=server.url, timeout=10) as client:
+        install_ok(admin, data)
+        for n in range(4):
+            assert _print(client, f"P{n}").json()["status"] in ("ok", "grace")
+        before = admin.get("/api/v1/admin/licenses/AGAIN").json()
+        assert (before["used"], before["status"]) == (4, "grace")
+
+        assert admin.delete("/api/v1/admin/licenses/AGAIN").status_code == 200
+        again = install_ok(admin, data)
+        assert (again["used"], again["status"]) == (4, "grace")
+        assert again["grace_started_at"] == before["grace_started_at"]
+        assert _print(client, "P9").json()["status"] == "grace"
+
+    server.stop()
+    server.start()
+    with server.admin() as admin:
+        restarted = admin.get("/api/v1/admin/licenses/AGAIN").json()
+    assert (restarted["used"], restarted["status"]) == (5, "grace")
+    assert restarted["grace_started_at"] == before["grace_started_at"]

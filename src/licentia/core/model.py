@@ -58,6 +58,20 @@ class License(msgspec.Struct):
         return max(0.0, total - (now - self.grace_started_at))
 
 
+class RemovedLicense(msgspec.Struct):
+    """What a removed license leaves behind, so that installing the same license id again resumes it.
+
+    Removing and re-adding a license must not reset it: its grace period goes on from when it started,
+    and the printers it counted (and that did not move to another license meanwhile) count again.
+    """
+
+    license_id: str
+    product: str
+    removed_at: float
+    grace_started_at: float | None = None
+    printer_ids: list[str] = []
+
+
 class PrinterIdentity(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     driver: Text = ""
