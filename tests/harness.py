@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -86,6 +87,19 @@ class Issuer:
 
     def license_bytes(self, **fields: Any) -> bytes:
         return json.dumps(license_file.issue(self.terms(**fields), self.key)).encode()
+
+    def unchecked_license_bytes(self, **fields: Any) -> bytes:
+        """A license file signed over whatever terms, without the checks `license_file.issue` makes
+        (what a careless or hostile issuer could send)."""
+        terms = self.terms(**fields)
+        return json.dumps(
+            {
+                "format": license_file.FORMAT,
+                "terms": license_file.terms_document(terms),
+                "key_id": license_file.key_id(self.key.public_key()),
+                "signature": base64.b64encode(self.key.sign(license_file.canonical(terms))).decode(),
+            }
+        ).encode()
 
 
 class ServerProcess:

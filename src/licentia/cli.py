@@ -142,11 +142,16 @@ def cmd_license_issue(args: argparse.Namespace) -> int:
         expires=args.expires if args.expires is not None else now + args.days * 86400,
         grace_days=args.grace_days,
         issued_at=now,
+        bound_to=list(dict.fromkeys(args.bind or [])),
     )
     if terms.count < 1 or terms.expires <= terms.not_before:
         print("error: count must be at least 1 and the expiry after not-before", file=sys.stderr)
         return 2
-    document = license_file.issue(terms, license_file.load_private_key(args.key))
+    try:
+        document = license_file.issue(terms, license_file.load_private_key(args.key))
+    except license_file.LicenseFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     text = json.dumps(document, indent=2) + "\n"
     if args.out:
         Path(args.out).write_text(text)
@@ -505,7 +510,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", choices=["printers", "seats"], required=True)
     p.add_argument("--count", type=int, required=True, help="printers or concurrent seats allowed")
     p.add_argument("--feature", action="append", help="a feature name (repeatable)")
-    p.add_argument("--id", help="license id (default: generated)")
+    p.add_argument("--id", help="license id: 1-64 letters, digits, '.', '_' or '-' (default: generated)")
+    p.add_argument(
+        "--bind",
+        action="append",
+        metavar="SERVER_ID",
+        help="install only on the server with this id, as 'licentia status' and the console show it "
+        "(repeatable: a triad's three members; default: any server)",
+    )
     p.add_argument("--not-before", type=_date, help="YYYY-MM-DD (default: now)")
     p.add_argument("--expires", type=_date, help="YYYY-MM-DD (default: --days from now)")
     p.add_argument("--days", type=float, default=365, help="validity when --expires is not given")

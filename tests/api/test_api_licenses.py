@@ -195,3 +195,42 @@ def test_license_removed_and_installed_again_keeps_its_use_and_grace(server, iss
         restarted = admin.get("/api/v1/admin/licenses/AGAIN").json()
     assert (restarted["used"], restarted["status"]) == (5, "grace")
     assert restarted["grace_started_at"] == before["grace_started_at"]
+
+
+def test_a_license_whose_id_is_a_path_is_refused_and_installs_nothing(keeper_admin, shared_issuer):
+    admin = keeper_admin
+    for license_id in ("../users/admin2", "a/b", "..", "x" * 65):
+        data = shared_issuer.unchecked_license_bytes(license_id=license_id)
+        error = assert_error(install(admin, data), 422, "invalid_license")
+        assert "license id" in error["message"]
+    assert _license_ids(admin) == ["KEEP"]
+
+
+def test_the_server_id_is_its_grant_key_id_and_survives_a_restart(server):
+    info = httpx.get(f"{server.url}/api/v1/server").json()
+    assert info["server_id"] == info["grant_key_id"]
+    assert len(info["server_id"]) == 16 and int(info["server_id"], 16) >= 0
+    server.stop()
+    server.start()
+    assert httpx.get(f"{server.url}/api/v1/server").json()["server_id"] == info["server_id"]
+
+
+def test_a_license_bound_to_another_server_is_refused_with_403(start_server, issuer):
+    here, elsewhere = start_server("here"), start_server("elsewhere")
+    here_id = httpx.get(f"{here.url}/api/v1/server").json()["server_id"]
+    elsewhere_id = httpx.get(f"{elsewhere.url}/api/v1/server").json()["server_id"]
+    assert here_id != elsewhere_id
+    with here.admin() as admin:
+        error = assert_error(
+            install(admin, issuer.license_bytes(license_id="B-ELSEWHERE", bound_to=[elsewhere_id])),
+            403,
+            "license_bound_elsewhere",
+        )
+        assert elsewhere_id in error["message"] and here_id in error["message"]
+        assert _license_ids(admin) == []
+
+        bound = install_ok(admin, issuer.license_bytes(license_id="B-HERE", bound_to=[elsewhere_id, here_id]))
+        assert bound["bound_to"] == [elsewhere_id, here_id]
+        unbound = install_ok(admin, issuer.license_bytes(license_id="B-ANY"))
+        assert unbound["bound_to"] == []
+        assert _license_ids(admin) == ["B-ANY", "B-HERE"]

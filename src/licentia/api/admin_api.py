@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -34,8 +35,10 @@ from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, matching_rule
 from licentia.core.model import AdminUser
 from licentia.core.state import LicenseState
-from licentia.license_file import LicenseFileError
+from licentia.license_file import LicenseBoundElsewhere, LicenseFileError
 from licentia.store.journal import USAGE_FIELDS, UsageQuery
+
+log = logging.getLogger("licentia.api")
 
 MAX_USAGE_ROWS = 100_000
 Q = TypeVar("Q")
@@ -98,7 +101,10 @@ async def get_license(request: Request) -> Response:
 async def add_license(request: Request, data: bytes) -> Response:
     server = _server(request)
     try:
-        command = server.trusted.verify(data)
+        command = server.verify_license(data)
+    except LicenseBoundElsewhere as exc:
+        log.warning("Refused a license bound to another server: %s.", exc)
+        raise ApiError("license_bound_elsewhere", str(exc), 403) from None
     except LicenseFileError as exc:
         raise ApiError("invalid_license", str(exc)) from None
     outcome = await server.execute(command)

@@ -22,7 +22,10 @@ BUILTIN_GROUPS = (DEFAULT_GROUP, BLOCKED_GROUP)
 
 
 class LicenseTerms(msgspec.Struct, forbid_unknown_fields=True):
-    """What a signed license grants; the signed payload of a license file."""
+    """What a signed license grants; the signed payload of a license file.
+
+    `bound_to` names the ids of the servers the license may be installed on (empty: any server).
+    """
 
     license_id: str
     product: str
@@ -35,6 +38,7 @@ class LicenseTerms(msgspec.Struct, forbid_unknown_fields=True):
     features: list[str] = []
     grace_days: int = 30
     issued_at: float = 0.0
+    bound_to: list[str] = []
 
 
 class License(msgspec.Struct):
