@@ -6,10 +6,7 @@ changes the manager role, and access rules, settings and users the admin role.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import msgspec
@@ -18,6 +15,7 @@ from starlette.responses import Response
 
 from licentia.api.auth import log_in
 from licentia.api.client_api import answer
+from licentia.api.csv_export import csv_response, iso_utc
 from licentia.api.errors import ApiError
 from licentia.api.passwords import hash_password
 from licentia.api.routing import Endpoint, ok
@@ -231,19 +229,6 @@ def query_params(request: Request, query_type: type[Q], **defaults: str) -> Q:
         raise ApiError("invalid_request", f"bad query parameter: {exc}") from None
 
 
-def csv_response(header: list[str], rows: Iterable[Iterable[Any]], filename: str) -> Response:
-    """A CSV download (spreadsheets open it as is)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return Response(
-        out.getvalue(),
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
 def _usage_query(request: Request, default_limit: int) -> UsageQuery:
     query = query_params(request, UsageQuery, limit=str(default_limit))
     if not 1 <= query.limit <= MAX_USAGE_ROWS or not 0 <= query.offset < 2**63:  # SQLite integers are 64-bit
@@ -261,7 +246,7 @@ async def usage_csv(request: Request) -> Response:
     server = _server(request)
     await server.journal.barrier()
     rows = await server.journal.query_usage(_usage_query(request, MAX_USAGE_ROWS))
-    lines = ([row["id"], *(row[name] for name in USAGE_FIELDS)] for row in rows)
+    lines = ([row["id"], *(iso_utc(row[name]) if name == "at" else row[name] for name in USAGE_FIELDS)] for row in rows)
     return csv_response(["id", *USAGE_FIELDS], lines, "licentia-usage.csv")
 
 
