@@ -18,6 +18,7 @@ from typing import Any
 
 from licentia import __version__, license_file
 from licentia.config import Config, ConfigError
+from licentia.store.private_file import PRIVATE_UMASK
 
 UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "httptools", "lifespan": "on", "log_config": None}
 """How `licentia serve` runs uvicorn; bench/echo_app.py serves its baseline with the same options."""
@@ -96,12 +97,14 @@ def _run(config: Config, install: list[Path] | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    os.umask(PRIVATE_UMASK)  # whatever the server writes (database, keys, etcd's files) is its user's only
     return _run(_config(args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from licentia.demo import prepare_demo
 
+    os.umask(PRIVATE_UMASK)
     config = _config(args)
     paths = prepare_demo(config.data_dir)
     print("Demo issuer key and licenses:", ", ".join(str(p) for p in paths))

@@ -49,7 +49,7 @@ from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
 from licentia.grants import GrantSigner
 from licentia.license_file import TrustedIssuers, check_binding
 from licentia.store.journal import JournalFailure, SqliteJournal
-from licentia.store.private_file import write_private
+from licentia.store.private_file import make_private, write_private
 
 log = logging.getLogger("licentia.server")
 
@@ -85,7 +85,8 @@ class LicenseServer:
     def open(self) -> None:
         """Load durable state; synchronous so the CLI can also use it with no event loop."""
         data = self.config.data_dir
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private(data)
         self._lock_fd = os.open(data / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
