@@ -186,3 +186,12 @@ def test_usage_csv_neutralises_names_a_spreadsheet_would_run_as_formulas(server,
         assert row["client_host"] == row["client_user"] == "'" + text
     assert by_name["Zebra - Hall 2"]["client_host"] == "Zebra - Hall 2"
     assert not any(value[:1] in "=+-@\t\r" and value for row in rows for value in row.values())
+
+
+@pytest.mark.parametrize("text", [*FORMULAS, "\uff1dSUM(A1)", "\uff20x"])
+def test_csv_cells_a_spreadsheet_would_run_are_text_and_the_rest_is_untouched(text):
+    from licentia.api.csv_export import spreadsheet_text
+
+    assert spreadsheet_text(text) == "'" + text
+    for value in ("Zebra-1", "a=b", "", 42, -1.5, True, "'quoted"):
+        assert spreadsheet_text(value) == value
