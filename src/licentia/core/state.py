@@ -399,9 +399,7 @@ class LicenseState:
         self._in_use[terms.license_id] = ExpiringSet()
         if removed is not None and removed.product == terms.product and terms.unit == "printers":
             self._recount_printers(terms.license_id, removed.printer_ids, now)
-        return Outcome(
-            ok=True, data={"license_id": terms.license_id, "resumed": removed is not None}, changed=True
-        )
+        return Outcome(ok=True, data={"license_id": terms.license_id}, changed=True)
 
     def _recount_printers(self, license_id: str, printer_ids: list[str], now: float) -> None:
         """Count again the printers a reinstalled license counted when it was removed: those still inside
