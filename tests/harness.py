@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
 from licentia import license_file
 from licentia.core.model import LicenseTerms
@@ -168,6 +169,37 @@ class ServerProcess:
         token = httpx.post(f"{self.url}/api/v1/auth/login",
                            json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+_PLANT_LICENSE = """
+import asyncio, sys
+import msgspec
+from licentia.config import Config
+from licentia.core.commands import AddLicense
+from licentia.core.model import LicenseTerms
+from licentia.server import LicenseServer
+
+server = LicenseServer(Config.load(data_dir=sys.argv[1]))
+server.open()
+
+async def plant():
+    terms = msgspec.json.decode(sys.stdin.buffer.read(), type=LicenseTerms)
+    outcome = await server.execute(AddLicense(terms=terms, key_id="earlier-version", signature=""))
+    await server.journal.close(server.state)
+    assert outcome.ok, outcome
+
+asyncio.run(plant())
+server.release()
+"""
+
+
+def plant_license(data_dir: Path, terms: LicenseTerms) -> None:
+    """Put a license into a stopped server's state the way an earlier version would have taken it, past
+    the checks the current one makes at install (in a child process: no event loop of the test's)."""
+    subprocess.run(
+        [sys.executable, "-c", _PLANT_LICENSE, str(data_dir)],
+        input=msgspec.json.encode(terms), check=True, capture_output=True, timeout=60,
+    )
 
 
 def install_licenses(server: ServerProcess, issuer: Issuer, seats: int = 5, printers: int = 5) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import ADMIN_PASSWORD, ServerProcess
+from harness import ADMIN_PASSWORD, ServerProcess, plant_license
 
 from licentia import license_file
 from licentia.cli import build_parser
@@ -398,3 +398,22 @@ def test_status_command_shows_the_server_id_a_license_binds_to(cli_server):
     status = json.loads(licentia("status", "--server", cli_server.url).stdout)
     info = httpx.get(f"{cli_server.url}/api/v1/server").json()
     assert status["server_id"] == info["server_id"] == info["grant_key_id"]
+
+
+def test_license_remove_sends_the_id_as_one_path_segment(tmp_path, issuer):
+    """`license remove ../users/admin2` removes that license (left by an earlier version), not user admin2."""
+    data_dir = tmp_path / "server"
+    plant_license(data_dir, issuer.terms(license_id="../users/admin2"))
+    server = ServerProcess(data_dir).start()
+    try:
+        with server.admin() as admin:
+            user = admin.put("/api/v1/admin/users/admin2", json={"password": "another-password", "role": "viewer"})
+            assert user.status_code == 200, user.text
+        removed = licentia("license", "remove", "../users/admin2", "--server", server.url)
+        assert removed.returncode == 0, removed.stderr
+        assert json.loads(removed.stdout)["license_id"] == "../users/admin2"
+        with server.admin() as admin:
+            assert admin.get("/api/v1/admin/licenses").json()["licenses"] == []
+            assert "admin2" in [u["username"] for u in admin.get("/api/v1/admin/users").json()["users"]]
+    finally:
+        server.kill()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from licentia import __version__, license_file
 from licentia.config import Config, ConfigError
@@ -194,7 +195,8 @@ def cmd_license_list(args: argparse.Namespace) -> int:
 
 
 def cmd_license_remove(args: argparse.Namespace) -> int:
-    _print(_admin(args).request("DELETE", f"/api/v1/admin/licenses/{args.license_id}"))
+    # One path segment, whatever the id: "../users/x" must not become another URL.
+    _print(_admin(args).request("DELETE", f"/api/v1/admin/licenses/{quote(args.license_id, safe='')}"))
     return 0
 
 

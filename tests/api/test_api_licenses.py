@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 from api_support import assert_error, install, install_ok, usage
-from harness import Issuer
+from harness import Issuer, ServerProcess, plant_license
 
 
 def _license_ids(admin) -> list[str]:
@@ -234,3 +234,21 @@ def test_a_license_bound_to_another_server_is_refused_with_403(start_server, iss
         unbound = install_ok(admin, issuer.license_bytes(license_id="B-ANY"))
         assert unbound["bound_to"] == []
         assert _license_ids(admin) == ["B-ANY", "B-HERE"]
+
+
+def test_a_license_an_earlier_version_installed_with_a_path_as_its_id_can_be_removed(tmp_path, issuer):
+    data_dir = tmp_path / "server"
+    plant_license(data_dir, issuer.terms(license_id="../users/admin2"))
+    server = ServerProcess(data_dir).start()
+    try:
+        with server.admin() as admin:
+            user = admin.put("/api/v1/admin/users/admin2", json={"password": "another-password", "role": "viewer"})
+            assert user.status_code == 200, user.text
+            assert _license_ids(admin) == ["../users/admin2"]
+            assert admin.get("/api/v1/admin/licenses/..%2Fusers%2Fadmin2").json()["license_id"] == "../users/admin2"
+            removed = admin.delete("/api/v1/admin/licenses/..%2Fusers%2Fadmin2")
+            assert removed.status_code == 200, removed.text
+            assert _license_ids(admin) == []
+            assert "admin2" in [u["username"] for u in admin.get("/api/v1/admin/users").json()["users"]]
+    finally:
+        server.kill()

@@ -340,10 +340,11 @@ ENDPOINTS = [
         tag="admin",
         raw_body=True,
     ),
-    Endpoint("GET", f"{A}/licenses/{{license_id}}", get_license, "One license", role="viewer", tag="admin"),
+    # `:path`: a license id an earlier version let in with a '/' (sent as %2F) can still be read and removed.
+    Endpoint("GET", f"{A}/licenses/{{license_id:path}}", get_license, "One license", role="viewer", tag="admin"),
     Endpoint(
         "DELETE",
-        f"{A}/licenses/{{license_id}}",
+        f"{A}/licenses/{{license_id:path}}",
         remove_license,
         "Remove a license",
         role="manager",

@@ -128,6 +128,6 @@ async def license_details(request: Request, session: ConsoleSession) -> dict[str
 PAGES = [
     Page("overview", "/", "Overview", "overview.html", overview, script="overview.js"),
     Page("license-setup", "/licenses", "License Setup", "license_setup.html", license_setup, script="license-setup.js"),
-    Page("license-setup", "/licenses/{license_id}", "License details", "license_details.html", license_details,
+    Page("license-setup", "/licenses/{license_id:path}", "License details", "license_details.html", license_details,
          script="license-setup.js"),
 ]
