@@ -9,10 +9,11 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,26 @@ def plant_license(data_dir: Path, terms: LicenseTerms) -> None:
         [sys.executable, "-c", _PLANT_LICENSE, str(data_dir)],
         input=msgspec.json.encode(terms), check=True, capture_output=True, timeout=60,
     )
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    """Processes started inside inherit `mask`, as under a login shell's usual 022."""
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def readable_by_others(data_dir: Path) -> list[str]:
+    """Every path under `data_dir` (itself included) that its group or other users can read, write or enter."""
+    found = []
+    for path in [data_dir, *data_dir.rglob("*")]:
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode) and stat.S_IMODE(mode) & 0o077:
+            found.append(f"{path.relative_to(data_dir.parent)} {stat.filemode(mode)}")
+    return found
 
 
 def install_licenses(server: ServerProcess, issuer: Issuer, seats: int = 5, printers: int = 5) -> dict[str, str]:

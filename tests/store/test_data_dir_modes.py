@@ -3,38 +3,14 @@ users must not read any of it, whatever umask the server was started under."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import stat
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-from harness import Issuer, ServerProcess, free_port, install_licenses, wait_for
+from harness import Issuer, ServerProcess, free_port, install_licenses, readable_by_others, umask, wait_for
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-
-
-@contextlib.contextmanager
-def umask(mask: int) -> Iterator[None]:
-    """Processes started inside inherit `mask`, as under a login shell's usual 022."""
-    previous = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(previous)
-
-
-def readable_by_others(data_dir: Path) -> list[str]:
-    """Every path under `data_dir` (itself included) that its group or other users can read, write or enter."""
-    found = []
-    for path in [data_dir, *data_dir.rglob("*")]:
-        mode = path.lstat().st_mode
-        if not stat.S_ISLNK(mode) and stat.S_IMODE(mode) & 0o077:
-            found.append(f"{path.relative_to(data_dir.parent)} {stat.filemode(mode)}")
-    return found
 
 
 def use(server: ServerProcess, issuer: Issuer) -> None:
