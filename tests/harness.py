@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -9,14 +10,16 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
 from licentia import license_file
 from licentia.core.model import LicenseTerms
@@ -88,6 +91,19 @@ class Issuer:
 
     def license_bytes(self, **fields: Any) -> bytes:
         return json.dumps(license_file.issue(self.terms(**fields), self.key)).encode()
+
+    def unchecked_license_bytes(self, **fields: Any) -> bytes:
+        """A license file signed over whatever terms, without the checks `license_file.issue` makes
+        (what a careless or hostile issuer could send)."""
+        terms = self.terms(**fields)
+        return json.dumps(
+            {
+                "format": license_file.FORMAT,
+                "terms": license_file.terms_document(terms),
+                "key_id": license_file.key_id(self.key.public_key()),
+                "signature": base64.b64encode(self.key.sign(license_file.canonical(terms))).decode(),
+            }
+        ).encode()
 
 
 class ServerProcess:
@@ -181,6 +197,57 @@ class ServerProcess:
                            json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10,
                             verify=self.verify)
+
+
+_PLANT_LICENSE = """
+import asyncio, sys
+import msgspec
+from licentia.config import Config
+from licentia.core.commands import AddLicense
+from licentia.core.model import LicenseTerms
+from licentia.server import LicenseServer
+
+server = LicenseServer(Config.load(data_dir=sys.argv[1]))
+server.open()
+
+async def plant():
+    terms = msgspec.json.decode(sys.stdin.buffer.read(), type=LicenseTerms)
+    outcome = await server.execute(AddLicense(terms=terms, key_id="earlier-version", signature=""))
+    await server.journal.close(server.state)
+    assert outcome.ok, outcome
+
+asyncio.run(plant())
+server.release()
+"""
+
+
+def plant_license(data_dir: Path, terms: LicenseTerms) -> None:
+    """Put a license into a stopped server's state the way an earlier version would have taken it, past
+    the checks the current one makes at install (in a child process: no event loop of the test's)."""
+    subprocess.run(
+        [sys.executable, "-c", _PLANT_LICENSE, str(data_dir)],
+        input=msgspec.json.encode(terms), check=True, capture_output=True, timeout=60,
+    )
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    """Processes started inside inherit `mask`, as under a login shell's usual 022."""
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def readable_by_others(data_dir: Path) -> list[str]:
+    """Every path under `data_dir` (itself included) that its group or other users can read, write or enter."""
+    found = []
+    for path in [data_dir, *data_dir.rglob("*")]:
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode) and stat.S_IMODE(mode) & 0o077:
+            found.append(f"{path.relative_to(data_dir.parent)} {stat.filemode(mode)}")
+    return found
 
 
 def install_licenses(server: ServerProcess, issuer: Issuer, seats: int = 5, printers: int = 5) -> dict[str, str]:

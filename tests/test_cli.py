@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import ADMIN_PASSWORD, ServerProcess
+from harness import ADMIN_PASSWORD, ServerProcess, plant_license
 
 from licentia import license_file
 from licentia.cli import build_parser
@@ -368,3 +368,52 @@ def test_status_command_prints_the_server_status(cli_server):
     status = json.loads(result.stdout)
     assert status["licenses"] == [] and len(status["trusted_issuers"]) == 2
     assert status["time"] == pytest.approx(time.time(), abs=60)
+
+
+def test_license_issue_binds_a_license_to_the_servers_named_with_bind(tmp_path, vendor_key):
+    out = tmp_path / "bound.json"
+    ids = ["0123456789abcdef", "fedcba9876543210"]
+    result = _issue(vendor_key, out, "--unit", "seats", "--count", "1", "--bind", ids[0], "--bind", ids[1])
+    assert result.returncode == 0, result.stderr
+    trusted = license_file.TrustedIssuers([license_file.load_public_key(Path(f"{vendor_key}.pub").read_bytes())])
+    assert trusted.verify(out.read_bytes()).terms.bound_to == ids
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--id", "../users/admin2"), "license id"),
+        (("--id", "x" * 65), "license id"),
+        (("--bind", "not-a-server"), "not a server id"),
+    ],
+)
+def test_license_issue_refuses_a_bad_id_or_server_id(tmp_path, vendor_key, flags, message):
+    out = tmp_path / "refused.json"
+    result = _issue(vendor_key, out, "--unit", "seats", "--count", "1", *flags)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_status_command_shows_the_server_id_a_license_binds_to(cli_server):
+    status = json.loads(licentia("status", "--server", cli_server.url).stdout)
+    info = httpx.get(f"{cli_server.url}/api/v1/server").json()
+    assert status["server_id"] == info["server_id"] == info["grant_key_id"]
+
+
+def test_license_remove_sends_the_id_as_one_path_segment(tmp_path, issuer):
+    """`license remove ../users/admin2` removes that license (left by an earlier version), not user admin2."""
+    data_dir = tmp_path / "server"
+    plant_license(data_dir, issuer.terms(license_id="../users/admin2"))
+    server = ServerProcess(data_dir).start()
+    try:
+        with server.admin() as admin:
+            user = admin.put("/api/v1/admin/users/admin2", json={"password": "another-password", "role": "viewer"})
+            assert user.status_code == 200, user.text
+        removed = licentia("license", "remove", "../users/admin2", "--server", server.url)
+        assert removed.returncode == 0, removed.stderr
+        assert json.loads(removed.stdout)["license_id"] == "../users/admin2"
+        with server.admin() as admin:
+            assert admin.get("/api/v1/admin/licenses").json()["licenses"] == []
+            assert "admin2" in [u["username"] for u in admin.get("/api/v1/admin/users").json()["users"]]
+    finally:
+        server.kill()

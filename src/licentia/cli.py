@@ -15,9 +15,11 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from licentia import __version__, license_file
 from licentia.config import Config, ConfigError
+from licentia.store.private_file import PRIVATE_UMASK
 
 UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "httptools", "lifespan": "on", "log_config": None}
 """How `licentia serve` runs uvicorn; bench/echo_app.py serves its baseline with the same options."""
@@ -108,12 +110,14 @@ def _run(config: Config, install: list[Path] | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    os.umask(PRIVATE_UMASK)  # whatever the server writes (database, keys, etcd's files) is its user's only
     return _run(_config(args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from licentia.demo import prepare_demo
 
+    os.umask(PRIVATE_UMASK)
     config = _config(args)
     paths = prepare_demo(config.data_dir)
     print("Demo issuer key and licenses:", ", ".join(str(p) for p in paths))
@@ -154,11 +158,16 @@ def cmd_license_issue(args: argparse.Namespace) -> int:
         expires=args.expires if args.expires is not None else now + args.days * 86400,
         grace_days=args.grace_days,
         issued_at=now,
+        bound_to=list(dict.fromkeys(args.bind or [])),
     )
     if terms.count < 1 or terms.expires <= terms.not_before:
         print("error: count must be at least 1 and the expiry after not-before", file=sys.stderr)
         return 2
-    document = license_file.issue(terms, license_file.load_private_key(args.key))
+    try:
+        document = license_file.issue(terms, license_file.load_private_key(args.key))
+    except license_file.LicenseFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     text = json.dumps(document, indent=2) + "\n"
     if args.out:
         Path(args.out).write_text(text)
@@ -198,7 +207,8 @@ def cmd_license_list(args: argparse.Namespace) -> int:
 
 
 def cmd_license_remove(args: argparse.Namespace) -> int:
-    _print(_admin(args).request("DELETE", f"/api/v1/admin/licenses/{args.license_id}"))
+    # One path segment, whatever the id: "../users/x" must not become another URL.
+    _print(_admin(args).request("DELETE", f"/api/v1/admin/licenses/{quote(args.license_id, safe='')}"))
     return 0
 
 
@@ -560,7 +570,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", choices=["printers", "seats"], required=True)
     p.add_argument("--count", type=int, required=True, help="printers or concurrent seats allowed")
     p.add_argument("--feature", action="append", help="a feature name (repeatable)")
-    p.add_argument("--id", help="license id (default: generated)")
+    p.add_argument("--id", help="license id: 1-64 letters, digits, '.', '_' or '-' (default: generated)")
+    p.add_argument(
+        "--bind",
+        action="append",
+        metavar="SERVER_ID",
+        help="install only on the server with this id, as 'licentia status' and the console show it "
+        "(repeatable: a triad's three members; default: any server)",
+    )
     p.add_argument("--not-before", type=_date, help="YYYY-MM-DD (default: now)")
     p.add_argument("--expires", type=_date, help="YYYY-MM-DD (default: --days from now)")
     p.add_argument("--days", type=float, default=365, help="validity when --expires is not given")

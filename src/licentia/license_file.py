@@ -3,6 +3,10 @@
 A license file is JSON: the license terms, the id of the issuer key and an
 Ed25519 signature over the canonical JSON encoding of the terms. The server
 trusts a configured set of issuer public keys and refuses anything else.
+
+A license may be bound to servers: its signed terms then name their server ids
+(`bound_to`), and only those servers install it. A server's id is derived from
+its own grant-signing key (`LicenseServer.server_id`), so it stays the same across restarts.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +28,62 @@ from licentia.core.model import LicenseTerms
 
 FORMAT = "licentia-license/1"
 MAX_FILE_BYTES = 64 * 1024
+# A license id is used in URLs and file names: letters, digits, '.', '_' and '-', and never a path step.
+LICENSE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+SERVER_ID = re.compile(r"[0-9a-f]{16}")
+MAX_BOUND_SERVERS = 16
 
 
 class LicenseFileError(ValueError):
     """A license file that must not be installed; the message says why."""
 
 
+class LicenseBoundElsewhere(LicenseFileError):
+    """A valid license file that is bound to other servers than this one."""
+
+
+def license_id_problem(license_id: str) -> str | None:
+    if not LICENSE_ID.fullmatch(license_id) or ".." in license_id or license_id == ".":
+        return (
+            f"license id {license_id[:80]!r} is not valid: a license id is 1 to 64 letters, digits, "
+            "'.', '_' or '-', and does not contain '..'"
+        )
+    return None
+
+
+def terms_problem(terms: LicenseTerms) -> str | None:
+    """Why these terms cannot be issued or installed, or None."""
+    problem = license_id_problem(terms.license_id)
+    if problem:
+        return problem
+    if len(terms.bound_to) > MAX_BOUND_SERVERS:
+        return f"a license is bound to at most {MAX_BOUND_SERVERS} servers"
+    for bound in terms.bound_to:
+        if not SERVER_ID.fullmatch(bound):
+            return f"{bound[:80]!r} is not a server id (16 hex digits, as 'licentia status' shows it)"
+    return None
+
+
+def check_binding(terms: LicenseTerms, this_server: str) -> None:
+    """Raise LicenseBoundElsewhere when the license is bound to servers and this is not one of them."""
+    if terms.bound_to and this_server not in terms.bound_to:
+        raise LicenseBoundElsewhere(
+            f"license {terms.license_id} is bound to server {', '.join(terms.bound_to)}; "
+            f"this server's id is {this_server}, so it cannot be installed here"
+        )
+
+
+def terms_document(terms: LicenseTerms) -> dict[str, Any]:
+    """The terms as the file holds them. An unbound license has no `bound_to` field, so its file and
+    signature are those of earlier versions, which verify as before."""
+    document: dict[str, Any] = msgspec.to_builtins(terms)
+    if not terms.bound_to:
+        del document["bound_to"]
+    return document
+
+
 def canonical(terms: LicenseTerms) -> bytes:
-    return json.dumps(msgspec.to_builtins(terms), sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(terms_document(terms), sort_keys=True, separators=(",", ":")).encode()
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -67,10 +120,13 @@ def load_public_key(data: bytes) -> Ed25519PublicKey:
 
 
 def issue(terms: LicenseTerms, key: Ed25519PrivateKey) -> dict[str, Any]:
+    problem = terms_problem(terms)
+    if problem:
+        raise LicenseFileError(problem)
     signature = key.sign(canonical(terms))
     return {
         "format": FORMAT,
-        "terms": msgspec.to_builtins(terms),
+        "terms": terms_document(terms),
         "key_id": key_id(key.public_key()),
         "signature": base64.b64encode(signature).decode(),
     }
@@ -129,4 +185,7 @@ class TrustedIssuers:
             public_key.verify(signature, canonical(terms))
         except InvalidSignature:
             raise LicenseFileError("license signature does not match its terms (forged or tampered)") from None
+        problem = terms_problem(terms)
+        if problem:
+            raise LicenseFileError(problem)
         return AddLicense(terms=terms, key_id=kid, signature=document["signature"])

@@ -18,7 +18,6 @@ import os
 import secrets
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from licentia.cluster.triad_log import read_checkpoint, write_checkpoint
 from licentia.config import Config, ConfigError
 from licentia.core.commands import (
     MAIN_OWNED,
+    AddLicense,
     Command,
     FormBackupPair,
     FormTriad,
@@ -48,9 +48,9 @@ from licentia.core.commands import (
 from licentia.core.model import AdminUser
 from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
 from licentia.grants import GrantSigner
-from licentia.license_file import TrustedIssuers
+from licentia.license_file import TrustedIssuers, check_binding
 from licentia.store.journal import JournalFailure, SqliteJournal
-from licentia.store.private_file import write_private
+from licentia.store.private_file import make_private, write_private
 from licentia.tls import ServerCertificate
 
 log = logging.getLogger("licentia.server")
@@ -89,7 +89,8 @@ class LicenseServer:
     def open(self) -> None:
         """Load durable state; synchronous so the CLI can also use it with no event loop."""
         data = self.config.data_dir
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private(data)
         self._lock_fd = os.open(data / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -106,13 +107,14 @@ class LicenseServer:
         self.state = self.journal.load()
         self._last_now = self.journal.last_at
         self.trusted = TrustedIssuers.from_directory(self.config.issuers_dir, self.config.trusted_issuers)
-        self.server_id = self.journal.meta("server_id") or ""
-        if not self.server_id:
-            self.server_id = uuid.uuid4().hex[:12]
+        # The server id is derived from this server's own grant-signing key: it survives restarts, and a
+        # license bound to it (license_file.check_binding) installs on no other server.
+        self.grants = GrantSigner.from_file(data / "grant.key", "")
+        self.server_id = self.grants.issuer = self.grants.key_id
+        if self.journal.meta("server_id") != self.server_id:
             self.journal.set_meta("server_id", self.server_id)
         self.token_secret = self._secret_file(data / "token.key")
         self.peer_key = load_or_create_peer_key(data / "peer.key")
-        self.grants = GrantSigner.from_file(data / "grant.key", self.server_id)
         self.certificate = self._certificate()
         self.started_at = self.clock()
         if self.triad_file.exists():
@@ -196,8 +198,15 @@ class LicenseServer:
         self.release()
         log.info("License server %s stopped; state is on disk.", self.server_id)
 
+    def verify_license(self, data: bytes) -> AddLicense:
+        """The AddLicense for a license file this server may install: signed by a trusted issuer and, when
+        bound to servers, bound to this one. Raises LicenseFileError (LicenseBoundElsewhere) saying why not."""
+        command = self.trusted.verify(data)
+        check_binding(command.terms, self.server_id)
+        return command
+
     async def install_license_file(self, path: Path) -> None:
-        command = self.trusted.verify(path.read_bytes())
+        command = self.verify_license(path.read_bytes())
         if command.terms.license_id in self.state.licenses:
             return
         outcome = await self.execute(command)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 from api_support import assert_error, install, install_ok, usage
-from harness import Issuer
+from harness import Issuer, ServerProcess, plant_license
 
 
 def _license_ids(admin) -> list[str]:
@@ -170,3 +171,84 @@ def test_license_status_reports_used_and_full(admin, client, issuer):
 
 def issuer_key_listed(status: dict, issuer: Issuer) -> bool:
     return json.loads(issuer.license_bytes())["key_id"] in status["trusted_issuers"]
+
+
+def test_license_removed_and_installed_again_keeps_its_use_and_grace(server, issuer):
+    """Removing and re-adding a license must not hand out a fresh count and a fresh grace period."""
+    data = issuer.license_bytes(license_id="AGAIN", count=2, grace_days=30)
+    with server.admin() as admin, httpx.Client(base_url=server.url, timeout=10) as client:
+        install_ok(admin, data)
+        for n in range(4):
+            assert _print(client, f"P{n}").json()["status"] in ("ok", "grace")
+        before = admin.get("/api/v1/admin/licenses/AGAIN").json()
+        assert (before["used"], before["status"]) == (4, "grace")
+
+        assert admin.delete("/api/v1/admin/licenses/AGAIN").status_code == 200
+        again = install_ok(admin, data)
+        assert (again["used"], again["status"]) == (4, "grace")
+        assert again["grace_started_at"] == before["grace_started_at"]
+        assert _print(client, "P9").json()["status"] == "grace"
+
+    server.stop()
+    server.start()
+    with server.admin() as admin:
+        restarted = admin.get("/api/v1/admin/licenses/AGAIN").json()
+    assert (restarted["used"], restarted["status"]) == (5, "grace")
+    assert restarted["grace_started_at"] == before["grace_started_at"]
+
+
+def test_a_license_whose_id_is_a_path_is_refused_and_installs_nothing(keeper_admin, shared_issuer):
+    admin = keeper_admin
+    for license_id in ("../users/admin2", "a/b", "..", "x" * 65):
+        data = shared_issuer.unchecked_license_bytes(license_id=license_id)
+        error = assert_error(install(admin, data), 422, "invalid_license")
+        assert "license id" in error["message"]
+    assert _license_ids(admin) == ["KEEP"]
+
+
+def test_the_server_id_is_its_grant_key_id_and_survives_a_restart(server):
+    info = httpx.get(f"{server.url}/api/v1/server").json()
+    assert info["server_id"] == info["grant_key_id"]
+    assert len(info["server_id"]) == 16 and int(info["server_id"], 16) >= 0
+    server.stop()
+    server.start()
+    assert httpx.get(f"{server.url}/api/v1/server").json()["server_id"] == info["server_id"]
+
+
+def test_a_license_bound_to_another_server_is_refused_with_403(start_server, issuer):
+    here, elsewhere = start_server("here"), start_server("elsewhere")
+    here_id = httpx.get(f"{here.url}/api/v1/server").json()["server_id"]
+    elsewhere_id = httpx.get(f"{elsewhere.url}/api/v1/server").json()["server_id"]
+    assert here_id != elsewhere_id
+    with here.admin() as admin:
+        error = assert_error(
+            install(admin, issuer.license_bytes(license_id="B-ELSEWHERE", bound_to=[elsewhere_id])),
+            403,
+            "license_bound_elsewhere",
+        )
+        assert elsewhere_id in error["message"] and here_id in error["message"]
+        assert _license_ids(admin) == []
+
+        bound = install_ok(admin, issuer.license_bytes(license_id="B-HERE", bound_to=[elsewhere_id, here_id]))
+        assert bound["bound_to"] == [elsewhere_id, here_id]
+        unbound = install_ok(admin, issuer.license_bytes(license_id="B-ANY"))
+        assert unbound["bound_to"] == []
+        assert _license_ids(admin) == ["B-ANY", "B-HERE"]
+
+
+def test_a_license_an_earlier_version_installed_with_a_path_as_its_id_can_be_removed(tmp_path, issuer):
+    data_dir = tmp_path / "server"
+    plant_license(data_dir, issuer.terms(license_id="../users/admin2"))
+    server = ServerProcess(data_dir).start()
+    try:
+        with server.admin() as admin:
+            user = admin.put("/api/v1/admin/users/admin2", json={"password": "another-password", "role": "viewer"})
+            assert user.status_code == 200, user.text
+            assert _license_ids(admin) == ["../users/admin2"]
+            assert admin.get("/api/v1/admin/licenses/..%2Fusers%2Fadmin2").json()["license_id"] == "../users/admin2"
+            removed = admin.delete("/api/v1/admin/licenses/..%2Fusers%2Fadmin2")
+            assert removed.status_code == 200, removed.text
+            assert _license_ids(admin) == []
+            assert "admin2" in [u["username"] for u in admin.get("/api/v1/admin/users").json()["users"]]
+    finally:
+        server.kill()

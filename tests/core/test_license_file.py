@@ -230,3 +230,57 @@ def test_remove_license_uninstalls_it_and_unknown_license_is_refused(state, inst
     outcome = state.apply(RemoveLicense("LIC-R"), T0)
     assert outcome.code == "license_not_found"
     assert state.snapshot_bytes() == before
+
+
+BAD_LICENSE_IDS = ["../users/admin2", "a/b", "a\\b", "", ".", "..", "a..b", "x" * 65, "with space", "caf\u00e9",
+                   "id%2F", "LIC-1\n"]
+
+
+@pytest.mark.parametrize("license_id", BAD_LICENSE_IDS)
+def test_a_license_id_that_is_not_a_plain_name_is_refused_at_issue_and_at_install(issuer, trusted, license_id):
+    with pytest.raises(LicenseFileError, match="license id"):
+        license_file.issue(issuer.terms(license_id=license_id), issuer.key)
+    with pytest.raises(LicenseFileError, match="license id"):
+        trusted.verify(issuer.unchecked_license_bytes(license_id=license_id))
+
+
+@pytest.mark.parametrize("license_id", ["L", "LIC-0001", "a.b_c-9", "x" * 64, "v1.2"])
+def test_plain_license_ids_are_issued_and_installed(issuer, trusted, license_id):
+    command = trusted.verify(json.dumps(license_file.issue(issuer.terms(license_id=license_id), issuer.key)))
+    assert command.terms.license_id == license_id
+
+
+def test_an_unbound_license_file_has_no_binding_field_and_verifies_as_before(issuer, trusted):
+    """Files issued before binding existed have no `bound_to`: they and their signatures stay valid."""
+    doc = document(issuer, license_id="OLD-STYLE")
+    assert "bound_to" not in doc["terms"]
+    assert trusted.verify(json.dumps(doc)).terms.bound_to == []
+
+
+def test_the_binding_is_inside_the_signed_terms(issuer, trusted):
+    bound = document(issuer, bound_to=["0123456789abcdef"])
+    assert trusted.verify(json.dumps(bound)).terms.bound_to == ["0123456789abcdef"]
+    for change in (["fedcba9876543210"], ["0123456789abcdef", "fedcba9876543210"]):
+        tampered = {**bound, "terms": {**bound["terms"], "bound_to": change}}
+        with pytest.raises(LicenseFileError, match="forged or tampered"):
+            trusted.verify(json.dumps(tampered))
+    unbound = {**bound, "terms": {k: v for k, v in bound["terms"].items() if k != "bound_to"}}
+    with pytest.raises(LicenseFileError, match="forged or tampered"):
+        trusted.verify(json.dumps(unbound))
+
+
+@pytest.mark.parametrize("server_id", ["", "xyz", "0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0"])
+def test_a_binding_to_something_that_is_not_a_server_id_is_refused(issuer, trusted, server_id):
+    with pytest.raises(LicenseFileError, match="not a server id"):
+        license_file.issue(issuer.terms(bound_to=[server_id]), issuer.key)
+    with pytest.raises(LicenseFileError, match="not a server id"):
+        trusted.verify(issuer.unchecked_license_bytes(bound_to=[server_id]))
+
+
+def test_a_bound_license_installs_only_on_a_server_it_names(issuer):
+    here, there, third = "0123456789abcdef", "fedcba9876543210", "00000000000000aa"
+    license_file.check_binding(issuer.terms(), here)
+    license_file.check_binding(issuer.terms(bound_to=[there, here, third]), here)
+    refusal = f"bound to server {there}.*this server's id is {here}"
+    with pytest.raises(license_file.LicenseBoundElsewhere, match=refusal):
+        license_file.check_binding(issuer.terms(license_id="L-B", bound_to=[there]), here)

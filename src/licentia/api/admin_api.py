@@ -6,9 +6,7 @@ changes the manager role, and access rules, settings and users the admin role.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable
+import logging
 from typing import Any, TypeVar
 
 import msgspec
@@ -17,6 +15,7 @@ from starlette.responses import Response
 
 from licentia.api.auth import log_in
 from licentia.api.client_api import answer
+from licentia.api.csv_export import csv_response, iso_utc
 from licentia.api.errors import ApiError
 from licentia.api.passwords import hash_password
 from licentia.api.routing import Endpoint, ok
@@ -34,8 +33,10 @@ from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, matching_rule
 from licentia.core.model import AdminUser
 from licentia.core.state import LicenseState
-from licentia.license_file import LicenseFileError
+from licentia.license_file import LicenseBoundElsewhere, LicenseFileError
 from licentia.store.journal import USAGE_FIELDS, UsageQuery
+
+log = logging.getLogger("licentia.api")
 
 MAX_USAGE_ROWS = 100_000
 Q = TypeVar("Q")
@@ -98,7 +99,10 @@ async def get_license(request: Request) -> Response:
 async def add_license(request: Request, data: bytes) -> Response:
     server = _server(request)
     try:
-        command = server.trusted.verify(data)
+        command = server.verify_license(data)
+    except LicenseBoundElsewhere as exc:
+        log.warning("Refused a license bound to another server: %s.", exc)
+        raise ApiError("license_bound_elsewhere", str(exc), 403) from None
     except LicenseFileError as exc:
         raise ApiError("invalid_license", str(exc)) from None
     outcome = await server.execute(command)
@@ -225,19 +229,6 @@ def query_params(request: Request, query_type: type[Q], **defaults: str) -> Q:
         raise ApiError("invalid_request", f"bad query parameter: {exc}") from None
 
 
-def csv_response(header: list[str], rows: Iterable[Iterable[Any]], filename: str) -> Response:
-    """A CSV download (spreadsheets open it as is)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return Response(
-        out.getvalue(),
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
 def _usage_query(request: Request, default_limit: int) -> UsageQuery:
     query = query_params(request, UsageQuery, limit=str(default_limit))
     if not 1 <= query.limit <= MAX_USAGE_ROWS or not 0 <= query.offset < 2**63:  # SQLite integers are 64-bit
@@ -255,7 +246,7 @@ async def usage_csv(request: Request) -> Response:
     server = _server(request)
     await server.journal.barrier()
     rows = await server.journal.query_usage(_usage_query(request, MAX_USAGE_ROWS))
-    lines = ([row["id"], *(row[name] for name in USAGE_FIELDS)] for row in rows)
+    lines = ([row["id"], *(iso_utc(row[name]) if name == "at" else row[name] for name in USAGE_FIELDS)] for row in rows)
     return csv_response(["id", *USAGE_FIELDS], lines, "licentia-usage.csv")
 
 
@@ -349,10 +340,11 @@ ENDPOINTS = [
         tag="admin",
         raw_body=True,
     ),
-    Endpoint("GET", f"{A}/licenses/{{license_id}}", get_license, "One license", role="viewer", tag="admin"),
+    # `:path`: a license id an earlier version let in with a '/' (sent as %2F) can still be read and removed.
+    Endpoint("GET", f"{A}/licenses/{{license_id:path}}", get_license, "One license", role="viewer", tag="admin"),
     Endpoint(
         "DELETE",
-        f"{A}/licenses/{{license_id}}",
+        f"{A}/licenses/{{license_id:path}}",
         remove_license,
         "Remove a license",
         role="manager",

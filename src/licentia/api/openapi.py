@@ -38,7 +38,8 @@ def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
                 "4XX": {"description": "Refused", "content": {"application/json": {"schema": ERROR_SCHEMA}}},
             },
         }
-        params = re.findall(r"{(\w+)}", endpoint.path)
+        path = re.sub(r"{(\w+):\w+}", r"{\1}", endpoint.path)  # a route's converter is no part of the URL
+        params = re.findall(r"{(\w+)}", path)
         if params:
             operation["parameters"] = [
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in params
@@ -56,7 +57,7 @@ def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
         if endpoint.role:
             operation["security"] = [{"bearer": []}, {"basic": []}]
             operation["description"] = f"Needs the {endpoint.role} role."
-        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
+        paths.setdefault(path, {})[endpoint.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "Licentia license server", "version": __version__},

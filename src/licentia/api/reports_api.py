@@ -10,14 +10,14 @@ bounded part of the usage log.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from licentia.api.admin_api import csv_response, query_params
+from licentia.api.admin_api import query_params
+from licentia.api.csv_export import csv_response, iso_utc
 from licentia.api.errors import ApiError
 from licentia.api.routing import Endpoint, ok
 from licentia.core.state import DAY
@@ -77,10 +77,6 @@ async def report(request: Request) -> Response:
     return ok(await _report(request))
 
 
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
-
-
 def report_rows(report: UsageReport) -> tuple[list[str], list[list[Any]]]:
     """The report as a table: one row per bucket, a column per product's seats and per denial reason."""
     header = [
@@ -94,8 +90,8 @@ def report_rows(report: UsageReport) -> tuple[list[str], list[list[Any]]]:
     ]
     rows = [
         [
-            _iso(b.start),
-            _iso(b.end),
+            iso_utc(b.start, "seconds"),
+            iso_utc(b.end, "seconds"),
             b.printers,
             b.seats_total,
             *(b.seats.get(product, 0) for product in report.products),

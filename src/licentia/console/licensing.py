@@ -102,6 +102,7 @@ async def license_setup(request: Request, session: ConsoleSession) -> dict[str, 
         "licenses": license_views(state, server.now()),
         "max_body_bytes": server.config.max_body_bytes,
         "trusted_issuers": server.trusted.ids(),
+        "server_id": server.server_id,
     }
 
 
@@ -121,12 +122,12 @@ async def license_details(request: Request, session: ConsoleSession) -> dict[str
         (lease for lease in state.leases.values() if lease.license_id == license_id and lease.expires_at > now),
         key=lambda lease: lease.granted_at,
     )
-    return {"license": view, "printers": printers, "leases": leases, "now": now}
+    return {"license": view, "printers": printers, "leases": leases, "now": now, "server_id": server.server_id}
 
 
 PAGES = [
     Page("overview", "/", "Overview", "overview.html", overview, script="overview.js"),
     Page("license-setup", "/licenses", "License Setup", "license_setup.html", license_setup, script="license-setup.js"),
-    Page("license-setup", "/licenses/{license_id}", "License details", "license_details.html", license_details,
+    Page("license-setup", "/licenses/{license_id:path}", "License details", "license_details.html", license_details,
          script="license-setup.js"),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
@@ -68,6 +69,12 @@ def _days(value: float) -> str:
     return f"{text} day" if text == "1" else f"{text} days"
 
 
+def _segment(value: object) -> str:
+    """A value as one URL path segment: '/', '?', '#', '%' and the rest are percent-encoded, unlike Jinja's
+    `urlencode`, which keeps '/' (a name "a/../../users/x" would otherwise point at another URL)."""
+    return quote(str(value), safe="")
+
+
 environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"),
     autoescape=jinja2.select_autoescape(["html"]),
@@ -78,6 +85,7 @@ environment = jinja2.Environment(
 environment.filters["when"] = _when
 environment.filters["duration"] = _duration
 environment.filters["days"] = _days
+environment.filters["segment"] = _segment
 
 # Macro libraries every template sees under these names, also when one block is rendered alone (a
 # live region), where the template's own top-level {% import %} lines do not run.

@@ -22,7 +22,10 @@ BUILTIN_GROUPS = (DEFAULT_GROUP, BLOCKED_GROUP)
 
 
 class LicenseTerms(msgspec.Struct, forbid_unknown_fields=True):
-    """What a signed license grants; the signed payload of a license file."""
+    """What a signed license grants; the signed payload of a license file.
+
+    `bound_to` names the ids of the servers the license may be installed on (empty: any server).
+    """
 
     license_id: str
     product: str
@@ -35,6 +38,7 @@ class LicenseTerms(msgspec.Struct, forbid_unknown_fields=True):
     features: list[str] = []
     grace_days: int = 30
     issued_at: float = 0.0
+    bound_to: list[str] = []
 
 
 class License(msgspec.Struct):
@@ -56,6 +60,20 @@ class License(msgspec.Struct):
         if self.grace_started_at is None:
             return total
         return max(0.0, total - (now - self.grace_started_at))
+
+
+class RemovedLicense(msgspec.Struct):
+    """What a removed license leaves behind, so that installing the same license id again resumes it.
+
+    Removing and re-adding a license must not reset it: its grace period goes on from when it started,
+    and the printers it counted (and that did not move to another license meanwhile) count again.
+    """
+
+    license_id: str
+    product: str
+    removed_at: float
+    grace_started_at: float | None = None
+    printer_ids: list[str] = []
 
 
 class PrinterIdentity(msgspec.Struct, forbid_unknown_fields=True):

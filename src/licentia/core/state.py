@@ -33,6 +33,7 @@ from licentia.core.model import (
     MappingRule,
     PeerCursor,
     Printer,
+    RemovedLicense,
     Triad,
     UsageRecord,
 )
@@ -83,11 +84,13 @@ class Snapshot(msgspec.Struct):
     own_change_seq: int = 0
     config_seq: int = 0
     config_via: str = ""
+    removed_licenses: list[RemovedLicense] = []
 
 
 class LicenseState:
     def __init__(self) -> None:
         self.licenses: dict[str, License] = {}
+        self.removed_licenses: dict[str, RemovedLicense] = {}
         self.printers: dict[str, Printer] = {}
         self.leases: dict[str, Lease] = {}
         self.lease_by_request: dict[str, str] = {}
@@ -385,14 +388,34 @@ class LicenseState:
             return refused("invalid_license", "license count must be at least 1")
         if terms.grace_days < 0:
             return refused("invalid_license", "license grace_days must not be negative")
+        removed = self.removed_licenses.pop(terms.license_id, None)
         self.licenses[terms.license_id] = License(
-            terms=terms, key_id=cmd.key_id, signature=cmd.signature, installed_at=now
+            terms=terms,
+            key_id=cmd.key_id,
+            signature=cmd.signature,
+            installed_at=now,
+            grace_started_at=removed.grace_started_at if removed else None,
         )
         self._in_use[terms.license_id] = ExpiringSet()
+        if removed is not None and removed.product == terms.product and terms.unit == "printers":
+            self._recount_printers(terms.license_id, removed.printer_ids, now)
         return Outcome(ok=True, data={"license_id": terms.license_id}, changed=True)
 
+    def _recount_printers(self, license_id: str, printer_ids: list[str], now: float) -> None:
+        """Count again the printers a reinstalled license counted when it was removed: those still inside
+        the printer window and not taken by another license meanwhile."""
+        window = self.settings.printer_window_days * DAY
+        for pid in printer_ids:
+            printer = self.printers.get(pid)
+            if printer is None or printer.license_id is not None or printer.group == BLOCKED_GROUP:
+                continue
+            if printer.last_used + window > now:
+                printer.license_id = license_id
+                self._in_use[license_id].put(pid, printer.last_used + window)
+
     def _remove_license(self, cmd: c.RemoveLicense, now: float) -> Outcome:
-        if cmd.license_id not in self.licenses:
+        lic = self.licenses.get(cmd.license_id)
+        if lic is None:
             return refused("license_not_found", f"no license {cmd.license_id} is installed")
         del self.licenses[cmd.license_id]
         del self._in_use[cmd.license_id]
@@ -400,9 +423,18 @@ class LicenseState:
         for lease in [lease for lease in self.leases.values() if lease.license_id == cmd.license_id]:
             self._drop_lease(lease)
             usage.append(self._lease_record(lease, now, "checkin", False, "license_removed"))
+        counted = []
         for printer in self.printers.values():
             if printer.license_id == cmd.license_id:
                 printer.license_id = None
+                counted.append(printer.printer_id)
+        self.removed_licenses[cmd.license_id] = RemovedLicense(
+            license_id=cmd.license_id,
+            product=lic.terms.product,
+            removed_at=now,
+            grace_started_at=lic.grace_started_at,
+            printer_ids=counted,
+        )
         return Outcome(ok=True, data={"license_id": cmd.license_id}, usage=usage, changed=True)
 
     def _valid_licenses(self, product: str, unit: str, now: float, feature: str | None = None) -> list[License]:
@@ -874,6 +906,7 @@ class LicenseState:
                 own_change_seq=self.own_change_seq,
                 config_seq=self.config_seq,
                 config_via=self.config_via,
+                removed_licenses=list(self.removed_licenses.values()),
             )
         )
 
@@ -884,6 +917,7 @@ class LicenseState:
     def from_snapshot(cls, snap: Snapshot) -> LicenseState:
         state = cls()
         state.licenses = {lic.id: lic for lic in snap.licenses}
+        state.removed_licenses = {removed.license_id: removed for removed in snap.removed_licenses}
         state.printers = {p.printer_id: p for p in snap.printers}
         state.leases = {lease.lease_id: lease for lease in snap.leases}
         for lease in snap.leases:
