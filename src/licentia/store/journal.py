@@ -147,7 +147,8 @@ def usage_rows(origin: str, idx: int, usage: list[UsageRecord]) -> list[tuple[An
 def _usage_record(values: tuple[Any, ...]) -> UsageRecord:
     fields = dict(zip(USAGE_FIELDS, values, strict=True))
     fields["granted"] = bool(fields["granted"])
-    return UsageRecord(**{name: value if value is not None else "" for name, value in fields.items()})
+    present: dict[str, Any] = {name: value if value is not None else "" for name, value in fields.items()}
+    return UsageRecord(**present)
 
 
 class JournalFailure(RuntimeError):
