@@ -25,6 +25,7 @@ CSV_HEADER = [
     "application",
     "source_ip",
     "server",
+    "count",  # requests the row stands for: a client's repeated refusals share one row
 ]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from licentia.core.commands import Command, Heartbeat
+from licentia.core.commands import Command, Heartbeat, Renewal
 from licentia.core.state import Outcome
 
 MAX_BATCH = 5000
@@ -18,12 +18,13 @@ MAX_BATCH = 5000
 class HeartbeatCoalescer:
     def __init__(self, execute: Callable[[Command], Awaitable[Outcome]]) -> None:
         self._execute = execute
-        self._pending: list[tuple[list[str], asyncio.Future[Outcome]]] = []
+        self._pending: list[tuple[Renewal, asyncio.Future[Outcome]]] = []
         self._running = False
 
-    async def renew(self, lease_ids: list[str]) -> Outcome:
+    async def renew(self, lease_ids: list[str], source_ip: str, source_host: str) -> Outcome:
+        """Renew one request's leases; the access rules judge them by where the request came from."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._pending.append((lease_ids, future))
+        self._pending.append((Renewal(lease_ids, source_ip, source_host), future))
         if not self._running:
             self._running = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -32,15 +33,14 @@ class HeartbeatCoalescer:
     async def _drain(self) -> None:
         try:
             while self._pending:
-                batch: list[tuple[list[str], asyncio.Future[Outcome]]] = []
+                batch: list[tuple[Renewal, asyncio.Future[Outcome]]] = []
                 count = 0
                 while self._pending and count < MAX_BATCH:
                     item = self._pending.pop(0)
                     batch.append(item)
-                    count += len(item[0])
-                lease_ids = list(dict.fromkeys(lease_id for ids, _ in batch for lease_id in ids))
+                    count += len(item[0].lease_ids)
                 try:
-                    outcome = await self._execute(Heartbeat(lease_ids=lease_ids))
+                    outcome = await self._execute(Heartbeat(renewals=[renewal for renewal, _ in batch]))
                 except Exception as exc:
                     for _, future in batch:
                         if not future.done():
@@ -48,7 +48,9 @@ class HeartbeatCoalescer:
                     continue
                 renewed: dict[str, float] = outcome.data.get("renewed", {})
                 expired = set(outcome.data.get("expired", []))
-                for ids, future in batch:
+                denied: dict[str, str] = outcome.data.get("denied", {})
+                for renewal, future in batch:
+                    ids = renewal.lease_ids
                     if future.done():
                         continue
                     if not outcome.ok:
@@ -60,6 +62,7 @@ class HeartbeatCoalescer:
                             data={
                                 "renewed": {i: renewed[i] for i in ids if i in renewed},
                                 "expired": [i for i in ids if i in expired],
+                                "denied": {i: denied[i] for i in ids if i in denied},
                             },
                         )
                     )
