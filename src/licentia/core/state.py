@@ -732,7 +732,8 @@ class LicenseState:
         lease was checked out from, the rules deny the lease's own holder: the lease is released at once
         and its seat freed for someone allowed. From any other address the lease is left as it is, so
         whoever else learnt a lease id cannot end it from a denied place. Each request writes at most one
-        usage record for leases it named that are not held, and one for leases it was denied.
+        usage record for leases it named that are not held and one for leases it was denied, besides the
+        end record of each lease it released.
         """
         renewed: dict[str, float] = {}
         lost: list[str] = []
@@ -752,12 +753,12 @@ class LicenseState:
                 if checked:
                     allowed, why = self._client_access(lease.client, renewal.source_ip, renewal.source_host)
                     if not allowed:
-                        refused_here.append(lease_id)
-                        if renewal.source_ip == lease.source_ip:
+                        if renewal.source_ip == lease.source_ip:  # its end record is this request's record
                             self._drop_lease(lease)
                             usage.append(self._lease_record(lease, now, "checkin", False, "access_denied"))
                             denied[lease_id] = f"denied by access {why}; the lease was released"
                         else:
+                            refused_here.append(lease_id)
                             denied[lease_id] = f"denied by access {why}"
                         continue
                 lease.expires_at = now + lease.ttl_s
