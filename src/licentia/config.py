@@ -138,6 +138,8 @@ class Config:
             raise ConfigError("forwarded_allow_ips must be a list of addresses or networks")
         for entry in self.forwarded_allow_ips:
             try:
+                if not isinstance(entry, str):
+                    raise TypeError(entry)
                 ipaddress.ip_network(entry, strict=False)
             except (TypeError, ValueError):
                 raise ConfigError(f"forwarded_allow_ips: {entry!r} is not an IP address or network") from None

@@ -148,3 +148,16 @@ def test_x_forwarded_for_is_ignored_unless_the_sender_is_a_configured_proxy(star
 def test_rule_addresses_are_saved_in_canonical_form(admin):
     _rules(admin, [{"rule_id": "mapped", "action": "deny", "where_kind": "cidr", "where": "::ffff:10.0.0.0/104"}])
     assert admin.get("/api/v1/admin/access-rules").json()["rules"][0]["where"] == "10.0.0.0/8"
+
+
+def test_forwarded_allow_ips_takes_addresses_and_networks_only(tmp_path):
+    import pytest
+
+    from licentia.config import Config, ConfigError
+
+    assert Config.load(data_dir=tmp_path).forwarded_allow_ips == []
+    config = Config.load(data_dir=tmp_path, forwarded_allow_ips=["10.0.0.1", "fd00::/8"])
+    assert config.forwarded_allow_ips == ["10.0.0.1", "fd00::/8"]
+    for bad in (["proxy.example"], ["10.0.0.300"], "10.0.0.1", [7]):
+        with pytest.raises(ConfigError):
+            Config.load(data_dir=tmp_path, forwarded_allow_ips=bad)
