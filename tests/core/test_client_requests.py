@@ -246,3 +246,18 @@ def test_a_check_in_by_a_holder_the_rules_now_deny_is_refused_and_releases_the_l
 def test_rule_addresses_are_saved_in_canonical_form(state, kind, written, saved):
     set_rules(state, AccessRule(rule_id="r", action="deny", where_kind=kind, where=written))
     assert state.access_rules[0].where == saved
+
+
+def test_lease_requests_with_their_origin_survive_the_journal_encoding(state):
+    from licentia.core.commands import decode_command, encode_command
+
+    for command in (
+        Heartbeat(renewals=[Renewal(["L1", "L2"], "10.0.0.5", "ws7.corp.example")], honour_from=5.0),
+        Checkin(lease_id="L1", source_ip="10.0.0.5", source_host=""),
+        Checkout(request_id="r", lease_id="L1", product="Designer", client=ANN, source_ip="10.0.0.5",
+                 source_host="ws7.corp.example"),
+        PruneRegistries(printer_ids=["p1"], client_ids=["c1"]),
+    ):
+        assert decode_command(encode_command(command)) == command
+    legacy = decode_command(b'{"type":"checkin","lease_id":"L1"}')
+    assert legacy == Checkin(lease_id="L1") and legacy.source_host is None  # judged as it was: unchecked
