@@ -77,7 +77,7 @@ class LicenseServer:
         self.triad: TriadNode | None = None
         self.backup: BackupLink | None = None
         self.replication: Replication = JournalReplication(self)
-        self.heartbeats = HeartbeatCoalescer(self.execute)
+        self.heartbeats = HeartbeatCoalescer(self.execute, lambda lease_id: lease_id in self.state.leases)
         self.host_names = VerifiedHostNames()
         self._grant_cache: dict[tuple[str, str, str], tuple[float, dict[str, object]]] = {}
         self.alerts = AlertService(self)
