@@ -21,7 +21,13 @@ from licentia import __version__, license_file
 from licentia.config import Config, ConfigError
 from licentia.store.private_file import PRIVATE_UMASK
 
-UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "httptools", "lifespan": "on", "log_config": None}
+UVICORN_OPTIONS: dict[str, Any] = {
+    "loop": "uvloop",
+    "http": "httptools",
+    "lifespan": "on",
+    "log_config": None,
+    "proxy_headers": False,  # X-Forwarded-For only from `forwarded_allow_ips` (licentia.api.app)
+}
 """How `licentia serve` runs uvicorn; bench/echo_app.py serves its baseline with the same options."""
 
 DEFAULT_SERVER = os.environ.get("LICENTIA_SERVER", "http://127.0.0.1:8470")

@@ -9,6 +9,7 @@ then command-line flags. Settings shared by every member of a relationship
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -114,6 +115,7 @@ class Config:
     tls: str = ""  # auto | off | files; empty: off on a loopback address, auto anywhere else
     tls_cert: str = ""
     tls_key: str = ""
+    forwarded_allow_ips: list[str] = field(default_factory=list)
     alerts: AlertConfig = field(default_factory=AlertConfig)
 
     @property
@@ -148,6 +150,15 @@ class Config:
             raise ConfigError("reclaim_interval_s must be between 0.1 and 3600")
         if not 10 <= self.sync_batch_rows <= 100_000:
             raise ConfigError("sync_batch_rows must be between 10 and 100000")
+        if not isinstance(self.forwarded_allow_ips, list):
+            raise ConfigError("forwarded_allow_ips must be a list of addresses or networks")
+        for entry in self.forwarded_allow_ips:
+            try:
+                if not isinstance(entry, str):
+                    raise TypeError(entry)
+                ipaddress.ip_network(entry, strict=False)
+            except (TypeError, ValueError):
+                raise ConfigError(f"forwarded_allow_ips: {entry!r} is not an IP address or network") from None
         if self.log_format not in ("text", "json"):
             raise ConfigError("log_format must be 'text' or 'json'")
         if not CONSOLE_PATH.fullmatch(self.console_path) or self.console_path.split("/")[1] in SERVED_PATHS:

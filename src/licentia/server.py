@@ -25,6 +25,7 @@ import msgspec
 
 from licentia import __version__
 from licentia.alerts.service import AlertService
+from licentia.api.host_names import VerifiedHostNames
 from licentia.api.passwords import hash_password
 from licentia.cluster.backup_pair import BackupLink
 from licentia.cluster.heartbeats import HeartbeatCoalescer
@@ -41,11 +42,12 @@ from licentia.core.commands import (
     FormBackupPair,
     FormTriad,
     LeaveBackupPair,
+    PruneRegistries,
     PutAdminUser,
     ReclaimExpired,
     RemoveLicense,
 )
-from licentia.core.model import AdminUser
+from licentia.core.model import AdminUser, Client, Printer
 from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
 from licentia.grants import GrantSigner
 from licentia.license_file import TrustedIssuers, check_binding
@@ -57,6 +59,7 @@ log = logging.getLogger("licentia.server")
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"
 GRANT_REUSE_S = 60.0
+PRUNE_SLICE = 2000  # printers or clients looked at per pruning command: a bounded pause of the loop each
 
 
 class LicenseServer:
@@ -78,7 +81,8 @@ class LicenseServer:
         self.triad: TriadNode | None = None
         self.backup: BackupLink | None = None
         self.replication: Replication = JournalReplication(self)
-        self.heartbeats = HeartbeatCoalescer(self.execute)
+        self.heartbeats = HeartbeatCoalescer(self.execute, lambda lease_id: lease_id in self.state.leases)
+        self.host_names = VerifiedHostNames()
         self._grant_cache: dict[tuple[str, str, str], tuple[float, dict[str, object]]] = {}
         self.alerts = AlertService(self)
         # (command type, outcome code) -> count, for the metrics (licentia.api.metrics); see `execute`.
@@ -195,6 +199,7 @@ class LicenseServer:
         if self.backup is not None:
             await self.backup.stop()
         await self.journal.close(self.state if self.replication.snapshot_on_close else None)
+        self.host_names.close()
         self.release()
         log.info("License server %s stopped; state is on disk.", self.server_id)
 
@@ -359,7 +364,47 @@ class LicenseServer:
         while True:
             cutoff = self.now() - self.state.settings.usage_retention_days * DAY
             await self.journal.prune_usage(cutoff)
+            await self.prune_registries()
             await asyncio.sleep(3600)
+
+    async def prune_registries(self) -> tuple[int, int]:
+        """Forget printers and clients unseen for longer than the usage retention: (printers, clients) forgotten.
+
+        PRUNE_SLICE candidates per command with a turn of the loop between, so no request waits behind a long
+        scan. Only the member that may reclaim leases proposes it; the core decides which go."""
+        printers = await self._prune_slices("printers", list(self.state.printers))
+        clients = await self._prune_slices("clients", list(self.state.clients))
+        if printers or clients:
+            log.info(
+                "Forgot %d printer(s) and %d client(s) not seen for %g days (the usage retention).",
+                printers,
+                clients,
+                self.state.settings.usage_retention_days,
+            )
+        return printers, clients
+
+    async def _prune_slices(self, registry: str, keys: list[str]) -> int:
+        forgotten = 0
+        for start in range(0, len(keys), PRUNE_SLICE):
+            await asyncio.sleep(0)
+            if not self.replication.may_reclaim():
+                break
+            cutoff = self.now() - self.state.settings.usage_retention_days * DAY
+            chunk = keys[start : start + PRUNE_SLICE]
+            if registry == "printers":
+                stale = [key for key in chunk if _printer_unseen(self.state.printers.get(key), cutoff)]
+                command = PruneRegistries(printer_ids=stale)
+            else:
+                stale = [key for key in chunk if _client_unseen(self.state.clients.get(key), cutoff)]
+                command = PruneRegistries(client_ids=stale)
+            if not stale:
+                continue
+            try:
+                outcome = await self.execute(command)
+            except (NotActive, CommitFailed):
+                break
+            forgotten += len(outcome.data.get(registry, []))
+        return forgotten
 
     def info(self) -> dict[str, object]:
         return {
@@ -426,3 +471,12 @@ class LicenseServer:
             self._grant_cache.clear()
         self._grant_cache[key] = (now, grant)
         return grant
+
+
+# A cheap first cut of what `PruneRegistries` may forget; the core checks again, and more.
+def _printer_unseen(printer: Printer | None, cutoff: float) -> bool:
+    return printer is not None and max(printer.first_seen, printer.last_used, printer.peer_last_used) < cutoff
+
+
+def _client_unseen(client: Client | None, cutoff: float) -> bool:
+    return client is not None and client.last_seen < cutoff

@@ -99,7 +99,7 @@ def test_checkout_metrics_follow_grants_denials_and_checkins(server, issuer, adm
     assert value(after, "licentia_leases_active") == 2
     assert value(after, "licentia_license_used", **labels) == 2
     assert value(after, "licentia_license_status", **labels, status="full") == 1
-    assert value(after, "licentia_clients") == 3  # ws-1, ws-2, ws-3 (ws-1 asked for the unknown product too)
+    assert value(after, "licentia_clients") == 2  # ws-1, ws-2: refused requests (ws-3's) record no client
     route = {"method": "POST", "route": "/api/v1/leases"}
     assert value(after, "licentia_request_duration_seconds_count", **route) == 4
     assert value(after, "licentia_request_duration_seconds_bucket", **route, le="+Inf") == 4
@@ -140,7 +140,7 @@ def test_print_check_metrics_by_reason_and_grace(server, issuer, admin, client):
     assert value(samples, "licentia_license_status", **lenient_labels, status="grace") == 1
     assert 1.99 <= value(samples, "licentia_license_grace_days_left", **lenient_labels) <= 2
     assert value(samples, "licentia_license_grace_days_left", **strict_labels) == 0
-    assert value(samples, "licentia_printers") == 4
+    assert value(samples, "licentia_printers") == 3  # P1, L1, L2: the refused P2 is not recorded
     assert value(samples, "licentia_request_duration_seconds_count", method="POST", route="/api/v1/print-checks") == 5
 
 

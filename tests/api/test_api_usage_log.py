@@ -27,6 +27,7 @@ CSV_HEADER = [
     "application",
     "source_ip",
     "server",
+    "count",  # requests the row stands for: a client's repeated refusals share one row
 ]
 ISO_MILLISECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 

@@ -30,9 +30,10 @@ def license_used(server: ServerProcess, license_id: str) -> int:
 
 
 def print_usage(server: ServerProcess) -> list[dict[str, Any]]:
-    """The print-check rows of the usage log, oldest first."""
+    """The print checks of the usage log, one entry per request, oldest first (a row that coalesces a client's
+    repeated refusals stands for `count` requests)."""
     records = admin_get(server, "/api/v1/admin/usage", kind="print", limit=10_000)["records"]
-    return sorted(records, key=lambda record: record["id"])
+    return [record for record in sorted(records, key=lambda record: record["id"]) for _ in range(record["count"])]
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):

@@ -55,6 +55,16 @@ def test_failed_only_filter_hides_granted_rows(page: Page, console_server, licen
     screenshot(page, "printer-usage-failed-only")
 
 
+def test_a_clients_repeated_refusals_show_as_one_row_with_their_count(page: Page, console_server, licensed):
+    for _ in range(5):
+        answer = client_print_check(console_server, "Zebra Retried", product="NoSuchStudio", host="pc-retry")
+        assert answer.status_code == 404
+    page.goto(f"{ACTIVITY}?failed=1")
+    rows = page.locator("#requests-table tbody tr").filter(has_text="pc-retry")
+    expect(rows).to_have_count(1)
+    expect(rows.locator(".repeat-count")).to_have_text("5 times")
+
+
 def test_change_group_then_block_printer_denies_its_next_print_check(page: Page, console_server, admin, licensed):
     assert admin.post("/api/v1/admin/printer-groups", json={"name": "Dock"}).status_code == 201
     assert client_print_check(console_server, "Zebra Dock").status_code == 200

@@ -161,3 +161,31 @@ def test_server_settings_are_saved_and_a_bad_value_shows_the_api_message(page: P
     assert admin.get("/api/v1/admin/settings").json()["settings"]["heartbeat_interval_s"] == before["settings"][
         "heartbeat_interval_s"]
     admin.patch("/api/v1/admin/settings", json={"changes": {"lease_ttl_s": before["settings"]["lease_ttl_s"]}})
+
+
+def test_the_rule_form_says_which_names_the_client_declares(page: Page, admin, rules):
+    _open(page)
+    form = page.locator("#rule-form")
+    note = form.locator("#rule-trust-help")
+    expect(note).to_contain_text("User and computer names are what the client declares about itself")
+    expect(note).to_contain_text("never the name the client declares")
+    for label in ("Name or pattern", "Address, network or host"):
+        described = form.get_by_label(label).get_attribute("aria-describedby") or ""
+        assert "rule-trust-help" in described.split()
+
+
+def test_the_tester_judges_a_host_name_rule_by_the_name_dns_gives_the_address(page: Page, admin, rules):
+    rule = _rule("here", "deny", where_kind="hostname", where="localhost")
+    assert admin.put(RULES, json={"rules": [*rules, rule], "default_policy": "allow"}).status_code == 200
+    page.goto(f"{CONSOLE}/this-server")
+    expect(page.locator("tr[data-rule-id]")).to_have_count(3)
+    form = page.locator("#test-form")
+    form.get_by_label("Computer (host)").fill("localhost")  # declared: proves nothing
+    form.get_by_label("IP address").fill("192.0.2.1")
+    form.get_by_role("button", name="Test").click()
+    result = page.locator("#test-result")
+    expect(result).to_have_text("Allowed by the default policy (allow).")
+    form.get_by_label("Computer (host)").fill("pc-1")
+    form.get_by_label("IP address").fill("127.0.0.1")  # reverse DNS: localhost, and back
+    form.get_by_role("button", name="Test").click()
+    expect(result).to_have_text("Denied by rule 3.")

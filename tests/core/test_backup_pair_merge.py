@@ -7,7 +7,7 @@ import pytest
 from conftest import T0
 
 from licentia.core import commands as c
-from licentia.core.model import ClientInfo, PairMember, PrinterIdentity, UsageRecord
+from licentia.core.model import ClientInfo, LicenseTerms, PairMember, PrinterIdentity, UsageRecord
 from licentia.core.state import LicenseState
 
 MAIN = PairMember("main", "http://10.0.0.1:8470")
@@ -15,8 +15,12 @@ BACKUP = PairMember("backup", "http://10.0.0.2:8470")
 
 
 def paired(me: str) -> LicenseState:
+    """A server of the pair with a printer license for "Label" (only granted print checks record printers)."""
     state = LicenseState()
     assert state.apply(c.FormBackupPair(name="B1", main=MAIN, backup=BACKUP, me=me), T0).ok
+    terms = LicenseTerms(license_id=f"PRN-{me}", product="Label", edition="std", customer="Acme", unit="printers",
+                         count=100, not_before=T0 - 60, expires=T0 + 86400 * 365)
+    assert state.apply(c.AddLicense(terms=terms, key_id="test", signature="unchecked by the core"), T0).ok
     return state
 
 

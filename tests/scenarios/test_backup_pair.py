@@ -49,6 +49,15 @@ def settings(server: ServerProcess) -> dict[str, Any]:
     return admin_get(server, "/api/v1/admin/settings")["settings"]
 
 
+def distinct_refusals(server: ServerProcess, count: int, tag: str) -> None:
+    """`count` usage rows: refused print checks from as many different computers (one client's repeated
+    refusals would share a row)."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for i in range(count):
+            body = {"product": "Unlicensed", "printer": {"name": "P"}, "client": {"host": f"{tag}-{i}"}}
+            assert client.post("/api/v1/print-checks", json=body).status_code == 404
+
+
 def print_check(server: ServerProcess, printer: str, host: str = "ws-1") -> httpx.Response:
     return httpx.post(
         f"{server.url}/api/v1/print-checks",
@@ -168,9 +177,7 @@ def test_the_four_connection_and_synchronization_states(start_pair, tmp_path):
     assert [m["online"] for m in status["members"]] == [False, True]
 
     # Not connected, not synchronized: the backup records what the main cannot have yet.
-    for chunk in range(3):
-        ids = [f"gone-{chunk}-{i}" for i in range(1000)]
-        assert httpx.post(f"{pair.backup.url}/api/v1/leases/heartbeat", json={"lease_ids": ids}).status_code == 200
+    distinct_refusals(pair.backup, 3000, "gone")
     status = pair.wait(lambda s: not s["synchronized"], role="backup", timeout=10)
     assert status["state"] == "not_connected_not_synchronized"
     assert status["pending"]["to_partner"]["usage_rows"] >= 3000
@@ -193,26 +200,24 @@ def test_an_interrupted_sync_resumes_without_duplicates(start_pair, tmp_path):
     pair.main.stop()
     pair.main.extra_args = ["--config", str(config)]
     pair.main.start()
-    # 1500 usage rows on the main (a heartbeat for unknown leases records one refusal per lease).
-    for chunk in range(3):
-        ids = [f"gone-{chunk}-{i}" for i in range(500)]
-        assert httpx.post(f"{pair.main.url}/api/v1/leases/heartbeat", json={"lease_ids": ids}).status_code == 200
-    total = len(usage(pair.main, kind="heartbeat"))
+    # 1500 usage rows on the main.
+    distinct_refusals(pair.main, 1500, "gone")
+    total = len(usage(pair.main, kind="print"))
     assert total == 1500
 
     pair.join()
 
     def partial() -> int:
-        count = len([r for r in usage(pair.backup, kind="heartbeat") if r["server"] == "main"])
+        count = len([r for r in usage(pair.backup, kind="print") if r["server"] == "main"])
         return count if 0 < count < total else 0
 
     wait_for(partial, timeout=20, what="the backup to be part way through")
     pair.backup.kill()
     pair.backup.start()
     pair.wait(both_flags, role="backup", timeout=60)
-    rows = [r for r in usage(pair.backup, kind="heartbeat") if r["server"] == "main"]
+    rows = [r for r in usage(pair.backup, kind="print") if r["server"] == "main"]
     assert len(rows) == total
-    counts = collections.Counter(r["lease_id"] for r in rows)
+    counts = collections.Counter(r["client_host"] for r in rows)
     assert max(counts.values()) == 1
 
 

@@ -30,7 +30,7 @@ from licentia.api.schemas import (
     UserRequest,
 )
 from licentia.core import commands as c
-from licentia.core.access import RequestOrigin, matching_rule
+from licentia.core.access import RequestOrigin, canonical_address, matching_rule
 from licentia.core.model import AdminUser
 from licentia.core.state import LicenseState
 from licentia.license_file import LicenseBoundElsewhere, LicenseFileError
@@ -289,8 +289,14 @@ async def set_access_rules(request: Request, body: AccessRulesRequest) -> Respon
 
 
 async def test_access(request: Request, body: AccessTestRequest) -> Response:
-    state = await _server(request).read_state()
-    origin = RequestOrigin(user=body.user, host=body.host, server=body.server, ip=body.ip)
+    server = _server(request)
+    state = await server.read_state()
+    ip = canonical_address(body.ip)
+    source_host = body.source_host
+    if source_host is None:  # as a real request from `ip` would be judged: by the name DNS verifies for it
+        uses_names = any(rule.where_kind == "hostname" for rule in state.access_rules)
+        source_host = await server.host_names.name_of(ip) if uses_names and ip else ""
+    origin = RequestOrigin(user=body.user, host=body.host, server=body.server, ip=ip, source_host=source_host)
     allowed, why = state.access_decision(origin)
     rule = matching_rule(state.access_rules, origin)
     return ok({"allowed": allowed, "decided_by": why, "rule_id": rule.rule_id if rule else None})

@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from licentia.api import admin_api, alerts_api, client_api, peer_api, relationship_api, reports_api
 from licentia.api.errors import JSON, error_response
@@ -50,6 +51,14 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response("internal_error", "the server hit an unexpected error; see its log", 500)
 
 
+def _proxy_headers(server: LicenseServer) -> list[Middleware]:
+    """Take the client's address from `X-Forwarded-For` only when a configured proxy (`forwarded_allow_ips`)
+    sent the request; uvicorn's own handling is off (`licentia.cli.UVICORN_OPTIONS`), so by default the
+    header is ignored from everyone, loopback included."""
+    trusted = server.config.forwarded_allow_ips
+    return [Middleware(ProxyHeadersMiddleware, trusted_hosts=list(trusted))] if trusted else []
+
+
 def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starlette:
     document = openapi_document(ENDPOINTS)
 
@@ -75,7 +84,7 @@ def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starl
             *metrics.routes(),
             *console_routes(server.config.console_path),
         ],
-        middleware=[Middleware(ClientLatencyMiddleware, histograms=metrics.latency)],
+        middleware=[*_proxy_headers(server), Middleware(ClientLatencyMiddleware, histograms=metrics.latency)],
         exception_handlers={
             HTTPException: _http_error,
             JournalFailure: _journal_failure,

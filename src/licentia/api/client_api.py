@@ -1,11 +1,14 @@
 """The client API: what applications call before they print or run.
 
 It needs no login; the "This License Server" access rules, evaluated inside
-the core, decide who may use it.
+the core, decide who may use it: every print check, checkout, heartbeat and
+check-in is judged by the client's declared names, its source address and the
+host name DNS verifies for that address (looked up only while a rule needs it).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from starlette.requests import Request
@@ -14,13 +17,21 @@ from starlette.responses import Response
 from licentia.api.errors import ApiError
 from licentia.api.routing import Endpoint, ok
 from licentia.api.schemas import CheckoutRequest, HeartbeatRequest, PrintCheckRequest
+from licentia.api.source_address import source_address
 from licentia.core import commands as c
 from licentia.core.model import ClientInfo
 from licentia.core.state import Outcome
 
+log = logging.getLogger("licentia.api")
 
-def _source_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
+
+async def _origin(request: Request) -> tuple[str, str]:
+    """(source address, its verified host name); the name is looked up only while a host name rule exists."""
+    server = request.app.state.server
+    address = source_address(request)
+    if not any(rule.where_kind == "hostname" for rule in server.state.access_rules):
+        return address, ""
+    return address, await server.host_names.name_of(address)
 
 
 def answer(outcome: Outcome, status: int = 200) -> Response:
@@ -39,8 +50,9 @@ def _subject(client: ClientInfo) -> str:
 
 async def print_check(request: Request, body: PrintCheckRequest) -> Response:
     server = request.app.state.server
+    address, host = await _origin(request)
     command = c.PrintCheck(
-        product=body.product, printer=body.printer, client=body.client, source_ip=_source_ip(request)
+        product=body.product, printer=body.printer, client=body.client, source_ip=address, source_host=host
     )
     outcome = await server.execute(command)
     if outcome.ok:
@@ -49,26 +61,50 @@ async def print_check(request: Request, body: PrintCheckRequest) -> Response:
 
 
 async def checkout(request: Request, body: CheckoutRequest) -> Response:
+    address, host = await _origin(request)
     command = c.Checkout(
         request_id=body.request_id or secrets.token_hex(16),
         lease_id=secrets.token_hex(16),
         product=body.product,
         feature=body.feature,
         client=body.client,
-        source_ip=_source_ip(request),
+        source_ip=address,
+        source_host=host,
         ttl_s=body.ttl_s,
     )
     server = request.app.state.server
     outcome = await server.execute(command)
     if outcome.ok:
         outcome.data["grant"] = server.grant_token("seat", body.product, _subject(body.client))
+        if outcome.data.get("repeated"):
+            log.info(
+                "Checkout request %s from %s (%s) was a repeat; answered with the lease it was granted before.",
+                command.request_id,
+                _subject(body.client),
+                address,
+            )
     return answer(outcome, 200 if outcome.data.get("repeated") else 201)
 
 
+def _log_denied(denied: dict[str, str], address: str) -> None:
+    if denied:
+        lease_id, why = next(iter(denied.items()))
+        more = f" and {len(denied) - 1} other lease(s)" if len(denied) > 1 else ""
+        log.warning("Heartbeat from %s for lease %s%s refused: %s.", address, lease_id, more, why)
+
+
 async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
+    """Renew the leases named. Leases the access rules now deny are listed under `denied` and not renewed
+    (see `LicenseState._heartbeat` for when one is also released); if every lease named was denied the
+    answer is 403 access_denied."""
     server = request.app.state.server
-    outcome = await server.heartbeats.renew(body.lease_ids)
+    address, host = await _origin(request)
+    outcome = await server.heartbeats.renew(body.lease_ids, address, host)
     if outcome.ok:
+        denied: dict[str, str] = outcome.data["denied"]
+        _log_denied(denied, address)
+        if denied and not outcome.data["renewed"] and len(denied) == len(set(body.lease_ids)):
+            raise ApiError("access_denied", next(iter(denied.values())))
         renewed = [server.state.leases[i] for i in outcome.data["renewed"] if i in server.state.leases]
         outcome.data["grants"] = {
             lease.product: server.grant_token("seat", lease.product, _subject(lease.client)) for lease in renewed
@@ -78,16 +114,25 @@ async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
 
 async def heartbeat_one(request: Request) -> Response:
     lease_id = request.path_params["lease_id"]
-    outcome = await request.app.state.server.heartbeats.renew([lease_id])
+    address, host = await _origin(request)
+    outcome = await request.app.state.server.heartbeats.renew([lease_id], address, host)
     if not outcome.ok:
         raise ApiError(outcome.code, outcome.message)
+    _log_denied(outcome.data["denied"], address)
+    if lease_id in outcome.data["denied"]:
+        raise ApiError("access_denied", outcome.data["denied"][lease_id])
     if lease_id not in outcome.data["renewed"]:
         raise ApiError("lease_expired", f"lease {lease_id} is not held any more; check out again")
     return ok({"lease_id": lease_id, "expires_at": outcome.data["renewed"][lease_id]})
 
 
 async def checkin(request: Request) -> Response:
-    return answer(await request.app.state.server.execute(c.Checkin(lease_id=request.path_params["lease_id"])))
+    address, host = await _origin(request)
+    lease_id = request.path_params["lease_id"]
+    outcome = await request.app.state.server.execute(c.Checkin(lease_id=lease_id, source_ip=address, source_host=host))
+    if outcome.code == "access_denied":
+        log.warning("Check-in of lease %s from %s refused: %s.", lease_id, address, outcome.message)
+    return answer(outcome)
 
 
 ENDPOINTS = [
@@ -103,10 +148,16 @@ ENDPOINTS = [
         "POST",
         "/api/v1/leases",
         checkout,
-        "Check out a seat (idempotent per request_id)",
+        "Check out a seat (a retry with the same request_id by the same client gets the same lease)",
         body=CheckoutRequest,
     ),
-    Endpoint("POST", "/api/v1/leases/heartbeat", heartbeat, "Renew several leases at once", body=HeartbeatRequest),
-    Endpoint("POST", "/api/v1/leases/{lease_id}/heartbeat", heartbeat_one, "Renew one lease"),
+    Endpoint(
+        "POST",
+        "/api/v1/leases/heartbeat",
+        heartbeat,
+        "Renew several leases at once (leases the access rules deny are listed under denied; 403 if all are)",
+        body=HeartbeatRequest,
+    ),
+    Endpoint("POST", "/api/v1/leases/{lease_id}/heartbeat", heartbeat_one, "Renew one lease (403: rules deny it)"),
     Endpoint("DELETE", "/api/v1/leases/{lease_id}", checkin, "Check a seat back in"),
 ]

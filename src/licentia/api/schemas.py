@@ -66,6 +66,8 @@ class AccessTestRequest(Body):
     host: Annotated[str, msgspec.Meta(max_length=200)] = ""
     server: Annotated[str, msgspec.Meta(max_length=200)] = ""
     ip: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    # The verified host name of `ip` that "from where: host name" rules match; left out, DNS is asked.
+    source_host: Annotated[str, msgspec.Meta(max_length=253)] | None = None
 
 
 class UserRequest(Body):

@@ -2,6 +2,11 @@
 
 In a triad this keeps heartbeats from each becoming a Raft write; standalone it
 saves journal rows. The first heartbeat after a quiet spell is not delayed.
+
+A lease id this server does not hold is never renewed (ids are minted here, at
+random, and never reused), so a request's unknown ids stay out of the command
+but the first, which the core records as the request's one lost-lease usage row:
+a heartbeat naming a thousand made-up ids journals one of them, not a thousand.
 """
 
 from __future__ import annotations
@@ -9,21 +14,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from licentia.core.commands import Command, Heartbeat
+from licentia.core.commands import Command, Heartbeat, Renewal
 from licentia.core.state import Outcome
 
 MAX_BATCH = 5000
 
 
 class HeartbeatCoalescer:
-    def __init__(self, execute: Callable[[Command], Awaitable[Outcome]]) -> None:
+    def __init__(self, execute: Callable[[Command], Awaitable[Outcome]], held: Callable[[str], bool]) -> None:
         self._execute = execute
-        self._pending: list[tuple[list[str], asyncio.Future[Outcome]]] = []
+        self._held = held
+        self._pending: list[tuple[Renewal, asyncio.Future[Outcome]]] = []
         self._running = False
 
-    async def renew(self, lease_ids: list[str]) -> Outcome:
+    async def renew(self, lease_ids: list[str], source_ip: str, source_host: str) -> Outcome:
+        """Renew one request's leases; the access rules judge them by where the request came from."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._pending.append((lease_ids, future))
+        self._pending.append((Renewal(list(dict.fromkeys(lease_ids)), source_ip, source_host), future))
         if not self._running:
             self._running = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -32,23 +39,24 @@ class HeartbeatCoalescer:
     async def _drain(self) -> None:
         try:
             while self._pending:
-                batch: list[tuple[list[str], asyncio.Future[Outcome]]] = []
+                batch: list[tuple[Renewal, asyncio.Future[Outcome]]] = []
                 count = 0
                 while self._pending and count < MAX_BATCH:
                     item = self._pending.pop(0)
                     batch.append(item)
-                    count += len(item[0])
-                lease_ids = list(dict.fromkeys(lease_id for ids, _ in batch for lease_id in ids))
+                    count += len(item[0].lease_ids)
+                renewals = [self._without_unknown(renewal) for renewal, _ in batch]
                 try:
-                    outcome = await self._execute(Heartbeat(lease_ids=lease_ids))
+                    outcome = await self._execute(Heartbeat(renewals=renewals))
                 except Exception as exc:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
                 renewed: dict[str, float] = outcome.data.get("renewed", {})
-                expired = set(outcome.data.get("expired", []))
-                for ids, future in batch:
+                denied: dict[str, str] = outcome.data.get("denied", {})
+                for renewal, future in batch:
+                    ids = renewal.lease_ids
                     if future.done():
                         continue
                     if not outcome.ok:
@@ -59,9 +67,17 @@ class HeartbeatCoalescer:
                             ok=True,
                             data={
                                 "renewed": {i: renewed[i] for i in ids if i in renewed},
-                                "expired": [i for i in ids if i in expired],
+                                "expired": [i for i in ids if i not in renewed and i not in denied],
+                                "denied": {i: denied[i] for i in ids if i in denied},
                             },
                         )
                     )
         finally:
             self._running = False
+
+    def _without_unknown(self, renewal: Renewal) -> Renewal:
+        held = [lease_id for lease_id in renewal.lease_ids if self._held(lease_id)]
+        unknown = next((lease_id for lease_id in renewal.lease_ids if not self._held(lease_id)), None)
+        if unknown is None:
+            return renewal
+        return Renewal([unknown, *held], renewal.source_ip, renewal.source_host)

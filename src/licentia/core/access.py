@@ -1,4 +1,10 @@
-"""Matching a request against the ordered "This License Server" access rules."""
+"""Matching a request against the ordered "This License Server" access rules.
+
+What a rule can trust: the user and computer names are what the client declares about itself;
+the source address is what the connection (or a configured proxy) says; a "from where: host name"
+rule matches the host name the edge verified for that address (reverse DNS, forward-confirmed),
+never the name the client declares.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,66 @@ import fnmatch
 import ipaddress
 import re
 
+import msgspec
+
 from licentia.core.model import AccessRule
 
 RULE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class RequestOrigin:
-    """Who is asking and from where, as the access rules see it."""
+    """Who is asking and from where, as the access rules see it.
 
-    __slots__ = ("host", "ip", "server", "user")
+    `user` and `host` are declared by the client; `ip` is the source address and `source_host` the
+    host name verified for it. `source_host` None (an entry journaled before host names were
+    verified) lets hostname rules match the declared `host`, as they did when that entry was decided.
+    """
 
-    def __init__(self, *, user: str = "", host: str = "", server: str = "", ip: str = "") -> None:
+    __slots__ = ("host", "ip", "server", "source_host", "user")
+
+    def __init__(
+        self, *, user: str = "", host: str = "", server: str = "", ip: str = "", source_host: str | None = ""
+    ) -> None:
         self.user = user
         self.host = host
         self.server = server
         self.ip = ip
+        self.source_host = source_host
+
+
+def canonical_address(text: str) -> str:
+    """An address in its one canonical spelling: an IPv4-mapped IPv6 address (::ffff:10.0.0.5) as the
+    IPv4 address it maps; text that is no address comes back unchanged."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _canonical_network(text: str) -> str:
+    network = ipaddress.ip_network(text, strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return str(ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}", strict=False))
+    return str(network)
+
+
+def canonical_rules(rules: list[AccessRule]) -> list[AccessRule]:
+    """`rules` (already valid) with their addresses and networks spelled canonically, IPv4-mapped IPv6
+    ones as IPv4 (::ffff:10.0.0.0/104 is 10.0.0.0/8), so a rule says what it matches."""
+    canonical = []
+    for rule in rules:
+        where = rule.where
+        if rule.where_kind == "ip":
+            where = canonical_address(where)
+        elif rule.where_kind == "cidr":
+            where = _canonical_network(where)
+        canonical.append(rule if where == rule.where else msgspec.structs.replace(rule, where=where))
+    return canonical
 
 
 def _glob(pattern: str, value: str) -> bool:
@@ -38,16 +89,14 @@ def _where_matches(rule: AccessRule, origin: RequestOrigin) -> bool:
     if rule.where_kind == "any":
         return True
     if rule.where_kind == "hostname":
-        return _glob(rule.where, origin.host)
+        return _glob(rule.where, origin.host if origin.source_host is None else origin.source_host)
     try:
-        address = ipaddress.ip_address(origin.ip)
+        address = ipaddress.ip_address(canonical_address(origin.ip))
     except ValueError:
         return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
     if rule.where_kind == "ip":
-        return address == ipaddress.ip_address(rule.where)
-    return address in ipaddress.ip_network(rule.where, strict=False)
+        return address == ipaddress.ip_address(canonical_address(rule.where))
+    return address in ipaddress.ip_network(_canonical_network(rule.where), strict=False)
 
 
 def matching_rule(rules: list[AccessRule], origin: RequestOrigin) -> AccessRule | None:

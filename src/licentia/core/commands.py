@@ -52,15 +52,24 @@ class RemoveLicense(Command, tag="remove_license"):
 
 
 class PrintCheck(Command, tag="print_check"):
+    """`source_ip` is where the request came from; `source_host` its verified host name (see `Checkout`)."""
+
     product: str
     printer: PrinterIdentity
     client: ClientInfo
     source_ip: str = ""
+    source_host: str | None = None
 
 
 class Checkout(Command, tag="checkout"):
     """Take a seat. With `honour_from` (see `ReclaimExpired`), for one lease TTL from then every lease still
-    held counts as a taken seat, expired or not: those leases may still be renewed."""
+    held counts as a taken seat, expired or not: those leases may still be renewed.
+
+    `request_id` makes a retry idempotent for the same client only: the client's declared identity and
+    `source_ip` together with it name the lease. `source_host` is the host name the edge verified for
+    `source_ip` (reverse DNS, forward-confirmed; "" when there is none); hostname access rules match it.
+    None marks an entry journaled before host names were verified: it replays as it was decided then.
+    """
 
     request_id: str
     lease_id: str
@@ -70,18 +79,44 @@ class Checkout(Command, tag="checkout"):
     source_ip: str = ""
     ttl_s: float | None = None
     honour_from: float = 0.0
+    source_host: str | None = None
+
+
+class Renewal(msgspec.Struct, array_like=True):
+    """The leases one heartbeat request names, and where it came from (checked against the access rules)."""
+
+    lease_ids: list[str]
+    source_ip: str
+    source_host: str
 
 
 class Heartbeat(Command, tag="heartbeat"):
     """Renew leases. With `honour_from` (see `ReclaimExpired`) a lease that ran out is still renewed
-    until one of its own TTL has passed since then; a failover never extends a stored expiry."""
+    until one of its own TTL has passed since then; a failover never extends a stored expiry.
 
-    lease_ids: list[str]
+    `renewals` are the requests coalesced into this command, each checked against the access rules;
+    `lease_ids` (no origin, no check) is how entries journaled before that named their leases."""
+
+    lease_ids: list[str] = []
+    renewals: list[Renewal] = []
     honour_from: float = 0.0
 
 
 class Checkin(Command, tag="checkin"):
+    """End a lease. With `source_host` set (see `Checkout`) the access rules must allow the request."""
+
     lease_id: str
+    source_ip: str = ""
+    source_host: str | None = None
+
+
+class PruneRegistries(Command, tag="prune_registries"):
+    """Forget these printers and clients if, at the command's time, none was seen within the usage
+    retention (a printer also not within its in-use window). The edge picks a bounded slice of
+    candidates; the core decides, so every member forgets the same ones."""
+
+    printer_ids: list[str] = []
+    client_ids: list[str] = []
 
 
 class RevokeLease(Command, tag="revoke_lease"):
@@ -231,6 +266,7 @@ AnyCommand = (
     | Checkin
     | RevokeLease
     | ReclaimExpired
+    | PruneRegistries
     | CreatePrinterGroup
     | RenamePrinterGroup
     | DeletePrinterGroup

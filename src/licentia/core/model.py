@@ -161,7 +161,10 @@ class AdminUser(msgspec.Struct):
 
 
 class UsageRecord(msgspec.Struct):
-    """One line of the usage log: a request and what the server decided."""
+    """One line of the usage log: a request and what the server decided.
+
+    `count` is how many requests the line stands for: the usage log coalesces a client's repeated
+    refusals into one line (see `licentia.store.journal.RefusalCoalescer`); every other line is one."""
 
     at: float
     kind: str
@@ -177,6 +180,7 @@ class UsageRecord(msgspec.Struct):
     application: str = ""
     source_ip: str = ""
     server: str = ""
+    count: int = 1
 
 
 TriadRole = Literal["primary", "secondary", "tertiary"]

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from licentia.core import commands as c
-from licentia.core.access import RequestOrigin, matching_rule, validate_rules
+from licentia.core.access import RequestOrigin, canonical_rules, matching_rule, validate_rules
 from licentia.core.alert_settings import AlertSettings, alert_settings_problem
 from licentia.core.expiring import ExpiringSet
 from licentia.core.model import (
@@ -42,6 +42,12 @@ from licentia.core.settings import Settings, SettingsError, merged_settings
 
 DAY = 86400.0
 SETTINGS_HISTORY = 50
+
+RequestKey = tuple[str, str, str]  # (client id, source address, request id): whose retry a checkout is
+
+
+def request_key(client: ClientInfo, source_ip: str, request_id: str) -> RequestKey:
+    return (client_id(client), source_ip, request_id)
 
 
 class Outcome(msgspec.Struct):
@@ -93,7 +99,7 @@ class LicenseState:
         self.removed_licenses: dict[str, RemovedLicense] = {}
         self.printers: dict[str, Printer] = {}
         self.leases: dict[str, Lease] = {}
-        self.lease_by_request: dict[str, str] = {}
+        self.lease_by_request: dict[RequestKey, str] = {}
         self.clients: dict[str, Client] = {}
         self.groups: list[str] = list(BUILTIN_GROUPS)
         self.mapping_rules: list[MappingRule] = []
@@ -127,6 +133,7 @@ class LicenseState:
             c.Checkin: self._checkin,
             c.RevokeLease: self._revoke_lease,
             c.ReclaimExpired: self._reclaim_expired,
+            c.PruneRegistries: self._prune_registries,
             c.CreatePrinterGroup: self._create_group,
             c.RenamePrinterGroup: self._rename_group,
             c.DeletePrinterGroup: self._delete_group,
@@ -468,6 +475,10 @@ class LicenseState:
         client.requests += 1
         client.seq, client.via = self._mark(), ""
 
+    def _client_access(self, client: ClientInfo, source_ip: str, source_host: str | None) -> tuple[bool, str]:
+        return self.access_decision(RequestOrigin(user=client.user, host=client.host, ip=source_ip,
+                                                  source_host=source_host))
+
     def access_decision(self, origin: RequestOrigin) -> tuple[bool, str]:
         """(allowed, why) for a request from `origin`; `why` names the rule that decided."""
         rule = matching_rule(self.access_rules, origin)
@@ -479,7 +490,8 @@ class LicenseState:
     # -- printers -------------------------------------------------------------------------------
 
     def _print_check(self, cmd: c.PrintCheck, now: float) -> Outcome:
-        self._touch_client(cmd.client, cmd.source_ip, now)
+        """Nothing is recorded in the printer and client registries until the request is granted: a refused
+        one (access, blocked printer, no license, limit) leaves only its usage record."""
         pid = printer_id(cmd.printer)
 
         def record(granted: bool, reason: str, license_id: str = "") -> UsageRecord:
@@ -498,21 +510,12 @@ class LicenseState:
                 source_ip=cmd.source_ip,
             )
 
-        allowed, why = self.access_decision(RequestOrigin(user=cmd.client.user, host=cmd.client.host, ip=cmd.source_ip))
+        allowed, why = self._client_access(cmd.client, cmd.source_ip, cmd.source_host)
         if not allowed:
             return refused("access_denied", f"denied by access {why}", [record(False, "access_denied")])
-        printer = self.printers.get(pid)
-        if printer is None:
-            printer = Printer(
-                printer_id=pid,
-                identity=cmd.printer,
-                group=group_for(cmd.printer, self.mapping_rules),
-                first_seen=now,
-                last_used=0.0,
-            )
-            self.printers[pid] = printer
-            printer.seq = self._mark()
-        if printer.group == BLOCKED_GROUP:
+        known = self.printers.get(pid)
+        group = known.group if known is not None else group_for(cmd.printer, self.mapping_rules)
+        if group == BLOCKED_GROUP:
             return refused(
                 "printer_blocked",
                 f"printer {cmd.printer.name!r} is in the Blocked group",
@@ -528,8 +531,8 @@ class LicenseState:
         window = self.settings.printer_window_days * DAY
         chosen: License | None = None
         status = "ok"
-        current = self.licenses.get(printer.license_id or "")
-        if current in licenses and pid in self._in_use[current.id] and printer.last_used + window > now:
+        current = self.licenses.get(known.license_id or "") if known is not None else None
+        if current in licenses and pid in self._in_use[current.id] and known and known.last_used + window > now:
             chosen = current
         if chosen is None:
             chosen = next((lic for lic in licenses if self.used(lic.id, now) < lic.terms.count), None)
@@ -544,6 +547,12 @@ class LicenseState:
             if chosen.grace_started_at is None:
                 chosen.grace_started_at = now
             status = "grace"
+        printer = known
+        if printer is None:
+            printer = self.printers[pid] = Printer(
+                printer_id=pid, identity=cmd.printer, group=group, first_seen=now, last_used=0.0
+            )
+        self._touch_client(cmd.client, cmd.source_ip, now)
         if printer.license_id and printer.license_id != chosen.id and printer.license_id in self._in_use:
             self._in_use[printer.license_id].discard(pid)
         printer.license_id = chosen.id
@@ -652,7 +661,7 @@ class LicenseState:
     def _drop_lease(self, lease: Lease) -> None:
         del self.leases[lease.lease_id]
         self._held_count[lease.license_id] -= 1
-        self.lease_by_request.pop(lease.request_id, None)
+        self.lease_by_request.pop(request_key(lease.client, lease.source_ip, lease.request_id), None)
         if lease.license_id in self._in_use:
             self._in_use[lease.license_id].discard(lease.lease_id)
 
@@ -668,12 +677,9 @@ class LicenseState:
         }
 
     def _checkout(self, cmd: c.Checkout, now: float) -> Outcome:
-        self._touch_client(cmd.client, cmd.source_ip, now)
-        existing = self.leases.get(self.lease_by_request.get(cmd.request_id, ""))
-        if existing is not None and existing.expires_at > now:
-            if (existing.product, existing.feature) != (cmd.product, cmd.feature):
-                return refused("request_conflict", f"request id {cmd.request_id} was used for another product")
-            return Outcome(ok=True, data={**self.lease_view(existing), "repeated": True}, changed=True)
+        """The access rules decide first, then a retry of this client's own request (same request id, same
+        declared client, same source address) gets its lease back; another client's request id names no
+        lease of theirs. The client registry records the client only once a seat is granted."""
 
         def record(granted: bool, reason: str, license_id: str = "") -> UsageRecord:
             return UsageRecord(
@@ -690,9 +696,16 @@ class LicenseState:
                 source_ip=cmd.source_ip,
             )
 
-        allowed, why = self.access_decision(RequestOrigin(user=cmd.client.user, host=cmd.client.host, ip=cmd.source_ip))
+        allowed, why = self._client_access(cmd.client, cmd.source_ip, cmd.source_host)
         if not allowed:
             return refused("access_denied", f"denied by access {why}", [record(False, "access_denied")])
+        key = request_key(cmd.client, cmd.source_ip, cmd.request_id)
+        existing = self.leases.get(self.lease_by_request.get(key, ""))
+        if existing is not None and existing.expires_at > now:
+            if (existing.product, existing.feature) != (cmd.product, cmd.feature):
+                return refused("request_conflict", f"request id {cmd.request_id} was used for another product")
+            self._touch_client(cmd.client, cmd.source_ip, now)
+            return Outcome(ok=True, data={**self.lease_view(existing), "repeated": True}, changed=True)
         if cmd.lease_id in self.leases and (existing is None or existing.lease_id != cmd.lease_id):
             return refused("lease_exists", f"lease id {cmd.lease_id} is already in use")
         licenses = self._valid_licenses(cmd.product, "seats", now, cmd.feature)
@@ -734,7 +747,8 @@ class LicenseState:
         )
         self.leases[lease.lease_id] = lease
         self._held_count[chosen.id] = self._held_count.get(chosen.id, 0) + 1
-        self.lease_by_request[cmd.request_id] = lease.lease_id
+        self.lease_by_request[key] = lease.lease_id
+        self._touch_client(cmd.client, cmd.source_ip, now)
         self._in_use[chosen.id].put(lease.lease_id, lease.expires_at)
         return Outcome(
             ok=True,
@@ -744,22 +758,73 @@ class LicenseState:
         )
 
     def _heartbeat(self, cmd: c.Heartbeat, now: float) -> Outcome:
+        """Renew each request's leases that are still held and that the access rules still allow.
+
+        A lease the rules now deny is not renewed. When the denied heartbeat comes from the address the
+        lease was checked out from, the rules deny the lease's own holder: the lease is released at once
+        and its seat freed for someone allowed. From any other address the lease is left as it is, so
+        whoever else learnt a lease id cannot end it from a denied place. Each request writes at most one
+        usage record for leases it named that are not held and one for leases it was denied, besides the
+        end record of each lease it released.
+        """
         renewed: dict[str, float] = {}
         lost: list[str] = []
-        for lease_id in cmd.lease_ids:
-            lease = self.leases.get(lease_id)
-            if lease is None or (lease.expires_at <= now and cmd.honour_from + lease.ttl_s <= now):
-                lost.append(lease_id)
-                continue
-            lease.expires_at = now + lease.ttl_s
-            self._in_use[lease.license_id].put(lease_id, lease.expires_at)
-            renewed[lease_id] = lease.expires_at
-        usage = [
-            UsageRecord(at=now, kind="heartbeat", granted=False, reason="lease_expired", lease_id=lid) for lid in lost
-        ]
-        return Outcome(ok=True, data={"renewed": renewed, "expired": lost}, usage=usage, changed=bool(renewed or usage))
+        denied: dict[str, str] = {}
+        usage: list[UsageRecord] = []
+        renewals = [(renewal, True) for renewal in cmd.renewals]
+        if cmd.lease_ids:
+            renewals.append((c.Renewal(cmd.lease_ids, "", ""), False))
+        for renewal, checked in renewals:
+            gone: list[str] = []
+            refused_here: list[str] = []
+            for lease_id in renewal.lease_ids:
+                lease = self.leases.get(lease_id)
+                if lease is None or (lease.expires_at <= now and cmd.honour_from + lease.ttl_s <= now):
+                    gone.append(lease_id)
+                    continue
+                if checked:
+                    allowed, why = self._client_access(lease.client, renewal.source_ip, renewal.source_host)
+                    if not allowed:
+                        if renewal.source_ip == lease.source_ip:  # its end record is this request's record
+                            self._drop_lease(lease)
+                            usage.append(self._lease_record(lease, now, "checkin", False, "access_denied"))
+                            denied[lease_id] = f"denied by access {why}; the lease was released"
+                        else:
+                            refused_here.append(lease_id)
+                            denied[lease_id] = f"denied by access {why}"
+                        continue
+                lease.expires_at = now + lease.ttl_s
+                self._in_use[lease.license_id].put(lease_id, lease.expires_at)
+                renewed[lease_id] = lease.expires_at
+            lost += gone
+            for reason, ids in (("lease_expired", gone), ("access_denied", refused_here)):
+                if ids:
+                    usage.append(UsageRecord(at=now, kind="heartbeat", granted=False, reason=reason,
+                                             lease_id=ids[0], source_ip=renewal.source_ip))
+        return Outcome(
+            ok=True,
+            data={"renewed": renewed, "expired": lost, "denied": denied},
+            usage=usage,
+            changed=bool(renewed or usage),
+        )
 
     def _checkin(self, cmd: c.Checkin, now: float) -> Outcome:
+        """A check-in the access rules deny is refused; as with a heartbeat (see `_heartbeat`), one from the
+        address the lease was checked out from also releases it, since the rules now deny its holder."""
+        lease = self.leases.get(cmd.lease_id)
+        if lease is not None and cmd.source_host is not None:
+            allowed, why = self._client_access(lease.client, cmd.source_ip, cmd.source_host)
+            if not allowed:
+                if cmd.source_ip != lease.source_ip:
+                    record = UsageRecord(at=now, kind="checkin", granted=False, reason="access_denied",
+                                         product=lease.product, source_ip=cmd.source_ip)
+                    return refused("access_denied", f"denied by access {why}", [record])
+                self._drop_lease(lease)
+                return refused(
+                    "access_denied",
+                    f"denied by access {why}; the lease was released",
+                    [self._lease_record(lease, now, "checkin", False, "access_denied")],
+                )
         return self._release(cmd.lease_id, now, granted=True, reason="ok", flag="released")
 
     def _revoke_lease(self, cmd: c.RevokeLease, now: float) -> Outcome:
@@ -793,6 +858,35 @@ class LicenseState:
             changed=bool(expired),
         )
 
+    def _prune_registries(self, cmd: c.PruneRegistries, now: float) -> Outcome:
+        """Forget the named printers and clients not seen within the usage retention (a printer also not
+        within its in-use window, so no counted printer goes). A printer an administrator put in another
+        group than the mapping rules would (a printer blocked by hand, say) is kept: that choice is not
+        forgotten."""
+        retention = self.settings.usage_retention_days * DAY
+        printer_cutoff = now - max(retention, self.settings.printer_window_days * DAY)
+        printers = [
+            pid
+            for pid in dict.fromkeys(cmd.printer_ids)
+            if (printer := self.printers.get(pid)) is not None
+            and max(printer.first_seen, printer.last_used, printer.peer_last_used) < printer_cutoff
+            and printer.group == group_for(printer.identity, self.mapping_rules)
+        ]
+        clients = [
+            cid
+            for cid in dict.fromkeys(cmd.client_ids)
+            if (client := self.clients.get(cid)) is not None and client.last_seen < now - retention
+        ]
+        for pid in printers:
+            printer = self.printers.pop(pid)
+            if printer.license_id in self._in_use:
+                self._in_use[printer.license_id].discard(pid)
+        for cid in clients:
+            del self.clients[cid]
+        return Outcome(
+            ok=True, data={"printers": printers, "clients": clients}, changed=bool(printers or clients)
+        )
+
     # -- settings, access rules, users ----------------------------------------------------------
 
     def _update_settings(self, cmd: c.UpdateSettings, now: float) -> Outcome:
@@ -820,7 +914,7 @@ class LicenseState:
             return refused("invalid_access_rules", problem)
         if cmd.default_policy not in (None, "allow", "deny"):
             return refused("invalid_access_rules", "default_policy must be 'allow' or 'deny'")
-        self.access_rules = list(cmd.rules)
+        self.access_rules = canonical_rules(cmd.rules)
         self.access_rules_version += 1
         if cmd.default_policy is not None and cmd.default_policy != self.settings.default_access_policy:
             self.settings = msgspec.structs.replace(self.settings, default_access_policy=cmd.default_policy)
@@ -922,7 +1016,8 @@ class LicenseState:
         state.leases = {lease.lease_id: lease for lease in snap.leases}
         for lease in snap.leases:
             state._held_count[lease.license_id] = state._held_count.get(lease.license_id, 0) + 1
-        state.lease_by_request = {lease.request_id: lease.lease_id for lease in snap.leases}
+        state.lease_by_request = {request_key(lease.client, lease.source_ip, lease.request_id): lease.lease_id
+                                  for lease in snap.leases}
         state.clients = {cl.client_id: cl for cl in snap.clients}
         state.groups = list(snap.groups)
         state.mapping_rules = list(snap.mapping_rules)

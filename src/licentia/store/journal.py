@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS usage (
     seq INTEGER NOT NULL DEFAULT 0, at REAL NOT NULL, kind TEXT NOT NULL,
     granted INTEGER NOT NULL, reason TEXT NOT NULL, product TEXT, license_id TEXT, printer_id TEXT,
     printer_name TEXT, lease_id TEXT, client_host TEXT, client_user TEXT, application TEXT, source_ip TEXT,
-    server TEXT NOT NULL DEFAULT '');
+    server TEXT NOT NULL DEFAULT '', count INTEGER NOT NULL DEFAULT 1);
 CREATE UNIQUE INDEX IF NOT EXISTS usage_entry ON usage (origin, idx, seq);
 CREATE INDEX IF NOT EXISTS usage_at ON usage (at);
 CREATE INDEX IF NOT EXISTS usage_printer ON usage (printer_id, at);
@@ -58,6 +58,8 @@ _INSERT_USAGE = (
 
 
 _USAGE_ROWS_PER_INSERT = 256  # rows per INSERT statement (SQLite allows 32766 parameters)
+COALESCE_WINDOW_S = 300.0  # a client's repeated refusals within this time of the first share one usage row
+_COALESCE_OPEN_ROWS = 10_000  # rows kept open for coalescing at most (the oldest are closed first)
 PRUNE_ROWS_PER_TRANSACTION = 5000
 USAGE_DRAIN_DELAY_S = 0.02  # a triad member's usage rows are in its Raft log first; the SQLite copy may lag
 
@@ -82,6 +84,62 @@ def _insert_usage_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) ->
     return last
 
 
+_FIELD = {name: position for position, name in enumerate(USAGE_FIELDS, start=3)}  # in a usage_rows() tuple
+_REFUSAL_KEY = tuple(
+    _FIELD[name] for name in ("kind", "reason", "product", "client_host", "client_user", "application", "source_ip")
+)
+
+
+class RefusalCoalescer:
+    """Writes usage rows so that a client's repeated refusals share one row with a count.
+
+    A refused request whose kind, reason, product, declared client and source address match a refusal
+    this server recorded less than COALESCE_WINDOW_S before adds its count to that row instead of
+    adding a row; the row keeps the first request's time (and printer, lease). So a client retrying a
+    refused request in a loop writes about one row per window, not one per request. Granted requests
+    and rows taken from a backup partner are written as they are. A row already handed to a backup
+    partner (`shared_up_to`) is not grown any more: the partner would never see the new count.
+    """
+
+    def __init__(self, window_s: float = COALESCE_WINDOW_S) -> None:
+        self.window_s = window_s
+        self.shared_up_to = 0
+        self._open: dict[tuple[Any, ...], tuple[int, float]] = {}  # refusal key -> (row id, first time)
+
+    def write(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int | None:
+        """Insert or coalesce `rows` in order on `conn` (inside the caller's transaction); the id of the
+        last of `rows` if it was inserted as a row of its own, else None."""
+        last = None
+        plain: list[tuple[Any, ...]] = []
+        for row in rows:
+            if row[_FIELD["granted"]] or row[_FIELD["server"]]:
+                plain.append(row)
+                continue
+            key = tuple(row[i] for i in _REFUSAL_KEY)
+            at = row[_FIELD["at"]]
+            opened = self._open.get(key)
+            if opened is not None and opened[0] > self.shared_up_to and 0 <= at - opened[1] < self.window_s:
+                grown = conn.execute(
+                    "UPDATE usage SET count = count + ? WHERE id = ?", (row[_FIELD["count"]], opened[0])
+                ).rowcount
+                if grown:
+                    last = None
+                    continue
+            _insert_usage_rows(conn, plain)
+            plain = []
+            cursor = conn.execute(_insert_usage(1), row)
+            last = cursor.lastrowid if cursor.rowcount else None
+            if last:
+                self._open[key] = (last, at)
+                if len(self._open) > _COALESCE_OPEN_ROWS:
+                    self._close_oldest()
+        return _insert_usage_rows(conn, plain) if plain else last
+
+    def _close_oldest(self) -> None:
+        by_age = sorted(self._open.items(), key=lambda item: item[1][1])
+        self._open = dict(by_age[len(by_age) // 2 :])
+
+
 def usage_rows(origin: str, idx: int, usage: list[UsageRecord]) -> list[tuple[Any, ...]]:
     return [(origin, idx, seq, *(getattr(record, name) for name in USAGE_FIELDS)) for seq, record in enumerate(usage)]
 
@@ -89,7 +147,8 @@ def usage_rows(origin: str, idx: int, usage: list[UsageRecord]) -> list[tuple[An
 def _usage_record(values: tuple[Any, ...]) -> UsageRecord:
     fields = dict(zip(USAGE_FIELDS, values, strict=True))
     fields["granted"] = bool(fields["granted"])
-    return UsageRecord(**{name: value if value is not None else "" for name, value in fields.items()})
+    present: dict[str, Any] = {name: value if value is not None else "" for name, value in fields.items()}
+    return UsageRecord(**present)
 
 
 class JournalFailure(RuntimeError):
@@ -127,6 +186,9 @@ class SqliteJournal:
         columns = {row[1] for row in self._writer.execute("PRAGMA table_info(usage)")}
         if "server" not in columns:
             self._writer.execute("ALTER TABLE usage ADD COLUMN server TEXT NOT NULL DEFAULT ''")
+        if "count" not in columns:
+            self._writer.execute("ALTER TABLE usage ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
+        self.refusals = RefusalCoalescer()
         # The newest usage row this server recorded itself; a backup partner has all of them once its
         # usage cursor reaches this id.
         self.own_usage_id = self._last_own_usage_id(self._writer)
@@ -269,13 +331,14 @@ class SqliteJournal:
             if batch:
                 conn.execute(_insert_journal(len(batch)), [v for idx, at, blob, _ in batch for v in (idx, at, blob)])
             rows = [row for idx, _, _, usage in batch for row in usage_rows("", idx, usage)]
-            last = _insert_usage_rows(conn, rows)
+            last = self.refusals.write(conn, rows)
             if snapshot is not None:
                 conn.execute("INSERT OR REPLACE INTO snapshot (id, idx, data) VALUES (1, ?, ?)", snapshot)
                 conn.execute("DELETE FROM journal WHERE idx <= ?", (snapshot[0],))
             own_id = None
-            if any(row[-1] == "" for row in rows):
-                own_id = last if rows[-1][-1] == "" and last else self._last_own_usage_id(conn)
+            server = _FIELD["server"]
+            if any(row[server] == "" for row in rows):
+                own_id = last if rows[-1][server] == "" and last else self._last_own_usage_id(conn)
         if own_id is not None:
             self.own_usage_id = own_id
 
@@ -315,7 +378,7 @@ class SqliteJournal:
     async def refusals_since(self, since: float) -> dict[str, int]:
         """Refused print checks and checkouts at or after `since`, counted by reason (for the denial alert)."""
         sql = (
-            "SELECT reason, COUNT(*) FROM usage WHERE at >= ? AND granted = 0 "
+            "SELECT reason, SUM(count) FROM usage WHERE at >= ? AND granted = 0 "
             f"AND kind IN {DENIAL_KINDS} GROUP BY reason"
         )
         rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, (since,))
@@ -365,7 +428,7 @@ class SqliteJournal:
             denials = [
                 DenialCount(at=at, reason=reason, count=count)
                 for reason, at, count in self._read(
-                    f"SELECT reason, MIN(at), COUNT(*) FROM usage WHERE granted = 0 AND kind IN {DENIAL_KINDS} "
+                    f"SELECT reason, MIN(at), SUM(count) FROM usage WHERE granted = 0 AND kind IN {DENIAL_KINDS} "
                     "AND at >= ? AND at < ? GROUP BY reason, CAST((at - ?) / ? AS INTEGER)",
                     (since, until, since, bucket_s),
                 )
@@ -378,6 +441,8 @@ class SqliteJournal:
         """Usage this server recorded itself (not taken from a backup partner), after row `after_id`, in order."""
         sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage WHERE id > ? AND server = '' ORDER BY id LIMIT ?"
         rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, (after_id, limit))
+        if rows:
+            self.refusals.shared_up_to = max(self.refusals.shared_up_to, rows[-1][0])
         return [(row[0], _usage_record(row[1:])) for row in rows]
 
     @staticmethod
@@ -403,7 +468,7 @@ class SqliteJournal:
             self._usage_drain_scheduled = False
         if rows:
             with self._transaction() as conn:
-                _insert_usage_rows(conn, rows)
+                self.refusals.write(conn, rows)
 
     async def rebase(self, state: LicenseState) -> None:
         """Make `state` the standalone starting point (after leaving a triad): snapshot it, drop the journal."""
