@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import httpx
@@ -71,3 +72,10 @@ def assert_log_clean(server: Any) -> None:
     text = server.log_path.read_text()
     assert "Traceback" not in text, text[-4000:]
     assert "Unexpected error" not in text, text[-4000:]
+
+
+def legacy_hash(password: str, n: int = 2**14) -> str:
+    """A password hash as Licentia wrote it before the scrypt parameters were raised (N=2^14)."""
+    salt = bytes(range(16))
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=8, p=1, dklen=32)
+    return f"scrypt${n}$8$1${salt.hex()}${digest.hex()}"

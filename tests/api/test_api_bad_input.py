@@ -199,3 +199,33 @@ def test_field_constraints_are_enforced(busy_server):
             error = assert_error(admin.post(path, json=body), 422, "invalid_request")
             assert field in error["message"], (body, error)
         assert state_picture(admin) == before
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize("depth", [2000, 30000])
+def test_deeply_nested_json_is_refused_with_400_and_changes_nothing(busy_server, depth):
+    with busy_server.admin() as admin:
+        before = state_picture(admin)
+        settings = b'{"changes": {"server_name": ' + _nested(depth) + b"}}"
+        error = assert_error(_send(admin, "settings", settings), 400, "invalid_json")
+        assert "nested" in error["message"]
+        relationship = b'{"config": {"x": ' + _nested(depth) + b"}}"
+        answer = admin.post("/api/v1/admin/relationship/backup/join", content=relationship, headers=JSON_HEADERS)
+        assert answer.status_code in (400, 422), answer.text
+        assert state_picture(admin) == before
+    assert_log_clean(busy_server)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/peer/changes", "/api/v1/peer/triad/checkpoint"])
+def test_a_non_ascii_peer_header_is_refused_with_400(busy_server, path):
+    server = busy_server
+    header = "münchen 1700000000.000 " + "0" * 64
+    answer = httpx.post(
+        f"{server.url}{path}", content=b"{}", headers={**JSON_HEADERS, "X-Licentia-Peer": header.encode()}
+    )
+    error = assert_error(answer, 400, "invalid_request")
+    assert "X-Licentia-Peer" in error["message"]
+    assert_log_clean(server)
