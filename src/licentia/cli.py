@@ -225,7 +225,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_admin_password(args: argparse.Namespace) -> int:
     """Set a user's password directly in the data directory while the server is stopped."""
-    from licentia.api.passwords import hash_password
+    from licentia.api.passwords import hash_password, password_problem
     from licentia.core.commands import PutAdminUser
     from licentia.core.model import AdminUser
     from licentia.server import LicenseServer
@@ -233,6 +233,10 @@ def cmd_admin_password(args: argparse.Namespace) -> int:
     password = os.environ.get("LICENTIA_NEW_PASSWORD") or getpass.getpass(f"new password for {args.username}: ")
     if len(password) < 8:
         print("error: a password has at least 8 characters", file=sys.stderr)
+        return 2
+    problem = password_problem(password)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     server = LicenseServer(Config.load(data_dir=args.data))
     try:

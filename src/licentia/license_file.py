@@ -164,7 +164,7 @@ class TrustedIssuers:
             raise LicenseFileError("license file is too large")
         try:
             document = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise LicenseFileError("license file is not valid JSON") from None
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise LicenseFileError(f"not a Licentia license file (expected format {FORMAT!r})")

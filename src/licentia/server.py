@@ -25,8 +25,10 @@ import msgspec
 
 from licentia import __version__
 from licentia.alerts.service import AlertService
+from licentia.api.credential_cache import VerifiedCredentials
 from licentia.api.host_names import VerifiedHostNames
-from licentia.api.passwords import hash_password
+from licentia.api.login_limits import LoginLimits
+from licentia.api.passwords import PasswordHasher
 from licentia.cluster.backup_pair import BackupLink
 from licentia.cluster.heartbeats import HeartbeatCoalescer
 from licentia.cluster.peer_auth import ReplayGuard
@@ -53,6 +55,7 @@ from licentia.grants import GrantSigner
 from licentia.license_file import TrustedIssuers, check_binding
 from licentia.store.journal import JournalFailure, SqliteJournal
 from licentia.store.private_file import make_private, write_private
+from licentia.store.revoked_tokens import RevokedTokens
 from licentia.tls import ServerCertificate
 
 log = logging.getLogger("licentia.server")
@@ -87,6 +90,12 @@ class LicenseServer:
         self.alerts = AlertService(self)
         # (command type, outcome code) -> count, for the metrics (licentia.api.metrics); see `execute`.
         self.outcomes: dict[tuple[type, str], int] = {}
+        # Admin logins (licentia.api.auth): scrypt off the event loop, failed-login locks, a short cache of
+        # verified HTTP Basic credentials, and the tokens ended by logging out.
+        self.password_hasher = PasswordHasher()
+        self.login_limits = LoginLimits()
+        self.verified_credentials = VerifiedCredentials()
+        self.revoked_tokens: RevokedTokens
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -118,6 +127,7 @@ class LicenseServer:
         if self.journal.meta("server_id") != self.server_id:
             self.journal.set_meta("server_id", self.server_id)
         self.token_secret = self._secret_file(data / "token.key")
+        self.revoked_tokens = RevokedTokens(self.config.database, self.clock())
         self.peer_key = load_or_create_peer_key(data / "peer.key")
         self.certificate = self._certificate()
         self.started_at = self.clock()
@@ -200,6 +210,7 @@ class LicenseServer:
             await self.backup.stop()
         await self.journal.close(self.state if self.replication.snapshot_on_close else None)
         self.host_names.close()
+        self.revoked_tokens.close()
         self.release()
         log.info("License server %s stopped; state is on disk.", self.server_id)
 
@@ -230,7 +241,8 @@ class LicenseServer:
             path = self.config.data_dir / INITIAL_PASSWORD_FILE
             write_private(path, (password + "\n").encode())
             log.warning("Created user 'admin'; its initial password is in %s.", path)
-        await self.execute(PutAdminUser(user=AdminUser("admin", hash_password(password), "admin")))
+        password_hash = await self.password_hasher.hash(password)
+        await self.execute(PutAdminUser(user=AdminUser("admin", password_hash, "admin")))
 
     # -- commands -------------------------------------------------------------------------------
 

@@ -215,6 +215,8 @@ def test_deeply_nested_json_is_refused_with_400_and_changes_nothing(busy_server,
         relationship = b'{"config": {"x": ' + _nested(depth) + b"}}"
         answer = admin.post("/api/v1/admin/relationship/backup/join", content=relationship, headers=JSON_HEADERS)
         assert answer.status_code in (400, 422), answer.text
+        license_file = admin.post("/api/v1/admin/licenses", content=_nested(depth), headers=JSON_HEADERS)
+        assert license_file.status_code in (400, 422), license_file.text
         assert state_picture(admin) == before
     assert_log_clean(busy_server)
 

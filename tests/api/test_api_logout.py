@@ -19,16 +19,14 @@ def _bearer(server, token: str) -> httpx.Client:
     return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
-def _console_login(server) -> httpx.Client:
-    """A client holding a console session cookie, logged in through the console's form."""
-    browser = httpx.Client(base_url=server.url, timeout=10)
+def _console_login(browser: httpx.Client) -> None:
+    """Log `browser` in through the console's form: it then holds a session cookie."""
     form = browser.get("/console/login").text
     csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
     answer = browser.post(
         "/console/login", data={"csrf": csrf, "username": "admin", "password": ADMIN_PASSWORD, "next": ""}
     )
     assert answer.status_code == 303, answer.text
-    return browser
 
 
 def _page_csrf(browser: httpx.Client) -> str:
@@ -61,7 +59,8 @@ def test_a_revoked_token_stays_revoked_after_a_restart(server):
 
 
 def test_logout_with_the_console_cookie_ends_that_session_server_side(server):
-    with _console_login(server) as browser:
+    with httpx.Client(base_url=server.url, timeout=10) as browser:
+        _console_login(browser)
         cookies = dict(browser.cookies)
         assert browser.get("/api/v1/admin/me").status_code == 200
         # A change made with the cookie needs the page's CSRF value, logout included.
@@ -75,7 +74,8 @@ def test_logout_with_the_console_cookie_ends_that_session_server_side(server):
 
 
 def test_the_consoles_logout_revokes_its_session_cookie(server):
-    with _console_login(server) as browser:
+    with httpx.Client(base_url=server.url, timeout=10) as browser:
+        _console_login(browser)
         cookies = dict(browser.cookies)
         answer = browser.post("/console/logout", data={"csrf": _page_csrf(browser)})
         assert answer.status_code == 303 and answer.headers["location"].endswith("/login?logged_out=1")

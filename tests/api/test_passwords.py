@@ -47,7 +47,9 @@ def test_the_dummy_hash_costs_a_real_check_and_matches_nothing():
     assert dummy_s > real_s / 2, (dummy_s, real_s)
 
 
-@pytest.mark.parametrize("password", ["with\x00nul-inside", "tab\there-too", "new\nline-pass", "delete\x7fchar", "c1\x85-control"])
+@pytest.mark.parametrize(
+    "password", ["with\x00nul-inside", "tab\there-too", "new\nline-pass", "delete\x7fchar", "c1\x85-control"]
+)
 def test_passwords_with_control_characters_are_refused(password):
     assert password_problem(password)
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from licentia.core.commands import Checkout, DeleteAdminUser, PrintCheck, PutAdminUser, UpdateSettings
+from licentia.core.commands import (
+    Checkout,
+    DeleteAdminUser,
+    PrintCheck,
+    PutAdminUser,
+    RehashAdminPassword,
+    UpdateSettings,
+)
 from licentia.core.model import AdminUser, ClientInfo, PrinterIdentity
 from licentia.core.settings import Settings
 
@@ -178,3 +185,23 @@ def test_non_admin_user_can_be_deleted(state):
     state.apply(PutAdminUser(user=user("v", "viewer")), T0)
     assert state.apply(DeleteAdminUser(username="v"), T0).ok
     assert state.apply(DeleteAdminUser(username="v"), T0).code == "user_not_found"
+
+
+def test_a_rehash_replaces_the_hash_and_keeps_the_password_version(state):
+    state.apply(PutAdminUser(user=user("admin", password_hash="old-hash")), T0)
+    outcome = state.apply(RehashAdminPassword(username="admin", old_hash="old-hash", new_hash="new-hash"), T0 + 1)
+    assert outcome.ok and outcome.changed
+    assert state.users["admin"].password_hash == "new-hash"
+    assert state.users["admin"].password_version == 1
+    assert state.users["admin"].role == "admin"
+
+
+def test_a_rehash_after_the_password_changed_meanwhile_changes_nothing(state):
+    state.apply(PutAdminUser(user=user("admin", password_hash="old-hash")), T0)
+    state.apply(PutAdminUser(user=user("admin", password_hash="set-by-an-admin")), T0 + 1)
+    before = state.snapshot_bytes()
+    stale = RehashAdminPassword(username="admin", old_hash="old-hash", new_hash="rehashed-old-password")
+    assert state.apply(stale, T0 + 2).code == "password_changed"
+    missing = RehashAdminPassword(username="nobody", old_hash="old-hash", new_hash="x")
+    assert state.apply(missing, T0 + 2).code == "password_changed"
+    assert state.snapshot_bytes() == before

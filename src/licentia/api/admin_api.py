@@ -13,11 +13,10 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from licentia.api.auth import log_in
+from licentia.api.auth import client_address, log_in, log_out, new_password_hash, presented_token, session_cookie_name
 from licentia.api.client_api import answer
 from licentia.api.csv_export import csv_response, iso_utc
 from licentia.api.errors import ApiError
-from licentia.api.passwords import hash_password
 from licentia.api.routing import Endpoint, ok
 from licentia.api.schemas import (
     AccessRulesRequest,
@@ -47,11 +46,28 @@ def _server(request: Request) -> Any:
 
 
 async def login(request: Request, body: LoginRequest) -> Response:
-    session = log_in(_server(request), body.username, body.password)
+    session = await log_in(_server(request), body.username, body.password, client_address(request), "API login")
     if session is None:
         raise ApiError("unauthorized", "wrong username or password")
     user = session.user
     return ok({"token": session.token, "expires_at": session.expires_at, "username": user.username, "role": user.role})
+
+
+async def logout(request: Request) -> Response:
+    """Revoke the bearer token or console session this request came with; it answers 401 from now on."""
+    server = _server(request)
+    token = presented_token(request)
+    if token is None:
+        raise ApiError(
+            "invalid_request",
+            "HTTP Basic has no session to end; log out is for a bearer token or the console's session",
+            400,
+        )
+    await log_out(server, token)
+    response = ok({"logged_out": True})
+    if request.headers.get("authorization") is None:
+        response.delete_cookie(session_cookie_name(server), path="/", httponly=True, samesite="strict")
+    return response
 
 
 async def whoami(request: Request) -> Response:
@@ -311,7 +327,7 @@ async def put_user(request: Request, body: UserRequest) -> Response:
     server = _server(request)
     username = request.path_params["username"]
     if body.password is not None:
-        password_hash = hash_password(body.password)
+        password_hash = await new_password_hash(server, body.password)
     elif username in server.state.users:
         password_hash = server.state.users[username].password_hash
     else:
@@ -327,6 +343,14 @@ async def delete_user(request: Request) -> Response:
 A = "/api/v1/admin"
 ENDPOINTS = [
     Endpoint("POST", "/api/v1/auth/login", login, "Log in; returns a bearer token", body=LoginRequest, tag="admin"),
+    Endpoint(
+        "POST",
+        "/api/v1/auth/logout",
+        logout,
+        "Log out: revoke the bearer token or console session sent with this request",
+        role="viewer",
+        tag="admin",
+    ),
     Endpoint("GET", f"{A}/me", whoami, "The logged-in user", role="viewer", tag="admin"),
     Endpoint("GET", f"{A}/status", status, "Server status and license summary", role="viewer", tag="admin"),
     Endpoint(

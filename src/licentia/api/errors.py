@@ -11,6 +11,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_json": 400,
     "invalid_request": 422,
     "unauthorized": 401,
+    "invalid_password": 400,
+    "login_locked": 429,
     "forbidden": 403,
     "csrf_failed": 403,
     "access_denied": 403,
@@ -51,11 +53,14 @@ _encoder = msgspec.json.Encoder()
 
 
 class ApiError(Exception):
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, status: int | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status or STATUS_BY_CODE.get(code, 422)
+        self.headers = headers
 
 
 class JSON(Response):
@@ -65,6 +70,6 @@ class JSON(Response):
         return _encoder.encode(content)
 
 
-def error_response(code: str, message: str, status: int | None = None) -> JSON:
+def error_response(code: str, message: str, status: int | None = None, headers: dict[str, str] | None = None) -> JSON:
     error = ApiError(code, message, status)
-    return JSON({"error": {"code": error.code, "message": error.message}}, status_code=error.status)
+    return JSON({"error": {"code": error.code, "message": error.message}}, status_code=error.status, headers=headers)

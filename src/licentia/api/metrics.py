@@ -127,6 +127,7 @@ class LicentiaCollector(Collector):
         yield from self._server_metrics(server)
         yield from self._license_metrics(server, now)
         yield from self._outcome_metrics(server)
+        yield from self._login_metrics(server)
         yield from self._latency_metrics()
         yield from self._relationship_metrics(server, now)
 
@@ -202,6 +203,31 @@ class LicentiaCollector(Collector):
                 target = checkouts if name == "checkout" else prints
                 target.add_metric(["granted" if code == "ok" else "denied", code], value)
         yield from (commands, checkouts, prints)
+
+    @staticmethod
+    def _login_metrics(server: LicenseServer) -> Iterator[Metric]:
+        """Admin password checks: failures, locks (licentia.api.login_limits) and refusals while locked."""
+        limits = server.login_limits
+        yield CounterMetricFamily(
+            "licentia_login_failures", "Admin logins refused for a wrong user name or password", value=limits.failures
+        )
+        locks = CounterMetricFamily(
+            "licentia_login_locks",
+            "Times a user or a source address was locked after repeated failed logins",
+            labels=["kind"],
+        )
+        for kind, value in limits.locks.items():
+            locks.add_metric([kind], value)
+        yield locks
+        yield CounterMetricFamily(
+            "licentia_logins_refused_while_locked",
+            "Admin logins refused without a password check because the user or the address was locked",
+            value=limits.refused_while_locked,
+        )
+        yield GaugeMetricFamily(
+            "licentia_revoked_tokens", "Logged-out tokens not yet expired (refused until then)",
+            value=len(server.revoked_tokens),
+        )
 
     def _latency_metrics(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(

@@ -39,9 +39,18 @@ class PeerRequest:
         return response
 
 
+def _peer_header(request: Request) -> str:
+    """The X-Licentia-Peer header; one that is not ASCII (headers arrive as Latin-1) is refused with 400."""
+    header = request.headers.get(peer_auth.HEADER, "")
+    if not header.isascii():
+        raise ApiError("invalid_request", "the X-Licentia-Peer header must be ASCII", 400)
+    return header
+
+
 async def _from_partner(request: Request) -> tuple[BackupLink, PeerRequest]:
     """The link, once the request is proven to come from this server's backup partner."""
     server: Any = request.app.state.server
+    _peer_header(request)
     body = await read_body(request)
     link: BackupLink | None = server.backup
     if link is None:
@@ -52,7 +61,7 @@ async def _from_partner(request: Request) -> tuple[BackupLink, PeerRequest]:
 def _check_signature(request: Request, body: bytes, secret: str, sender: str, server: Any) -> PeerRequest:
     """Refuse the request unless its peer header proves `sender` signed exactly it with `secret`, once."""
     verdict = peer_auth.verify(
-        request.headers.get(peer_auth.HEADER, ""),
+        _peer_header(request),
         secret,
         sender,
         request.method,
@@ -70,11 +79,12 @@ def _check_signature(request: Request, body: bytes, secret: str, sender: str, se
 async def triad_checkpoint(request: Request) -> Response:
     """A triad member that fell behind the log's compaction asks another member for its checkpoint."""
     server: Any = request.app.state.server
+    header = _peer_header(request)
     body = await read_body(request)
     node = server.triad
     if node is None:
         raise ApiError("not_in_relationship", "this server is not in a triad")
-    sender = peer_auth.header_sender(request.headers.get(peer_auth.HEADER, ""))
+    sender = peer_auth.header_sender(header)
     if sender not in {m.name for m in node.config.others()}:
         raise ApiError("not_in_relationship", "the request is not signed by another member of this server's triad")
     peer = _check_signature(request, body, node.config.secret, sender, server)

@@ -70,6 +70,8 @@ def decode_body(data: bytes, body_type: type) -> Any:
         raise ApiError("invalid_request", str(exc)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError("invalid_json", f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError("invalid_json", "request body is nested too deeply to be read") from None
 
 
 def _content_type_ok(request: Request) -> bool:
@@ -91,7 +93,7 @@ def to_route(endpoint: Endpoint) -> Route:
                 request.state.user = user
             return await endpoint.handler(*args)
         except ApiError as exc:
-            return error_response(exc.code, exc.message, exc.status)
+            return error_response(exc.code, exc.message, exc.status, exc.headers)
         except NotActive as exc:
             return not_active_response(request, exc)
         except CommitFailed as exc:

@@ -110,7 +110,7 @@ def page_route(page: Page) -> Route:
         session = current_session(request)
         if session is None:
             return to_login(request)
-        if must_set_password(request, session):
+        if await must_set_password(request, session):
             return RedirectResponse(console_path(request) + "/password", 303)
         if not can(session, page.role):
             return render_refusal(request, f"The {page.title} page needs the {page.role} role.")

@@ -21,9 +21,9 @@ from urllib.parse import parse_qs, quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from licentia.api.auth import csrf_token, log_in, session_cookie_name, token_user
+from licentia.api.auth import LoginLocked, client_address, csrf_token, log_in, log_out, session_cookie_name, token_user
 from licentia.api.errors import ApiError
-from licentia.api.passwords import verify_password
+from licentia.api.passwords import PasswordChecksBusy
 from licentia.api.routing import read_body
 from licentia.console.views import render, static_url
 from licentia.core.model import AdminUser
@@ -65,7 +65,7 @@ def current_session(request: Request) -> ConsoleSession | None:
 _hint_checks: dict[tuple[str, str], bool] = {}
 
 
-def initial_password_pending(server: Any) -> bool:
+async def initial_password_pending(server: Any) -> bool:
     """Whether `admin` still has the password generated on first start (its hint file exists and works).
 
     A hint that no longer works (the password was changed, here or through the
@@ -82,17 +82,21 @@ def initial_password_pending(server: Any) -> bool:
     key = (user.password_hash, hint)
     pending = _hint_checks.get(key)
     if pending is None:
+        try:
+            pending = await server.password_hasher.verify(hint, user.password_hash)
+        except PasswordChecksBusy:
+            return True  # cannot tell now; asking for a new password is the safe side
         if len(_hint_checks) > 64:
             _hint_checks.clear()
-        pending = _hint_checks[key] = verify_password(hint, user.password_hash)
+        _hint_checks[key] = pending
     if not pending:
         path.unlink(missing_ok=True)
         log.info("The admin password was changed; deleted the first-start hint %s.", path)
     return pending
 
 
-def must_set_password(request: Request, session: ConsoleSession) -> bool:
-    return session.user.username == FIRST_ADMIN and initial_password_pending(request.app.state.server)
+async def must_set_password(request: Request, session: ConsoleSession) -> bool:
+    return session.user.username == FIRST_ADMIN and await initial_password_pending(request.app.state.server)
 
 
 # -- login and logout ---------------------------------------------------------------------------
@@ -139,8 +143,13 @@ def safe_next(request: Request, target: str | None) -> str:
     return base + "/"
 
 
-def login_form(
-    request: Request, *, error: str | None = None, notice: str | None = None, status: int = 200
+async def login_form(
+    request: Request,
+    *,
+    error: str | None = None,
+    notice: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """The login page, with a fresh double-submit token (its nonce cookie is set on the response)."""
     server = request.app.state.server
@@ -162,10 +171,11 @@ def login_form(
         "next": safe_next(request, request.query_params.get("next")),
         "error": error,
         "notice": notice,
-        "first_start": initial_password_pending(server),
+        "first_start": await initial_password_pending(server),
         "hint_file": INITIAL_PASSWORD_FILE,
     }
     response = render(request, "login.html", context, status)
+    response.headers.update(headers or {})
     response.set_cookie(
         _login_cookie_name(server),
         nonce,
@@ -181,7 +191,7 @@ def login_form(
 async def login_page(request: Request) -> Response:
     if current_session(request) is not None:
         return RedirectResponse(safe_next(request, request.query_params.get("next")), 303)
-    return login_form(request)
+    return await login_form(request)
 
 
 async def login_submit(request: Request) -> Response:
@@ -189,15 +199,22 @@ async def login_submit(request: Request) -> Response:
     form = await read_form(request)
     nonce = request.cookies.get(_login_cookie_name(server), "")
     if not nonce or not _matches(form.get("csrf", ""), _login_form_token(server, nonce)):
-        return login_form(
+        return await login_form(
             request,
             error="This login form expired or did not come from this console. Please log in again.",
             status=403,
         )
-    session = log_in(server, form.get("username", ""), form.get("password", ""))
+    username, password = form.get("username", ""), form.get("password", "")
+    try:
+        session = await log_in(server, username, password, client_address(request), "console login form")
+    except LoginLocked as locked:
+        message = f"Too many failed logins. Try again in {locked.retry_after} seconds."
+        return await login_form(request, error=message, status=429, headers=locked.headers)
+    except ApiError:
+        message = "The server is busy checking other passwords. Try again in a moment."
+        return await login_form(request, error=message, status=503, headers={"Retry-After": "1"})
     if session is None:
-        log.warning("Console login refused for %r from %s.", form.get("username", "")[:64], _peer(request))
-        return login_form(request, error="Wrong username or password.", status=401)
+        return await login_form(request, error="Wrong username or password.", status=401)
     response = RedirectResponse(safe_next(request, form.get("next")), 303)
     response.set_cookie(
         session_cookie_name(server),
@@ -213,12 +230,15 @@ async def login_submit(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    """Logging out is a POST with the page's CSRF value, so another site cannot log a user out."""
+    """Logging out is a POST with the page's CSRF value, so another site cannot log a user out. It revokes
+    the session's token on the server, as POST /api/v1/auth/logout does: a copy of the cookie stops working."""
     server = request.app.state.server
     session = current_session(request)
     form = await read_form(request)
     if session is not None and not _matches(form.get("csrf", ""), session.csrf):
         return render_refusal(request, "Logging out needs the console's own form. Reload the page and try again.")
+    if session is not None:
+        await log_out(server, session.token)
     response = RedirectResponse(f"{console_path(request)}/login?logged_out=1", 303)
     response.delete_cookie(session_cookie_name(server), path="/", httponly=True, samesite="strict")
     return response
@@ -241,10 +261,6 @@ def to_login(request: Request) -> Response:
     return RedirectResponse(f"{console_path(request)}/login?next={quote(target, safe='/')}", 303)
 
 
-def _peer(request: Request) -> str:
-    return request.client.host if request.client else "?"
-
-
 # -- first start: set the admin password --------------------------------------------------------
 
 
@@ -253,7 +269,7 @@ async def password_page(request: Request) -> Response:
     session = current_session(request)
     if session is None:
         return to_login(request)
-    if not must_set_password(request, session):
+    if not await must_set_password(request, session):
         return RedirectResponse(console_path(request) + "/", 303)
     base = console_path(request)
     context = {

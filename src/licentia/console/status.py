@@ -52,9 +52,9 @@ def status_summary(server: Any, state: LicenseState) -> dict[str, Any]:
 async def status_json(request: Request) -> Response:
     """GET only, so the session cookie alone authenticates it (no CSRF value needed)."""
     try:
-        user = authenticate(request)
+        user = await authenticate(request)
     except ApiError as exc:
-        return error_response(exc.code, exc.message, exc.status)
+        return error_response(exc.code, exc.message, exc.status, exc.headers)
     if user is None:
         return error_response("unauthorized", "log in to the console first")
     server = request.app.state.server

@@ -180,6 +180,15 @@ class DeleteAdminUser(Command, tag="delete_admin_user"):
     username: str
 
 
+class RehashAdminPassword(Command, tag="rehash_admin_password"):
+    """Replace a user's password hash by one of the same password with current parameters (made at the edge,
+    after a successful login). Applies only while the user still has `old_hash`; keeps the password version."""
+
+    username: str
+    old_hash: str
+    new_hash: str
+
+
 class FormTriad(Command, tag="form_triad"):
     """Turn this state into the state of a triad with these members (seeded from this state)."""
 
@@ -277,6 +286,7 @@ AnyCommand = (
     | SetAlertSettings
     | PutAdminUser
     | DeleteAdminUser
+    | RehashAdminPassword
     | FormTriad
     | DissolveTriad
     | ElectedActive

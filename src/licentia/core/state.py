@@ -144,6 +144,7 @@ class LicenseState:
             c.SetAlertSettings: self._set_alert_settings,
             c.PutAdminUser: self._put_user,
             c.DeleteAdminUser: self._delete_user,
+            c.RehashAdminPassword: self._rehash_user,
             c.FormTriad: self._form_triad,
             c.DissolveTriad: self._dissolve_triad,
             c.ElectedActive: self._elected_active,
@@ -955,6 +956,13 @@ class LicenseState:
         if user.role == "admin" and self._admins() == 1:
             return refused("last_admin", "the last admin cannot be deleted")
         del self.users[cmd.username]
+        return Outcome(ok=True, data={"username": cmd.username}, changed=True)
+
+    def _rehash_user(self, cmd: c.RehashAdminPassword, now: float) -> Outcome:
+        user = self.users.get(cmd.username)
+        if user is None or user.password_hash != cmd.old_hash:
+            return refused("password_changed", f"the password of {cmd.username!r} changed meanwhile; nothing to do")
+        self.users[cmd.username] = msgspec.structs.replace(user, password_hash=cmd.new_hash)
         return Outcome(ok=True, data={"username": cmd.username}, changed=True)
 
     def _admins(self) -> int:
