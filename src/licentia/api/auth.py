@@ -11,8 +11,9 @@ goes through `check_password`: it refuses a locked user or address before
 checking anything (`login_limits`), runs scrypt in a worker thread
 (`PasswordHasher`), checks a dummy hash for a user that does not exist so that
 a wrong name takes as long as a wrong password, and replaces a hash made with
-older parameters after a successful check. Verified HTTP Basic credentials are
-remembered for a minute (`credential_cache`). Logging out revokes the token
+older parameters after a successful check. Verified credentials are remembered
+for a minute (`credential_cache`), so that a script using HTTP Basic does not pay
+for scrypt on every request. Logging out revokes the token
 (`licentia.store.revoked_tokens`).
 """
 
@@ -86,7 +87,10 @@ async def check_password(server: Any, username: str, password: str, address: str
             log.debug("Refused a login for %r from %s (%s): logins are locked.", username[:64], address, via)
             raise LoginLocked(wait)
 
-    refuse_if_locked()
+    refuse_if_locked()  # before the cache: a lock must not let a guesser learn that a guess was right
+    remembered: AdminUser | None = server.verified_credentials.user(username, password, server.state.users)
+    if remembered is not None:
+        return remembered
     for _ in range(2):  # a second time only if the hash was replaced while the first check ran
         user = server.state.users.get(username)
         stored = user.password_hash if user is not None else DUMMY_HASH
@@ -106,7 +110,8 @@ async def check_password(server: Any, username: str, password: str, address: str
         return None
     limits.succeeded(username, address)
     if needs_rehash(stored):
-        return await _rehash(server, current, password)
+        current = await _rehash(server, current, password)
+    server.verified_credentials.remember(username, password, current.password_hash)
     return current
 
 
@@ -175,19 +180,7 @@ async def _basic_user(request: Request, credentials: str) -> AdminUser | None:
         username, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    server = request.app.state.server
-    address = client_address(request)
-    wait = server.login_limits.locked_for(username, address)
-    if wait > 0:  # before the cache: a lock must not let a guesser learn that a guess was right
-        server.login_limits.refused()
-        raise LoginLocked(wait)
-    user: AdminUser | None = server.verified_credentials.user(username, password, server.state.users)
-    if user is not None:
-        return user
-    user = await check_password(server, username, password, address, "HTTP Basic")
-    if user is not None:
-        server.verified_credentials.remember(username, password, user.password_hash)
-    return user
+    return await check_password(request.app.state.server, username, password, client_address(request), "HTTP Basic")
 
 
 def token_user(request: Request, token: str) -> AdminUser | None:

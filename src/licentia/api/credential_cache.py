@@ -1,4 +1,7 @@
-"""HTTP Basic credentials verified in the last minute, so that a script's every request does not cost a scrypt.
+"""Credentials verified in the last minute, so that a script's every HTTP Basic request does not cost a scrypt.
+
+Only a successful check is remembered, and the failed-login locks are checked
+before this cache, so a hit tells a caller nothing it did not already know.
 
 An entry is keyed by an HMAC of the user name and password under a key made at
 start and never stored: neither the password nor an unkeyed hash of it is kept.
