@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -49,6 +50,10 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def basic(username: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -70,10 +75,10 @@ async def sample(url: str, seconds: float) -> list[float]:
 
 
 async def flood_one_address(url: str, n: int, stop: asyncio.Event, statuses: Counter[int]) -> None:
-    auth = aiohttp.BasicAuth("admin", f"wrong-password-{n}")
+    headers = basic("admin", f"wrong-password-{n}")
     async with aiohttp.ClientSession() as session:
         while not stop.is_set():
-            async with session.get(f"{url}/api/v1/admin/me", auth=auth) as answer:
+            async with session.get(f"{url}/api/v1/admin/me", headers=headers) as answer:
                 await answer.read()
                 statuses[answer.status] += 1
 
@@ -86,8 +91,8 @@ async def flood_spread(url: str, n: int, stop: asyncio.Event, statuses: Counter[
         address = f"127.{100 + n}.{(i // 250) % 250}.{i % 250 + 1}"
         connector = aiohttp.TCPConnector(local_addr=(address, 0))
         async with aiohttp.ClientSession(connector=connector) as session:
-            auth = aiohttp.BasicAuth(f"guess-{n}-{i}", "wrong-password")
-            async with session.get(f"{url}/api/v1/admin/me", auth=auth) as answer:
+            headers = basic(f"guess-{n}-{i}", "wrong-password")
+            async with session.get(f"{url}/api/v1/admin/me", headers=headers) as answer:
                 await answer.read()
                 statuses[answer.status] += 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import statistics
 import threading
 import time
@@ -77,10 +78,11 @@ def test_wrong_basic_credentials_from_three_clients_do_not_stall_other_requests(
         async def run() -> None:
             import aiohttp
 
-            auth = aiohttp.BasicAuth("admin", f"wrong-password-{n}")
+            credentials = base64.b64encode(f"admin:wrong-password-{n}".encode()).decode()
+            headers = {"Authorization": f"Basic {credentials}"}
             async with aiohttp.ClientSession() as session:
                 while not stop.is_set():
-                    async with session.get(f"{server.url}/api/v1/admin/me", auth=auth) as answer:
+                    async with session.get(f"{server.url}/api/v1/admin/me", headers=headers) as answer:
                         await answer.read()
 
         asyncio.run(run())
