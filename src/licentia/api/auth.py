@@ -71,6 +71,10 @@ class Login:
     expires_at: float
 
 
+def _busy() -> ApiError:
+    return ApiError("unavailable", "too many password checks are waiting; try again shortly", 503, {"Retry-After": "1"})
+
+
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
@@ -97,9 +101,7 @@ async def check_password(server: Any, username: str, password: str, address: str
         try:
             matches = await server.password_hasher.verify(password, stored, when_started=refuse_if_locked)
         except PasswordChecksBusy:
-            raise ApiError(
-                "unavailable", "too many password checks are waiting; try again shortly", 503, {"Retry-After": "1"}
-            ) from None
+            raise _busy() from None
         current = server.state.users.get(username)
         if not (matches and user is not None and current is not None and current.password_hash != stored):
             break
@@ -150,9 +152,7 @@ async def new_password_hash(server: Any, password: str) -> str:
     try:
         return await server.password_hasher.hash(password)  # type: ignore[no-any-return]
     except PasswordChecksBusy:
-        raise ApiError(
-            "unavailable", "too many password checks are waiting; try again shortly", 503, {"Retry-After": "1"}
-        ) from None
+        raise _busy() from None
 
 
 async def log_out(server: Any, token: str) -> bool:
