@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import httpx
 import msgspec
 
 from licentia import license_file
+from licentia.api.passwords import hash_password
 from licentia.core.model import LicenseTerms
 from licentia.tls import CertificateRefused, ServerCertificate, ServerTrust
 
@@ -106,6 +108,13 @@ class Issuer:
         ).encode()
 
 
+@functools.cache
+def admin_password_hash(password: str) -> str:
+    """The hash a test server's first admin starts with (LICENTIA_ADMIN_PASSWORD_HASH), made once per password:
+    each hash costs ~0.3 s of scrypt, which every server start would pay again otherwise."""
+    return hash_password(password)
+
+
 class ServerProcess:
     """`licentia serve` in a child process, on its own port and data directory."""
 
@@ -153,6 +162,8 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "LICENTIA_ADMIN_PASSWORD": self.admin_password or "", **self.extra_env}
+        if self.admin_password and "LICENTIA_ADMIN_PASSWORD_HASH" not in env:
+            env["LICENTIA_ADMIN_PASSWORD_HASH"] = admin_password_hash(self.admin_password)
         log = self.log_path.open("ab")
         host_args = ["--host", self.host] if self.host != "127.0.0.1" else []
         host_args += ["--tls", "auto" if self.tls else "off"]

@@ -16,6 +16,7 @@ import pytest
 from harness import ADMIN_PASSWORD, ServerProcess, plant_license
 
 from licentia import license_file
+from licentia.api.passwords import verify_password
 from licentia.cli import build_parser
 
 
@@ -417,3 +418,14 @@ def test_license_remove_sends_the_id_as_one_path_segment(tmp_path, issuer):
             assert "admin2" in [u["username"] for u in admin.get("/api/v1/admin/users").json()["users"]]
     finally:
         server.kill()
+
+
+def test_admin_hash_password_prints_a_current_hash_and_refuses_a_bad_password():
+    made = licentia("admin", "hash-password", LICENTIA_NEW_PASSWORD="a-provisioned-password")
+    assert made.returncode == 0, made.stderr
+    stored = made.stdout.strip()
+    assert stored.startswith("scrypt$131072$8$1$") and verify_password("a-provisioned-password", stored)
+    short = licentia("admin", "hash-password", LICENTIA_NEW_PASSWORD="short")
+    assert short.returncode == 2 and "8 characters" in short.stderr
+    control = licentia("admin", "hash-password", LICENTIA_NEW_PASSWORD="tab\tin-the-password")
+    assert control.returncode == 2 and "control characters" in control.stderr

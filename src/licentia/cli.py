@@ -259,6 +259,20 @@ def cmd_admin_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_hash_password(args: argparse.Namespace) -> int:
+    """Print a password hash for LICENTIA_ADMIN_PASSWORD_HASH: the first admin without its password in the
+    service's environment."""
+    from licentia.api.passwords import hash_password, password_problem
+
+    password = os.environ.get("LICENTIA_NEW_PASSWORD") or getpass.getpass("password to hash: ")
+    problem = "a password has at least 8 characters" if len(password) < 8 else password_problem(password)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
 # -- backup and restore --------------------------------------------------------------------------
 
 
@@ -621,6 +635,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--username", default="admin")
     p.add_argument("--role", choices=["viewer", "manager", "admin"], default="admin")
     p.set_defaults(func=cmd_admin_password)
+    p = adm.add_parser(
+        "hash-password",
+        help="print a password hash for LICENTIA_ADMIN_PASSWORD_HASH; reads $LICENTIA_NEW_PASSWORD or prompts",
+    )
+    p.set_defaults(func=cmd_admin_hash_password)
 
     p = commands.add_parser("backup", help="write a consistent backup of a data directory (server may run)")
     p.add_argument("--data", type=Path, default=Path("licentia-data"), help="data directory (default ./licentia-data)")

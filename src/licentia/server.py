@@ -28,7 +28,7 @@ from licentia.alerts.service import AlertService
 from licentia.api.credential_cache import VerifiedCredentials
 from licentia.api.host_names import VerifiedHostNames
 from licentia.api.login_limits import LoginLimits
-from licentia.api.passwords import PasswordHasher
+from licentia.api.passwords import PasswordHasher, is_password_hash
 from licentia.cluster.backup_pair import BackupLink
 from licentia.cluster.heartbeats import HeartbeatCoalescer
 from licentia.cluster.peer_auth import ReplayGuard
@@ -232,9 +232,17 @@ class LicenseServer:
             log.warning("Did not install %s: %s", path, outcome.message)
 
     async def ensure_admin(self) -> None:
-        """On first start create the `admin` user, with LICENTIA_ADMIN_PASSWORD or a generated password."""
+        """On first start create the `admin` user: with the hash in LICENTIA_ADMIN_PASSWORD_HASH (made by
+        `licentia admin hash-password`), the password in LICENTIA_ADMIN_PASSWORD, or a generated password."""
         if self.state.users or self.state.triad is not None:
             return  # a triad's users come with its seed
+        given_hash = os.environ.get("LICENTIA_ADMIN_PASSWORD_HASH")
+        if given_hash:
+            if not is_password_hash(given_hash):
+                log.error("LICENTIA_ADMIN_PASSWORD_HASH is not a hash made by `licentia admin hash-password`.")
+                raise ValueError("LICENTIA_ADMIN_PASSWORD_HASH is not a password hash")
+            await self.execute(PutAdminUser(user=AdminUser("admin", given_hash, "admin")))
+            return
         password = os.environ.get("LICENTIA_ADMIN_PASSWORD")
         if not password:
             password = secrets.token_urlsafe(12)

@@ -14,6 +14,7 @@ import pytest
 from api_support import assert_error, legacy_hash
 from harness import ADMIN_PASSWORD, ServerProcess
 
+from licentia.api.passwords import hash_password
 from licentia.config import Config
 from licentia.core.commands import PutAdminUser
 from licentia.core.model import AdminUser
@@ -164,3 +165,24 @@ def test_a_password_with_control_characters_is_refused_with_400(admin, password)
         assert "control character" in error["message"]
     assert admin.get("/api/v1/admin/users").json()["users"] == [{"username": "admin", "role": "admin"}]
     assert admin.get("/api/v1/admin/me").status_code == 200
+
+
+def test_the_first_admin_can_start_from_a_password_hash_and_a_malformed_one_stops_the_start(tmp_path):
+    provisioned = ServerProcess(tmp_path / "provisioned", admin_password=None)
+    provisioned.extra_env["LICENTIA_ADMIN_PASSWORD_HASH"] = hash_password("provisioned-password")
+    provisioned.start()
+    try:
+        answer = httpx.post(
+            f"{provisioned.url}/api/v1/auth/login", json={"username": "admin", "password": "provisioned-password"}
+        )
+        assert answer.status_code == 200, answer.text
+        assert not (provisioned.data_dir / "initial-admin-password").exists()
+    finally:
+        provisioned.kill()
+    broken = ServerProcess(tmp_path / "broken", admin_password=None)
+    broken.extra_env["LICENTIA_ADMIN_PASSWORD_HASH"] = "scrypt$not-a-hash"
+    with pytest.raises(RuntimeError, match="server exited"):
+        broken.start()
+    assert "LICENTIA_ADMIN_PASSWORD_HASH is not a hash made by `licentia admin hash-password`." in (
+        broken.log_path.read_text()
+    )

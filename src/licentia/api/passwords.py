@@ -51,6 +51,18 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(candidate.hex(), digest)
 
 
+def is_password_hash(text: str) -> bool:
+    """Whether `text` is a hash as `hash_password` makes them (LICENTIA_ADMIN_PASSWORD_HASH must be one)."""
+    try:
+        scheme, n, r, p, salt, digest = text.split("$")
+        cost, block, parallel = int(n), int(r), int(p)
+        usable = cost > 1 and cost & (cost - 1) == 0 and block > 0 and parallel > 0
+        usable = usable and 128 * block * (cost + parallel + 2) <= MAX_SCRYPT_MEMORY
+        return scheme == "scrypt" and usable and len(bytes.fromhex(salt)) >= 16 and len(bytes.fromhex(digest)) == 32
+    except ValueError:
+        return False
+
+
 def needs_rehash(stored: str) -> bool:
     """Whether a (verified) hash was made with other than the current parameters."""
     return not stored.startswith(f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$")
