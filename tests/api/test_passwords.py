@@ -108,3 +108,17 @@ def test_password_checks_run_off_the_event_loop_at_most_two_at_a_time(monkeypatc
     assert loop_thread not in threads
     # One scrypt takes ~0.3 s; the loop never waited for one (a generous bound for a busy machine).
     assert longest_gap < 0.15, longest_gap
+
+
+def test_checks_beyond_the_waiting_limit_are_refused_at_once_and_the_others_still_run():
+    stored = hash_password("the-password")
+
+    async def scenario() -> list[object]:
+        hasher = PasswordHasher(workers=1, max_waiting=2)
+        checks = [hasher.verify("the-password", stored) for _ in range(4)]
+        return await asyncio.gather(*checks, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    # One runs, two wait, the fourth finds the queue full.
+    assert results[:3] == [True, True, True]
+    assert isinstance(results[3], passwords.PasswordChecksBusy)
