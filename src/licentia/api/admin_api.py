@@ -13,7 +13,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from licentia.api.auth import client_address, log_in, log_out, new_password_hash, presented_token, session_cookie_name
+from licentia.api.auth import log_in, log_out, new_password_hash, presented_token, session_cookie_name
 from licentia.api.client_api import answer
 from licentia.api.csv_export import csv_response, iso_utc
 from licentia.api.errors import ApiError
@@ -28,6 +28,7 @@ from licentia.api.schemas import (
     SettingsRequest,
     UserRequest,
 )
+from licentia.api.source_address import source_address
 from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, canonical_address, matching_rule
 from licentia.core.model import AdminUser
@@ -46,7 +47,7 @@ def _server(request: Request) -> Any:
 
 
 async def login(request: Request, body: LoginRequest) -> Response:
-    session = await log_in(_server(request), body.username, body.password, client_address(request), "API login")
+    session = await log_in(_server(request), body.username, body.password, source_address(request), "API login")
     if session is None:
         raise ApiError("unauthorized", "wrong username or password")
     user = session.user

@@ -40,6 +40,7 @@ from licentia.api.passwords import (
     password_problem,
     read_token,
 )
+from licentia.api.source_address import source_address
 from licentia.cluster.triad import CommitFailed, NotActive
 from licentia.core.commands import RehashAdminPassword
 from licentia.core.model import AdminUser
@@ -73,10 +74,6 @@ class Login:
 
 def _busy() -> ApiError:
     return ApiError("unavailable", "too many password checks are waiting; try again shortly", 503, {"Retry-After": "1"})
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 async def check_password(server: Any, username: str, password: str, address: str, via: str) -> AdminUser | None:
@@ -180,7 +177,7 @@ async def _basic_user(request: Request, credentials: str) -> AdminUser | None:
         username, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return await check_password(request.app.state.server, username, password, client_address(request), "HTTP Basic")
+    return await check_password(request.app.state.server, username, password, source_address(request), "HTTP Basic")
 
 
 def token_user(request: Request, token: str) -> AdminUser | None:

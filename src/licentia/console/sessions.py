@@ -21,10 +21,11 @@ from urllib.parse import parse_qs, quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from licentia.api.auth import LoginLocked, client_address, csrf_token, log_in, log_out, session_cookie_name, token_user
+from licentia.api.auth import LoginLocked, csrf_token, log_in, log_out, session_cookie_name, token_user
 from licentia.api.errors import ApiError
 from licentia.api.passwords import PasswordChecksBusy
 from licentia.api.routing import read_body
+from licentia.api.source_address import source_address
 from licentia.console.views import render, static_url
 from licentia.core.model import AdminUser
 from licentia.server import INITIAL_PASSWORD_FILE
@@ -206,7 +207,7 @@ async def login_submit(request: Request) -> Response:
         )
     username, password = form.get("username", ""), form.get("password", "")
     try:
-        session = await log_in(server, username, password, client_address(request), "console login form")
+        session = await log_in(server, username, password, source_address(request), "console login form")
     except LoginLocked as locked:
         message = f"Too many failed logins. Try again in {locked.retry_after} seconds."
         return await login_form(request, error=message, status=429, headers=locked.headers)
