@@ -89,7 +89,7 @@ environment.filters["segment"] = _segment
 
 # Macro libraries every template sees under these names, also when one block is rendered alone (a
 # live region), where the template's own top-level {% import %} lines do not run.
-MACROS = {"license_ui": "_licenses.html", "ordered_list": "_ordered_list.html"}
+MACROS = {"license_ui": "_licenses.html", "ordered_list": "_ordered_list.html", "paging": "_paging.html"}
 for _name, _library in MACROS.items():
     environment.globals[_name] = environment.get_template(_library).make_module()
 
