@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,4 +133,6 @@ def load_site(data_dir: Path, issuer: Issuer, site: Site) -> int:
         finally:
             await server.stop()
 
-    return asyncio.run(main())
+    # In a thread of its own: the caller may run an event loop already (Playwright's sync API does).
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, main()).result()

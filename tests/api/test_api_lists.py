@@ -61,7 +61,7 @@ def test_following_the_cursors_reads_every_printer_once_newest_first(admin):
 
 
 def test_printers_are_found_by_name_prefix_and_sorted_by_name(admin):
-    found = admin.get(f"{A}/printers", params={"q": "prn-00012", "order": "desc"}).json()
+    found = admin.get(f"{A}/printers", params={"q": "prn-00012", "sort": "name", "order": "desc"}).json()
     by_name = admin.get(f"{A}/printers", params={"sort": "name", "limit": 3}).json()
 
     assert [p["identity"]["name"] for p in found["printers"]] == [f"PRN-{i:06d}" for i in range(129, 119, -1)]

@@ -143,9 +143,9 @@ def list_query(kind: ListKind, params: Mapping[str, str], prefix: str = "") -> L
     q = get("q").strip()
     if len(q) > 200:
         raise ApiError("invalid_request", "the search text is at most 200 characters")
-    if q and not kind.sorts[sort].text:
-        sort = kind.search_sort
     order = get("order", kind.default_order if sort == kind.default_sort else "asc")
+    if q and not kind.sorts[sort].text:  # found rows come in the search column's order, A to Z
+        sort, order = kind.search_sort, "asc"
     if order not in ("asc", "desc"):
         raise ApiError("invalid_request", "order must be asc or desc")
     cursor = get("after")
