@@ -8,7 +8,7 @@ then come in that column's order), and `?after=` is the `next` cursor of the
 previous page. A filter no order answers (say, the recent printers by name) is
 applied while reading, looking at no more than `SCAN_BUDGET` rows per page; a
 page can then be short, and its `next` cursor goes on from where it stopped.
-See docs/api.md ("Paged lists").
+See docs/paged-lists.md.
 """
 
 from __future__ import annotations
