@@ -6,7 +6,8 @@ What it does (see bench/README.md, "scale.py"):
    rows), fills a fresh data directory through the real core and store (tests/bulk_load.py: an
    in-process `LicenseServer` executing every print check and checkout), then starts `licentia serve`
    on it (tests/harness.py `ServerProcess`) and times how long it takes to answer (`restart_s`);
-2. runs client load at a fixed rate with aiohttp (batch heartbeats of 10 seat leases and print checks)
+2. runs client load at a fixed rate with aiohttp (333 heartbeats/s of one seat lease each and 100 print
+   checks/s, the load of the site measured in issue #14)
    while a probe asks `/health/live` every 10 ms; `max_stall_ms` is the longest time between two
    answers of the probe;
 3. phase "idle": client load only, the baseline (`client_p99_ms_idle`);
@@ -74,6 +75,7 @@ SIZES = {
     "300k": Size("300k", 300_000, 300_000, 1_000_000),
 }
 QUICK = Size("quick", 2_000, 2_000, 6_000)
+HEARTBEAT_LEASES = 1  # leases per heartbeat of the client load: one application, one seat
 
 CONSOLE_PAGES = [
     "/console/",
@@ -181,7 +183,7 @@ async def probe(url: str, recorder: Recorder, stop: asyncio.Event) -> None:
 async def client_load(
     url: str, size: Size, recorder: Recorder, stop: asyncio.Event, rates: tuple[float, float]
 ) -> None:
-    """Batch heartbeats (10 leases each) and print checks, each at a fixed rate, latencies by phase."""
+    """Heartbeats (`HEARTBEAT_LEASES` leases each) and print checks, each at a fixed rate, latencies by phase."""
     heartbeat_rate, print_rate = rates
     rng = random.Random(7)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
@@ -206,7 +208,7 @@ async def client_load(
         while not stop.is_set():
             now = time.perf_counter() - start
             while sent["heartbeat"] < now * heartbeat_rate:
-                ids = [f"seed-lease-{rng.randrange(size.leases):07d}" for _ in range(10)]
+                ids = [f"seed-lease-{rng.randrange(size.leases):07d}" for _ in range(HEARTBEAT_LEASES)]
                 tasks.add(asyncio.create_task(one("heartbeat", "/api/v1/leases/heartbeat", {"lease_ids": ids})))
                 sent["heartbeat"] += 1
             while sent["print"] < now * print_rate:
@@ -394,7 +396,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small site and short phases (CI smoke run)")
     parser.add_argument("--sizes", default="10k,100k,300k", help=f"comma-separated, of: {', '.join(SIZES)}")
     parser.add_argument("--phase-s", type=float, default=10.0, help="seconds of the idle and console phases")
-    parser.add_argument("--heartbeat-rate", type=float, default=200.0, help="heartbeat requests/s (10 leases each)")
+    parser.add_argument("--heartbeat-rate", type=float, default=333.0, help="heartbeat requests/s (one lease each)")
     parser.add_argument("--print-rate", type=float, default=100.0, help="print checks/s")
     parser.add_argument("--snapshot-every", type=int, default=10_000, help="the server's snapshot_every")
     parser.add_argument("--workdir", type=Path, help="keep the data directories here (default: a temporary one)")
