@@ -230,9 +230,9 @@ def printer_page(
         return ListPage(items, cursor, index.count(low, high), query)
     if query.sort == "last_used":
         index = listings.printers_by_seen
-        high = (window_start,) if recent else None
-        items, cursor = _read(index, query, descending, view, None, high)
-        return ListPage(items, cursor, index.count(None, high), query)
+        seen_high: Key | None = (window_start,) if recent else None
+        items, cursor = _read(index, query, descending, view, None, seen_high)
+        return ListPage(items, cursor, index.count(None, seen_high), query)
     index = listings.printers_by_name
     items, cursor = _read(index, query, descending, view)
     exact = group is None and not recent

@@ -53,7 +53,7 @@ async def printer_usage(request: Request, session: ConsoleSession) -> dict[str, 
         "can_edit": can(session, "manager"),
         "printer_sorts": PRINTER_SORTS,
         "groups": [{"name": name} for name in state.groups],
-        "mapping_rules": state.mapping_rules,
+        "mapping_rules": list(state.mapping_rules),
     }
     if tab == "activity" and fragment in (None, "requests"):
         query = UsageQuery(kind="print", failed_only=failed_only, limit=RECENT_REQUESTS)
@@ -67,5 +67,13 @@ async def printer_usage(request: Request, session: ConsoleSession) -> dict[str, 
 
 
 PAGES = [
-    Page("printer-usage", "/printers", "Printer Usage", "printer_usage.html", printer_usage, script="printer-usage.js"),
+    Page(
+        "printer-usage",
+        "/printers",
+        "Printer Usage",
+        "printer_usage.html",
+        printer_usage,
+        script="printer-usage.js",
+        in_slices=True,
+    ),
 ]

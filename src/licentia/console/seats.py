@@ -36,4 +36,4 @@ async def seats_and_clients(request: Request, session: ConsoleSession) -> dict[s
     return context
 
 
-PAGES = [Page("seats", "/seats", "Seats and Clients", "seats.html", seats_and_clients)]
+PAGES = [Page("seats", "/seats", "Seats and Clients", "seats.html", seats_and_clients, in_slices=True)]
