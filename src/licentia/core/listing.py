@@ -11,7 +11,7 @@ this module is deterministic and does no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
@@ -52,6 +52,10 @@ class SortedIndex:
     def __init__(self, *shape: type) -> None:
         self._keys: SortedList = SortedList()
         self.shape = shape
+
+    def fill(self, keys: list[Key]) -> None:
+        """Put many keys in at once (sorted once: far faster than one at a time)."""
+        self._keys.update(keys)
 
     def add(self, key: Key) -> None:
         self._keys.add(key)
@@ -164,13 +168,27 @@ class Listings:
         )
 
     @classmethod
-    def of(cls, leases: Any, printers: Any, clients: Any) -> Listings:
-        """Built from scratch (after loading a snapshot)."""
+    def of(cls, leases: Iterable[Lease], printers: Iterable[Printer], clients: Iterable[Client]) -> Listings:
+        """Built from scratch (after loading a snapshot), each order sorted once."""
         listings = cls()
-        for lease in leases:
-            listings.lease_added(lease)
+        leases = list(leases)
+        listings.leases_by_product.fill([(lease.product, lease.granted_at, lease.lease_id) for lease in leases])
+        listings.leases_by_holder.fill([(cls.holder(lease), lease.granted_at, lease.lease_id) for lease in leases])
+        by_seen, by_group, by_name = [], [], []
         for printer in printers:
-            listings.printer_changed(printer)
+            seen = -cls.printer_seen(printer)
+            filed = ((seen, printer.printer_id), (printer.group, seen, printer.printer_id))
+            listings._printer_filed[printer.printer_id] = filed
+            by_seen.append(filed[0])
+            by_group.append(filed[1])
+            by_name.append((text_key(printer.identity.name), printer.printer_id))
+        listings.printers_by_seen.fill(by_seen)
+        listings.printers_by_group.fill(by_group)
+        listings.printers_by_name.fill(by_name)
+        clients_by_host = []
         for client in clients:
-            listings.client_changed(client)
+            listings._client_filed[client.client_id] = (-client.last_seen, client.client_id)
+            clients_by_host.append((text_key(client.info.host or client.source_ip), client.client_id))
+        listings.clients_by_seen.fill(list(listings._client_filed.values()))
+        listings.clients_by_host.fill(clients_by_host)
         return listings
