@@ -113,7 +113,8 @@ def load_site(data_dir: Path, issuer: Issuer, site: Site) -> int:
     logging.getLogger("licentia").setLevel(logging.WARNING)
 
     async def main() -> int:
-        server = LicenseServer(Config(data_dir=data_dir))
+        # No snapshot while loading (each would encode the whole growing state): one when it stops.
+        server = LicenseServer(Config(data_dir=data_dir, snapshot_every=10**9))
         server.open()
         await server.replication.start()
         try:
