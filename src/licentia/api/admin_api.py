@@ -64,13 +64,15 @@ async def status(request: Request) -> Response:
     server = _server(request)
     state = await server.read_state()
     now = server.now()
+    licenses = [state.license_status(lic, now) for lic in state.licenses.values()]
     return ok(
         {
             **server.info(),
             "started_at": server.started_at,
             "journal_index": server.journal.durable_index,
-            "licenses": [state.license_status(lic, now) for lic in state.licenses.values()],
-            "active_leases": sum(1 for lease in state.leases.values() if lease.expires_at > now),
+            "licenses": licenses,
+            # A seat license's use is its leases held now (every lease belongs to one): no scan of every lease.
+            "active_leases": sum(lic["used"] for lic in licenses if lic["unit"] == "seats"),
             "printers": len(state.printers),
             "clients": len(state.clients),
             "trusted_issuers": server.trusted.ids(),
