@@ -385,8 +385,9 @@ async def read_used(session: aiohttp.ClientSession, tokens: Tokens, url: str, li
 async def state_picture(session: aiohttp.ClientSession, tokens: Tokens, url: str) -> dict[str, Any] | None:
     """What every member must agree on, read locally from one member (as tests/scenarios/triad_support.py)."""
     parts = {}
-    for key, path in (("leases", "/api/v1/admin/leases"), ("licenses", "/api/v1/admin/licenses"),
-                      ("printers", "/api/v1/admin/printers"), ("settings", "/api/v1/admin/settings"),
+    # The lists answer a page at a time (docs/paged-lists.md); these sites hold far fewer than 500 of each.
+    for key, path in (("leases", "/api/v1/admin/leases?limit=500"), ("licenses", "/api/v1/admin/licenses"),
+                      ("printers", "/api/v1/admin/printers?limit=500"), ("settings", "/api/v1/admin/settings"),
                       ("access_rules", "/api/v1/admin/access-rules")):
         answer = await admin_get(session, tokens, url, path)
         if answer is None:

@@ -232,6 +232,20 @@ server.release()
 """
 
 
+def every_row(client: httpx.Client, path: str, name: str) -> list[dict[str, Any]]:
+    """Every row of a paged admin list (docs/paged-lists.md), following its `next` cursors."""
+    rows: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 500}
+    while True:
+        answer = client.get(path, params=params)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        rows += page[name]
+        if page["next"] is None:
+            return rows
+        params["after"] = page["next"]
+
+
 def plant_license(data_dir: Path, terms: LicenseTerms) -> None:
     """Put a license into a stopped server's state the way an earlier version would have taken it, past
     the checks the current one makes at install (in a child process: no event loop of the test's)."""

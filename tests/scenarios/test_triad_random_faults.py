@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import ADMIN_PASSWORD, ROLES, TriadCluster
+from harness import ADMIN_PASSWORD, ROLES, TriadCluster, every_row
 
 SECONDS = float(os.environ.get("LICENTIA_FAULT_SECONDS", "60"))
 SEATS = 4
@@ -559,7 +559,7 @@ def check_no_progress_without_quorum(record: Record) -> list[str]:
 
 def member_picture(url: str, token: str) -> dict[str, Any]:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=5) as admin:
-        leases = admin.get("/api/v1/admin/leases").json()["leases"]
+        leases = every_row(admin, "/api/v1/admin/leases", "leases")
         licenses = admin.get("/api/v1/admin/licenses").json()["licenses"]
         settings = admin.get("/api/v1/admin/settings").json()
         usage = admin.get("/api/v1/admin/usage", params={"limit": 100_000}).json()["records"]

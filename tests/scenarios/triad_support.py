@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from harness import ADMIN_PASSWORD, ROLES, Issuer, ServerProcess, TriadCluster
+from harness import ADMIN_PASSWORD, ROLES, Issuer, ServerProcess, TriadCluster, every_row
 
 JSON = {"Content-Type": "application/json"}
 AUTH = ("admin", ADMIN_PASSWORD)
@@ -52,9 +52,15 @@ def admin_get(server: ServerProcess, path: str, timeout: float = 5.0) -> Any:
     return answer.json()
 
 
+def admin_rows(server: ServerProcess, path: str, name: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Every row of a paged admin list of this member."""
+    with httpx.Client(base_url=server.url, auth=AUTH, timeout=timeout) as client:
+        return every_row(client, path, name)
+
+
 def held_leases(server: ServerProcess) -> dict[str, dict[str, Any]]:
     """The leases this member's copy of the state holds now, by lease id (clock-dependent fields dropped)."""
-    leases = admin_get(server, "/api/v1/admin/leases")["leases"]
+    leases = admin_rows(server, "/api/v1/admin/leases", "leases")
     return {
         lease["lease_id"]: {k: v for k, v in lease.items() if k not in ("expires_in_s", "expires_at")}
         for lease in leases
@@ -67,12 +73,12 @@ def licenses(server: ServerProcess) -> dict[str, dict[str, Any]]:
 
 def state_picture(server: ServerProcess) -> dict[str, Any]:
     """What every member must agree on once replication has caught up (read locally from that member)."""
-    printers = admin_get(server, "/api/v1/admin/printers")["printers"]
+    printers = admin_rows(server, "/api/v1/admin/printers", "printers")
     return {
         "leases": held_leases(server),
         "licenses": licenses(server),
         "printers": sorted((p["printer_id"], p["license_id"], p["group"]) for p in printers),
-        "clients": sorted(c["client_id"] for c in admin_get(server, "/api/v1/admin/clients")["clients"]),
+        "clients": sorted(c["client_id"] for c in admin_rows(server, "/api/v1/admin/clients", "clients")),
         "settings": admin_get(server, "/api/v1/admin/settings"),
         "access_rules": admin_get(server, "/api/v1/admin/access-rules"),
     }

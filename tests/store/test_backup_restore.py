@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import ADMIN_PASSWORD, Issuer, ServerProcess
+from harness import ADMIN_PASSWORD, Issuer, ServerProcess, every_row
 
 from licentia.config import Config
 from licentia.server import LicenseServer
@@ -75,7 +75,7 @@ def state_of(server: ServerProcess) -> dict:
         return {
             "server_id": status["server_id"],
             "journal_index": status["journal_index"],
-            "leases": {lease["lease_id"] for lease in admin.get("/api/v1/admin/leases").json()["leases"]},
+            "leases": {lease["lease_id"] for lease in every_row(admin, "/api/v1/admin/leases", "leases")},
             "licenses": sorted((lic["license_id"], lic["count"]) for lic in
                                admin.get("/api/v1/admin/licenses").json()["licenses"]),
             "granted_checkouts": {r["lease_id"] for r in usage if r["granted"]},

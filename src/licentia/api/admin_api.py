@@ -17,6 +17,7 @@ from licentia.api.auth import log_in, log_out, new_password_hash, presented_toke
 from licentia.api.client_api import answer
 from licentia.api.csv_export import csv_response, iso_utc
 from licentia.api.errors import ApiError
+from licentia.api.lists import CLIENTS, LEASES, PRINTERS, client_page, lease_page, list_query, printer_page
 from licentia.api.routing import Endpoint, ok
 from licentia.api.schemas import (
     AccessRulesRequest,
@@ -80,13 +81,15 @@ async def status(request: Request) -> Response:
     server = _server(request)
     state = await server.read_state()
     now = server.now()
+    licenses = [state.license_status(lic, now) for lic in state.licenses.values()]
     return ok(
         {
             **server.info(),
             "started_at": server.started_at,
             "journal_index": server.journal.durable_index,
-            "licenses": [state.license_status(lic, now) for lic in state.licenses.values()],
-            "active_leases": sum(1 for lease in state.leases.values() if lease.expires_at > now),
+            "licenses": licenses,
+            # A seat license's use is its leases held now (every lease belongs to one): no scan of every lease.
+            "active_leases": sum(lic["used"] for lic in licenses if lic["unit"] == "seats"),
             "printers": len(state.printers),
             "clients": len(state.clients),
             "trusted_issuers": server.trusted.ids(),
@@ -135,24 +138,15 @@ async def remove_license(request: Request) -> Response:
 # -- printers and groups ------------------------------------------------------------------------
 
 
-def printer_views(
-    state: LicenseState, now: float, group: str | None = None, recent: bool = False
-) -> list[dict[str, Any]]:
-    """Printers (of `group`; only those used inside the printer window when `recent`), last used first."""
-    printers = [state.printer_view(p, now) for p in state.printers.values() if group in (None, p.group)]
-    if recent:
-        printers = [p for p in printers if p["in_window"]]
-    printers.sort(key=lambda p: -p["last_used"])
-    return printers
-
-
 async def list_printers(request: Request) -> Response:
+    """One page of printers (see `licentia.api.lists`); `?group=` and `?recent=1` filter them."""
     server = _server(request)
+    query = list_query(PRINTERS, request.query_params)
     state = await server.read_state()
     group = request.query_params.get("group")
     recent = request.query_params.get("recent") in ("1", "true")
-    printers = printer_views(state, server.now(), group, recent)
-    return ok({"printers": printers, "window_days": state.settings.printer_window_days})
+    page = printer_page(state, server.now(), query, group=group, recent=recent)
+    return ok({**page.answer("printers"), "window_days": state.settings.printer_window_days})
 
 
 async def set_printer_group(request: Request, body: PrinterGroupRequest) -> Response:
@@ -172,12 +166,11 @@ async def unblock_printer(request: Request) -> Response:
 
 def group_views(state: LicenseState) -> dict[str, Any]:
     """The printer groups (built-in ones flagged, with their printer counts) and the ordered mapping rules."""
-    counts = {name: 0 for name in state.groups}
-    for printer in state.printers.values():
-        counts[printer.group] = counts.get(printer.group, 0) + 1
+    listings = state.listings()
     return {
         "groups": [
-            {"name": name, "builtin": name in ("Default", "Blocked"), "printers": counts[name]} for name in state.groups
+            {"name": name, "builtin": name in ("Default", "Blocked"), "printers": listings.group_count(name)}
+            for name in state.groups
         ],
         "mapping_rules": msgspec.to_builtins(state.mapping_rules),
     }
@@ -207,24 +200,12 @@ async def set_mapping_rules(request: Request, body: MappingRulesRequest) -> Resp
 # -- leases and clients -------------------------------------------------------------------------
 
 
-def lease_views(state: LicenseState, now: float) -> list[dict[str, Any]]:
-    """The seat leases held now, as the API and the console show them."""
-    return [
-        {**msgspec.to_builtins(lease), "expires_in_s": round(lease.expires_at - now, 1)}
-        for lease in state.leases.values()
-        if lease.expires_at > now
-    ]
-
-
-def client_views(state: LicenseState) -> list[dict[str, Any]]:
-    """The client registry, most recently seen first."""
-    return msgspec.to_builtins(sorted(state.clients.values(), key=lambda client: -client.last_seen))
-
-
 async def list_leases(request: Request) -> Response:
+    """One page of the seat leases held now (see `licentia.api.lists`)."""
     server = _server(request)
+    query = list_query(LEASES, request.query_params)
     state = await server.read_state()
-    return ok({"leases": lease_views(state, server.now())})
+    return ok(lease_page(state, server.now(), query).answer("leases"))
 
 
 async def revoke_lease(request: Request) -> Response:
@@ -232,7 +213,9 @@ async def revoke_lease(request: Request) -> Response:
 
 
 async def list_clients(request: Request) -> Response:
-    return ok({"clients": client_views(await _server(request).read_state())})
+    """One page of the client registry, most recently seen first unless sorted otherwise."""
+    query = list_query(CLIENTS, request.query_params)
+    return ok(client_page(await _server(request).read_state(), query).answer("clients"))
 
 
 # -- usage log ----------------------------------------------------------------------------------
@@ -250,13 +233,19 @@ def _usage_query(request: Request, default_limit: int) -> UsageQuery:
     query = query_params(request, UsageQuery, limit=str(default_limit))
     if not 1 <= query.limit <= MAX_USAGE_ROWS or not 0 <= query.offset < 2**63:  # SQLite integers are 64-bit
         raise ApiError("invalid_request", f"limit must be 1-{MAX_USAGE_ROWS} and offset 0 to 2^63-1")
+    if query.before is not None and not 0 <= query.before < 2**63:
+        raise ApiError("invalid_request", "before must be a row id (the 'next' of the previous page)")
     return query
 
 
 async def usage(request: Request) -> Response:
     server = _server(request)
     await server.journal.barrier()
-    return ok({"records": await server.journal.query_usage(_usage_query(request, 100))})
+    query = _usage_query(request, 100)
+    records = await server.journal.query_usage(query)
+    # Keyset paging: `?before=<next>` reads on from the last row without the cost of a large offset.
+    following = str(records[-1]["id"]) if len(records) == query.limit else None
+    return ok({"records": records, "next": following})
 
 
 async def usage_csv(request: Request) -> Response:
@@ -381,7 +370,14 @@ ENDPOINTS = [
         role="manager",
         tag="admin",
     ),
-    Endpoint("GET", f"{A}/printers", list_printers, "Printers (?group=, ?recent=1)", role="viewer", tag="admin"),
+    Endpoint(
+        "GET",
+        f"{A}/printers",
+        list_printers,
+        "A page of printers (?group=, ?recent=1, ?sort=last_used|name, ?order=, ?q=, ?limit=, ?after=)",
+        role="viewer",
+        tag="admin",
+    ),
     Endpoint(
         "PUT",
         f"{A}/printers/{{printer_id}}/group",
@@ -450,14 +446,29 @@ ENDPOINTS = [
         role="manager",
         tag="admin",
     ),
-    Endpoint("GET", f"{A}/leases", list_leases, "Seat leases held now", role="viewer", tag="admin"),
+    Endpoint(
+        "GET",
+        f"{A}/leases",
+        list_leases,
+        "A page of the seat leases held now (?sort=product|user, ?order=, ?q=, ?limit=, ?after=)",
+        role="viewer",
+        tag="admin",
+    ),
     Endpoint("POST", f"{A}/leases/{{lease_id}}/revoke", revoke_lease, "Revoke a lease", role="manager", tag="admin"),
-    Endpoint("GET", f"{A}/clients", list_clients, "The client registry", role="viewer", tag="admin"),
+    Endpoint(
+        "GET",
+        f"{A}/clients",
+        list_clients,
+        "A page of the client registry (?sort=last_seen|host, ?order=, ?q=, ?limit=, ?after=)",
+        role="viewer",
+        tag="admin",
+    ),
     Endpoint(
         "GET",
         f"{A}/usage",
         usage,
-        "Usage log (filters: failed_only, kind, printer_id, client_host, since, until, limit, offset)",
+        "Usage log, newest first (filters: failed_only, kind, printer_id, client_host, since, until; paging: limit, "
+        "before=<next>)",
         role="viewer",
         tag="admin",
     ),

@@ -68,6 +68,7 @@ class Page:
     context: PageContext
     role: str = "viewer"
     script: str | None = None  # a file in console/static loaded after console.js
+    in_slices: bool = False  # rendered a slice at a time (see views.render): for large tables of copied rows
 
 
 def can(session: ConsoleSession, role: str) -> bool:
@@ -118,7 +119,8 @@ def page_route(page: Page) -> Route:
             context = await page.context(request, session)
         except PageNotFound as exc:
             return render_refusal(request, str(exc), 404)
-        return render(request, page.template, {**await common_context(request, session, page), **context})
+        full = {**await common_context(request, session, page), **context}
+        return render(request, page.template, full, in_slices=page.in_slices)
 
     return Route(page.path, endpoint, methods=["GET"], name=f"console:{page.nav}:{page.path}")
 

@@ -1,7 +1,9 @@
 """Printer Usage: recent printer-use requests, printers used inside the printer window, groups and mapping rules.
 
 Two tabs (`?tab=activity|permissions`), rendered from the same views the admin
-API answers with (`printer_views`, `group_views`, the usage log query). Changing
+API answers with (`printer_page`, `group_views`, the usage log query). The
+printers table is paged (`licentia.console.paging`), and each self-refreshing
+region (`?fragment=requests|printers|groups|rules`) computes only what it shows. Changing
 a printer's group, blocking it, and editing groups and mapping rules go through
 the admin API from printer-usage.js and the console's declarative forms.
 """
@@ -12,13 +14,16 @@ from typing import Any, get_args, get_type_hints
 
 from starlette.requests import Request
 
-from licentia.api.admin_api import group_views, printer_views
+from licentia.api.admin_api import group_views
+from licentia.api.lists import PRINTERS, printer_page
 from licentia.console.pages import Page, can
+from licentia.console.paging import table, table_query
 from licentia.console.sessions import ConsoleSession
 from licentia.core.model import MappingRule
 from licentia.store.journal import UsageQuery
 
 RECENT_REQUESTS = 50
+PRINTER_SORTS = {"last_used": "last used", "name": "name"}
 MAPPING_FIELDS = get_args(get_type_hints(MappingRule)["field"])
 # Why a print check was refused (or granted in grace), in words; other codes are shown as they are.
 REASONS = {
@@ -32,23 +37,43 @@ REASONS = {
 
 
 async def printer_usage(request: Request, session: ConsoleSession) -> dict[str, Any]:
+    """What the tab shows; a live refresh (`?fragment=NAME`) computes only what its region shows."""
     server = request.app.state.server
+    fragment = request.query_params.get("fragment")
     failed_only = request.query_params.get("failed") in ("1", "true", "on")
+    tab = "permissions" if request.query_params.get("tab") == "permissions" else "activity"
+    printer_query = table_query(request, PRINTERS, "printer_")
     state = await server.read_state()
-    query = UsageQuery(kind="print", failed_only=failed_only, limit=RECENT_REQUESTS)
-    return {
-        "tab": "permissions" if request.query_params.get("tab") == "permissions" else "activity",
+    context: dict[str, Any] = {
+        "tab": tab,
         "failed_only": failed_only,
-        "requests": await server.journal.query_usage(query),
         "reasons": REASONS,
-        "printers": printer_views(state, server.now(), recent=True),
         "window_days": state.settings.printer_window_days,
-        **group_views(state),
         "fields": MAPPING_FIELDS,
         "can_edit": can(session, "manager"),
+        "printer_sorts": PRINTER_SORTS,
+        "groups": [{"name": name} for name in state.groups],
+        "mapping_rules": list(state.mapping_rules),
     }
+    if tab == "activity" and fragment in (None, "requests"):
+        query = UsageQuery(kind="print", failed_only=failed_only, limit=RECENT_REQUESTS)
+        context["requests"] = await server.journal.query_usage(query)
+    if tab == "activity" and fragment in (None, "printers"):
+        printers = printer_page(state, server.now(), printer_query, recent=True)
+        context.update(printers=printers.items, printer_table=table(request, PRINTERS, "printer_", printers))
+    if tab == "permissions" and fragment in (None, "groups"):
+        context.update(group_views(state))
+    return context
 
 
 PAGES = [
-    Page("printer-usage", "/printers", "Printer Usage", "printer_usage.html", printer_usage, script="printer-usage.js"),
+    Page(
+        "printer-usage",
+        "/printers",
+        "Printer Usage",
+        "printer_usage.html",
+        printer_usage,
+        script="printer-usage.js",
+        in_slices=True,
+    ),
 ]

@@ -1,4 +1,9 @@
-"""The Seats and Clients page: seat leases held now (a manager can revoke one) and the client registry."""
+"""The Seats and Clients page: seat leases held now (a manager can revoke one) and the client registry.
+
+Both tables are paged (`licentia.console.paging`): the page shows the counts and
+one page of each, and a live refresh (`?fragment=leases|clients`) reads that
+table's page on screen only.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,29 @@ from typing import Any
 
 from starlette.requests import Request
 
-from licentia.api.admin_api import client_views, lease_views
+from licentia.api.lists import CLIENTS, LEASES, client_page, lease_page
 from licentia.console.pages import Page
+from licentia.console.paging import table, table_query
 from licentia.console.sessions import ConsoleSession
+
+LEASE_SORTS = {"product": "product", "user": "user"}
+CLIENT_SORTS = {"last_seen": "last seen", "host": "host"}
 
 
 async def seats_and_clients(request: Request, session: ConsoleSession) -> dict[str, Any]:
     server = request.app.state.server
+    fragment = request.query_params.get("fragment")
+    context: dict[str, Any] = {"lease_sorts": LEASE_SORTS, "client_sorts": CLIENT_SORTS}
+    lease_query = table_query(request, LEASES, "lease_")
+    client_query = table_query(request, CLIENTS, "client_")
     state = await server.read_state()
-    leases = sorted(lease_views(state, server.now()), key=lambda lease: (lease["product"], lease["granted_at"]))
-    return {"leases": leases, "clients": client_views(state)}
+    if fragment in (None, "leases"):
+        leases = lease_page(state, server.now(), lease_query)
+        context.update(leases=leases.items, lease_table=table(request, LEASES, "lease_", leases))
+    if fragment in (None, "clients"):
+        clients = client_page(state, client_query)
+        context.update(clients=clients.items, client_table=table(request, CLIENTS, "client_", clients))
+    return context
 
 
-PAGES = [Page("seats", "/seats", "Seats and Clients", "seats.html", seats_and_clients)]
+PAGES = [Page("seats", "/seats", "Seats and Clients", "seats.html", seats_and_clients, in_slices=True)]

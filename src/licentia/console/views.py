@@ -7,6 +7,8 @@ rendered by one template whether the page loads or refreshes.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from urllib.parse import quote
 import jinja2
 from markupsafe import Markup
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from licentia import __version__
 
@@ -89,7 +91,7 @@ environment.filters["segment"] = _segment
 
 # Macro libraries every template sees under these names, also when one block is rendered alone (a
 # live region), where the template's own top-level {% import %} lines do not run.
-MACROS = {"license_ui": "_licenses.html", "ordered_list": "_ordered_list.html"}
+MACROS = {"license_ui": "_licenses.html", "ordered_list": "_ordered_list.html", "paging": "_paging.html"}
 for _name, _library in MACROS.items():
     environment.globals[_name] = environment.get_template(_library).make_module()
 
@@ -99,15 +101,40 @@ def static_url(console_path: str, name: str) -> str:
     return f"{console_path}/static/{name}?v={__version__}"
 
 
-def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
-    """The whole page, or with `?fragment=NAME` only that block of it (unknown names are a 404)."""
+def render(
+    request: Request, template: str, context: dict[str, Any], status: int = 200, *, in_slices: bool = False
+) -> Response:
+    """The whole page, or with `?fragment=NAME` only that block of it (unknown names are a 404).
+
+    `in_slices`: rendered a slice at a time (about SLICE_BYTES of HTML), giving the event loop back
+    between slices, so a large table does not hold up the clients meanwhile. Only for a context of
+    copies (rows built for the page), never of records the state goes on changing."""
     compiled = environment.get_template(template)
     fragment = request.query_params.get("fragment")
     if fragment is not None:
         block = compiled.blocks.get(fragment)
         if block is None:
             return HTMLResponse("unknown fragment", status_code=404, headers=SECURITY_HEADERS)
-        html = "".join(block(compiled.new_context(context)))
+        parts = block(compiled.new_context(context))
     else:
-        html = compiled.render(context)
-    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+        parts = compiled.generate(context)
+    if in_slices:
+        return StreamingResponse(_slices(parts), status, SECURITY_HEADERS, "text/html; charset=utf-8")
+    return HTMLResponse("".join(parts), status_code=status, headers=SECURITY_HEADERS)
+
+
+SLICE_BYTES = 16_384
+
+
+async def _slices(parts: Iterator[str]) -> AsyncIterator[str]:
+    buffered: list[str] = []
+    size = 0
+    for part in parts:
+        buffered.append(part)
+        size += len(part)
+        if size >= SLICE_BYTES:
+            yield "".join(buffered)
+            buffered, size = [], 0
+            await asyncio.sleep(0)
+    if buffered:
+        yield "".join(buffered)

@@ -38,4 +38,6 @@ class ExpiringSet:
 
     def count_live(self, now: float) -> int:
         """The live members at `now`, changing nothing: for reads at a local clock, outside the log."""
+        if not self._heap or self._heap[0][0] > now:
+            return len(self._expiry)  # every member has a heap entry at its expiry, and none is due yet
         return sum(1 for at in self._expiry.values() if at > now)

@@ -18,6 +18,7 @@ from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, canonical_rules, matching_rule, validate_rules
 from licentia.core.alert_settings import AlertSettings, alert_settings_problem
 from licentia.core.expiring import ExpiringSet
+from licentia.core.listing import Listings
 from licentia.core.model import (
     BLOCKED_GROUP,
     BUILTIN_GROUPS,
@@ -124,6 +125,7 @@ class LicenseState:
         self.config_via = ""
         self._in_use: dict[str, ExpiringSet] = {}
         self._held_count: dict[str, int] = {}  # leases held per license, expired or not, until dropped
+        self._listings = Listings()
         self._handlers: dict[type, Callable[[Any, float], Outcome]] = {
             c.AddLicense: self._add_license,
             c.RemoveLicense: self._remove_license,
@@ -336,6 +338,7 @@ class LicenseState:
                 seq=self._mark(via),
                 via=via,
             )
+            self._listings.printer_changed(self.printers[theirs.printer_id])
             return
         changed = False
         if seen_there > mine.peer_last_used:
@@ -348,11 +351,13 @@ class LicenseState:
             self._move_printer(mine, group, via)
         elif changed:
             mine.seq, mine.via = self._mark(via), via
+            self._listings.printer_changed(mine)
 
     def _merge_client(self, theirs: Client, via: str) -> None:
         mine = self.clients.get(theirs.client_id)
         if mine is None:
             self.clients[theirs.client_id] = msgspec.structs.replace(theirs, requests=0, seq=self._mark(via), via=via)
+            self._listings.client_changed(self.clients[theirs.client_id])
             return
         if theirs.last_seen <= mine.last_seen and theirs.first_seen >= mine.first_seen:
             return
@@ -360,6 +365,7 @@ class LicenseState:
             mine.info, mine.source_ip, mine.last_seen = theirs.info, theirs.source_ip, theirs.last_seen
         mine.first_seen = min(mine.first_seen, theirs.first_seen)
         mine.seq, mine.via = self._mark(via), via
+        self._listings.client_changed(mine)
 
     def shared_config(self) -> c.SharedConfig:
         return c.SharedConfig(
@@ -475,6 +481,7 @@ class LicenseState:
         client.last_seen = now
         client.requests += 1
         client.seq, client.via = self._mark(), ""
+        self._listings.client_changed(client)
 
     def _client_access(self, client: ClientInfo, source_ip: str, source_host: str | None) -> tuple[bool, str]:
         return self.access_decision(RequestOrigin(user=client.user, host=client.host, ip=source_ip,
@@ -560,6 +567,7 @@ class LicenseState:
         printer.last_used = now
         printer.uses += 1
         printer.seq, printer.via = self._mark(), ""
+        self._listings.printer_changed(printer)
         self._in_use[chosen.id].put(pid, now + window)
         if status == "ok" and self.used(chosen.id, now) > chosen.terms.count:
             status = "grace"
@@ -590,6 +598,7 @@ class LicenseState:
         """Put a printer in a group; a blocked printer stops counting against a license at once."""
         printer.group = group
         printer.seq, printer.via = self._mark(via), via
+        self._listings.printer_changed(printer)
         if group == BLOCKED_GROUP and printer.license_id in self._in_use:
             self._in_use[printer.license_id].discard(printer.printer_id)
             printer.license_id = None
@@ -661,6 +670,7 @@ class LicenseState:
 
     def _drop_lease(self, lease: Lease) -> None:
         del self.leases[lease.lease_id]
+        self._listings.lease_dropped(lease)
         self._held_count[lease.license_id] -= 1
         self.lease_by_request.pop(request_key(lease.client, lease.source_ip, lease.request_id), None)
         if lease.license_id in self._in_use:
@@ -747,6 +757,7 @@ class LicenseState:
             ttl_s=ttl,
         )
         self.leases[lease.lease_id] = lease
+        self._listings.lease_added(lease)
         self._held_count[chosen.id] = self._held_count.get(chosen.id, 0) + 1
         self.lease_by_request[key] = lease.lease_id
         self._touch_client(cmd.client, cmd.source_ip, now)
@@ -880,10 +891,11 @@ class LicenseState:
         ]
         for pid in printers:
             printer = self.printers.pop(pid)
+            self._listings.printer_dropped(printer)
             if printer.license_id in self._in_use:
                 self._in_use[printer.license_id].discard(pid)
         for cid in clients:
-            del self.clients[cid]
+            self._listings.client_dropped(self.clients.pop(cid))
         return Outcome(
             ok=True, data={"printers": printers, "clients": clients}, changed=bool(printers or clients)
         )
@@ -1048,7 +1060,14 @@ class LicenseState:
         state.config_seq = snap.config_seq
         state.config_via = snap.config_via
         state._rebuild_in_use()
+        state._listings = Listings.of(state.leases.values(), state.printers.values(), state.clients.values())
         return state
+
+    def listings(self) -> Listings:
+        """The sorted orders of leases, printers and clients (rebuilt if a record was ever put in without them)."""
+        if not self._listings.matches(len(self.leases), len(self.printers), len(self.clients)):
+            self._listings = Listings.of(self.leases.values(), self.printers.values(), self.clients.values())
+        return self._listings
 
     def license_status(self, lic: License, now: float) -> dict[str, Any]:
         # Not `used()`: its pruning at this reader's clock would make a replica that is replaying the

@@ -164,6 +164,7 @@ class UsageQuery(msgspec.Struct, forbid_unknown_fields=True):
     until: float | None = None
     limit: int = 100
     offset: int = 0
+    before: int | None = None  # keyset paging: only rows with a smaller id (the `next` of the previous page)
 
 
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
@@ -364,6 +365,9 @@ class SqliteJournal:
         if query.until is not None:
             where.append("at < ?")
             params.append(query.until)
+        if query.before is not None:
+            where.append("id < ?")
+            params.append(query.before)
         sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -1,0 +1,443 @@
+"""A large site under client load: does an administrator's console, a snapshot or a report stall licensing?
+
+What it does (see bench/README.md, "scale.py"):
+
+1. for each size (10k, 100k and 300k leases with 50k, 50k and 300k printers; the last with 1M usage
+   rows), fills a fresh data directory through the real core and store (tests/bulk_load.py: an
+   in-process `LicenseServer` executing every print check and checkout), then starts `licentia serve`
+   on it (tests/harness.py `ServerProcess`) and times how long it takes to answer (`restart_s`);
+2. runs client load at a fixed rate with aiohttp (333 heartbeats/s of one seat lease each and 100 print
+   checks/s, the load of the site measured in issue #14)
+   while a probe asks `/health/live` every 10 ms; `max_stall_ms` is the longest time between two
+   answers of the probe;
+3. phase "idle": client load only, the baseline (`client_p99_ms_idle`);
+   phase "console": a logged-in browser session (the console's session cookie) loads every console
+   page, the live-refresh fragments and every admin list, one after the other, repeatedly
+   (`client_p99_ms_console_open`, and each page's p95: `page_p95_ms` is the worst);
+   phase "snapshot": print checks as fast as the server takes them until the journal writes a snapshot
+   (config `snapshot_every`), to see what a snapshot costs the probe;
+4. then times batch heartbeats of 1000 leases, the usage report over 90 days, and reads the server's
+   resident memory and the data directory's size;
+5. if bench/_scale_store.py exists (the persistence work's own figures), adds what its
+   `store_figures(...)` returns under "store";
+6. prints progress on stderr and, as the last line of stdout, one JSON object.
+
+    python bench/scale.py --quick               # CI smoke run: a small site, a few seconds per phase
+    python bench/scale.py --sizes 10k,100k      # the sizes to run (default: 10k,100k,300k)
+    python bench/scale.py --phase-s 20          # seconds per phase (default 10)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
+sys.path.insert(0, str(BENCH_DIR))
+
+from bulk_load import PRINTER_PRODUCT, Site, load_site, printer_identity  # noqa: E402
+from harness import ADMIN_PASSWORD, Issuer, ServerProcess  # noqa: E402
+
+try:
+    from _scale_store import store_figures  # type: ignore[import-not-found]  # the persistence work's figures
+except ImportError:
+    store_figures = None
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    leases: int
+    printers: int
+    usage_rows: int  # at least leases + printers (one row each); more are extra print checks
+
+
+SIZES = {
+    "10k": Size("10k", 10_000, 50_000, 60_000),
+    "100k": Size("100k", 100_000, 50_000, 150_000),
+    "300k": Size("300k", 300_000, 300_000, 1_000_000),
+}
+QUICK = Size("quick", 2_000, 2_000, 6_000)
+HEARTBEAT_LEASES = 1  # leases per heartbeat of the client load: one application, one seat
+
+CONSOLE_PAGES = [
+    "/console/",
+    "/console/licenses",
+    "/console/this-server",
+    "/console/printers",
+    "/console/printers?tab=permissions",
+    "/console/seats",
+    "/console/reports",
+    "/console/redundancy",
+    "/console/alerts",
+    "/console/users",
+]
+# What an open page asks for every 2 s (its live regions and the status strip).
+LIVE_REFRESH = [
+    "/console/status.json",
+    "/console/seats?fragment=leases",
+    "/console/seats?fragment=clients",
+    "/console/printers?fragment=requests",
+    "/console/printers?fragment=printers",
+    "/console/printers?tab=permissions&fragment=groups",
+]
+ADMIN_LISTS = [
+    "/api/v1/admin/leases",
+    "/api/v1/admin/printers",
+    "/api/v1/admin/printers?recent=1",
+    "/api/v1/admin/clients",
+    "/api/v1/admin/usage",
+    "/api/v1/admin/printer-groups",
+    "/api/v1/admin/status",
+]
+
+
+def log(message: str) -> None:
+    print(f"[scale {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def rss_mb(pid: int) -> tuple[float | None, float | None]:
+    """(resident now, peak resident) of a process, in MB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None, None
+    found = {m.group(1): int(m.group(2)) / 1024 for m in re.finditer(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M)}
+    return found.get("VmRSS"), found.get("VmHWM")
+
+
+def dir_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+@dataclass
+class Recorder:
+    phase: str = "idle"
+    client: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    client_errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    probe_answers: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    pages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    page_bytes: dict[str, int] = field(default_factory=dict)
+
+    def stall(self, phase: str) -> float | None:
+        """The longest time between two answers of the probe during `phase`."""
+        answers = sorted(self.probe_answers[phase])
+        if len(answers) < 2:
+            return None
+        return max(b - a for a, b in itertools.pairwise(answers))
+
+
+async def probe(url: str, recorder: Recorder, stop: asyncio.Event) -> None:
+    """GET /health/live every 10 ms (each on its own, so a stalled answer does not delay the next asks)."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def one() -> None:
+            phase = recorder.phase
+            try:
+                async with session.get(f"{url}/health/live", timeout=aiohttp.ClientTimeout(total=60)) as answer:
+                    await answer.read()
+                recorder.probe_answers[phase].append(time.perf_counter())
+            except (TimeoutError, aiohttp.ClientError):
+                pass
+
+        tasks: set[asyncio.Task[None]] = set()
+        next_at = time.perf_counter()
+        while not stop.is_set():
+            task = asyncio.create_task(one())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            next_at += 0.010
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        if tasks:
+            await asyncio.wait(tasks, timeout=60)
+
+
+async def client_load(
+    url: str, size: Size, recorder: Recorder, stop: asyncio.Event, rates: tuple[float, float]
+) -> None:
+    """Heartbeats (`HEARTBEAT_LEASES` leases each) and print checks, each at a fixed rate, latencies by phase."""
+    heartbeat_rate, print_rate = rates
+    rng = random.Random(7)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+
+        async def one(kind: str, path: str, body: dict[str, Any]) -> None:
+            phase = recorder.phase
+            started = time.perf_counter()
+            try:
+                async with session.post(url + path, json=body, timeout=aiohttp.ClientTimeout(total=60)) as answer:
+                    await answer.read()
+                    ok = answer.status == 200
+            except (TimeoutError, aiohttp.ClientError):
+                ok = False
+            if ok:
+                recorder.client[phase].append(time.perf_counter() - started)
+            else:
+                recorder.client_errors[f"{phase}:{kind}"] += 1
+
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.perf_counter()
+        sent = {"heartbeat": 0, "print": 0}
+        while not stop.is_set():
+            now = time.perf_counter() - start
+            while sent["heartbeat"] < now * heartbeat_rate:
+                ids = [f"seed-lease-{rng.randrange(size.leases):07d}" for _ in range(HEARTBEAT_LEASES)]
+                tasks.add(asyncio.create_task(one("heartbeat", "/api/v1/leases/heartbeat", {"lease_ids": ids})))
+                sent["heartbeat"] += 1
+            while sent["print"] < now * print_rate:
+                printer = printer_identity(rng.randrange(size.printers))
+                body = {"product": PRINTER_PRODUCT, "printer": {"name": printer.name, "driver": printer.driver,
+                                                                "port": printer.port, "location": printer.location}}
+                tasks.add(asyncio.create_task(one("print", "/api/v1/print-checks", body)))
+                sent["print"] += 1
+            tasks = {t for t in tasks if not t.done()}
+            await asyncio.sleep(0.002)
+        if tasks:
+            await asyncio.wait(tasks, timeout=60)
+
+
+async def console_session(url: str) -> aiohttp.ClientSession:
+    """A browser's session: the console's login form (its CSRF value and cookie), then the session cookie."""
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with session.get(f"{url}/console/login") as form:
+        html = await form.text()
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    if match is None:
+        raise RuntimeError("the console's login form has no CSRF value")
+    data = {"username": "admin", "password": ADMIN_PASSWORD, "csrf": match.group(1), "next": "/console/"}
+    async with session.post(f"{url}/console/login", data=data, allow_redirects=False) as answer:
+        if answer.status != 303:
+            raise RuntimeError(f"console login answered {answer.status}")
+    return session
+
+
+async def browse(session: aiohttp.ClientSession, url: str, recorder: Recorder, until: float) -> None:
+    """Every console page, live fragment and admin list in turn, until `until` (at least one round)."""
+    rounds = 0
+    while rounds == 0 or time.perf_counter() < until:
+        for path in CONSOLE_PAGES + LIVE_REFRESH + ADMIN_LISTS:
+            started = time.perf_counter()
+            async with session.get(url + path, timeout=aiohttp.ClientTimeout(total=600)) as answer:
+                body = await answer.read()
+                if answer.status != 200:
+                    raise RuntimeError(f"{path} answered {answer.status}: {body[:300]!r}")
+            recorder.pages[path].append(time.perf_counter() - started)
+            recorder.page_bytes[path] = len(body)
+        rounds += 1
+
+
+async def force_snapshot(url: str, size: Size, snapshot_every: int) -> float:
+    """Print checks, 32 at a time, until the journal has taken more than `snapshot_every` commands."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
+        started = time.perf_counter()
+        queue = iter(range(snapshot_every + 200))
+
+        async def worker() -> None:
+            for i in queue:
+                printer = printer_identity(i % size.printers)
+                body = {"product": PRINTER_PRODUCT, "printer": {"name": printer.name, "driver": printer.driver,
+                                                                "port": printer.port, "location": printer.location}}
+                async with session.post(f"{url}/api/v1/print-checks", json=body) as answer:
+                    await answer.read()
+
+        await asyncio.gather(*(worker() for _ in range(32)))
+        return time.perf_counter() - started
+
+
+async def heartbeat_batches(url: str, size: Size, batches: int) -> float:
+    """Leases renewed per second by batch heartbeats of 1000 leases each, one batch at a time."""
+    per_batch = min(1000, size.leases)
+    async with aiohttp.ClientSession() as session:
+        started = time.perf_counter()
+        for b in range(batches):
+            ids = [f"seed-lease-{(b * per_batch + i) % size.leases:07d}" for i in range(per_batch)]
+            async with session.post(f"{url}/api/v1/leases/heartbeat", json={"lease_ids": ids}) as answer:
+                await answer.read()
+                if answer.status != 200:
+                    raise RuntimeError(f"batch heartbeat answered {answer.status}")
+        return batches * per_batch / (time.perf_counter() - started)
+
+
+async def report_seconds(session: aiohttp.ClientSession, url: str, tries: int = 3) -> float:
+    """The usage report over the last 90 days (the console's session), median of `tries`."""
+    now = time.time()
+    times = []
+    for _ in range(tries):
+        started = time.perf_counter()
+        params = {"since": str(now - 90 * 86400), "until": str(now + 60), "bucket": "day"}
+        async with session.get(f"{url}/api/v1/admin/reports/usage", params=params) as answer:
+            await answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"usage report answered {answer.status}")
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tuple[float, float],
+                  snapshot_every: int, quick: bool) -> dict[str, Any]:
+    recorder = Recorder()
+    stop = asyncio.Event()
+    url = server.url
+    session = await console_session(url)
+    try:
+        background = [asyncio.create_task(probe(url, recorder, stop)),
+                      asyncio.create_task(client_load(url, size, recorder, stop, rates))]
+        await asyncio.sleep(1.0)  # warm up, not counted
+        recorder.probe_answers.clear()
+        recorder.client.clear()
+        log(f"{size.name}: idle phase, {phase_s:.0f} s")
+        recorder.phase = "idle"
+        await asyncio.sleep(phase_s)
+        log(f"{size.name}: console phase (every page, fragment and admin list, repeatedly)")
+        recorder.phase = "console"
+        await browse(session, url, recorder, time.perf_counter() + phase_s)
+        log(f"{size.name}: snapshot phase")
+        recorder.phase = "snapshot"
+        snapshot_load_s = await force_snapshot(url, size, snapshot_every)
+        recorder.phase = "after"
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*background)
+        leases_per_s = await heartbeat_batches(url, size, 5 if quick else 20)
+        report_s = await report_seconds(session, url)
+    finally:
+        await session.close()
+    pages = {
+        path: {"p95_ms": ms(percentile(times, 0.95)), "n": len(times), "kb": round(recorder.page_bytes[path] / 1024, 1)}
+        for path, times in recorder.pages.items()
+    }
+    stalls = {phase: ms(recorder.stall(phase)) for phase in ("idle", "console", "snapshot")}
+    return {
+        "leases": size.leases,
+        "printers": size.printers,
+        "usage_rows": size.usage_rows,
+        "client_p99_ms_idle": ms(percentile(recorder.client["idle"], 0.99)),
+        "client_p99_ms_console_open": ms(percentile(recorder.client["console"], 0.99)),
+        "client_max_ms_console_open": ms(max(recorder.client["console"], default=None)),
+        "client_requests": {phase: len(v) for phase, v in recorder.client.items()},
+        "client_errors": dict(recorder.client_errors),
+        "max_stall_ms": max((s for s in stalls.values() if s is not None), default=None),
+        "stall_ms_by_phase": stalls,
+        "page_p95_ms": max((p["p95_ms"] for p in pages.values() if p["p95_ms"] is not None), default=None),
+        "worst_page": max(pages, key=lambda path: pages[path]["p95_ms"] or 0) if pages else None,
+        "pages": pages,
+        "snapshot_phase_s": round(snapshot_load_s, 2),
+        "heartbeat_batch_leases_per_s": round(leases_per_s),
+        "report_s": round(report_s, 3),
+    }
+
+
+def run_size(size: Size, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    data_dir = workdir / size.name / "server"
+    issuer = Issuer()
+    log(f"{size.name}: loading {size.leases} leases, {size.printers} printers, ~{size.usage_rows} usage rows")
+    started = time.perf_counter()
+    extra = max(0, size.usage_rows - size.leases - size.printers)
+    commands = load_site(data_dir, issuer, Site(printers=size.printers, leases=size.leases, extra_prints=extra,
+                                                 clients=1000, lease_ttl_s=7 * 86400))
+    load_s = time.perf_counter() - started
+    log(f"{size.name}: {commands} commands loaded in {load_s:.1f} s; starting the server")
+    config = workdir / size.name / "licentia.toml"
+    config.write_text(f"[server]\nsnapshot_every = {args.snapshot_every}\n")
+    server = ServerProcess(data_dir, extra_args=["--config", str(config)])
+    started = time.perf_counter()
+    server.start(timeout=900)
+    restart_s = time.perf_counter() - started
+    try:
+        result = asyncio.run(measure(server, size, args.phase_s, (args.heartbeat_rate, args.print_rate),
+                                     args.snapshot_every, args.quick))
+        assert server.process is not None
+        rss, peak = rss_mb(server.process.pid)
+    finally:
+        server.stop(timeout=120)
+    result.update(
+        load_s=round(load_s, 1),
+        restart_s=round(restart_s, 2),
+        rss_mb=None if rss is None else round(rss),
+        peak_rss_mb=None if peak is None else round(peak),
+        data_dir_mb=round(dir_mb(data_dir)),
+    )
+    if store_figures is not None:
+        result["store"] = store_figures(workdir / size.name / "store", size.leases, size.printers, size.usage_rows,
+                                        args.quick)
+    log(f"{size.name}: {json.dumps({k: v for k, v in result.items() if k != 'pages'})}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a small site and short phases (CI smoke run)")
+    parser.add_argument("--sizes", default="10k,100k,300k", help=f"comma-separated, of: {', '.join(SIZES)}")
+    parser.add_argument("--phase-s", type=float, default=10.0, help="seconds of the idle and console phases")
+    parser.add_argument("--heartbeat-rate", type=float, default=333.0, help="heartbeat requests/s (one lease each)")
+    parser.add_argument("--print-rate", type=float, default=100.0, help="print checks/s")
+    parser.add_argument("--snapshot-every", type=int, default=10_000, help="the server's snapshot_every")
+    parser.add_argument("--workdir", type=Path, help="keep the data directories here (default: a temporary one)")
+    args = parser.parse_args()
+    if args.quick:
+        sizes = [QUICK]
+        args.phase_s, args.snapshot_every = min(args.phase_s, 2.0), min(args.snapshot_every, 500)
+    else:
+        sizes = [SIZES[name.strip()] for name in args.sizes.split(",")]
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="licentia-scale-"))
+    results: dict[str, Any] = {}
+    try:
+        for size in sizes:
+            results[size.name] = run_size(size, workdir, args)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def figure(name: str, key: str) -> Any:
+        return results.get(name, {}).get(key)
+
+    largest = sizes[-1].name
+    summary = {
+        "max_stall_ms": max((r["max_stall_ms"] for r in results.values() if r["max_stall_ms"] is not None),
+                            default=None),
+        "client_p99_ms_idle": figure(largest, "client_p99_ms_idle"),
+        "client_p99_ms_console_open": figure(largest, "client_p99_ms_console_open"),
+        "page_p95_ms": max((r["page_p95_ms"] for r in results.values() if r["page_p95_ms"] is not None), default=None),
+        "rss_mb_300k": figure("300k", "rss_mb"),
+        "data_dir_mb_300k": figure("300k", "data_dir_mb"),
+        "restart_s_300k": figure("300k", "restart_s"),
+        "report_s_1m_rows": figure("300k", "report_s"),
+        "heartbeat_batch_leases_per_s": figure(largest, "heartbeat_batch_leases_per_s"),
+        "largest_size": largest,
+        "quick": args.quick,
+        "cpus": os.cpu_count(),
+        "loadavg_end": [round(v, 2) for v in os.getloadavg()],
+        "sizes": results,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
