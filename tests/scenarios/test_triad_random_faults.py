@@ -423,11 +423,26 @@ class RestartReader(threading.Thread):
 # -- faults -------------------------------------------------------------------------------------
 
 
-def _signal(cluster: TriadCluster, role: str, signum: int) -> None:
+def _signal(cluster: TriadCluster, role: str, signum: int, with_etcd: bool = False) -> None:
+    """Signal a member's server process; `with_etcd` also its etcd member (its child), so that the
+    member is gone from the consensus store as well."""
     process = cluster.servers[role].process
     if process is not None and process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signum)
+        pids = [process.pid]
+        if with_etcd:
+            pids = [*_children(process.pid), process.pid] if signum == signal.SIGSTOP else [
+                process.pid, *_children(process.pid)]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            children += [int(child) for child in (task / "children").read_text().split()]
+    return children
 
 
 def inject_faults(cluster: TriadCluster, rng: random.Random, record: Record, seconds: float,
@@ -460,13 +475,16 @@ def inject_faults(cluster: TriadCluster, rng: random.Random, record: Record, sec
             finally:
                 reader.until = time.time() + 1.5
         else:
+            # Two members paused whole (server and etcd): the third has no majority. One member paused
+            # is its server only: its etcd stays, its lease lapses because the server stops renewing it.
+            whole = kind == "pause-two"
             for role in fault.members:
-                _signal(cluster, role, signal.SIGSTOP)
+                _signal(cluster, role, signal.SIGSTOP, with_etcd=whole)
             fault.start = time.time()
             time.sleep(duration)
             fault.end = time.time()
             for role in fault.members:
-                _signal(cluster, role, signal.SIGCONT)
+                _signal(cluster, role, signal.SIGCONT, with_etcd=whole)
         fault.end = fault.end or time.time()
 
 
@@ -653,7 +671,7 @@ def check_final_state(record: Record, pictures: dict[str, dict[str, Any]], check
 def heal(cluster: TriadCluster) -> None:
     """Every member running and none paused."""
     for role in ROLES:
-        _signal(cluster, role, signal.SIGCONT)
+        _signal(cluster, role, signal.SIGCONT, with_etcd=True)
         server = cluster.servers[role]
         if server.process is None or server.process.poll() is not None:
             server.start()

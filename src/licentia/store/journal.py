@@ -471,8 +471,12 @@ class SqliteJournal:
             rows, self._usage_queue = self._usage_queue, []
             self._usage_drain_scheduled = False
         if rows:
+            # Every triad member writes the same rows, each keyed by its place in the log, so a member
+            # that replays part of the log after a restart writes nothing twice. Refusals are not
+            # coalesced here: which row a refusal would join depends on what a member remembers, and
+            # members that remember differently would keep different usage logs.
             with self._transaction() as conn:
-                self.refusals.write(conn, rows)
+                _insert_usage_rows(conn, rows)
 
     async def rebase(self, state: LicenseState) -> None:
         """Make `state` the standalone starting point (after leaving a triad): snapshot it, drop the journal."""
