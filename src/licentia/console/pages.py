@@ -100,6 +100,7 @@ async def common_context(request: Request, session: ConsoleSession, page: Page) 
         "title": page.title,
         "script": page.script,
         "status": status_summary(server, state),
+        "server_name": server.own_name,
     }
 
 

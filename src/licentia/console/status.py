@@ -38,7 +38,7 @@ def license_counts(state: LicenseState, now: float) -> dict[str, int]:
 def status_summary(server: Any, state: LicenseState) -> dict[str, Any]:
     now = server.now()
     relationship, role, serving = relationship_label(server.relationship())
-    name = state.settings.server_name
+    name = server.own_name
     return {
         "server": name,
         "relationship": relationship,

@@ -34,7 +34,8 @@ async def this_license_server(request: Request, session: ConsoleSession) -> dict
     return {
         "rules": msgspec.to_builtins(state.access_rules),
         "default_policy": state.settings.default_access_policy,
-        "server_name": state.settings.server_name,
+        "server_name": server.own_name,
+        "triad_name": server.triad.config.name if server.triad is not None else "",
         "server_id": server.server_id,
         "tls_fingerprint": server.certificate.fingerprint if server.certificate else "",
         "settings": msgspec.to_builtins(state.settings),
