@@ -8,11 +8,12 @@ Every page collects the browser's console errors and page errors, and a test fai
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from harness import ADMIN_PASSWORD, Issuer, TriadCluster
+from harness import ADMIN_PASSWORD, BackupPairProcesses, Issuer, TriadCluster
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from .console_support import CONSOLE, install, log_in, screenshot
@@ -29,6 +30,19 @@ class Triad:
 
     def api(self, role: str) -> httpx.Client:
         return self.cluster.servers[role].admin()
+
+    def formed(self) -> Triad:
+        """The triad, formed through the API if the wizard's test did not form it (so each test proves its own
+        point even when an earlier one failed)."""
+        with self.api("primary") as admin:
+            if admin.get("/api/v1/server").json()["relationship"] is None:
+                members = [{**spec, "name": NAMES[spec["role"]]} for spec in self.cluster.member_specs()]
+                body = {"name": "Labels", "seed": "lic-a", "username": "admin", "password": ADMIN_PASSWORD,
+                        "members": members}
+                answer = admin.post("/api/v1/admin/relationship/triad", json=body, timeout=60)
+                assert answer.status_code == 201, answer.text
+        self.cluster.wait_active("primary", 20)
+        return self
 
     def license_ids(self, role: str) -> set[str]:
         with self.api(role) as admin:
@@ -125,6 +139,7 @@ def test_1_the_wizard_summary_lists_every_servers_licenses_before_finish(member,
 def test_2_an_administrator_adds_an_access_rule_from_the_tertiarys_console_and_every_member_has_it(
     member, triad: Triad
 ):
+    triad.formed()
     _, page = member("tertiary")
     log_in(page, "admin", ADMIN_PASSWORD)
     page.goto(f"{CONSOLE}/this-server")
@@ -143,6 +158,7 @@ def test_2_an_administrator_adds_an_access_rule_from_the_tertiarys_console_and_e
 
 
 def test_3_each_member_keeps_its_own_name_in_its_strip_login_page_and_tab_title(member, triad: Triad):
+    triad.formed()
     _, page = member("secondary")
     page.goto(f"{CONSOLE}/login")
     expect(page.get_by_role("heading", name="Log in to lic-b")).to_be_visible()
@@ -162,27 +178,31 @@ def test_3_each_member_keeps_its_own_name_in_its_strip_login_page_and_tab_title(
 
 
 def test_4_a_change_on_a_standby_with_no_active_member_says_so_in_plain_words(member, triad: Triad):
+    triad.formed()
     watched, page = member("tertiary")
     watched.refusals.add(503)  # Chromium logs the refusal's status as a console error
     log_in(page, "admin", ADMIN_PASSWORD)
     page.goto(f"{CONSOLE}/this-server")
     triad.cluster.servers["primary"].kill()
     triad.cluster.servers["secondary"].kill()
-    page.wait_for_timeout(3000)  # the tertiary's view of the election expires: it knows no member is active
-    form = page.locator("#rule-form")
-    form.get_by_label("Who").select_option("user")
-    form.get_by_label("Name or pattern").fill("nobody")
-    form.get_by_role("button", name="Add rule").click()
-    message = form.locator(".form-message")
-    expect(message).to_contain_text("This change cannot be made right now", timeout=SLOW)
-    expect(message).to_contain_text("Try again once the Redundancy page shows an active member.")
-    expect(message).not_to_contain_text("could not be reached. Check the connection")
-    for role in ("primary", "secondary"):
-        triad.cluster.servers[role].start()
-    triad.cluster.wait_active("primary", 30)
+    try:
+        page.wait_for_timeout(3000)  # the tertiary's view of the election expires: it knows no member is active
+        form = page.locator("#rule-form")
+        form.get_by_label("Who").select_option("user")
+        form.get_by_label("Name or pattern").fill("nobody")
+        form.get_by_role("button", name="Add rule").click()
+        message = form.locator(".form-message")
+        expect(message).to_contain_text("This change cannot be made right now", timeout=SLOW)
+        expect(message).to_contain_text("Try again once the Redundancy page shows an active member.")
+        expect(message).not_to_contain_text("could not be reached. Check the connection")
+    finally:
+        for role in ("primary", "secondary"):
+            triad.cluster.servers[role].start()
+        triad.cluster.wait_active("primary", 30)
 
 
 def test_5_dissolving_gives_each_license_back_to_the_server_that_brought_it(member, triad: Triad):
+    triad.formed()
     _, page = member("primary")
     log_in(page, "admin", ADMIN_PASSWORD)
     page.goto(f"{CONSOLE}/redundancy")
@@ -205,3 +225,38 @@ def test_5_dissolving_gives_each_license_back_to_the_server_that_brought_it(memb
         assert deadline_ok, (role, triad.license_ids(role))
         assert info["name"] == NAMES[role]
 
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory, console_issuer: Issuer) -> Iterator[BackupPairProcesses]:
+    processes = BackupPairProcesses(tmp_path_factory.mktemp("pair-admin") / "pair", console_issuer, name="Office")
+    try:
+        yield processes.start()
+    finally:
+        processes.stop()
+
+
+@pytest.mark.parametrize(("path", "locked"), [
+    ("this-server", ["#setting-heartbeat_interval_s"]),
+    ("alerts", ["#alert-recipients"]),
+])
+def test_on_a_backup_what_belongs_to_the_main_is_not_editable_and_the_page_says_where_to_change_it(
+    browser: Browser, pair: BackupPairProcesses, path: str, locked: list[str]
+):
+    watched = Watched(browser, pair.backup.url)
+    try:
+        page = log_in(watched.page(), "admin", ADMIN_PASSWORD)
+        page.goto(f"{CONSOLE}/{path}")
+        notice = page.locator("#main-owned")
+        expect(notice).to_contain_text("come from the main server, main, so they cannot be changed here")
+        expect(notice.get_by_role("link", name="main's console")).to_have_attribute("href", f"{pair.main.url}/console/")
+        for selector in locked:
+            field = page.locator(selector)
+            assert field.is_disabled() or not field.is_editable(), selector
+        expect(page.locator("#rule-form")).to_have_count(0)  # no form that would only be refused after submit
+        expect(page.get_by_role("button", name=re.compile(r"^Save"))).to_have_count(0)
+        if path == "this-server":
+            screenshot(page, "backup-member-this-server")
+    finally:
+        watched.profile.close()
+    assert watched.errors == [], f"the browser reported errors: {watched.errors}"

@@ -45,7 +45,7 @@ async def printer_usage(request: Request, session: ConsoleSession) -> dict[str, 
         "window_days": state.settings.printer_window_days,
         **group_views(state),
         "fields": MAPPING_FIELDS,
-        "can_edit": can(session, "manager"),
+        "can_edit": can(session, "manager") and not (state.pair is not None and state.pair.me == "backup"),
     }
 
 

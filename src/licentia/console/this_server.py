@@ -42,7 +42,6 @@ async def this_license_server(request: Request, session: ConsoleSession) -> dict
         "settings_version": state.settings_version,
         "setting_fields": SETTING_FIELDS,
         "owned_by_main": state.pair is not None and state.pair.me == "backup",
-        "main_name": state.pair.main.name if state.pair is not None else "",
         "who_kinds": WHO_KINDS,
         "where_kinds": WHERE_KINDS,
     }
