@@ -460,8 +460,9 @@
             ? answer.main : answer.backup}; each server keeps its own licenses.`, "check-ok check-summary"));
         nodes.push(make("p", "The Redundancy page now shows the pair and its synchronization status."));
       } else {
-        nodes.push(make("p", `✓ Triad ${answer.triad} is set up with ${answer.members.join(", ")}; its licenses, ` +
-          `settings, rules and users come from ${answer.seeded_from}.`, "check-ok check-summary"));
+        nodes.push(make("p", `✓ Triad ${answer.triad} is set up with ${answer.members.join(", ")}; its settings, ` +
+          `rules and users come from ${answer.seeded_from}, and its licenses are the members' licenses as one pool.`,
+        "check-ok check-summary"));
         nodes.push(make("p", "The primary becomes active within a second; the diagram on the page shows it."));
         const here = this.members().find((member) => member.api_url === trimUrl(window.location.origin));
         if (here && here.name !== answer.seeded_from) {
