@@ -48,8 +48,9 @@ from licentia.core.commands import (
     PutAdminUser,
     ReclaimExpired,
     RemoveLicense,
+    UpdateSettings,
 )
-from licentia.core.model import AdminUser, Client, Printer
+from licentia.core.model import AdminUser, Client, PooledLicense, Printer
 from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
 from licentia.grants import GrantSigner
 from licentia.license_file import TrustedIssuers, check_binding
@@ -282,16 +283,29 @@ class LicenseServer:
 
     # -- relationships --------------------------------------------------------------------------
 
-    async def join_triad(self, config: TriadConfig, seed: bytes, formed_at: float) -> None:
-        """Become a triad member: the seed state plus the formation, then replicate through Raft."""
+    async def join_triad(self, config: TriadConfig, seed: bytes, formed_at: float, seed_member: str = "",
+                         pooled: list[PooledLicense] | None = None) -> None:
+        """Become a triad member: the seed state plus the formation (with the other members' pooled
+        licenses), then replicate through etcd. This server's licenses that are not in the pool are set
+        aside in its triad file and come back when it leaves."""
         if self.triad is not None:
             raise ValueError(f"this server is already in triad {self.triad.config.name!r}")
+        trusted = set(self.trusted.ids())
+        for item in pooled or []:
+            if item.license.key_id not in trusted:
+                raise ValueError(f"license {item.license.id} from {item.member} is signed by an issuer this "
+                                 "server does not trust")
         state = LicenseState.from_snapshot(msgspec.json.decode(seed, type=Snapshot))
         formed = state.apply(
-            FormTriad(name=config.name, members=config.members, active_ttl_s=config.active_ttl_s), formed_at
+            FormTriad(name=config.name, members=config.members, active_ttl_s=config.active_ttl_s,
+                      seed=seed_member, pooled=list(pooled or [])),
+            formed_at,
         )
         if not formed.ok:
             raise ValueError(formed.message)
+        set_aside = [lic for lic_id, lic in sorted(self.state.licenses.items())
+                     if lic_id not in state.licenses or state.licenses[lic_id].signature != lic.signature]
+        config = msgspec.structs.replace(config, own_name=self.state.settings.server_name, set_aside=set_aside)
         await self.journal.barrier()
         for stale in ("etcd", "etcd-tls", "raft"):
             shutil.rmtree(self.config.data_dir / stale, ignore_errors=True)
@@ -305,8 +319,10 @@ class LicenseServer:
             "Joined triad %s as the %s; license state now replicates through etcd.", config.name, config.member.role
         )
 
-    async def leave_triad(self) -> None:
-        """After the triad was dissolved: keep working alone; only the former primary keeps the licenses."""
+    async def leave_triad(self, license_owners: dict[str, str] | None = None) -> None:
+        """After the triad was dissolved: keep working alone with the licenses that are this member's to keep
+        (those it brought into the pool; the former primary also keeps those added since), never a copy of
+        another member's."""
         node = self.triad
         if node is None:
             return
@@ -320,14 +336,30 @@ class LicenseServer:
         await self.journal.rebase(self.state)
         self.triad_file.unlink(missing_ok=True)
         node.remove_files()
-        if role != "primary":
-            for license_id in list(self.state.licenses):
+        own_name = node.config.own_name
+        if own_name and own_name != self.state.settings.server_name:
+            await self.execute(UpdateSettings(changes={"server_name": own_name}))
+        me = node.config.me
+        if license_owners is None:  # no record of who brought what: only the former primary keeps them
+            primary = next(m.name for m in node.config.members if m.role == "primary")
+            license_owners = dict.fromkeys(self.state.licenses, primary)
+        kept, removed = [], []
+        for license_id in sorted(self.state.licenses):
+            if license_owners.get(license_id, me if role == "primary" else "") == me:
+                kept.append(license_id)
+            else:
                 await self.execute(RemoveLicense(license_id=license_id))
+                removed.append(f"{license_id} (to {license_owners.get(license_id, 'the former primary')})")
+        for lic in node.config.set_aside:
+            if lic.id not in self.state.licenses:
+                await self.execute(AddLicense(terms=lic.terms, key_id=lic.key_id, signature=lic.signature))
+                kept.append(f"{lic.id} (set aside while in the triad)")
         log.warning(
-            "Left triad %s: this server (former %s) works alone now%s.",
+            "Left triad %s: this server (former %s) works alone now; it keeps %s and removed its copies of %s.",
             node.config.name,
             role,
-            " and keeps the licenses" if role == "primary" else "; its copies of the licenses were removed",
+            ", ".join(kept) or "no license",
+            ", ".join(removed) or "no license",
         )
 
     async def join_backup_pair(self, form: FormBackupPair, secret: str) -> None:
@@ -426,10 +458,17 @@ class LicenseServer:
             forgotten += len(outcome.data.get(registry, []))
         return forgotten
 
+    @property
+    def own_name(self) -> str:
+        """This server's own name: a triad member keeps the name it had (the triad's settings carry the seed's)."""
+        if self.triad is not None and self.triad.config.own_name:
+            return self.triad.config.own_name
+        return self.state.settings.server_name
+
     def info(self) -> dict[str, object]:
         return {
             "server_id": self.server_id,
-            "name": self.state.settings.server_name,
+            "name": self.own_name,
             "version": __version__,
             "peer_public_key": public_b64(self.peer_key),
             "grant_key_id": self.grants.key_id,

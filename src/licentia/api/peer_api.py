@@ -7,17 +7,22 @@ the pair: a request without a valid signature from the partner gets 403.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from licentia.api.auth import ROLE_RANK
 from licentia.api.errors import ApiError
+from licentia.api.passwords import hash_stamp, issue_token
 from licentia.api.routing import Endpoint, decode_body, ok, read_body
 from licentia.cluster import peer_auth
 from licentia.cluster.backup_pair import BackupLink, PullRequest
+from licentia.cluster.triad_forward import FORWARDED_HEADER, ForwardedAnswer, ForwardedChange, encode
 from licentia.core.commands import SwapPairRoles
 
 log = logging.getLogger("licentia.api")
@@ -91,6 +96,50 @@ async def triad_checkpoint(request: Request) -> Response:
     return peer.answer(Response(node.checkpoint_bytes(), media_type="application/json"))
 
 
+async def triad_forward(request: Request) -> Response:
+    """A standby member of this triad carries an administrator's change here, to the active member: it is
+    made as that administrator (with no more than the role the standby vouches for) and answered, signed."""
+    server: Any = request.app.state.server
+    body = await read_body(request)
+    node = server.triad
+    if node is None:
+        raise ApiError("not_in_relationship", "this server is not in a triad")
+    sender = peer_auth.header_sender(request.headers.get(peer_auth.HEADER, ""))
+    if sender not in {m.name for m in node.config.others()}:
+        raise ApiError("not_in_relationship", "the request is not signed by another member of this server's triad")
+    peer = _check_signature(request, body, node.config.secret, sender, server)
+    change = decode_body(peer.body, ForwardedChange)
+    user = server.state.users.get(change.username)
+    if user is None or change.role not in ROLE_RANK:
+        log.warning("Refused a change forwarded by %s: administrator %r is not known here.", sender, change.username)
+        raise ApiError("forbidden", f"administrator {change.username!r} is not known on {node.config.me}")
+    if not change.path.startswith("/api/v1/") or change.path.startswith("/api/v1/peer/"):
+        raise ApiError("invalid_request", "only an administrator's change can be forwarded")
+    # The replayed request carries a short token of that administrator (so this member's own checks decide
+    # what the user may do); the role the standby saw is a ceiling, never more than the user has here.
+    if ROLE_RANK[change.role] < ROLE_RANK[user.role]:
+        log.warning("Refused a change forwarded by %s: %s is a %s there but a %s here.", sender, user.username,
+                    change.role, user.role)
+        raise ApiError("forbidden", f"{user.username} is a {change.role} on {sender}; sign in again")
+    token = issue_token(server.token_secret, user.username, user.password_version, server.now() + 60,
+                        hash_stamp(user.password_hash))
+    headers = {"Authorization": f"Bearer {token}", FORWARDED_HEADER: sender, "Accept": "application/json"}
+    if change.content_type:
+        headers["Content-Type"] = change.content_type
+    started = time.monotonic()
+    transport = httpx.ASGITransport(app=request.app, client=(request.client.host if request.client else "", 0))
+    async with httpx.AsyncClient(transport=transport, base_url="http://forwarded") as inner:
+        answer = await inner.request(change.method, change.path, params=change.query or None,
+                                     content=change.body_bytes(), headers=headers)
+    log.info(
+        "Made a change that %s forwarded for %s (%s): %s %s answered %d in %.0f ms.", sender, user.username,
+        user.role, change.method, change.path, answer.status_code, (time.monotonic() - started) * 1000,
+    )
+    reply = ForwardedAnswer(answer.status_code, answer.headers.get("content-type", "application/json"),
+                            encode(answer.content))
+    return peer.answer(Response(msgspec.json.encode(reply), media_type="application/json"))
+
+
 async def changes(request: Request) -> Response:
     link, peer = await _from_partner(request)
     pull = decode_body(peer.body, PullRequest)
@@ -122,5 +171,7 @@ ENDPOINTS = [
     Endpoint("POST", f"{P}/poke", poke, "Backup partner: synchronize now", tag="peer"),
     Endpoint("POST", f"{P}/swap", swap, "Backup partner: swap main and backup roles", tag="peer"),
     Endpoint("POST", f"{P}/leave", leave, "Backup partner: the pair is removed", tag="peer"),
+    Endpoint("POST", f"{P}/triad/forward", triad_forward, "Triad member: an administrator's change made on a "
+             "standby member", tag="peer"),
     Endpoint("POST", f"{P}/triad/checkpoint", triad_checkpoint, "Triad member: this member's checkpoint", tag="peer"),
 ]

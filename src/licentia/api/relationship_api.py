@@ -23,7 +23,7 @@ from licentia.cluster.setup import SetupRefused, setup_backup_pair, setup_triad
 from licentia.cluster.triad import TriadConfig
 from licentia.core.access import RequestOrigin
 from licentia.core.commands import DissolveTriad, FormBackupPair, SharedConfig, SwapPairRoles
-from licentia.core.model import PairMember, TriadMember
+from licentia.core.model import PairMember, PooledLicense, TriadMember
 from licentia.tls import normalize_fingerprint
 
 MAX_SEED_BYTES = 64 * 1024 * 1024
@@ -39,8 +39,10 @@ async def relationship_status(request: Request) -> Response:
 
 
 async def seed_snapshot(request: Request) -> Response:
-    state = await _server(request).read_state()
-    return ok({"snapshot": state.snapshot_bytes().decode()})
+    server = _server(request)
+    state = await server.read_state()
+    return ok({"snapshot": state.snapshot_bytes().decode(), "server_id": server.server_id,
+               "issuer_key_ids": server.trusted.ids()})
 
 
 def _refusal(exc: SetupRefused) -> Response:
@@ -110,7 +112,8 @@ async def join_triad(request: Request, body: TriadJoinRequest) -> Response:
         active_ttl_s=body.active_ttl_s,
     )
     try:
-        await server.join_triad(config, body.seed_snapshot.encode(), body.formed_at)
+        pooled = msgspec.json.decode(body.pooled_licenses, type=list[PooledLicense])
+        await server.join_triad(config, body.seed_snapshot.encode(), body.formed_at, body.seed, pooled)
     except (ValueError, msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ApiError("invalid_relationship", f"cannot join: {exc}") from None
     return ok({"joined": body.name, "me": body.me})
@@ -229,7 +232,7 @@ async def dissolve(request: Request) -> Response:
     outcome = await server.triad.propose(DissolveTriad())
     if not outcome.ok:
         raise ApiError(outcome.code, outcome.message)
-    return ok({"dissolved": outcome.data.get("dissolved")})
+    return ok({"dissolved": outcome.data.get("dissolved"), "license_owners": outcome.data.get("license_owners", {})})
 
 
 R = "/api/v1/admin/relationship"

@@ -19,6 +19,8 @@ from starlette.routing import Route
 from licentia.api.auth import require_role
 from licentia.api.errors import JSON, ApiError, error_response
 from licentia.cluster.triad import CommitFailed, NotActive
+from licentia.cluster.triad_forward import FORWARDED_HEADER, ForwardedChange, ForwardFailed, encode, forward
+from licentia.core.model import AdminUser
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -81,6 +83,8 @@ def _content_type_ok(request: Request) -> bool:
 
 def to_route(endpoint: Endpoint) -> Route:
     async def run(request: Request) -> Response:
+        user: AdminUser | None = None
+        data = b""
         try:
             user = await require_role(request, endpoint.role) if endpoint.role else None
             args: list[Any] = [request]
@@ -95,11 +99,49 @@ def to_route(endpoint: Endpoint) -> Route:
         except ApiError as exc:
             return error_response(exc.code, exc.message, exc.status, exc.headers)
         except NotActive as exc:
+            if user is not None and FORWARDED_HEADER not in request.headers:
+                return await forward_to_active(request, user, data, exc)
             return not_active_response(request, exc)
         except CommitFailed as exc:
             return error_response("unavailable", str(exc), 503)
 
     return Route(endpoint.path, run, methods=[endpoint.method], name=endpoint.handler.__name__)
+
+
+async def forward_to_active(request: Request, user: AdminUser, body: bytes, exc: NotActive) -> Response:
+    """An administrator's change on a triad member that does not serve now: made on the active member (the
+    console's pages may only talk to their own server), or refused with a sentence naming who is active."""
+    server = request.app.state.server
+    node = server.triad
+    if node is None:
+        return not_active_response(request, exc)
+    config = node.config
+    active = next((m for m in config.others() if exc.active_url and m.api_url == exc.active_url), None)
+    if active is None:
+        return _cannot_forward(
+            f"This change cannot be made right now: {exc}. Try again once the Redundancy page shows an active "
+            "member.", None, 503,
+        )
+    change = ForwardedChange(
+        method=request.method, path=request.url.path, query=request.url.query, body=encode(body),
+        content_type=request.headers.get("content-type", ""), username=user.username, role=user.role,
+    )
+    try:
+        answer = await forward(config, active, change, server.now())
+    except ForwardFailed as failed:
+        console = active.api_url.rstrip("/") + server.config.console_path.rstrip("/") + "/"
+        return _cannot_forward(
+            f"{active.name} is the active member of triad {config.name}, but {failed.message}, so the change was "
+            f"not made. Make it on {active.name}'s console ({console}) or try again.", console, 502,
+        )
+    return Response(answer.body_bytes(), status_code=answer.status, media_type=answer.content_type)
+
+
+def _cannot_forward(message: str, console_url: str | None, status: int) -> Response:
+    error: dict[str, Any] = {"code": "no_active_server", "message": message}
+    if console_url:
+        error["console_url"] = console_url
+    return JSON({"error": error}, status_code=status)
 
 
 def not_active_response(request: Request, exc: NotActive) -> Response:

@@ -110,6 +110,8 @@ class TriadJoinRequest(Body):
     formed_at: float
     origin: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     active_ttl_s: Annotated[float, msgspec.Meta(ge=0.5, le=30)] = 0.8
+    seed: str = ""  # the member whose state seeds the triad
+    pooled_licenses: str = "[]"  # JSON list of PooledLicense: the other members' licenses joining the pool
 
 
 class PairMemberSpec(Body):

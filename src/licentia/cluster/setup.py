@@ -18,8 +18,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+import msgspec
 
+from licentia.cluster.license_pool import MemberHoldings, plan_pool
 from licentia.cluster.sealing import seal
+from licentia.core.state import Snapshot
 from licentia.tls import CertificateRefused, ServerTrust, fingerprint, normalize_fingerprint, presented_certificate
 
 
@@ -185,10 +188,13 @@ async def setup_triad(request: dict[str, Any], now: float) -> dict[str, Any]:
     if request["seed"] not in {m["name"] for m in members}:
         raise SetupRefused("invalid_relationship", f"the seed {request['seed']!r} is not one of the members")
     async with checked_members(members, request["username"], request["password"]) as sessions:
+        seeds = {s.name: (await s.http.get("/api/v1/admin/relationship/seed", timeout=30)).json() for s in sessions}
+        plan = plan_pool(request["seed"], [_holdings(name, seed) for name, seed in seeds.items()])
+        license_pool = msgspec.to_builtins(plan.members)
         if request.get("check_only"):
-            return _checked(sessions)
-        seed = next(s for s in sessions if s.name == request["seed"])
-        snapshot = (await seed.http.get("/api/v1/admin/relationship/seed")).json()["snapshot"]
+            return {**_checked(sessions), "license_pool": license_pool}
+        snapshot = seeds[request["seed"]]["snapshot"]
+        pooled = msgspec.json.encode(plan.pooled).decode()
         secret = secrets.token_urlsafe(32)
         origin = f"triad:{request['name']}:{uuid.uuid4().hex[:8]}"
         joined = []
@@ -202,6 +208,8 @@ async def setup_triad(request: dict[str, Any], now: float) -> dict[str, Any]:
                 "formed_at": now,
                 "origin": origin,
                 "active_ttl_s": request.get("active_ttl_s", 0.8),
+                "seed": request["seed"],
+                "pooled_licenses": pooled,
             }
             answer = await session.http.post("/api/v1/admin/relationship/join", json=body, timeout=30)
             if answer.status_code != 200:
@@ -209,7 +217,15 @@ async def setup_triad(request: dict[str, Any], now: float) -> dict[str, Any]:
                     "join_failed", f"{session.name} refused to join: {answer.text}", [{"joined": joined}]
                 )
             joined.append(session.name)
-        return {"triad": request["name"], "members": joined, "seeded_from": request["seed"]}
+        return {"triad": request["name"], "members": joined, "seeded_from": request["seed"],
+                "license_pool": license_pool}
+
+
+def _holdings(name: str, seed: dict[str, Any]) -> MemberHoldings:
+    """A member's licenses (from its state) and what it trusts, for planning the triad's license pool."""
+    snapshot = msgspec.json.decode(seed["snapshot"].encode(), type=Snapshot)
+    return MemberHoldings(name=name, server_id=str(seed.get("server_id", "")),
+                          issuer_key_ids=list(seed.get("issuer_key_ids", [])), licenses=snapshot.licenses)
 
 
 async def setup_backup_pair(request: dict[str, Any], *, replacing: str | None = None) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from licentia.cluster.triad_log import (
 )
 from licentia.cluster.triad_tls import MemberTLS, ensure_member_tls
 from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
-from licentia.core.model import TriadMember
+from licentia.core.model import License, TriadMember
 from licentia.core.state import LicenseState, Outcome
 from licentia.store.journal import usage_rows
 from licentia.tls import CertificateRefused, ServerTrust
@@ -94,6 +94,9 @@ class TriadConfig(msgspec.Struct):
     secret: str
     origin: str
     active_ttl_s: float = 0.8
+    own_name: str = ""  # this member's server name when it joined: the triad's settings carry the seed's
+    set_aside: list[License] = []  # this member's licenses that could not join the pool; back when it leaves
+
 
     @property
     def member(self) -> TriadMember:
@@ -405,7 +408,8 @@ class TriadNode:
         if outcome.ok and isinstance(command, DissolveTriad) and not self._stopping:
             # Leave only after a while, so every member learns of the commit before this etcd stops.
             loop = asyncio.get_running_loop()
-            loop.call_later(self.leave_delay(), lambda: loop.create_task(server.leave_triad()))
+            owners = dict(outcome.data.get("license_owners", {}))
+            loop.call_later(self.leave_delay(), lambda: loop.create_task(server.leave_triad(owners)))
         return outcome
 
     async def checkpoint(self, report: bool = True) -> None:

@@ -33,13 +33,14 @@ assert set(KIND_LABELS) == set(ALERT_KINDS), "every alert kind needs a label on 
 
 async def alert_setup(request: Request, session: ConsoleSession) -> dict[str, Any]:
     server = request.app.state.server
-    view = alerts_view(server, await server.read_state())
+    state = await server.read_state()
+    view = alerts_view(server, state)
     return {
         **view,
         "kind_labels": KIND_LABELS,
         "limits": LIMITS,
         "max_recipients": MAX_RECIPIENTS,
-        "can_edit": can(session, "admin"),
+        "can_edit": can(session, "admin") and not (state.pair is not None and state.pair.me == "backup"),
     }
 
 

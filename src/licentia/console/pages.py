@@ -26,7 +26,7 @@ from licentia.console.sessions import (
     render_refusal,
     to_login,
 )
-from licentia.console.status import status_summary
+from licentia.console.status import main_owner, status_summary
 from licentia.console.views import PageNotFound, render, static_url
 
 API = "/api/v1/admin"
@@ -101,6 +101,8 @@ async def common_context(request: Request, session: ConsoleSession, page: Page) 
         "title": page.title,
         "script": page.script,
         "status": status_summary(server, state),
+        "server_name": server.own_name,
+        "main_owner": main_owner(state, server.config.console_path),
     }
 
 

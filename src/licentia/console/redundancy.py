@@ -26,7 +26,9 @@ async def redundancy(request: Request, session: ConsoleSession) -> dict[str, Any
     state = await server.read_state()
     status = server.relationship() or {"type": None}
     name = state.settings.server_name
+    owners = state.triad.license_owners(sorted(state.licenses)) if state.triad is not None else {}
     return {
+        "license_owners": [(state.licenses[i], member) for i, member in owners.items()],
         "relationship": status,
         "relationship_json": json.dumps(status),
         # Prefilled as this server's member name only when the API would accept it.

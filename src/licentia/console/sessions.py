@@ -167,7 +167,7 @@ async def login_form(
         "console": base,
         "static": lambda name: static_url(base, name),
         "title": "Log in",
-        "server_name": server.state.settings.server_name,
+        "server_name": server.own_name,
         "form_token": _login_form_token(server, nonce),
         "next": safe_next(request, request.query_params.get("next")),
         "error": error,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -14,6 +15,23 @@ from licentia.core.state import LicenseState
 GOOD = ("ok", "full")
 GRACE = ("grace",)
 BAD = ("exhausted", "expired", "not_yet_valid")
+
+
+@dataclass(frozen=True)
+class MainOwner:
+    """On a backup pair's backup: the main server, which owns the settings, rules, alerts and printer groups."""
+
+    pair: str
+    name: str
+    console_url: str
+
+
+def main_owner(state: LicenseState, console_path: str) -> MainOwner | None:
+    """Who owns what this server may not change (it is a backup), with where to change it; else None."""
+    pair = state.pair
+    if pair is None or pair.me != "backup":
+        return None
+    return MainOwner(pair.name, pair.main.name, pair.main.api_url.rstrip("/") + console_path.rstrip("/") + "/")
 
 
 def relationship_label(relationship: dict[str, Any] | None) -> tuple[str, str, bool]:
@@ -38,7 +56,7 @@ def license_counts(state: LicenseState, now: float) -> dict[str, int]:
 def status_summary(server: Any, state: LicenseState) -> dict[str, Any]:
     now = server.now()
     relationship, role, serving = relationship_label(server.relationship())
-    name = state.settings.server_name
+    name = server.own_name
     return {
         "server": name,
         "relationship": relationship,

@@ -34,14 +34,14 @@ async def this_license_server(request: Request, session: ConsoleSession) -> dict
     return {
         "rules": msgspec.to_builtins(state.access_rules),
         "default_policy": state.settings.default_access_policy,
-        "server_name": state.settings.server_name,
+        "server_name": server.own_name,
+        "triad_name": server.triad.config.name if server.triad is not None else "",
         "server_id": server.server_id,
         "tls_fingerprint": server.certificate.fingerprint if server.certificate else "",
         "settings": msgspec.to_builtins(state.settings),
         "settings_version": state.settings_version,
         "setting_fields": SETTING_FIELDS,
         "owned_by_main": state.pair is not None and state.pair.me == "backup",
-        "main_name": state.pair.main.name if state.pair is not None else "",
         "who_kinds": WHO_KINDS,
         "where_kinds": WHERE_KINDS,
     }

@@ -21,6 +21,7 @@ from licentia.core.model import (
     MappingRule,
     PairMember,
     PairRole,
+    PooledLicense,
     Printer,
     PrinterIdentity,
     TriadMember,
@@ -195,6 +196,8 @@ class FormTriad(Command, tag="form_triad"):
     name: str
     members: list[TriadMember]
     active_ttl_s: float = 0.8
+    seed: str = ""  # the member whose state seeded the triad: its licenses are its own when dissolving
+    pooled: list[PooledLicense] = []  # the other members' licenses that join the pool (one copy of each id)
 
 
 class DissolveTriad(Command, tag="dissolve_triad"):

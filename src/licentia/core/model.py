@@ -194,10 +194,24 @@ class TriadMember(msgspec.Struct, forbid_unknown_fields=True):
     tls_fingerprint: str = ""  # the SHA-256 fingerprint of its HTTPS certificate, pinned at setup
 
 
+class PooledLicense(msgspec.Struct, forbid_unknown_fields=True):
+    """A license a member brings into a triad's pool when the triad forms (as installed there)."""
+
+    member: str
+    license: License
+
+
 class Triad(msgspec.Struct):
     name: str
     members: list[TriadMember]
     active_ttl_s: float
+    brought: dict[str, str] = {}  # license id -> the member that brought it into the pool (it gets it back)
+
+    def license_owners(self, license_ids: list[str]) -> dict[str, str]:
+        """Who keeps each license when the triad is dissolved: the member that brought it, else the primary."""
+        names = {m.name for m in self.members}
+        primary = self.by_role("primary").name
+        return {i: self.brought[i] if self.brought.get(i) in names else primary for i in license_ids}
 
     def member(self, name: str) -> TriadMember | None:
         return next((m for m in self.members if m.name == name), None)

@@ -208,7 +208,15 @@ class LicenseState:
             return refused("invalid_relationship", "a triad has three members: a primary, a secondary, a tertiary")
         if not 0.2 <= cmd.active_ttl_s <= 60:
             return refused("invalid_relationship", "active_ttl_s must be between 0.2 and 60 seconds")
-        self.triad = Triad(name=cmd.name, members=list(cmd.members), active_ttl_s=cmd.active_ttl_s)
+        brought = dict.fromkeys(self.licenses, cmd.seed) if cmd.seed in names else {}
+        for pooled in cmd.pooled:
+            license_id = pooled.license.id
+            if license_id in self.licenses or pooled.member not in names:
+                continue  # never two copies of one license
+            self.licenses[license_id] = pooled.license
+            self._in_use[license_id] = ExpiringSet()
+            brought[license_id] = pooled.member
+        self.triad = Triad(name=cmd.name, members=list(cmd.members), active_ttl_s=cmd.active_ttl_s, brought=brought)
         self.active = None
         self.liveness = {}
         return Outcome(ok=True, data={"triad": cmd.name}, changed=True)
@@ -217,10 +225,11 @@ class LicenseState:
         if self.triad is None:
             return refused("no_relationship", "this server is not in a triad")
         name = self.triad.name
+        owners = self.triad.license_owners(sorted(self.licenses))
         self.triad = None
         self.active = None
         self.liveness = {}
-        return Outcome(ok=True, data={"dissolved": name}, changed=True)
+        return Outcome(ok=True, data={"dissolved": name, "license_owners": owners}, changed=True)
 
     def _elected_active(self, cmd: c.ElectedActive, now: float) -> Outcome:
         """Record the election's winner in a new epoch; commands of every earlier epoch are refused.

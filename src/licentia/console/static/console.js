@@ -93,6 +93,15 @@
   Console.fail = (element, error) => {
     const text = error instanceof ApiError ? error.message : String(error?.message ?? error);
     Console.say(element, text, "error");
+    // A change a standby member could not carry to the active member: a link to that member's console.
+    const consoleUrl = error instanceof ApiError ? error.details?.console_url : undefined;
+    const box = element?.classList?.contains("form-message") ? element : Console.messageFor(element);
+    if (box && typeof consoleUrl === "string" && /^https?:\/\//.test(consoleUrl)) {
+      const link = document.createElement("a");
+      link.href = consoleUrl;
+      link.textContent = "Open the active member's console";
+      box.append(" ", link);
+    }
   };
 
   // Run `action` with `button` marked busy; a refusal is shown next to it.

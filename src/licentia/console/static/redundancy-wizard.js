@@ -386,10 +386,44 @@
         rows.push(["Licenses", "each server keeps its own"]);
         rows.push(["Synchronization", `every ${setup.interval_s} s`]);
       } else {
-        rows.push(["Licenses, settings, rules and users", `from ${setup.seed}; the other members' are replaced`]);
+        rows.push(["Settings, rules and users", `from ${setup.seed}; each member keeps its own server name`]);
+        rows.push(["Licenses", "one pool: every member's licenses, one copy of each (listed below)"]);
+        this.showPool();
       }
       const list = this.dialog.querySelector("#wizard-summary");
       list.replaceChildren(...rows.flatMap(([term, value]) => [make("dt", term), make("dd", value)]));
+    }
+
+    // The triad's license pool for the chosen seed, per server: what joins, and what cannot and why.
+    async showPool() {
+      const box = this.dialog.querySelector("#wizard-license-pool");
+      box.setAttribute("aria-busy", "true");
+      box.replaceChildren(make("p", "Reading every server's licenses…", "muted"));
+      const outcome = await this.call(true);
+      box.removeAttribute("aria-busy");
+      if (outcome.error) {
+        box.replaceChildren(make("p", `The licenses could not be read: ${outcome.error.message}`, "check-bad"));
+        return;
+      }
+      const nodes = [make("h4", "Licenses of the triad")];
+      const describe = (line) => `${line.license_id}: ${line.product}, ${line.count} ${line.unit}`;
+      for (const member of outcome.answer.license_pool ?? []) {
+        const section = make("section", undefined, "license-pool-member");
+        section.dataset.server = member.server;
+        section.append(make("h5", member.server));
+        const list = make("ul");
+        for (const line of member.joining) list.append(make("li", `${describe(line)} — joins the pool`, "check-ok"));
+        for (const line of member.not_joining) {
+          list.append(make("li", `${describe(line)} — cannot join: ${line.reason}; ${member.server} gets it back ` +
+            "when the triad is removed", "check-bad"));
+        }
+        if (!member.joining.length && !member.not_joining.length) list.append(make("li", "No licenses.", "muted"));
+        section.append(list);
+        nodes.push(section);
+      }
+      nodes.push(make("p", "When the triad is removed, each license goes back to the server that brought it; " +
+        "licenses added to the triad stay with the primary.", "help"));
+      box.replaceChildren(...nodes);
     }
 
     async finish() {
@@ -426,8 +460,9 @@
             ? answer.main : answer.backup}; each server keeps its own licenses.`, "check-ok check-summary"));
         nodes.push(make("p", "The Redundancy page now shows the pair and its synchronization status."));
       } else {
-        nodes.push(make("p", `✓ Triad ${answer.triad} is set up with ${answer.members.join(", ")}; its licenses, ` +
-          `settings, rules and users come from ${answer.seeded_from}.`, "check-ok check-summary"));
+        nodes.push(make("p", `✓ Triad ${answer.triad} is set up with ${answer.members.join(", ")}; its settings, ` +
+          `rules and users come from ${answer.seeded_from}, and its licenses are the members' licenses as one pool.`,
+        "check-ok check-summary"));
         nodes.push(make("p", "The primary becomes active within a second; the diagram on the page shows it."));
         const here = this.members().find((member) => member.api_url === trimUrl(window.location.origin));
         if (here && here.name !== answer.seeded_from) {

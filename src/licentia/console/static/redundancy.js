@@ -355,7 +355,8 @@
     const triadPanel = document.getElementById("triad-options");
     if (triadPanel) {
       removal(page, api, triadPanel, "open-dissolve", "dissolve-confirm", (answer) =>
-        `Triad ${answer.dissolved} dissolved: each member works alone again; only the former primary keeps the licenses.`);
+        `Triad ${answer.dissolved} dissolved: each member works alone again under its own name; each license went ` +
+        "back to the member that brought it (licenses added since stay with the former primary).");
     }
     window.RedundancyWizard?.init(element, {
       api,
