@@ -12,14 +12,24 @@ from .console_support import CONSOLE, log_in
 
 
 @pytest.fixture
-def https_server(tmp_path: Path, console_issuer: Issuer):
-    data_dir = tmp_path / "lic-tls"
-    console_issuer.trust_in(data_dir)
-    server = ServerProcess(data_dir, tls=True)
-    try:
-        yield server.start()
-    finally:
+def start_https(tmp_path: Path, console_issuer: Issuer):
+    """Start servers that answer over HTTPS with their own self-signed certificates; stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(name: str) -> ServerProcess:
+        data_dir = tmp_path / name
+        console_issuer.trust_in(data_dir)
+        started.append(ServerProcess(data_dir, tls=True))
+        return started[-1].start()
+
+    yield start
+    for server in started:
         server.kill()
+
+
+@pytest.fixture
+def https_server(start_https) -> ServerProcess:
+    return start_https("lic-tls")
 
 
 def test_over_https_the_console_shows_the_certificate_fingerprint_and_its_cookie_is_secure(
@@ -46,14 +56,8 @@ def test_over_https_the_console_shows_the_certificate_fingerprint_and_its_cookie
 
 
 @pytest.fixture
-def https_partner(tmp_path: Path, console_issuer: Issuer):
-    data_dir = tmp_path / "lic-tls-2"
-    console_issuer.trust_in(data_dir)
-    server = ServerProcess(data_dir, tls=True)
-    try:
-        yield server.start()
-    finally:
-        server.kill()
+def https_partner(start_https) -> ServerProcess:
+    return start_https("lic-tls-2")
 
 
 def test_the_wizard_pairs_two_https_servers_once_the_administrator_confirms_the_partners_certificate(
