@@ -69,9 +69,12 @@ async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
     server = request.app.state.server
     outcome = await server.heartbeats.renew(body.lease_ids)
     if outcome.ok:
-        renewed = [server.state.leases[i] for i in outcome.data["renewed"] if i in server.state.leases]
+        # One grant per product, for the last renewed lease of that product (as the answer always had):
+        # signing is most of a batch's cost, so no grant is signed only to be overwritten.
+        leases = server.state.leases
+        by_product = {lease.product: lease for lease in (leases.get(i) for i in outcome.data["renewed"]) if lease}
         outcome.data["grants"] = {
-            lease.product: server.grant_token("seat", lease.product, _subject(lease.client)) for lease in renewed
+            product: server.grant_token("seat", product, _subject(lease.client)) for product, lease in by_product.items()
         }
     return answer(outcome)
 
