@@ -6,6 +6,14 @@ Commands that arrive while a transaction is being written are committed
 together in the next one (group commit), so durability costs one fsync per
 batch, not per request. On start the latest snapshot is loaded and the journal
 after it is replayed through the same core.
+
+Snapshots are not written by the event loop: every `snapshot_every` commands, at a moment when
+everything applied is durable, a forked child writes the state as it was at the fork to the snapshot
+file beside the database (`store.snapshot_file`), and only once that file is on disk are the journal's
+commands up to its index deleted. A crash at any point of that leaves the previous snapshot with the
+whole journal after it, or the new one. The loop does not checkpoint the WAL either: a worker thread
+does (passively, so that it never waits for the loop's writes), and the WAL file is cut back to
+WAL_SIZE_LIMIT when it starts over.
 """
 
 from __future__ import annotations
@@ -27,14 +35,15 @@ import msgspec
 from licentia.core.commands import Command, decode_command, encode_command
 from licentia.core.model import UsageRecord
 from licentia.core.state import LicenseState, Snapshot
+from licentia.store.forked_write import ForkedWrite, ForkedWriteFailed
+from licentia.store.private_file import write_private
+from licentia.store.snapshot_file import read_snapshot_file, snapshot_chunks, snapshot_path
 from licentia.store.usage_report import DenialCount
 
 log = logging.getLogger("licentia.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (idx INTEGER PRIMARY KEY, at REAL NOT NULL, command BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL,
-                                     data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL DEFAULT '', idx INTEGER NOT NULL,
     seq INTEGER NOT NULL DEFAULT 0, at REAL NOT NULL, kind TEXT NOT NULL,
@@ -60,6 +69,9 @@ _INSERT_USAGE = (
 _USAGE_ROWS_PER_INSERT = 256  # rows per INSERT statement (SQLite allows 32766 parameters)
 PRUNE_ROWS_PER_TRANSACTION = 5000
 USAGE_DRAIN_DELAY_S = 0.02  # a triad member's usage rows are in its Raft log first; the SQLite copy may lag
+JOURNAL_ROWS_PER_DELETE = 2000  # journal rows deleted per transaction after a snapshot
+WAL_CHECKPOINT_EVERY_S = 1.0  # at most this often, after writes, a worker thread checkpoints the WAL
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is cut back to when it starts over
 
 
 @functools.cache
@@ -112,6 +124,8 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it, not a commit on the loop
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     return conn
 
 
@@ -120,6 +134,7 @@ class SqliteJournal:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         self.path = path
+        self.snapshot_file = snapshot_path(path)
         self.snapshot_every = snapshot_every
         self._synchronous = synchronous
         self._writer = _connect(path, synchronous)
@@ -133,9 +148,14 @@ class SqliteJournal:
         self._reader = _connect(path, synchronous)
         self._reader_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-journal")
+        self._checkpointer = _connect(path, synchronous)
+        self._checkpoint_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-wal")
+        self._checkpoint_due = 0.0
+        self._checkpoint_running = False
         self._pending: list[tuple[int, float, bytes, list[UsageRecord]]] = []
         self._pending_waiters: list[asyncio.Future[None]] = []
-        self._pending_snapshot: tuple[int, bytes] | None = None
+        self._snapshot_source: LicenseState | None = None  # a snapshot is due once all applied is durable
+        self._snapshot_task: asyncio.Task[None] | None = None
         self._flushing = False
         self._write_lock = threading.Lock()
         self._usage_lock = threading.Lock()
@@ -151,10 +171,11 @@ class SqliteJournal:
 
     def load(self) -> LicenseState:
         """Rebuild the state: latest snapshot, then every journaled command after it."""
-        row = self._writer.execute("SELECT idx, data FROM snapshot WHERE id = 1").fetchone()
-        if row:
-            state = LicenseState.from_snapshot(msgspec.json.decode(row[1], type=Snapshot))
-            self.snapshot_index = row[0]
+        self._move_snapshot_out_of_database()
+        found = read_snapshot_file(self.snapshot_file)
+        if found:
+            self.snapshot_index, snapshot = found
+            state = LicenseState.from_snapshot(snapshot)
         else:
             state = LicenseState()
         index = self.snapshot_index
@@ -174,6 +195,22 @@ class SqliteJournal:
             replayed,
         )
         return state
+
+    def _move_snapshot_out_of_database(self) -> None:
+        """Databases of earlier versions keep the snapshot in a table: write it to the snapshot file, drop
+        the table and give its pages back to the file system (once, before the server serves)."""
+        conn = self._writer
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshot'").fetchone():
+            return
+        row = conn.execute("SELECT idx, data FROM snapshot WHERE id = 1").fetchone()
+        found = read_snapshot_file(self.snapshot_file)
+        if row and (found is None or found[0] < row[0]):
+            state = LicenseState.from_snapshot(msgspec.json.decode(row[1], type=Snapshot))
+            write_private(self.snapshot_file, *snapshot_chunks(row[0], state))
+        conn.execute("DROP TABLE snapshot")
+        conn.execute("VACUUM")
+        log.warning("Moved the state snapshot out of the database into %s and compacted the database.",
+                    self.snapshot_file.name)
 
     def meta(self, key: str) -> str | None:
         row = self._writer.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -210,15 +247,80 @@ class SqliteJournal:
         return future
 
     def offer_snapshot(self, state: LicenseState) -> None:
-        """Write a snapshot with the next batch when enough commands were journaled since the last."""
-        if self.last_index - self.snapshot_index >= self.snapshot_every and self._pending_snapshot is None:
-            self._pending_snapshot = (self.last_index, state.snapshot_bytes())
-            self.snapshot_index = self.last_index
-            self._kick()
+        """Start a snapshot when enough commands were journaled since the last one and none is being written:
+        now if everything applied is durable, else as soon as the journal has caught up (`_flush`)."""
+        if self.last_index - self.snapshot_index >= self.snapshot_every and self._snapshot_task is None:
+            self._snapshot_source = state
+            if self.durable_index == self.last_index:
+                self._start_snapshot()
+
+    def _start_snapshot(self) -> None:
+        """Fork the child that writes the snapshot of the state as it is now, at the journal's last index,
+        which is durable; compact the journal once the file is on disk."""
+        state, self._snapshot_source = self._snapshot_source, None
+        if state is None or self._snapshot_task is not None:
+            return
+        index = self.last_index
+        try:
+            writer = ForkedWrite(self.snapshot_file, lambda: snapshot_chunks(index, state))
+        except OSError as exc:
+            log.error("Could not start writing a snapshot (%s); the journal keeps every command meanwhile.", exc)
+            return
+        self._snapshot_task = asyncio.get_running_loop().create_task(self._finish_snapshot(writer, index))
+
+    async def _finish_snapshot(self, writer: ForkedWrite, index: int) -> None:
+        try:
+            try:
+                await writer.wait()
+            except ForkedWriteFailed as exc:
+                log.error("Could not write a snapshot (%s); the journal keeps every command meanwhile.", exc)
+                return
+            self.snapshot_index = index
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_journal_until, index)
+            log.info("Wrote a snapshot at journal index %d.", index)
+        finally:
+            self._snapshot_task = None
+
+    def _drop_journal_until(self, index: int) -> None:
+        """Delete the commands the snapshot holds, a few thousand per transaction (the loop's writes share
+        the connection), then checkpoint the WAL."""
+        while True:
+            with self._transaction() as conn:
+                deleted = conn.execute(
+                    "DELETE FROM journal WHERE idx IN (SELECT idx FROM journal WHERE idx <= ? LIMIT ?)",
+                    (index, JOURNAL_ROWS_PER_DELETE),
+                ).rowcount
+            if deleted < JOURNAL_ROWS_PER_DELETE:
+                break
+        self._checkpoint_wal()
+
+    def _checkpoint_wal(self) -> None:
+        """Copy the WAL into the database without waiting for writers (PASSIVE); the next write after a
+        complete checkpoint starts the WAL over, cut back to WAL_SIZE_LIMIT."""
+        try:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("Could not checkpoint the database's write-ahead log: %s.", exc)
+        finally:
+            self._checkpoint_running = False
+
+    def _schedule_checkpoint(self) -> None:
+        now = time.monotonic()
+        if self._checkpoint_running or now < self._checkpoint_due:
+            return
+        self._checkpoint_running = True
+        self._checkpoint_due = now + WAL_CHECKPOINT_EVERY_S
+        self._checkpoint_executor.submit(self._checkpoint_wal)
+
+    async def wait_for_snapshot(self) -> None:
+        """Return once the snapshot being written, if any, is on disk and the journal compacted."""
+        task = self._snapshot_task
+        if task is not None:
+            await asyncio.shield(task)
 
     async def barrier(self) -> None:
         """Wait until everything appended so far is durable."""
-        if not (self._pending or self._pending_snapshot):
+        if not self._pending:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_waiters.append(future)
@@ -241,12 +343,11 @@ class SqliteJournal:
         """
         await asyncio.sleep(0)
         try:
-            while self._pending or self._pending_snapshot:
+            while self._pending or self._pending_waiters:
                 batch, self._pending = self._pending, []
                 waiters, self._pending_waiters = self._pending_waiters, []
-                snapshot, self._pending_snapshot = self._pending_snapshot, None
                 try:
-                    self._write(batch, snapshot)
+                    self._write(batch)
                 except BaseException as exc:
                     self.failure = exc
                     log.critical("Could not write the journal (%s); refusing further changes.", exc)
@@ -259,20 +360,19 @@ class SqliteJournal:
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
+                if self._snapshot_source is not None and self.durable_index == self.last_index:
+                    self._start_snapshot()
         finally:
             self._flushing = False
+        self._schedule_checkpoint()
 
-    def _write(
-        self, batch: list[tuple[int, float, bytes, list[UsageRecord]]], snapshot: tuple[int, bytes] | None
-    ) -> None:
+    def _write(self, batch: list[tuple[int, float, bytes, list[UsageRecord]]]) -> None:
+        if not batch:
+            return
         with self._transaction() as conn:
-            if batch:
-                conn.execute(_insert_journal(len(batch)), [v for idx, at, blob, _ in batch for v in (idx, at, blob)])
+            conn.execute(_insert_journal(len(batch)), [v for idx, at, blob, _ in batch for v in (idx, at, blob)])
             rows = [row for idx, _, _, usage in batch for row in usage_rows("", idx, usage)]
             last = _insert_usage_rows(conn, rows)
-            if snapshot is not None:
-                conn.execute("INSERT OR REPLACE INTO snapshot (id, idx, data) VALUES (1, ?, ?)", snapshot)
-                conn.execute("DELETE FROM journal WHERE idx <= ?", (snapshot[0],))
             own_id = None
             if any(row[-1] == "" for row in rows):
                 own_id = last if rows[-1][-1] == "" and last else self._last_own_usage_id(conn)
@@ -408,16 +508,14 @@ class SqliteJournal:
     async def rebase(self, state: LicenseState) -> None:
         """Make `state` the standalone starting point (after leaving a triad): snapshot it, drop the journal."""
         await self.barrier()
+        await self.wait_for_snapshot()
         self.last_index += 1
-        index, data = self.last_index, state.snapshot_bytes()
-
-        def write() -> None:
-            with self._transaction() as conn:
-                conn.execute("INSERT OR REPLACE INTO snapshot (id, idx, data) VALUES (1, ?, ?)", (index, data))
-                conn.execute("DELETE FROM journal")
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, write)
-        self.snapshot_index = self.durable_index = index
+        self.durable_index = self.last_index  # nothing to write for this index: the snapshot is the change
+        self._snapshot_source = state
+        self._start_snapshot()
+        await self.wait_for_snapshot()
+        if self.snapshot_index != self.last_index:
+            raise JournalFailure("could not write the snapshot of the state to start from")
 
     async def prune_usage(self, older_than: float) -> None:
         """Delete usage rows older than `older_than`, a few thousand per transaction, so that a journal
@@ -438,11 +536,14 @@ class SqliteJournal:
 
     async def close(self, state: LicenseState | None = None) -> None:
         await self.barrier()
+        await self.wait_for_snapshot()
         if state is not None and self.failure is None and self.last_index > self.snapshot_index:
-            self._pending_snapshot = (self.last_index, state.snapshot_bytes())
-            self.snapshot_index = self.last_index
-            self._kick()
-            await self.barrier()
+            self._snapshot_source = state
+            self._start_snapshot()
+            await self.wait_for_snapshot()
         self._executor.shutdown(wait=True)
+        self._checkpoint_executor.shutdown(wait=True)
+        self._checkpoint_wal()
         self._writer.close()
         self._reader.close()
+        self._checkpointer.close()
