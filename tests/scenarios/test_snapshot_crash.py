@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
-
-import sqlite3
 
 import httpx
 from harness import Issuer, ServerProcess

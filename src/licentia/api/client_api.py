@@ -74,7 +74,8 @@ async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
         leases = server.state.leases
         by_product = {lease.product: lease for lease in (leases.get(i) for i in outcome.data["renewed"]) if lease}
         outcome.data["grants"] = {
-            product: server.grant_token("seat", product, _subject(lease.client)) for product, lease in by_product.items()
+            product: server.grant_token("seat", product, _subject(lease.client))
+            for product, lease in by_product.items()
         }
     return answer(outcome)
 
