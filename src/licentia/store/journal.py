@@ -25,7 +25,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -386,6 +386,43 @@ class SqliteJournal:
             return self._reader.execute(sql, tuple(params)).fetchall()
 
     async def query_usage(self, query: UsageQuery) -> list[dict[str, Any]]:
+        where, params = self._usage_filter(query)
+        sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+        params += [query.limit, query.offset]
+        rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, params)
+        records = [{"id": row[0], **dict(zip(USAGE_FIELDS, row[1:], strict=True))} for row in rows]
+        for record in records:
+            record["granted"] = bool(record["granted"])
+        return records
+
+    async def usage_pages(
+        self, query: UsageQuery, *, limit: int | None, page_rows: int = 5000
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Every usage row matching `query` (newest first, `limit` rows at most, all when None), a page of
+        rows (id, *USAGE_FIELDS) at a time, each page read in a worker thread. Rows written after the first
+        page are left out, so the export is of the log as it was when it started."""
+        where, params = self._usage_filter(query)
+        loop = asyncio.get_running_loop()
+        newest = await loop.run_in_executor(None, self._read, "SELECT MAX(id) FROM usage", ())
+        cursor = (newest[0][0] or 0) + 1
+        skip, left = query.offset, limit
+        while left is None or left > 0:
+            size = page_rows if left is None else min(page_rows, left)
+            sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage WHERE {' AND '.join([*where, 'id < ?'])} "
+            sql += "ORDER BY id DESC LIMIT ? OFFSET ?"
+            rows = await loop.run_in_executor(None, self._read, sql, [*params, cursor, size, skip])
+            if not rows:
+                return
+            yield rows
+            skip, cursor = 0, rows[-1][0]
+            if left is not None:
+                left -= len(rows)
+
+    @staticmethod
+    def _usage_filter(query: UsageQuery) -> tuple[list[str], list[Any]]:
         where: list[str] = []
         params: list[Any] = []
         if query.failed_only:
@@ -401,16 +438,7 @@ class SqliteJournal:
         if query.until is not None:
             where.append("at < ?")
             params.append(query.until)
-        sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
-        params += [query.limit, query.offset]
-        rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, params)
-        records = [{"id": row[0], **dict(zip(USAGE_FIELDS, row[1:], strict=True))} for row in rows]
-        for record in records:
-            record["granted"] = bool(record["granted"])
-        return records
+        return where, params
 
     async def refusals_since(self, since: float) -> dict[str, int]:
         """Refused print checks and checkouts at or after `since`, counted by reason (for the denial alert)."""
