@@ -15,8 +15,9 @@ Measured, each on the real server process:
   first start wrote its own snapshot on shutdown);
 - `rss_mb`: the server's resident memory once loaded and after the load below;
 - `snapshot_stall_ms`: the longest gap between answers of a `/health/live` probe sent every 10 ms
-  while checkouts force snapshots (the configuration sets `snapshot_every` low for this run);
-- `data_dir_mb`: the data directory's size after those snapshots;
+  while checkouts force a snapshot (the configuration sets `snapshot_every` low for this run), and
+  `probe_gap_no_snapshot_ms`, the same during as many checkouts with no snapshot due (the baseline);
+- `data_dir_mb`: the data directory's size at the end, the server still running (its WAL included);
 - `report_s`: the 90-day usage report (day buckets) over the usage rows;
 - `heartbeat_batch_leases_per_s`: leases renewed per second by batch heartbeats of 1000 leases.
 
@@ -200,22 +201,27 @@ async def _measure(data: Path, config: Path, leases: int, quick: bool) -> dict[s
                 token = (await answer.json())["token"]
             admin = {"Authorization": f"Bearer {token}"}
 
-            # Snapshots forced by checkouts (snapshot_every is low), with the probe running.
-            stop = asyncio.Event()
-            probe = asyncio.create_task(_probe_gaps(session, server.url, stop))
-            commands = SNAPSHOT_EVERY + 500
+            # Checkouts with the probe running: first fewer than snapshot_every of them (the baseline gap, no
+            # snapshot due), then enough to force a snapshot.
+            async def checkouts(first: int, last: int) -> float:
+                stop = asyncio.Event()
+                probe = asyncio.create_task(_probe_gaps(session, server.url, stop))
 
-            async def checkouts(worker: int) -> None:
-                for n in range(worker, commands, 8):
-                    body = {"product": SEATS, "client": {"host": f"probe-{n}", "user": "u", "application": "a"}}
-                    async with session.post(f"{server.url}/api/v1/leases", json=body) as answer:
-                        assert answer.status == 201, await answer.text()
+                async def worker(start: int) -> None:
+                    for n in range(start, last, 8):
+                        body = {"product": SEATS, "client": {"host": f"probe-{n}", "user": "u", "application": "a"}}
+                        async with session.post(f"{server.url}/api/v1/leases", json=body) as answer:
+                            assert answer.status == 201, await answer.text()
 
-            await asyncio.gather(*(checkouts(w) for w in range(8)))
-            await asyncio.sleep(3.0 if leases > 50_000 else 1.0)  # a snapshot started last finishes
-            stop.set()
-            figures["snapshot_stall_ms"] = round(await probe, 1)
-            _log(f"longest probe gap while snapshots were written: {figures['snapshot_stall_ms']} ms")
+                await asyncio.gather(*(worker(first + w) for w in range(8)))
+                await asyncio.sleep(3.0 if leases > 50_000 else 1.0)  # a snapshot started last finishes
+                stop.set()
+                return round(await probe, 1)
+
+            figures["probe_gap_no_snapshot_ms"] = await checkouts(0, SNAPSHOT_EVERY - 500)
+            figures["snapshot_stall_ms"] = await checkouts(SNAPSHOT_EVERY - 500, SNAPSHOT_EVERY + 500)
+            _log(f"longest probe gap: {figures['probe_gap_no_snapshot_ms']} ms without a snapshot, "
+                 f"{figures['snapshot_stall_ms']} ms while a snapshot was taken")
 
             now = time.time()
             started = time.perf_counter()
@@ -247,9 +253,11 @@ async def _measure(data: Path, config: Path, leases: int, quick: bool) -> dict[s
             figures["heartbeat_batch_leases_per_s"] = round(renewed / (time.perf_counter() - started))
             _log(f"batch heartbeats: {figures['heartbeat_batch_leases_per_s']} leases/s")
             figures["rss_mb"] = round(_rss_mb(server.process.pid), 1)
+            figures["data_dir_mb"] = round(_dir_mb(data), 1)  # while it runs: with its write-ahead log
+            _log("data directory: " + ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in data.iterdir()
+                                                  if p.is_file() and p.stat().st_size > 100_000))
         finally:
             server.stop()
-        figures["data_dir_mb"] = round(_dir_mb(data), 1)
     return figures
 
 

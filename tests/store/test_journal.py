@@ -315,3 +315,36 @@ def test_snapshot_kept_in_the_database_by_earlier_versions_moves_to_the_snapshot
     with sqlite3.connect(path) as conn:
         assert not conn.execute("SELECT name FROM sqlite_master WHERE name = 'snapshot'").fetchall()
     assert reload(path)[0].snapshot_bytes() == state.snapshot_bytes()
+
+
+def test_the_wal_and_the_database_stay_bounded_under_steady_writes_and_snapshots(tmp_path, issuer, monkeypatch):
+    """Snapshots live in their own file (replaced, not accumulated) and the WAL starts over at its limit."""
+    import licentia.store.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "WAL_SIZE_LIMIT", 1024 * 1024)
+    path = tmp_path / "journal.db"
+    wal = path.with_name(path.name + "-wal")
+    state = LicenseState()
+    largest_wal = 0
+
+    async def body() -> None:
+        nonlocal largest_wal
+        journal = SqliteJournal(path, snapshot_every=200)
+        journal.load()
+        for command, now in script(issuer)[:3]:
+            await execute(journal, state, command, now)
+        for n in range(4000):  # ~6 MB of journal and usage rows: clients with long names
+            client = ClientInfo(host=f"ws-{n}-" + "x" * 150, user="u" * 150, application="a" * 150)
+            command = c.Checkout(request_id=f"r{n}", lease_id=f"L{n}", product="Designer", client=client)
+            await execute(journal, state, command, T0 + 20 + n)
+            if wal.exists():
+                largest_wal = max(largest_wal, wal.stat().st_size)
+        await journal.wait_for_snapshot()
+        await journal.close()
+
+    asyncio.run(body())
+    assert largest_wal < 1024 * 1024 + 300_000  # the limit, a checkpoint's lag and one batch
+    snapshot = path.with_suffix(".snapshot").stat().st_size
+    assert path.stat().st_size < 2 * (snapshot + 4 * 1024 * 1024)  # usage rows and the journal since the snapshot
+    reloaded, last_index = reload(path)
+    assert last_index == 4003 and reloaded.snapshot_bytes() == state.snapshot_bytes()

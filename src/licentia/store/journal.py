@@ -11,9 +11,9 @@ Snapshots are not written by the event loop: every `snapshot_every` commands, at
 everything applied is durable, a forked child writes the state as it was at the fork to the snapshot
 file beside the database (`store.snapshot_file`), and only once that file is on disk are the journal's
 commands up to its index deleted. A crash at any point of that leaves the previous snapshot with the
-whole journal after it, or the new one. The loop does not checkpoint the WAL either: a worker thread
-does (passively, so that it never waits for the loop's writes), and the WAL file is cut back to
-WAL_SIZE_LIMIT when it starts over.
+whole journal after it, or the new one. The WAL is checkpointed by a worker thread (passively, so that
+it never waits for the loop's writes); should it still reach WAL_SIZE_LIMIT under a steady stream of
+writes, the next commit finishes the checkpoint, which lets the WAL start over, cut back to that size.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ PRUNE_ROWS_PER_TRANSACTION = 5000
 USAGE_DRAIN_DELAY_S = 0.02  # a triad member's usage rows are in its Raft log first; the SQLite copy may lag
 JOURNAL_ROWS_PER_DELETE = 2000  # journal rows deleted per transaction after a snapshot
 WAL_CHECKPOINT_EVERY_S = 1.0  # at most this often, after writes, a worker thread checkpoints the WAL
-WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is cut back to when it starts over
+WAL_SIZE_LIMIT = 16 * 1024 * 1024  # the WAL's bound: a commit checkpoints past it; cut back to it when it restarts
 
 
 @functools.cache
@@ -124,7 +124,9 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=5000")
-    conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it, not a commit on the loop
+    # The checkpoint thread copies the WAL into the database; a commit checkpoints (on the loop) only when the
+    # WAL still reaches WAL_SIZE_LIMIT, and then has little left to copy.
+    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_SIZE_LIMIT // 4096}")
     conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     return conn
 
