@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from pathlib import Path
 
@@ -348,3 +349,35 @@ def test_the_wal_and_the_database_stay_bounded_under_steady_writes_and_snapshots
     assert path.stat().st_size < 2 * (snapshot + 4 * 1024 * 1024)  # usage rows and the journal since the snapshot
     reloaded, last_index = reload(path)
     assert last_index == 4003 and reloaded.snapshot_bytes() == state.snapshot_bytes()
+
+
+def test_a_snapshot_child_that_fails_loses_nothing_and_later_snapshots_are_written_in_process(
+    tmp_path, issuer, monkeypatch
+):
+    from licentia.store import forked_write
+
+    async def failing_wait(self) -> None:
+        await asyncio.to_thread(os.waitpid, self.pid, 0)
+        raise forked_write.ForkedWriteFailed("the child died")
+
+    monkeypatch.setattr(forked_write.ForkedWrite, "wait", failing_wait)
+    path = tmp_path / "journal.db"
+    state = LicenseState()
+
+    async def body() -> None:
+        journal = SqliteJournal(path, snapshot_every=5)
+        journal.load()
+        for command, now in script(issuer)[:5]:
+            await execute(journal, state, command, now)
+        await journal.wait_for_snapshot()
+        assert journal.snapshot_index == 0 and table_rows(path, "journal") == 5  # nothing dropped
+        for command, now in script(issuer)[5:]:
+            await execute(journal, state, command, now)
+        await journal.wait_for_snapshot()
+        assert journal.snapshot_index == 11  # at 6 (the next offer) and 11, written by this process
+        await journal.close()
+
+    asyncio.run(body())
+    assert snapshot_index(path) == 11 and table_rows(path, "journal") == 1
+    reloaded, last_index = reload(path)
+    assert last_index == 12 and reloaded.snapshot_bytes() == state.snapshot_bytes()

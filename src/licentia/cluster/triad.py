@@ -37,13 +37,12 @@ from licentia.cluster.triad_log import (
     ClaimLost,
     CommitFailed,
     TriadLog,
-    checkpoint_chunks,
+    write_checkpoint,
 )
 from licentia.cluster.triad_tls import MemberTLS, ensure_member_tls
 from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
 from licentia.core.model import TriadMember
 from licentia.core.state import LicenseState, Outcome
-from licentia.store.forked_write import write_forked
 from licentia.store.journal import usage_rows
 from licentia.tls import CertificateRefused, ServerTrust
 
@@ -412,9 +411,8 @@ class TriadNode:
     async def checkpoint(self, report: bool = True) -> None:
         """Write this member's checkpoint (synced), then tell etcd the revision it reflects."""
         revision = self.log.applied_revision
-        state = self.server.state
-        # A forked child encodes and syncs the state as it is at this revision; the loop only forks.
-        await write_forked(self.checkpoint_file, lambda: checkpoint_chunks(revision, state.snapshot_bytes()))
+        data = self.server.state.snapshot_bytes()
+        await asyncio.to_thread(write_checkpoint, self.checkpoint_file, revision, data)
         self.log.checkpointed(revision)
         if report and self.client is not None:
             with contextlib.suppress(EtcdUnavailable):

@@ -97,13 +97,9 @@ class AppliedEntry:
 ApplyCommand = Callable[[Command, float, AppliedEntry], Outcome]
 
 
-def checkpoint_chunks(revision: int, snapshot_bytes: bytes) -> list[bytes]:
-    return [b'{"revision":%d,"snapshot":' % revision, snapshot_bytes, b"}"]
-
-
 def write_checkpoint(path: Path, revision: int, snapshot_bytes: bytes) -> None:
     """Write the checkpoint durably (a private temporary file, synced, renamed over, directory synced)."""
-    write_private(path, *checkpoint_chunks(revision, snapshot_bytes))
+    write_private(path, b'{"revision":%d,"snapshot":' % revision, snapshot_bytes, b"}")
 
 
 def read_checkpoint(path: Path) -> Checkpoint | None:

@@ -25,7 +25,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,7 @@ class SqliteJournal:
         self._pending_waiters: list[asyncio.Future[None]] = []
         self._snapshot_source: LicenseState | None = None  # a snapshot is due once all applied is durable
         self._snapshot_task: asyncio.Task[None] | None = None
+        self._fork_snapshots = True  # written by a forked child (store.forked_write) while that works
         self._flushing = False
         self._write_lock = threading.Lock()
         self._usage_lock = threading.Lock()
@@ -263,19 +264,27 @@ class SqliteJournal:
         if state is None or self._snapshot_task is not None:
             return
         index = self.last_index
-        try:
-            writer = ForkedWrite(self.snapshot_file, lambda: snapshot_chunks(index, state))
-        except OSError as exc:
-            log.error("Could not start writing a snapshot (%s); the journal keeps every command meanwhile.", exc)
-            return
-        self._snapshot_task = asyncio.get_running_loop().create_task(self._finish_snapshot(writer, index))
+        loop = asyncio.get_running_loop()
+        write: Awaitable[None]
+        if self._fork_snapshots:
+            try:
+                write = ForkedWrite(self.snapshot_file, lambda: snapshot_chunks(index, state)).wait()
+            except OSError as exc:
+                log.error("Could not start writing a snapshot (%s); the journal keeps every command meanwhile.", exc)
+                return
+        else:  # encoded here, written by a worker thread
+            write = loop.run_in_executor(None, functools.partial(write_private, self.snapshot_file,
+                                                                 *snapshot_chunks(index, state)))
+        self._snapshot_task = loop.create_task(self._finish_snapshot(write, index))
 
-    async def _finish_snapshot(self, writer: ForkedWrite, index: int) -> None:
+    async def _finish_snapshot(self, write: Awaitable[None], index: int) -> None:
         try:
             try:
-                await writer.wait()
+                await write
             except ForkedWriteFailed as exc:
-                log.error("Could not write a snapshot (%s); the journal keeps every command meanwhile.", exc)
+                # A process that was a triad member runs gRPC's threads, which a forked child may not survive.
+                self._fork_snapshots = False
+                log.error("Could not write a snapshot (%s); the next ones are written by this process.", exc)
                 return
             self.snapshot_index = index
             await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_journal_until, index)
@@ -541,6 +550,7 @@ class SqliteJournal:
         await self.wait_for_snapshot()
         self.last_index += 1
         self.durable_index = self.last_index  # nothing to write for this index: the snapshot is the change
+        self._fork_snapshots = False  # this process ran a triad member's gRPC threads: see `_finish_snapshot`
         self._snapshot_source = state
         self._start_snapshot()
         await self.wait_for_snapshot()
