@@ -374,10 +374,11 @@ def test_a_snapshot_child_that_fails_loses_nothing_and_later_snapshots_are_writt
         for command, now in script(issuer)[5:]:
             await execute(journal, state, command, now)
         await journal.wait_for_snapshot()
-        assert journal.snapshot_index == 11  # at 6 (the next offer) and 11, written by this process
+        written = journal.snapshot_index  # from the next offer on (6), written by this process
+        assert written >= 10 and snapshot_index(path) == written
+        assert table_rows(path, "journal") == 12 - written
         await journal.close()
 
     asyncio.run(body())
-    assert snapshot_index(path) == 11 and table_rows(path, "journal") == 1
     reloaded, last_index = reload(path)
     assert last_index == 12 and reloaded.snapshot_bytes() == state.snapshot_bytes()
