@@ -82,6 +82,7 @@ def build_data_dir(data: Path, leases: int, printers: int, usage_rows: int) -> N
             await journal.append(command, now, outcome.usage)
 
         await run(c.PutAdminUser(user=AdminUser("admin", hash_password(ADMIN_PASSWORD), "admin")))
+        await run(c.UpdateSettings(changes={"lease_ttl_s": DAY}))  # the leases outlast the run, however slow
         for product, unit, count in ((SEATS, "seats", leases + 100_000), (LABELS, "printers", printers + 1000)):
             terms = issuer.terms(license_id=f"BENCH-{unit}", product=product, unit=unit, count=count,
                                  not_before=now - 100 * DAY, expires=now + 365 * DAY)
