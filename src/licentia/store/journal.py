@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import sqlite3
 import threading
@@ -267,9 +268,13 @@ class SqliteJournal:
         loop = asyncio.get_running_loop()
         write: Awaitable[None]
         if self._fork_snapshots:
+            # While the child runs, the cycle collector leaves the objects that exist now alone: walking them
+            # would copy every page they are on (copy-on-write), which stalls the loop.
+            gc.freeze()
             try:
                 write = ForkedWrite(self.snapshot_file, lambda: snapshot_chunks(index, state)).wait()
             except OSError as exc:
+                gc.unfreeze()
                 log.error("Could not start writing a snapshot (%s); the journal keeps every command meanwhile.", exc)
                 return
         else:  # encoded here, written by a worker thread
@@ -290,6 +295,7 @@ class SqliteJournal:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_journal_until, index)
             log.info("Wrote a snapshot at journal index %d.", index)
         finally:
+            gc.unfreeze()
             self._snapshot_task = None
 
     def _drop_journal_until(self, index: int) -> None:
