@@ -49,7 +49,7 @@ FORMAT = "licentia-backup"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DATABASE = "licentia.db"
-SNAPSHOT = snapshot_path(Path(DATABASE)).name  # read right after the database is copied (see create_backup)
+SNAPSHOT = snapshot_path(Path(DATABASE)).name  # read just before the database is copied (see create_backup)
 # Files copied as they are when present: they are written once (keys) or replaced atomically.
 PLAIN_FILES = (
     "token.key",
@@ -126,6 +126,27 @@ def _copy_database(source: Path, target: Path) -> None:
         src.close()
 
 
+def _copy_database_and_snapshot(data_dir: Path, copy: Path, attempts: int = 5) -> bytes | None:
+    """The snapshot file, then a copy of the database whose journal goes on from it: the server deletes
+    journaled commands only after a newer snapshot file is on disk and says up to where (meta
+    `compacted_to`), so a copy compacted past the snapshot read is taken again, with the newer file."""
+    snapshot_file = data_dir / SNAPSHOT
+    for _ in range(attempts):
+        snapshot = snapshot_file.read_bytes() if snapshot_file.is_file() else None
+        _copy_database(data_dir / DATABASE, copy)
+        _check_database(copy)
+        conn = sqlite3.connect(copy)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'compacted_to'").fetchone()
+        finally:
+            conn.close()
+        index = decode_snapshot_file(snapshot)[0] if snapshot is not None else 0
+        if row is None or int(row[0]) <= index:
+            return snapshot
+        copy.unlink()
+    raise BackupError("the server wrote snapshots faster than the backup could copy its database; try again")
+
+
 def create_backup(data_dir: Path, out: Path) -> dict[str, Any]:
     """Write a backup archive of `data_dir` to `out` (replaced atomically); returns its manifest."""
     database = data_dir / DATABASE
@@ -137,12 +158,7 @@ def create_backup(data_dir: Path, out: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".licentia-backup-") as work:
         copy = Path(work) / DATABASE
         started = time.time()
-        _copy_database(database, copy)
-        _check_database(copy)
-        # After the database: the server deletes journaled commands only once a newer snapshot file is on
-        # disk, so this file with the copied journal misses none of them.
-        snapshot_file = data_dir / SNAPSHOT
-        snapshot = snapshot_file.read_bytes() if snapshot_file.is_file() else None
+        snapshot = _copy_database_and_snapshot(data_dir, copy)
         conn = sqlite3.connect(copy)
         try:
             summary = _summary(conn, snapshot)

@@ -300,7 +300,10 @@ class SqliteJournal:
 
     def _drop_journal_until(self, index: int) -> None:
         """Delete the commands the snapshot holds, a few thousand per transaction (the loop's writes share
-        the connection), then checkpoint the WAL."""
+        the connection), then checkpoint the WAL. `meta.compacted_to` says up to where they may be missing
+        (a backup checks that the snapshot file it copies is at least that recent)."""
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted_to', ?)", (str(index),))
         while True:
             with self._transaction() as conn:
                 deleted = conn.execute(
