@@ -8,6 +8,10 @@ however large the state, and goes on serving and changing the state meanwhile. T
 lock, logger or database of the parent: it closes every inherited descriptor first (so connections
 the parent closes are closed), and leaves with `os._exit`.
 
+Not for a process running gRPC's threads (a triad member: its etcd client): gRPC's fork handlers abort
+such a child, so the triad's checkpoints stay in-process, and the journal falls back to in-process
+snapshots after a child fails.
+
 A crash at any moment leaves the previous file or the new one, never a mix (`write_private`). For
 the tests, `LICENTIA_TEST_SNAPSHOT_PAUSE_S` makes the child pause after writing its first chunk.
 """
