@@ -196,3 +196,44 @@ def test_csv_cells_a_spreadsheet_would_run_are_text_and_the_rest_is_untouched(te
     assert spreadsheet_text(text) == "'" + text
     for value in ("Zebra-1", "a=b", "", 42, -1.5, True, "'quoted"):
         assert spreadsheet_text(value) == value
+
+
+def test_usage_csv_export_streams_every_row_past_a_hundred_thousand(tmp_path, issuer):
+    """No silent cut-off: an export without a limit has every row of the log, oldest id last."""
+    import sqlite3
+
+    from harness import ServerProcess
+
+    from licentia.store.journal import USAGE_FIELDS
+
+    data = tmp_path / "server"
+    issuer.trust_in(data)
+    ServerProcess(data).start().stop()
+    rows = 100_050
+    columns = ("origin", "idx", "seq", *USAGE_FIELDS)
+    record = {"kind": "print", "granted": 0, "reason": "no_license", "printer_name": "=cmd"}
+    start = round(time.time()) - rows  # recent: the retention period keeps them
+    with sqlite3.connect(data / "licentia.db") as conn:
+        conn.executemany(
+            f"INSERT INTO usage ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            (("bulk", n, 0, *({**record, "at": start + n}.get(f, "") for f in USAGE_FIELDS))
+             for n in range(rows)),
+        )
+    server = ServerProcess(data).start()
+    try:
+        with server.admin() as admin:
+            answer = admin.get("/api/v1/admin/usage.csv", timeout=120)
+            assert answer.status_code == 200
+            exported = list(csv.reader(io.StringIO(answer.text)))
+            assert exported[0] == CSV_HEADER
+            assert len(exported) == 1 + rows
+            first = dict(zip(CSV_HEADER, exported[1], strict=True))
+            last = dict(zip(CSV_HEADER, exported[-1], strict=True))
+            assert int(first["id"]) > int(last["id"])  # newest first, as before
+            assert ISO_MILLISECONDS.fullmatch(last["at"]) and last["printer_name"] == "'=cmd"
+            oldest = datetime.strptime(last["at"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+            assert oldest == start
+            limited = list(csv.reader(io.StringIO(admin.get("/api/v1/admin/usage.csv?limit=3&offset=1").text)))
+            assert [row[0] for row in limited[1:]] == [row[0] for row in exported[2:5]]
+    finally:
+        server.kill()

@@ -13,6 +13,8 @@ import httpx
 import pytest
 from harness import ADMIN_PASSWORD, ServerProcess
 
+from licentia.store.snapshot_file import read_snapshot_file
+
 JSON = {"Content-Type": "application/json"}
 
 
@@ -81,8 +83,10 @@ def test_graceful_stop_and_restart_keeps_all_state(server, issuer):
     # uvicorn re-raises the SIGTERM it handled once shutdown is done, so -15 is a clean exit too.
     assert server.process is not None and server.process.returncode in (0, -signal.SIGTERM)
     assert "Traceback" not in server.log_path.read_text()
-    with sqlite3.connect(server.data_dir / "licentia.db") as db:  # shutdown left a snapshot of the last state
-        assert db.execute("SELECT idx FROM snapshot").fetchone() == (before["journal_index"],)
+    found = read_snapshot_file(server.data_dir / "licentia.snapshot")  # shutdown left a snapshot of the last state
+    assert found is not None and found[0] == before["journal_index"]
+    with sqlite3.connect(server.data_dir / "licentia.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM journal").fetchone() == (0,)
     server.start()
     with server.admin() as admin:
         after = _picture(admin)

@@ -214,3 +214,46 @@ def test_a_triad_members_relationship_files_go_along_but_not_its_raft_log(tmp_pa
     assert (restored / "triad.json").read_text() == (data / "triad.json").read_text()
     assert stat.S_IMODE((restored / "token.key").stat().st_mode) == 0o600
     assert ADMIN_PASSWORD not in json.dumps(manifest)
+
+
+def test_a_backup_takes_the_snapshot_file_with_a_database_whose_journal_goes_on_from_it(tmp_path: Path):
+    """The journal is compacted only after a newer snapshot file is on disk; a database copy compacted past
+    the snapshot file read would miss commands, so the backup never pairs them."""
+    import asyncio
+    import sqlite3
+
+    from licentia.core import commands as c
+    from licentia.core.state import LicenseState
+    from licentia.store.journal import SqliteJournal
+
+    data = tmp_path / "data"
+    data.mkdir()
+
+    async def write() -> None:
+        journal = SqliteJournal(data / "licentia.db", snapshot_every=3)
+        state = journal.load()
+        for n in range(7):
+            command = c.CreatePrinterGroup(name=f"Dock-{n}")
+            assert state.apply(command, 1.0 + n).changed
+            await journal.append(command, 1.0 + n, [])
+            journal.offer_snapshot(state)
+            await journal.wait_for_snapshot()
+        await journal.close()
+
+    asyncio.run(write())
+    manifest = create_backup(data, tmp_path / "good.tar.gz")
+    assert "licentia.snapshot" in {entry["name"] for entry in manifest["files"]}
+    assert manifest["state"]["journal_index"] == 7
+    restored = tmp_path / "restored"
+    restore_backup(tmp_path / "good.tar.gz", restored)
+    journal = SqliteJournal(restored / "licentia.db")
+    try:
+        assert sorted(journal.load().groups) == sorted([*LicenseState().groups, *(f"Dock-{n}" for n in range(7))])
+    finally:
+        asyncio.run(journal.close())
+
+    with sqlite3.connect(data / "licentia.db") as conn:  # as if a newer snapshot compacted the journal meanwhile
+        conn.execute("UPDATE meta SET value = '100' WHERE key = 'compacted_to'")
+    with pytest.raises(BackupError, match="snapshots faster"):
+        create_backup(data, tmp_path / "bad.tar.gz")
+    assert not (tmp_path / "bad.tar.gz").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from licentia.core.model import AdminUser, ClientInfo, PrinterIdentity
 from licentia.core.printers import printer_id
 from licentia.core.state import LicenseState, Outcome
 from licentia.store.journal import SqliteJournal, UsageQuery
+from licentia.store.snapshot_file import read_snapshot_file
 
 T0 = 1_700_000_000.0
 DAY = 86400.0
@@ -72,6 +74,12 @@ def table_rows(path: Path, table: str) -> int:
         return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
+def snapshot_index(path: Path) -> int | None:
+    """The journal index of the snapshot file beside the database, if there is one."""
+    found = read_snapshot_file(path.with_suffix(".snapshot"))
+    return found[0] if found else None
+
+
 def reload(path: Path) -> tuple[LicenseState, int]:
     journal = SqliteJournal(path)
     try:
@@ -95,7 +103,7 @@ def test_reopened_journal_replays_commands_to_same_state(tmp_path, issuer):
     asyncio.run(body())
 
     assert table_rows(path, "journal") == 12
-    assert table_rows(path, "snapshot") == 0
+    assert snapshot_index(path) is None
     reloaded, last_index = reload(path)
     assert last_index == 12
     assert reloaded.snapshot_bytes() == state.snapshot_bytes()
@@ -115,7 +123,7 @@ def test_close_with_state_writes_snapshot_and_empties_journal(tmp_path, issuer):
     asyncio.run(body())
 
     assert table_rows(path, "journal") == 0
-    assert table_rows(path, "snapshot") == 1
+    assert snapshot_index(path) == 12
     reloaded, last_index = reload(path)
     assert last_index == 12
     assert reloaded.snapshot_bytes() == state.snapshot_bytes()
@@ -128,15 +136,20 @@ def test_snapshot_every_five_compacts_journal_and_reload_is_equal(tmp_path, issu
     async def body() -> None:
         journal = SqliteJournal(path, snapshot_every=5)
         journal.load()
-        await run_script(journal, state, issuer)
+        for command, now in script(issuer)[:5]:
+            await execute(journal, state, command, now)
+        await journal.wait_for_snapshot()  # written by a forked child while the journal goes on
+        assert journal.snapshot_index == 5
+        for command, now in script(issuer)[5:]:
+            await execute(journal, state, command, now)
+        await journal.wait_for_snapshot()
         assert journal.snapshot_index == 10
         await journal.close()
 
     asyncio.run(body())
 
     assert table_rows(path, "journal") == 2  # commands 11 and 12; the rest are in the snapshot at 10
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT idx FROM snapshot").fetchall() == [(10,)]
+    assert snapshot_index(path) == 10
     reloaded, last_index = reload(path)
     assert last_index == 12
     assert reloaded.snapshot_bytes() == state.snapshot_bytes()
@@ -274,3 +287,98 @@ def test_meta_values_persist(tmp_path):
 def test_invalid_synchronous_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="synchronous"):
         SqliteJournal(tmp_path / "journal.db", synchronous="OFF")
+
+
+def test_snapshot_kept_in_the_database_by_earlier_versions_moves_to_the_snapshot_file(tmp_path, issuer):
+    path = tmp_path / "journal.db"
+    state = LicenseState()
+
+    async def body() -> None:
+        journal = SqliteJournal(path)
+        journal.load()
+        await run_script(journal, state, issuer)
+        await journal.close()
+
+    asyncio.run(body())
+    earlier = LicenseState()
+    for command, now in script(issuer)[:8]:
+        earlier.apply(command, now)
+    with sqlite3.connect(path) as conn:  # what an earlier version left: the state at 8 in a table
+        conn.execute("CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, "
+                     "data BLOB NOT NULL)")
+        conn.execute("INSERT INTO snapshot VALUES (1, 8, ?)", (earlier.snapshot_bytes(),))
+        conn.execute("DELETE FROM journal WHERE idx <= 8")
+
+    reloaded, last_index = reload(path)
+    assert last_index == 12
+    assert reloaded.snapshot_bytes() == state.snapshot_bytes()
+    assert snapshot_index(path) == 8
+    with sqlite3.connect(path) as conn:
+        assert not conn.execute("SELECT name FROM sqlite_master WHERE name = 'snapshot'").fetchall()
+    assert reload(path)[0].snapshot_bytes() == state.snapshot_bytes()
+
+
+def test_the_wal_and_the_database_stay_bounded_under_steady_writes_and_snapshots(tmp_path, issuer, monkeypatch):
+    """Snapshots live in their own file (replaced, not accumulated) and the WAL starts over at its limit."""
+    import licentia.store.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "WAL_SIZE_LIMIT", 1024 * 1024)
+    path = tmp_path / "journal.db"
+    wal = path.with_name(path.name + "-wal")
+    state = LicenseState()
+    largest_wal = 0
+
+    async def body() -> None:
+        nonlocal largest_wal
+        journal = SqliteJournal(path, snapshot_every=200)
+        journal.load()
+        for command, now in script(issuer)[:3]:
+            await execute(journal, state, command, now)
+        for n in range(4000):  # ~6 MB of journal and usage rows: clients with long names
+            client = ClientInfo(host=f"ws-{n}-" + "x" * 150, user="u" * 150, application="a" * 150)
+            command = c.Checkout(request_id=f"r{n}", lease_id=f"L{n}", product="Designer", client=client)
+            await execute(journal, state, command, T0 + 20 + n)
+            if wal.exists():
+                largest_wal = max(largest_wal, wal.stat().st_size)
+        await journal.wait_for_snapshot()
+        await journal.close()
+
+    asyncio.run(body())
+    assert largest_wal < 1024 * 1024 + 300_000  # the limit, a checkpoint's lag and one batch
+    snapshot = path.with_suffix(".snapshot").stat().st_size
+    assert path.stat().st_size < 2 * (snapshot + 4 * 1024 * 1024)  # usage rows and the journal since the snapshot
+    reloaded, last_index = reload(path)
+    assert last_index == 4003 and reloaded.snapshot_bytes() == state.snapshot_bytes()
+
+
+def test_a_snapshot_child_that_fails_loses_nothing_and_later_snapshots_are_written_in_process(
+    tmp_path, issuer, monkeypatch
+):
+    from licentia.store import forked_write
+
+    async def failing_wait(self) -> None:
+        await asyncio.to_thread(os.waitpid, self.pid, 0)
+        raise forked_write.ForkedWriteFailed("the child died")
+
+    monkeypatch.setattr(forked_write.ForkedWrite, "wait", failing_wait)
+    path = tmp_path / "journal.db"
+    state = LicenseState()
+
+    async def body() -> None:
+        journal = SqliteJournal(path, snapshot_every=5)
+        journal.load()
+        for command, now in script(issuer)[:5]:
+            await execute(journal, state, command, now)
+        await journal.wait_for_snapshot()
+        assert journal.snapshot_index == 0 and table_rows(path, "journal") == 5  # nothing dropped
+        for command, now in script(issuer)[5:]:
+            await execute(journal, state, command, now)
+        await journal.wait_for_snapshot()
+        written = journal.snapshot_index  # from the next offer on (6), written by this process
+        assert written >= 6 and snapshot_index(path) == written
+        assert table_rows(path, "journal") == 12 - written
+        await journal.close()
+
+    asyncio.run(body())
+    reloaded, last_index = reload(path)
+    assert last_index == 12 and reloaded.snapshot_bytes() == state.snapshot_bytes()

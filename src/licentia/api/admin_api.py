@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from licentia.api.auth import log_in, log_out, new_password_hash, presented_token, session_cookie_name
 from licentia.api.client_api import answer
-from licentia.api.csv_export import csv_response, iso_utc
+from licentia.api.csv_export import csv_stream, iso_utc
 from licentia.api.errors import ApiError
 from licentia.api.lists import CLIENTS, LEASES, PRINTERS, client_page, lease_page, list_query, printer_page
 from licentia.api.routing import Endpoint, ok
@@ -248,12 +248,25 @@ async def usage(request: Request) -> Response:
     return ok({"records": records, "next": following})
 
 
+_AT = USAGE_FIELDS.index("at") + 1  # in a row of (id, *USAGE_FIELDS)
+_GRANTED = USAGE_FIELDS.index("granted") + 1
+
+
+def _usage_csv_rows(page: list[tuple[Any, ...]]) -> list[list[Any]]:
+    rows = [list(row) for row in page]
+    for row in rows:
+        row[_AT], row[_GRANTED] = iso_utc(row[_AT]), bool(row[_GRANTED])
+    return rows
+
+
 async def usage_csv(request: Request) -> Response:
+    """Every row matching the filters (or `limit` rows when given), streamed: no cut-off, off the loop."""
     server = _server(request)
+    query = _usage_query(request, MAX_USAGE_ROWS)
     await server.journal.barrier()
-    rows = await server.journal.query_usage(_usage_query(request, MAX_USAGE_ROWS))
-    lines = ([row["id"], *(iso_utc(row[name]) if name == "at" else row[name] for name in USAGE_FIELDS)] for row in rows)
-    return csv_response(["id", *USAGE_FIELDS], lines, "licentia-usage.csv")
+    limit = query.limit if "limit" in request.query_params else None
+    pages = server.journal.usage_pages(query, limit=limit)
+    return csv_stream(["id", *USAGE_FIELDS], pages, _usage_csv_rows, "licentia-usage.csv")
 
 
 # -- settings, access rules, users --------------------------------------------------------------

@@ -105,9 +105,13 @@ async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
         _log_denied(denied, address)
         if denied and not outcome.data["renewed"] and len(denied) == len(set(body.lease_ids)):
             raise ApiError("access_denied", next(iter(denied.values())))
-        renewed = [server.state.leases[i] for i in outcome.data["renewed"] if i in server.state.leases]
+        # One grant per product, for the last renewed lease of that product (as the answer always had):
+        # signing is most of a batch's cost, so no grant is signed only to be overwritten.
+        leases = server.state.leases
+        by_product = {lease.product: lease for lease in (leases.get(i) for i in outcome.data["renewed"]) if lease}
         outcome.data["grants"] = {
-            lease.product: server.grant_token("seat", lease.product, _subject(lease.client)) for lease in renewed
+            product: server.grant_token("seat", product, _subject(lease.client))
+            for product, lease in by_product.items()
         }
     return answer(outcome)
 

@@ -9,6 +9,7 @@ bounded part of the usage log.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -59,11 +60,14 @@ async def _report(request: Request) -> UsageReport:
     state = await server.read_state()
     settings = state.settings
     window_s = settings.printer_window_days * DAY
+    held = list(state.leases.values())  # the leases held now, taken on the loop: a consistent list
     records, denials = await server.journal.report_inputs(since, until, BUCKET_SECONDS[query.bucket], window_s)
-    return usage_report(
+    # Computed in a worker thread: the loop goes on serving (the thread yields the interpreter every few ms).
+    return await asyncio.to_thread(
+        usage_report,
         records,
         denials,
-        list(state.leases.values()),
+        held,
         since=since,
         until=until,
         bucket=query.bucket,

@@ -1,7 +1,10 @@
 """The records that make up license state.
 
 They are msgspec structs so that snapshots, journal entries and API answers use
-one encoding and one set of field names.
+one encoding and one set of field names. The records a large site holds hundreds of
+thousands of (printers, leases, clients and their identities) hold no containers and so can
+never be part of a reference cycle: they are not tracked by Python's cycle collector
+(`gc=False`), whose full collections would otherwise walk all of them and stall the server.
 """
 
 from __future__ import annotations
@@ -76,21 +79,21 @@ class RemovedLicense(msgspec.Struct):
     printer_ids: list[str] = []
 
 
-class PrinterIdentity(msgspec.Struct, forbid_unknown_fields=True):
+class PrinterIdentity(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     name: Name
     driver: Text = ""
     port: Text = ""
     location: Text = ""
 
 
-class ClientInfo(msgspec.Struct, forbid_unknown_fields=True):
+class ClientInfo(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     host: Text = ""
     user: Text = ""
     application: Text = ""
     version: Text = ""
 
 
-class Printer(msgspec.Struct):
+class Printer(msgspec.Struct, gc=False):
     """`last_used` counts against this server's licenses; `peer_last_used` is what a backup partner saw.
 
     `seq`/`via` say when the record last changed and whether that change came from
@@ -109,7 +112,7 @@ class Printer(msgspec.Struct):
     via: str = ""
 
 
-class Lease(msgspec.Struct):
+class Lease(msgspec.Struct, gc=False):
     lease_id: str
     request_id: str
     license_id: str
@@ -122,7 +125,7 @@ class Lease(msgspec.Struct):
     ttl_s: float
 
 
-class Client(msgspec.Struct):
+class Client(msgspec.Struct, gc=False):
     client_id: str
     info: ClientInfo
     source_ip: str

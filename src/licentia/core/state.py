@@ -1003,34 +1003,36 @@ class LicenseState:
 
     def snapshot_bytes(self) -> bytes:
         """The whole state, encoded; replaying the journal after it gives back the same state."""
-        return msgspec.json.encode(
-            Snapshot(
-                licenses=list(self.licenses.values()),
-                printers=list(self.printers.values()),
-                leases=list(self.leases.values()),
-                clients=list(self.clients.values()),
-                groups=self.groups,
-                mapping_rules=self.mapping_rules,
-                access_rules=self.access_rules,
-                access_rules_version=self.access_rules_version,
-                settings=self.settings,
-                settings_version=self.settings_version,
-                settings_history=self.settings_history,
-                users=list(self.users.values()),
-                triad=self.triad,
-                active=self.active,
-                liveness=self.liveness,
-                last_epoch=self.last_epoch,
-                time_floor=self.time_floor,
-                alert_settings=self.alert_settings,
-                alert_settings_version=self.alert_settings_version,
-                pair=self.pair,
-                change_seq=self.change_seq,
-                own_change_seq=self.own_change_seq,
-                config_seq=self.config_seq,
-                config_via=self.config_via,
-                removed_licenses=list(self.removed_licenses.values()),
-            )
+        return msgspec.json.encode(self.snapshot_struct())
+
+    def snapshot_struct(self) -> Snapshot:
+        """The whole state as a `Snapshot` that shares this state's records (encode it before changing them)."""
+        return Snapshot(
+            licenses=list(self.licenses.values()),
+            printers=list(self.printers.values()),
+            leases=list(self.leases.values()),
+            clients=list(self.clients.values()),
+            groups=self.groups,
+            mapping_rules=self.mapping_rules,
+            access_rules=self.access_rules,
+            access_rules_version=self.access_rules_version,
+            settings=self.settings,
+            settings_version=self.settings_version,
+            settings_history=self.settings_history,
+            users=list(self.users.values()),
+            triad=self.triad,
+            active=self.active,
+            liveness=self.liveness,
+            last_epoch=self.last_epoch,
+            time_floor=self.time_floor,
+            alert_settings=self.alert_settings,
+            alert_settings_version=self.alert_settings_version,
+            pair=self.pair,
+            change_seq=self.change_seq,
+            own_change_seq=self.own_change_seq,
+            config_seq=self.config_seq,
+            config_via=self.config_via,
+            removed_licenses=list(self.removed_licenses.values()),
         )
 
     def snapshot(self) -> Snapshot:

@@ -43,11 +43,13 @@ import msgspec
 from licentia import __version__
 from licentia.core.commands import decode_command
 from licentia.core.state import LicenseState, Snapshot
+from licentia.store.snapshot_file import decode_snapshot_file, snapshot_path
 
 FORMAT = "licentia-backup"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DATABASE = "licentia.db"
+SNAPSHOT = snapshot_path(Path(DATABASE)).name  # read just before the database is copied (see create_backup)
 # Files copied as they are when present: they are written once (keys) or replaced atomically.
 PLAIN_FILES = (
     "token.key",
@@ -71,11 +73,17 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _summary(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Rebuild the state from the copied database, the way a server starting on it would, and count it."""
-    row = conn.execute("SELECT idx, data FROM snapshot WHERE id = 1").fetchone()
-    state = LicenseState.from_snapshot(msgspec.json.decode(row[1], type=Snapshot)) if row else LicenseState()
-    index = row[0] if row else 0
+def _summary(conn: sqlite3.Connection, snapshot: bytes | None) -> dict[str, Any]:
+    """Rebuild the state from the copied snapshot file and database, the way a server starting on them would
+    (a database of an earlier version holds its snapshot in a table), and count it."""
+    state, index = LicenseState(), 0
+    if snapshot is not None:
+        index, found = decode_snapshot_file(snapshot)
+        state = LicenseState.from_snapshot(found)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshot'").fetchone():
+        row = conn.execute("SELECT idx, data FROM snapshot WHERE id = 1").fetchone()
+        if row and row[0] > index:
+            state, index = LicenseState.from_snapshot(msgspec.json.decode(row[1], type=Snapshot)), row[0]
     for idx, at, blob in conn.execute("SELECT idx, at, command FROM journal WHERE idx > ? ORDER BY idx", (index,)):
         state.apply(decode_command(blob), at)
         index = idx
@@ -118,6 +126,27 @@ def _copy_database(source: Path, target: Path) -> None:
         src.close()
 
 
+def _copy_database_and_snapshot(data_dir: Path, copy: Path, attempts: int = 5) -> bytes | None:
+    """The snapshot file, then a copy of the database whose journal goes on from it: the server deletes
+    journaled commands only after a newer snapshot file is on disk and says up to where (meta
+    `compacted_to`), so a copy compacted past the snapshot read is taken again, with the newer file."""
+    snapshot_file = data_dir / SNAPSHOT
+    for _ in range(attempts):
+        snapshot = snapshot_file.read_bytes() if snapshot_file.is_file() else None
+        _copy_database(data_dir / DATABASE, copy)
+        _check_database(copy)
+        conn = sqlite3.connect(copy)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'compacted_to'").fetchone()
+        finally:
+            conn.close()
+        index = decode_snapshot_file(snapshot)[0] if snapshot is not None else 0
+        if row is None or int(row[0]) <= index:
+            return snapshot
+        copy.unlink()
+    raise BackupError("the server wrote snapshots faster than the backup could copy its database; try again")
+
+
 def create_backup(data_dir: Path, out: Path) -> dict[str, Any]:
     """Write a backup archive of `data_dir` to `out` (replaced atomically); returns its manifest."""
     database = data_dir / DATABASE
@@ -129,14 +158,15 @@ def create_backup(data_dir: Path, out: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".licentia-backup-") as work:
         copy = Path(work) / DATABASE
         started = time.time()
-        _copy_database(database, copy)
-        _check_database(copy)
+        snapshot = _copy_database_and_snapshot(data_dir, copy)
         conn = sqlite3.connect(copy)
         try:
-            summary = _summary(conn)
+            summary = _summary(conn, snapshot)
         finally:
             conn.close()
         files[DATABASE] = copy.read_bytes()
+        if snapshot is not None:
+            files[SNAPSHOT] = snapshot
     for name in PLAIN_FILES:
         path = data_dir / name
         if path.is_file():
@@ -196,7 +226,7 @@ def _manifest(tar: tarfile.TarFile) -> dict[str, Any]:
 
 
 def _allowed(name: str) -> bool:
-    return name == DATABASE or name in PLAIN_FILES or bool(_ISSUER_NAME.match(name))
+    return name in (DATABASE, SNAPSHOT) or name in PLAIN_FILES or bool(_ISSUER_NAME.match(name))
 
 
 @contextlib.contextmanager

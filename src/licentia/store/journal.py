@@ -6,6 +6,14 @@ Commands that arrive while a transaction is being written are committed
 together in the next one (group commit), so durability costs one fsync per
 batch, not per request. On start the latest snapshot is loaded and the journal
 after it is replayed through the same core.
+
+Snapshots are not written by the event loop: every `snapshot_every` commands, at a moment when
+everything applied is durable, a forked child writes the state as it was at the fork to the snapshot
+file beside the database (`store.snapshot_file`), and only once that file is on disk are the journal's
+commands up to its index deleted. A crash at any point of that leaves the previous snapshot with the
+whole journal after it, or the new one. The WAL is checkpointed by a worker thread (passively, so that
+it never waits for the loop's writes); should it still reach WAL_SIZE_LIMIT under a steady stream of
+writes, the next commit finishes the checkpoint, which lets the WAL start over, cut back to that size.
 """
 
 from __future__ import annotations
@@ -13,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,14 +36,15 @@ import msgspec
 from licentia.core.commands import Command, decode_command, encode_command
 from licentia.core.model import UsageRecord
 from licentia.core.state import LicenseState, Snapshot
+from licentia.store.forked_write import ForkedWrite, ForkedWriteFailed
+from licentia.store.private_file import write_private
+from licentia.store.snapshot_file import read_snapshot_file, snapshot_chunks, snapshot_path
 from licentia.store.usage_report import DenialCount
 
 log = logging.getLogger("licentia.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (idx INTEGER PRIMARY KEY, at REAL NOT NULL, command BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL,
-                                     data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL DEFAULT '', idx INTEGER NOT NULL,
     seq INTEGER NOT NULL DEFAULT 0, at REAL NOT NULL, kind TEXT NOT NULL,
@@ -62,6 +72,9 @@ COALESCE_WINDOW_S = 300.0  # a client's repeated refusals within this time of th
 _COALESCE_OPEN_ROWS = 10_000  # rows kept open for coalescing at most (the oldest are closed first)
 PRUNE_ROWS_PER_TRANSACTION = 5000
 USAGE_DRAIN_DELAY_S = 0.02  # a triad member's usage rows are in its Raft log first; the SQLite copy may lag
+JOURNAL_ROWS_PER_DELETE = 2000  # journal rows deleted per transaction after a snapshot
+WAL_CHECKPOINT_EVERY_S = 1.0  # at most this often, after writes, a worker thread checkpoints the WAL
+WAL_SIZE_LIMIT = 16 * 1024 * 1024  # the WAL's bound: a commit checkpoints past it; cut back to it when it restarts
 
 
 @functools.cache
@@ -172,6 +185,10 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=5000")
+    # The checkpoint thread copies the WAL into the database; a commit checkpoints (on the loop) only when the
+    # WAL still reaches WAL_SIZE_LIMIT, and then has little left to copy.
+    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_SIZE_LIMIT // 4096}")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     return conn
 
 
@@ -180,6 +197,7 @@ class SqliteJournal:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         self.path = path
+        self.snapshot_file = snapshot_path(path)
         self.snapshot_every = snapshot_every
         self._synchronous = synchronous
         self._writer = _connect(path, synchronous)
@@ -196,9 +214,15 @@ class SqliteJournal:
         self._reader = _connect(path, synchronous)
         self._reader_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-journal")
+        self._checkpointer = _connect(path, synchronous)
+        self._checkpoint_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-wal")
+        self._checkpoint_due = 0.0
+        self._checkpoint_running = False
         self._pending: list[tuple[int, float, bytes, list[UsageRecord]]] = []
         self._pending_waiters: list[asyncio.Future[None]] = []
-        self._pending_snapshot: tuple[int, bytes] | None = None
+        self._snapshot_source: LicenseState | None = None  # a snapshot is due once all applied is durable
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self._fork_snapshots = True  # written by a forked child (store.forked_write) while that works
         self._flushing = False
         self._write_lock = threading.Lock()
         self._usage_lock = threading.Lock()
@@ -214,10 +238,11 @@ class SqliteJournal:
 
     def load(self) -> LicenseState:
         """Rebuild the state: latest snapshot, then every journaled command after it."""
-        row = self._writer.execute("SELECT idx, data FROM snapshot WHERE id = 1").fetchone()
-        if row:
-            state = LicenseState.from_snapshot(msgspec.json.decode(row[1], type=Snapshot))
-            self.snapshot_index = row[0]
+        self._move_snapshot_out_of_database()
+        found = read_snapshot_file(self.snapshot_file)
+        if found:
+            self.snapshot_index, snapshot = found
+            state = LicenseState.from_snapshot(snapshot)
         else:
             state = LicenseState()
         index = self.snapshot_index
@@ -237,6 +262,22 @@ class SqliteJournal:
             replayed,
         )
         return state
+
+    def _move_snapshot_out_of_database(self) -> None:
+        """Databases of earlier versions keep the snapshot in a table: write it to the snapshot file, drop
+        the table and give its pages back to the file system (once, before the server serves)."""
+        conn = self._writer
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshot'").fetchone():
+            return
+        row = conn.execute("SELECT idx, data FROM snapshot WHERE id = 1").fetchone()
+        found = read_snapshot_file(self.snapshot_file)
+        if row and (found is None or found[0] < row[0]):
+            state = LicenseState.from_snapshot(msgspec.json.decode(row[1], type=Snapshot))
+            write_private(self.snapshot_file, *snapshot_chunks(row[0], state))
+        conn.execute("DROP TABLE snapshot")
+        conn.execute("VACUUM")
+        log.warning("Moved the state snapshot out of the database into %s and compacted the database.",
+                    self.snapshot_file.name)
 
     def meta(self, key: str) -> str | None:
         row = self._writer.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -273,15 +314,96 @@ class SqliteJournal:
         return future
 
     def offer_snapshot(self, state: LicenseState) -> None:
-        """Write a snapshot with the next batch when enough commands were journaled since the last."""
-        if self.last_index - self.snapshot_index >= self.snapshot_every and self._pending_snapshot is None:
-            self._pending_snapshot = (self.last_index, state.snapshot_bytes())
-            self.snapshot_index = self.last_index
-            self._kick()
+        """Start a snapshot when enough commands were journaled since the last one and none is being written:
+        now if everything applied is durable, else as soon as the journal has caught up (`_flush`)."""
+        if self.last_index - self.snapshot_index >= self.snapshot_every and self._snapshot_task is None:
+            self._snapshot_source = state
+            if self.durable_index == self.last_index:
+                self._start_snapshot()
+
+    def _start_snapshot(self) -> None:
+        """Fork the child that writes the snapshot of the state as it is now, at the journal's last index,
+        which is durable; compact the journal once the file is on disk."""
+        state, self._snapshot_source = self._snapshot_source, None
+        if state is None or self._snapshot_task is not None:
+            return
+        index = self.last_index
+        loop = asyncio.get_running_loop()
+        write: Awaitable[None]
+        if self._fork_snapshots:
+            # While the child runs, the cycle collector leaves the objects that exist now alone: walking them
+            # would copy every page they are on (copy-on-write), which stalls the loop.
+            gc.freeze()
+            try:
+                write = ForkedWrite(self.snapshot_file, lambda: snapshot_chunks(index, state)).wait()
+            except OSError as exc:
+                gc.unfreeze()
+                log.error("Could not start writing a snapshot (%s); the journal keeps every command meanwhile.", exc)
+                return
+        else:  # encoded here, written by a worker thread
+            write = loop.run_in_executor(None, functools.partial(write_private, self.snapshot_file,
+                                                                 *snapshot_chunks(index, state)))
+        self._snapshot_task = loop.create_task(self._finish_snapshot(write, index))
+
+    async def _finish_snapshot(self, write: Awaitable[None], index: int) -> None:
+        try:
+            try:
+                await write
+            except ForkedWriteFailed as exc:
+                # A process that was a triad member runs gRPC's threads, which a forked child may not survive.
+                self._fork_snapshots = False
+                log.error("Could not write a snapshot (%s); the next ones are written by this process.", exc)
+                return
+            self.snapshot_index = index
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_journal_until, index)
+            log.info("Wrote a snapshot at journal index %d.", index)
+        finally:
+            gc.unfreeze()
+            self._snapshot_task = None
+
+    def _drop_journal_until(self, index: int) -> None:
+        """Delete the commands the snapshot holds, a few thousand per transaction (the loop's writes share
+        the connection), then checkpoint the WAL. `meta.compacted_to` says up to where they may be missing
+        (a backup checks that the snapshot file it copies is at least that recent)."""
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted_to', ?)", (str(index),))
+        while True:
+            with self._transaction() as conn:
+                deleted = conn.execute(
+                    "DELETE FROM journal WHERE idx IN (SELECT idx FROM journal WHERE idx <= ? LIMIT ?)",
+                    (index, JOURNAL_ROWS_PER_DELETE),
+                ).rowcount
+            if deleted < JOURNAL_ROWS_PER_DELETE:
+                break
+        self._checkpoint_wal()
+
+    def _checkpoint_wal(self) -> None:
+        """Copy the WAL into the database without waiting for writers (PASSIVE); the next write after a
+        complete checkpoint starts the WAL over, cut back to WAL_SIZE_LIMIT."""
+        try:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("Could not checkpoint the database's write-ahead log: %s.", exc)
+        finally:
+            self._checkpoint_running = False
+
+    def _schedule_checkpoint(self) -> None:
+        now = time.monotonic()
+        if self._checkpoint_running or now < self._checkpoint_due:
+            return
+        self._checkpoint_running = True
+        self._checkpoint_due = now + WAL_CHECKPOINT_EVERY_S
+        self._checkpoint_executor.submit(self._checkpoint_wal)
+
+    async def wait_for_snapshot(self) -> None:
+        """Return once the snapshot being written, if any, is on disk and the journal compacted."""
+        task = self._snapshot_task
+        if task is not None:
+            await asyncio.shield(task)
 
     async def barrier(self) -> None:
         """Wait until everything appended so far is durable."""
-        if not (self._pending or self._pending_snapshot):
+        if not self._pending:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_waiters.append(future)
@@ -304,12 +426,11 @@ class SqliteJournal:
         """
         await asyncio.sleep(0)
         try:
-            while self._pending or self._pending_snapshot:
+            while self._pending or self._pending_waiters:
                 batch, self._pending = self._pending, []
                 waiters, self._pending_waiters = self._pending_waiters, []
-                snapshot, self._pending_snapshot = self._pending_snapshot, None
                 try:
-                    self._write(batch, snapshot)
+                    self._write(batch)
                 except BaseException as exc:
                     self.failure = exc
                     log.critical("Could not write the journal (%s); refusing further changes.", exc)
@@ -322,20 +443,19 @@ class SqliteJournal:
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
+                if self._snapshot_source is not None and self.durable_index == self.last_index:
+                    self._start_snapshot()
         finally:
             self._flushing = False
+        self._schedule_checkpoint()
 
-    def _write(
-        self, batch: list[tuple[int, float, bytes, list[UsageRecord]]], snapshot: tuple[int, bytes] | None
-    ) -> None:
+    def _write(self, batch: list[tuple[int, float, bytes, list[UsageRecord]]]) -> None:
+        if not batch:
+            return
         with self._transaction() as conn:
-            if batch:
-                conn.execute(_insert_journal(len(batch)), [v for idx, at, blob, _ in batch for v in (idx, at, blob)])
+            conn.execute(_insert_journal(len(batch)), [v for idx, at, blob, _ in batch for v in (idx, at, blob)])
             rows = [row for idx, _, _, usage in batch for row in usage_rows("", idx, usage)]
             last = self.refusals.write(conn, rows)
-            if snapshot is not None:
-                conn.execute("INSERT OR REPLACE INTO snapshot (id, idx, data) VALUES (1, ?, ?)", snapshot)
-                conn.execute("DELETE FROM journal WHERE idx <= ?", (snapshot[0],))
             own_id = None
             server = _FIELD["server"]
             if any(row[server] == "" for row in rows):
@@ -350,6 +470,43 @@ class SqliteJournal:
             return self._reader.execute(sql, tuple(params)).fetchall()
 
     async def query_usage(self, query: UsageQuery) -> list[dict[str, Any]]:
+        where, params = self._usage_filter(query)
+        sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+        params += [query.limit, query.offset]
+        rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, params)
+        records = [{"id": row[0], **dict(zip(USAGE_FIELDS, row[1:], strict=True))} for row in rows]
+        for record in records:
+            record["granted"] = bool(record["granted"])
+        return records
+
+    async def usage_pages(
+        self, query: UsageQuery, *, limit: int | None, page_rows: int = 5000
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Every usage row matching `query` (newest first, `limit` rows at most, all when None), a page of
+        rows (id, *USAGE_FIELDS) at a time, each page read in a worker thread. Rows written after the first
+        page are left out, so the export is of the log as it was when it started."""
+        where, params = self._usage_filter(query)
+        loop = asyncio.get_running_loop()
+        newest = await loop.run_in_executor(None, self._read, "SELECT MAX(id) FROM usage", ())
+        cursor = (newest[0][0] or 0) + 1
+        skip, left = query.offset, limit
+        while left is None or left > 0:
+            size = page_rows if left is None else min(page_rows, left)
+            sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage WHERE {' AND '.join([*where, 'id < ?'])} "
+            sql += "ORDER BY id DESC LIMIT ? OFFSET ?"
+            rows = await loop.run_in_executor(None, self._read, sql, [*params, cursor, size, skip])
+            if not rows:
+                return
+            yield rows
+            skip, cursor = 0, rows[-1][0]
+            if left is not None:
+                left -= len(rows)
+
+    @staticmethod
+    def _usage_filter(query: UsageQuery) -> tuple[list[str], list[Any]]:
         where: list[str] = []
         params: list[Any] = []
         if query.failed_only:
@@ -368,16 +525,7 @@ class SqliteJournal:
         if query.before is not None:
             where.append("id < ?")
             params.append(query.before)
-        sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
-        params += [query.limit, query.offset]
-        rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, params)
-        records = [{"id": row[0], **dict(zip(USAGE_FIELDS, row[1:], strict=True))} for row in rows]
-        for record in records:
-            record["granted"] = bool(record["granted"])
-        return records
+        return where, params
 
     async def refusals_since(self, since: float) -> dict[str, int]:
         """Refused print checks and checkouts at or after `since`, counted by reason (for the denial alert)."""
@@ -481,16 +629,15 @@ class SqliteJournal:
     async def rebase(self, state: LicenseState) -> None:
         """Make `state` the standalone starting point (after leaving a triad): snapshot it, drop the journal."""
         await self.barrier()
+        await self.wait_for_snapshot()
         self.last_index += 1
-        index, data = self.last_index, state.snapshot_bytes()
-
-        def write() -> None:
-            with self._transaction() as conn:
-                conn.execute("INSERT OR REPLACE INTO snapshot (id, idx, data) VALUES (1, ?, ?)", (index, data))
-                conn.execute("DELETE FROM journal")
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, write)
-        self.snapshot_index = self.durable_index = index
+        self.durable_index = self.last_index  # nothing to write for this index: the snapshot is the change
+        self._fork_snapshots = False  # this process ran a triad member's gRPC threads: see `_finish_snapshot`
+        self._snapshot_source = state
+        self._start_snapshot()
+        await self.wait_for_snapshot()
+        if self.snapshot_index != self.last_index:
+            raise JournalFailure("could not write the snapshot of the state to start from")
 
     async def prune_usage(self, older_than: float) -> None:
         """Delete usage rows older than `older_than`, a few thousand per transaction, so that a journal
@@ -511,11 +658,14 @@ class SqliteJournal:
 
     async def close(self, state: LicenseState | None = None) -> None:
         await self.barrier()
+        await self.wait_for_snapshot()
         if state is not None and self.failure is None and self.last_index > self.snapshot_index:
-            self._pending_snapshot = (self.last_index, state.snapshot_bytes())
-            self.snapshot_index = self.last_index
-            self._kick()
-            await self.barrier()
+            self._snapshot_source = state
+            self._start_snapshot()
+            await self.wait_for_snapshot()
         self._executor.shutdown(wait=True)
+        self._checkpoint_executor.shutdown(wait=True)
+        self._checkpoint_wal()
         self._writer.close()
         self._reader.close()
+        self._checkpointer.close()

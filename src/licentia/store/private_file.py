@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger("licentia.store")
@@ -31,12 +32,15 @@ def sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_private(path: Path, *chunks: bytes) -> None:
-    """Replace `path` with the concatenation of `chunks`, durably and atomically, readable by the owner only."""
+def write_private(path: Path, *chunks: bytes, pause: Callable[[], None] | None = None) -> None:
+    """Replace `path` with the concatenation of `chunks`, durably and atomically, readable by the owner only.
+    `pause` (for crash tests) is called after the first chunk is written."""
     temporary = path.with_name(f".{path.name}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        for chunk in chunks:
+        for n, chunk in enumerate(chunks):
+            if n == 1 and pause is not None:
+                pause()
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view) :]

@@ -1,0 +1,299 @@
+"""Storage figures of a large site: restart time, data directory size, RSS, the stall a snapshot causes,
+a 90-day usage report and batch heartbeats, measured on a real `licentia serve` process.
+
+`store_figures(workdir, leases, printers, usage_rows, quick)` builds a server data directory of that
+size, then starts `licentia serve` on it and measures. Building is the fastest honest way: the commands
+a real site would have sent (checkouts with a one-day TTL, a print check per printer) are applied to the
+core's `LicenseState` in this process and written the way the server writes its state on shutdown
+(`SqliteJournal.close(state)`, i.e. a snapshot), and `usage_rows` usage-log rows spread over the last
+90 days are inserted into the usage table in bulk (a third print checks, a third checkouts with their
+checkins, the rest refusals). The server then loads that data directory like any other.
+
+Measured, each on the real server process:
+
+- `restart_s`: from starting the process to `/api/v1/server` answering (a second start, after the
+  first start wrote its own snapshot on shutdown);
+- `rss_mb`: the server's resident memory once loaded and after the load below;
+- `snapshot_stall_ms`: the longest gap between answers of a `/health/live` probe sent every 10 ms
+  while checkouts force a snapshot (the configuration sets `snapshot_every` low for this run), and
+  `probe_gap_no_snapshot_ms`, the same during as many checkouts with no snapshot due (the baseline);
+- `data_dir_mb`: the data directory's size at the end, the server still running (its WAL included);
+- `report_s`: the 90-day usage report (day buckets) over the usage rows;
+- `heartbeat_batch_leases_per_s`: leases renewed per second by batch heartbeats of 1000 leases.
+
+bench/scale.py imports `store_figures`; run alone:
+
+    python bench/_scale_store.py --quick            # 2,000 leases, 2,000 printers, 20,000 usage rows
+    python bench/_scale_store.py --leases 100000 --printers 100000 --usage-rows 1000000
+
+The last line of stdout is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
+
+from harness import ADMIN_PASSWORD, Issuer, free_port  # noqa: E402
+
+from licentia.api.passwords import hash_password  # noqa: E402
+from licentia.core import commands as c  # noqa: E402
+from licentia.core.model import AdminUser, ClientInfo, PrinterIdentity  # noqa: E402
+from licentia.store.journal import USAGE_FIELDS, SqliteJournal  # noqa: E402
+
+DAY = 86400.0
+SEATS = "CADStudio"
+LABELS = "LabelStudio"
+SNAPSHOT_EVERY = 2000  # low, so that the probe phase forces snapshots
+BATCH = 1000
+
+
+def _log(message: str) -> None:
+    print(f"[scale-store] {message}", file=sys.stderr, flush=True)
+
+
+def build_data_dir(data: Path, leases: int, printers: int, usage_rows: int) -> None:
+    """A data directory holding `leases` leases, `printers` printers and `usage_rows` usage rows."""
+    issuer = Issuer()
+    now = time.time()
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    journal = SqliteJournal(data / "licentia.db")
+    state = journal.load()
+
+    async def write() -> None:
+        async def run(command: c.Command) -> None:
+            outcome = state.apply(command, now)
+            assert outcome.ok, outcome.message
+            await journal.append(command, now, outcome.usage)
+
+        await run(c.PutAdminUser(user=AdminUser("admin", hash_password(ADMIN_PASSWORD), "admin")))
+        await run(c.UpdateSettings(changes={"lease_ttl_s": DAY}))  # the leases outlast the run, however slow
+        for product, unit, count in ((SEATS, "seats", leases + 100_000), (LABELS, "printers", printers + 1000)):
+            terms = issuer.terms(license_id=f"BENCH-{unit}", product=product, unit=unit, count=count,
+                                 not_before=now - 100 * DAY, expires=now + 365 * DAY)
+            await run(c.AddLicense(terms=terms, key_id="bench", signature="YmVuY2g="))
+        # The bulk of the state is applied to the core only: the snapshot written on close holds it,
+        # as it would after the server compacted a journal of these commands.
+        for n in range(leases):
+            client = ClientInfo(host=f"ws-{n % 20000}", user=f"user-{n}", application="CAD", version="1.0")
+            outcome = state.apply(c.Checkout(request_id=f"req-{n}", lease_id=f"lease-{n:08d}", product=SEATS,
+                                             client=client, source_ip="10.0.0.1", ttl_s=DAY), now)
+            assert outcome.ok, outcome.message
+        for n in range(printers):
+            client = ClientInfo(host=f"pc-{n % 20000}", user="label", application="Labels")
+            outcome = state.apply(c.PrintCheck(product=LABELS, printer=PrinterIdentity(name=f"printer-{n}"),
+                                               client=client, source_ip="10.0.0.2"), now)
+            assert outcome.ok, outcome.message
+        journal.last_index += 1  # so that close writes the snapshot
+        await journal.close(state)
+
+    asyncio.run(write())
+    columns = ("origin", "idx", "seq", *USAGE_FIELDS)
+    sql = f"INSERT INTO usage ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    rng = random.Random(14)
+    with sqlite3.connect(data / "licentia.db") as conn:
+        chunk: list[tuple[object, ...]] = []
+        for n in range(usage_rows):
+            at = now - rng.random() * 90 * DAY
+            kind = n % 3
+            if kind == 0:
+                record = {"at": at, "kind": "print", "granted": 1, "reason": "ok", "product": LABELS,
+                          "printer_id": f"p{n % max(printers, 1)}", "printer_name": "printer", "client_host": "pc"}
+            elif kind == 1:
+                lease = f"old-{n}"
+                record = {"at": at, "kind": "checkout", "granted": 1, "reason": "ok", "product": SEATS,
+                          "lease_id": lease, "client_host": "ws"}
+                chunk.append(("bench", n, 1, *(v if (v := {**record, "at": at + 3600, "kind": "checkin"}.get(f))
+                                               is not None else "" for f in USAGE_FIELDS)))
+            else:
+                record = {"at": at, "kind": "print", "granted": 0, "reason": "limit_exceeded", "product": LABELS}
+            chunk.append(("bench", n, 0, *(record.get(f, "") for f in USAGE_FIELDS)))
+            if len(chunk) >= 50_000:
+                conn.executemany(sql, chunk)
+                chunk.clear()
+        conn.executemany(sql, chunk)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _dir_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+
+
+class Server:
+    def __init__(self, data: Path, config: Path) -> None:
+        self.data, self.config, self.port = data, config, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self, session: aiohttp.ClientSession) -> float:
+        env = {**os.environ, "LICENTIA_ADMIN_PASSWORD": ADMIN_PASSWORD}
+        log = (self.data.parent / "server.log").open("ab")
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "licentia", "serve", "--data", str(self.data), "--port", str(self.port),
+             "--log-level", "warning", "--tls", "off", "--config", str(self.config)],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        while time.perf_counter() - started < 300:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}")
+            try:
+                async with session.get(f"{self.url}/api/v1/server") as answer:
+                    if answer.status == 200:
+                        return time.perf_counter() - started
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.01)
+        raise RuntimeError("the server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(300)
+
+
+async def _probe_gaps(session: aiohttp.ClientSession, url: str, stop: asyncio.Event) -> float:
+    """The longest time between two answers of /health/live, asked every 10 ms."""
+    longest, last = 0.0, time.perf_counter()
+    while not stop.is_set():
+        async with session.get(f"{url}/health/live") as answer:
+            await answer.read()
+        now = time.perf_counter()
+        longest, last = max(longest, now - last), now
+        await asyncio.sleep(0.01)
+    return longest * 1000
+
+
+async def _measure(data: Path, config: Path, leases: int, quick: bool) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=32)) as session:
+        server = Server(data, config)
+        await server.start(session)  # the first start after building
+        server.stop()
+        server = Server(data, config)
+        figures["restart_s"] = round(await server.start(session), 3)
+        _log(f"restarted in {figures['restart_s']:.2f} s")
+        assert server.process is not None
+        try:
+            async with session.post(f"{server.url}/api/v1/auth/login",
+                                    json={"username": "admin", "password": ADMIN_PASSWORD}) as answer:
+                token = (await answer.json())["token"]
+            admin = {"Authorization": f"Bearer {token}"}
+
+            # Checkouts with the probe running: first fewer than snapshot_every of them (the baseline gap, no
+            # snapshot due), then enough to force a snapshot.
+            async def checkouts(first: int, last: int) -> float:
+                stop = asyncio.Event()
+                probe = asyncio.create_task(_probe_gaps(session, server.url, stop))
+
+                async def worker(start: int) -> None:
+                    for n in range(start, last, 8):
+                        body = {"product": SEATS, "client": {"host": f"probe-{n}", "user": "u", "application": "a"}}
+                        async with session.post(f"{server.url}/api/v1/leases", json=body) as answer:
+                            assert answer.status == 201, await answer.text()
+
+                await asyncio.gather(*(worker(first + w) for w in range(8)))
+                await asyncio.sleep(3.0 if leases > 50_000 else 1.0)  # a snapshot started last finishes
+                stop.set()
+                return round(await probe, 1)
+
+            figures["probe_gap_no_snapshot_ms"] = await checkouts(0, SNAPSHOT_EVERY - 500)
+            figures["snapshot_stall_ms"] = await checkouts(SNAPSHOT_EVERY - 500, SNAPSHOT_EVERY + 500)
+            _log(f"longest probe gap: {figures['probe_gap_no_snapshot_ms']} ms without a snapshot, "
+                 f"{figures['snapshot_stall_ms']} ms while a snapshot was taken")
+
+            now = time.time()
+            started = time.perf_counter()
+            params = {"bucket": "day", "since": str(now - 90 * DAY), "until": str(now)}
+            async with session.get(f"{server.url}/api/v1/admin/reports/usage", params=params,
+                                   headers=admin) as answer:
+                assert answer.status == 200, await answer.text()
+                await answer.read()
+            figures["report_s"] = round(time.perf_counter() - started, 3)
+            _log(f"90-day report in {figures['report_s']} s")
+
+            ids = [f"lease-{n:08d}" for n in range(min(leases, 200_000))]
+            batches = [ids[i : i + BATCH] for i in range(0, len(ids) - BATCH + 1, BATCH)] or [ids]
+            renewed, deadline = 0, time.perf_counter() + (2.0 if quick else 5.0)
+            started = time.perf_counter()
+
+            async def heartbeats(worker: int) -> None:
+                nonlocal renewed
+                n = worker
+                while time.perf_counter() < deadline:
+                    batch = batches[n % len(batches)]
+                    async with session.post(f"{server.url}/api/v1/leases/heartbeat",
+                                            json={"lease_ids": batch}) as answer:
+                        assert answer.status == 200, await answer.text()
+                        renewed += len((await answer.json())["renewed"])
+                    n += 4
+
+            await asyncio.gather(*(heartbeats(w) for w in range(4)))
+            figures["heartbeat_batch_leases_per_s"] = round(renewed / (time.perf_counter() - started))
+            _log(f"batch heartbeats: {figures['heartbeat_batch_leases_per_s']} leases/s")
+            figures["rss_mb"] = round(_rss_mb(server.process.pid), 1)
+            figures["data_dir_mb"] = round(_dir_mb(data), 1)  # while it runs: with its write-ahead log
+            _log("data directory: " + ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in data.iterdir()
+                                                  if p.is_file() and p.stat().st_size > 100_000))
+        finally:
+            server.stop()
+    return figures
+
+
+def store_figures(workdir: Path, leases: int, printers: int, usage_rows: int, quick: bool) -> dict[str, float]:
+    """Build a data directory of this size under `workdir` and measure a real server on it."""
+    data = workdir / f"store-{leases}"
+    shutil.rmtree(data, ignore_errors=True)
+    started = time.perf_counter()
+    build_data_dir(data, leases, printers, usage_rows)
+    _log(f"built {leases} leases, {printers} printers, {usage_rows} usage rows in "
+         f"{time.perf_counter() - started:.1f} s ({_dir_mb(data):.1f} MB)")
+    config = workdir / "scale-store.toml"
+    config.write_text(f"[server]\nsnapshot_every = {SNAPSHOT_EVERY}\n")
+    return asyncio.run(_measure(data, config, leases, quick))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
+    parser.add_argument("--leases", type=int, default=10_000)
+    parser.add_argument("--printers", type=int, default=10_000)
+    parser.add_argument("--usage-rows", type=int, default=100_000)
+    parser.add_argument("--workdir", type=Path, help="keep the data directory here (default: a temporary one)")
+    args = parser.parse_args()
+    if args.quick:
+        args.leases, args.printers, args.usage_rows = 2000, 2000, 20_000
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="licentia-scale-store-"))
+    try:
+        figures = store_figures(workdir, args.leases, args.printers, args.usage_rows, args.quick)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps({"leases": args.leases, "printers": args.printers, "usage_rows": args.usage_rows,
+                      **figures}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Writing a large private file from a copy of the process, so that the event loop never encodes or syncs it.
+
+`write_forked` forks: the child sees this process's memory exactly as it was at the fork (the kernel
+copies pages only when either side changes them), encodes what `chunks` returns there, writes it with
+`write_private` (temporary file, fsync, rename, directory fsync) and exits; the parent waits for it in
+a thread. The loop pays for the fork only (copying page tables: a few milliseconds per GB of memory),
+however large the state, and goes on serving and changing the state meanwhile. The child touches no
+lock, logger or database of the parent: it closes every inherited descriptor first (so connections
+the parent closes are closed), and leaves with `os._exit`.
+
+Not for a process running gRPC's threads (a triad member: its etcd client): gRPC's fork handlers abort
+such a child, so the triad's checkpoints stay in-process, and the journal falls back to in-process
+snapshots after a child fails.
+
+A crash at any moment leaves the previous file or the new one, never a mix (`write_private`). For
+the tests, `LICENTIA_TEST_SNAPSHOT_PAUSE_S` makes the child pause after writing its first chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from licentia.store.private_file import write_private
+
+PAUSE_ENV = "LICENTIA_TEST_SNAPSHOT_PAUSE_S"
+
+
+class ForkedWriteFailed(OSError):
+    """The child could not write the file; the previous version (if any) is still in place."""
+
+
+def _child(path: Path, chunks: Callable[[], Sequence[bytes]]) -> int:
+    try:
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        pause_s = float(os.environ.get(PAUSE_ENV) or 0)
+        write_private(path, *chunks(), pause=(lambda: time.sleep(pause_s)) if pause_s else None)
+        return 0
+    except BaseException:
+        os.write(2, f"Could not write {path}:\n{traceback.format_exc()}".encode())
+        return 1
+
+
+class ForkedWrite:
+    """A child process writing one file; `wait` until it is on disk."""
+
+    def __init__(self, path: Path, chunks: Callable[[], Sequence[bytes]]) -> None:
+        """Fork now: the file will hold `chunks()` as computed from this process's memory at this moment."""
+        self.path = path
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child leaves through os._exit
+            code = 1
+            try:
+                code = _child(path, chunks)
+            finally:
+                os._exit(code)
+        self.pid = pid
+
+    async def wait(self) -> None:
+        """Return once the file is on disk; ForkedWriteFailed if the child failed."""
+        _, status = await asyncio.to_thread(os.waitpid, self.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            raise ForkedWriteFailed(f"the process writing {self.path.name} exited with {code}")
+
+
+async def write_forked(path: Path, chunks: Callable[[], Sequence[bytes]]) -> None:
+    """Write `path` with the bytes `chunks()` returns for the memory as it is now, from a forked child."""
+    await ForkedWrite(path, chunks).wait()
