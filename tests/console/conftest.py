@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from harness import ADMIN_PASSWORD, Issuer, ServerProcess
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page, expect, sync_playwright
 
 from .console_support import log_in, put_user
 
@@ -32,6 +33,54 @@ def browser() -> Iterator[Browser]:
         chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=BROWSER_ARGS)
         yield chromium
         chromium.close()
+
+
+FAILED_RESOURCE = re.compile(r"^Failed to load resource: the server responded with a status of (\d{3})\b")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "expected_resource_failures(*statuses): HTTP statuses this test provokes on purpose; chromium logs each "
+        "as a console error, which the test then allows (any other console error still fails it)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def browser_errors(request: pytest.FixtureRequest, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every browser profile a console test opens reports its pages' console errors and uncaught script
+    errors here, and the test fails on any, except a resource refused with a status the test lists in
+    its expected_resource_failures marker (a refusal it provokes on purpose)."""
+    marker = request.node.get_closest_marker("expected_resource_failures")
+    allowed = {int(status) for status in marker.args} if marker else set()
+    errors: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        refused = FAILED_RESOURCE.match(message.text)
+        if refused and int(refused.group(1)) in allowed:
+            return
+        errors.append(f"console error on {message.page.url if message.page else '?'}: {message.text}")
+
+    def watch(page: Page) -> None:
+        page.on("pageerror", lambda error: errors.append(f"page error on {page.url}: {_describe(error)}"))
+
+    opened = browser.new_context
+
+    def new_context(*args: object, **kwargs: object) -> BrowserContext:
+        profile = opened(*args, **kwargs)  # type: ignore[arg-type]
+        profile.on("console", on_console)
+        profile.on("page", watch)
+        return profile
+
+    monkeypatch.setattr(browser, "new_context", new_context)
+    yield
+    assert not errors, "the browser reported errors:\n" + "\n".join(errors)
+
+
+def _describe(error: Error | object) -> str:
+    return f"{getattr(error, 'name', '')}: {getattr(error, 'message', error)}"
 
 
 @pytest.fixture(scope="module")

@@ -375,15 +375,19 @@ class BackupLink:
         pair = self.pair
         view = self.partner
         connected = self.connected()
-        synchronized = self.synchronized()
+        seen = view.cursor_of_me
+        own_seq = self.server.state.own_change_seq
+        own_usage = self.server.journal.own_usage_id
+        waiting = seen is None or own_seq > seen.changes or own_usage > seen.usage
+        # Synchronized: nothing waits on either side as far as this server knows. While the partner answers,
+        # a change younger than one round of pulls is on its way (see partner_has_mine); once it stops
+        # answering, any change it has not confirmed is waiting.
+        synchronized = self.synchronized() and (connected or not waiting)
         if synchronized:
             view.last_synchronized_at = self.server.now()
         state = ("connected" if connected else "not_connected") + (
             "_synchronized" if synchronized else "_not_synchronized"
         )
-        seen = view.cursor_of_me
-        own_seq = self.server.state.own_change_seq
-        own_usage = self.server.journal.own_usage_id
         return {
             "type": "backup",
             "name": pair.name,
