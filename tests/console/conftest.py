@@ -35,14 +35,17 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-FAILED_RESOURCE = re.compile(r"^Failed to load resource: the server responded with a status of (\d{3})\b")
+FAILED_RESOURCE = re.compile(
+    r"^Failed to load resource: (?:the server responded with a status of (?P<status>\d{3})\b|(?P<net>net::\w+))"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "expected_resource_failures(*statuses): HTTP statuses this test provokes on purpose; chromium logs each "
-        "as a console error, which the test then allows (any other console error still fails it)",
+        "expected_resource_failures(*failures): HTTP statuses (404) or network errors (net::ERR_CONNECTION_REFUSED) "
+        "this test provokes on purpose; chromium logs each as a console error, which the test then allows (any "
+        "other console error still fails it)",
     )
 
 
@@ -52,14 +55,14 @@ def browser_errors(request: pytest.FixtureRequest, browser: Browser, monkeypatch
     errors here, and the test fails on any, except a resource refused with a status the test lists in
     its expected_resource_failures marker (a refusal it provokes on purpose)."""
     marker = request.node.get_closest_marker("expected_resource_failures")
-    allowed = {int(status) for status in marker.args} if marker else set()
+    allowed = {str(failure) for failure in marker.args} if marker else set()
     errors: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
         if message.type != "error":
             return
         refused = FAILED_RESOURCE.match(message.text)
-        if refused and int(refused.group(1)) in allowed:
+        if refused and (refused.group("status") or refused.group("net")) in allowed:
             return
         errors.append(f"console error on {message.page.url if message.page else '?'}: {message.text}")
 

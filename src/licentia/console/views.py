@@ -49,6 +49,15 @@ def _when(timestamp: float | None) -> Markup:
     )
 
 
+def _clock(timestamp: float) -> Markup:
+    """A time of day as a <time data-clock> element; the console's script shows it as the browser's local
+    time of day, the same way the status strip shows each later poll."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return Markup('<time datetime="{}" data-clock>{}</time>').format(
+        moment.isoformat().replace("+00:00", "Z"), moment.strftime("%H:%M:%S UTC")
+    )
+
+
 def _duration(seconds: float | None) -> str:
     """A short human duration: 45 s, 12 min, 5 h, 3 days."""
     if seconds is None:
@@ -83,6 +92,7 @@ environment = jinja2.Environment(
     lstrip_blocks=True,
 )
 environment.filters["when"] = _when
+environment.filters["clock"] = _clock
 environment.filters["duration"] = _duration
 environment.filters["days"] = _days
 environment.filters["segment"] = _segment

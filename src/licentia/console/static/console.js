@@ -30,9 +30,11 @@
 
   // -- the admin API -------------------------------------------------------------------------
 
-  Console.api = async (method, path, body, { raw = false } = {}) => {
+  // timeoutMs: give up on an answer that takes longer (a poll, so that one slow answer cannot stall the next).
+  Console.api = async (method, path, body, { raw = false, timeoutMs = 0 } = {}) => {
     const headers = { "X-CSRF-Token": Console.csrf, Accept: "application/json" };
     const init = { method, headers, credentials: "same-origin", redirect: "follow" };
+    if (timeoutMs) init.signal = AbortSignal.timeout(timeoutMs);
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = raw ? body : JSON.stringify(body);
@@ -114,7 +116,8 @@
       const when = new Date(time.getAttribute("datetime"));
       if (Number.isNaN(when.getTime())) continue;
       time.title = time.title || time.textContent;
-      time.textContent = when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+      time.textContent = "clock" in time.dataset ? when.toLocaleTimeString()
+        : when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
     }
   };
 
@@ -159,13 +162,21 @@
 
   // -- status strip --------------------------------------------------------------------------
 
+  // The strip polls every second; an answer slower than STATUS_TIMEOUT_MS counts as a lost connection.
+  const STATUS_POLL_MS = 1000;
+  const STATUS_TIMEOUT_MS = 3000;
+  let statusSent = 0;
+  let statusShown = 0;
+
   const pollStatus = async () => {
     const strip = document.getElementById("status-strip");
     if (!strip) return;
     const field = (name) => strip.querySelector(`[data-status="${name}"]`);
+    const sequence = ++statusSent;
     let status;
     try {
-      const response = await fetch(strip.dataset.statusUrl, { credentials: "same-origin" });
+      const response = await fetch(strip.dataset.statusUrl,
+        { credentials: "same-origin", cache: "no-store", signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
       if (response.status === 401) {
         window.location.reload();
         return;
@@ -173,18 +184,25 @@
       if (!response.ok) throw new Error(String(response.status));
       status = await response.json();
     } catch {
+      if (sequence < statusShown) return;
       strip.classList.add("offline");
       field("offline").hidden = false;
+      const active = field("active");
+      active.textContent = "Not known";
+      active.className = "pill pill-neutral";
+      active.title = "The console cannot reach this server, so its state is not known.";
       return;
     }
+    if (sequence < statusShown) return; // an answer older than one already shown
+    statusShown = sequence;
     strip.classList.remove("offline");
     field("offline").hidden = true;
     field("server").textContent = status.server;
     field("relationship").textContent = status.role ? `${status.relationship} · ${status.role}` : status.relationship;
     const active = field("active");
-    active.textContent = status.active ? "Active" : "Not active";
-    active.classList.toggle("pill-ok", status.active);
-    active.classList.toggle("pill-bad", !status.active);
+    active.textContent = status.standing;
+    active.className = `pill pill-${status.standing_kind}`;
+    active.removeAttribute("title");
     const counts = { ok: "OK", grace: "in grace", bad: "expired or exhausted" };
     for (const [name, label] of Object.entries(counts)) {
       const pill = field(name);
@@ -194,9 +212,11 @@
     const at = new Date(status.at * 1000);
     const time = document.createElement("time");
     time.dateTime = at.toISOString();
+    time.dataset.clock = "";
     time.textContent = at.toLocaleTimeString();
     field("at").replaceChildren(time);
   };
+  Console.pollStatus = pollStatus;
 
   // -- declarative forms and buttons ---------------------------------------------------------
 
@@ -229,6 +249,7 @@
   // After a change: data-after="reload" | "refresh:NAME[,NAME]" | "navigate:URL" (default: reload).
   Console.after = async (how, element) => {
     how = how || "reload";
+    pollStatus();
     if (how === "reload") {
       window.location.reload();
     } else if (how.startsWith("navigate:")) {
@@ -293,11 +314,11 @@
     if (init) init(document);
     if (document.getElementById("status-strip")) {
       window.setInterval(() => {
-        if (!document.hidden) {
-          pollStatus();
-          pollRegions();
-        }
+        if (!document.hidden) pollRegions();
       }, POLL_MS);
+      window.setInterval(() => {
+        if (!document.hidden) pollStatus();
+      }, STATUS_POLL_MS);
     }
   });
 })();
