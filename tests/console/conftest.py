@@ -64,7 +64,8 @@ def browser_errors(request: pytest.FixtureRequest, browser: Browser, monkeypatch
         refused = FAILED_RESOURCE.match(message.text)
         if refused and (refused.group("status") or refused.group("net")) in allowed:
             return
-        errors.append(f"console error on {message.page.url if message.page else '?'}: {message.text}")
+        source = message.location.get("url") or "?"
+        errors.append(f"console error on {message.page.url if message.page else '?'} ({source}): {message.text}")
 
     def watch(page: Page) -> None:
         page.on("pageerror", lambda error: errors.append(f"page error on {page.url}: {_describe(error)}"))

@@ -78,6 +78,7 @@ def test_change_group_then_block_printer_denies_its_next_print_check(page: Page,
     screenshot(page, "printer-usage-blocked")
 
 
+@pytest.mark.expected_resource_failures(403)
 def test_groups_are_created_renamed_and_deleted_while_default_and_blocked_stay_protected(page: Page, admin):
     page.goto(PERMISSIONS)
     for builtin in ("Default", "Blocked"):

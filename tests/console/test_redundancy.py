@@ -73,6 +73,7 @@ def test_viewer_sees_no_setup_or_action_buttons(page_as):
     screenshot(viewer, "redundancy-viewer")
 
 
+@pytest.mark.expected_resource_failures(409)
 def test_backup_wizard_names_the_missing_rule_then_sets_up_a_pair_watched_live(page: Page, admin, start_server,
                                                                                 page_as):
     partner = start_server("lic2")

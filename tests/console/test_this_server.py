@@ -60,6 +60,7 @@ def test_adding_a_rule_appends_it_to_the_ordered_list(page: Page, admin, rules):
     screenshot(page, "this-server")
 
 
+@pytest.mark.expected_resource_failures(422)
 def test_an_invalid_rule_shows_the_api_message_and_changes_nothing(page: Page, admin, rules):
     _open(page)
     before = _saved(admin)
@@ -143,6 +144,7 @@ def test_the_tester_names_the_rule_that_decides_a_request(page: Page, admin, rul
     expect(page.locator("tr.matched")).to_have_count(0)
 
 
+@pytest.mark.expected_resource_failures(422)
 def test_server_settings_are_saved_and_a_bad_value_shows_the_api_message(page: Page, admin, rules):
     before = admin.get("/api/v1/admin/settings").json()
     _open(page)

@@ -186,7 +186,7 @@ class BackupLink:
         except CertificateRefused as exc:
             raise PeerUnreachable(f"{pair.partner.name} is refused: {exc}") from None
         except httpx.HTTPError as exc:
-            why = self.trust.explain(base, exc) or repr(exc)
+            why = self.trust.explain(base, exc) or _network_failure(exc)
             raise PeerUnreachable(f"{pair.partner.name} ({pair.partner.api_url}) cannot be reached: {why}") from None
         if response.status_code != 200:
             try:
@@ -429,3 +429,12 @@ class BackupLink:
             "serving": True,
             "checked_at": self.server.now(),
         }
+
+
+def _network_failure(exc: httpx.HTTPError) -> str:
+    """What went wrong on the network, in words a person reads (never the exception's repr)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "it did not answer in time"
+    if isinstance(exc, httpx.ConnectError):
+        return "no connection could be made (the server is stopped, or the address or a firewall is wrong)"
+    return "the connection failed while it answered"
