@@ -100,7 +100,8 @@ def test_an_administrator_adding_ops_slash_bob_is_told_what_a_username_may_hold(
     form.get_by_role("button", name="Add user").click()
     # The page checks the name as the API does (a pattern chromium accepts) and says what is allowed.
     assert form.get_by_label("Username").evaluate("input => input.validity.patternMismatch") is True
-    expect(form.locator("#new-username-help")).to_have_text("A username has 1 to 64 characters, none of them / ? # or %.")
+    rule = "A username has 1 to 64 characters, none of them / ? # or %."
+    expect(form.locator("#new-username-help")).to_have_text(rule)
     answer = admin.put("/api/v1/admin/users/ops%2Fbob", json={"password": "bob-password", "role": "viewer"})
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["message"] == (
