@@ -116,3 +116,15 @@ def test_console_links_encode_a_name_as_one_path_segment():
     assert segment("../users/admin2") == "..%2Fusers%2Fadmin2"
     assert segment("a b?c#d%e") == "a%20b%3Fc%23d%25e"
     assert segment("LIC-1.2_x") == "LIC-1.2_x"
+
+
+@pytest.mark.expected_resource_failures(404)
+def test_an_unknown_console_address_shows_a_console_page_not_json(page: Page):
+    answer = page.goto(f"{CONSOLE}/no-such-page")
+    assert answer is not None and answer.status == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
+    expect(page.get_by_role("alert")).to_have_text(
+        "The console has no page at this address. Use the link below or the navigation."
+    )
+    expect(page.get_by_role("link", name="Back to the console")).to_be_visible()

@@ -139,6 +139,10 @@ def test_wrong_password_is_refused_on_the_login_page(context: BrowserContext):
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
     assert _session_cookies(context) == []
+    # The username typed stays; only the password is typed again, where the cursor already is.
+    expect(page.get_by_label("Username")).to_have_value("admin")
+    expect(page.get_by_label("Password")).to_have_value("")
+    expect(page.get_by_label("Password")).to_be_focused()
     screenshot(page, "login")
 
 

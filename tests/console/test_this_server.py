@@ -149,6 +149,8 @@ def test_server_settings_are_saved_and_a_bad_value_shows_the_api_message(page: P
     before = admin.get("/api/v1/admin/settings").json()
     _open(page)
     form = page.locator("#settings-form")
+    shown = form.locator("input[type=number]").evaluate_all("inputs => inputs.map(input => input.value)")
+    assert shown and not [value for value in shown if value.endswith(".0")], f"settings shown as {shown}"
     form.get_by_label("Seat lease time-to-live (s)").fill("300")
     form.get_by_role("button", name="Save settings").click()
     expect(form.locator(".form-message")).to_contain_text("Saved")
@@ -159,7 +161,10 @@ def test_server_settings_are_saved_and_a_bad_value_shows_the_api_message(page: P
 
     form.get_by_label("Client heartbeat interval (s)").fill("290")
     form.get_by_role("button", name="Save settings").click()
-    expect(form.locator(".form-message")).to_contain_text("at most half of lease_ttl_s")
+    expect(form.locator(".form-message")).to_have_text(
+        "The client heartbeat interval (heartbeat_interval_s) must be at most half the seat lease time-to-live "
+        "(lease_ttl_s)."
+    )
     assert admin.get("/api/v1/admin/settings").json()["settings"]["heartbeat_interval_s"] == before["settings"][
         "heartbeat_interval_s"]
     admin.patch("/api/v1/admin/settings", json={"changes": {"lease_ttl_s": before["settings"]["lease_ttl_s"]}})

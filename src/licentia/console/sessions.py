@@ -140,9 +140,10 @@ def safe_next(request: Request, target: str | None) -> str:
 
 
 def login_form(
-    request: Request, *, error: str | None = None, notice: str | None = None, status: int = 200
+    request: Request, *, error: str | None = None, notice: str | None = None, status: int = 200, username: str = ""
 ) -> Response:
-    """The login page, with a fresh double-submit token (its nonce cookie is set on the response)."""
+    """The login page, with a fresh double-submit token (its nonce cookie is set on the response); after a
+    refused attempt it keeps the username typed, so only the password is typed again."""
     server = request.app.state.server
     base = console_path(request)
     nonce = secrets.token_urlsafe(24)
@@ -162,6 +163,7 @@ def login_form(
         "next": safe_next(request, request.query_params.get("next")),
         "error": error,
         "notice": notice,
+        "username": username[:64],
         "first_start": initial_password_pending(server),
         "hint_file": INITIAL_PASSWORD_FILE,
     }
@@ -197,7 +199,7 @@ async def login_submit(request: Request) -> Response:
     session = log_in(server, form.get("username", ""), form.get("password", ""))
     if session is None:
         log.warning("Console login refused for %r from %s.", form.get("username", "")[:64], _peer(request))
-        return login_form(request, error="Wrong username or password.", status=401)
+        return login_form(request, error="Wrong username or password.", status=401, username=form.get("username", ""))
     response = RedirectResponse(safe_next(request, form.get("next")), 303)
     response.set_cookie(
         session_cookie_name(server),

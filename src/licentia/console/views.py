@@ -58,6 +58,11 @@ def _clock(timestamp: float) -> Markup:
     )
 
 
+def _number(value: float | int) -> str:
+    """A setting's number as a person writes it: 120, not 120.0; 0.5 stays 0.5."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def _duration(seconds: float | None) -> str:
     """A short human duration: 45 s, 12 min, 5 h, 3 days."""
     if seconds is None:
@@ -93,6 +98,7 @@ environment = jinja2.Environment(
 )
 environment.filters["when"] = _when
 environment.filters["clock"] = _clock
+environment.filters["number"] = _number
 environment.filters["duration"] = _duration
 environment.filters["days"] = _days
 environment.filters["segment"] = _segment
