@@ -8,7 +8,16 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from harness import ADMIN_PASSWORD, Issuer, ServerProcess
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Error,
+    Page,
+    expect,
+    sync_playwright,
+)
 
 from .console_support import log_in, put_user
 
@@ -51,9 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def browser_errors(request: pytest.FixtureRequest, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every browser profile a console test opens reports its pages' console errors and uncaught script
-    errors here, and the test fails on any, except a resource refused with a status the test lists in
-    its expected_resource_failures marker (a refusal it provokes on purpose)."""
+    """Every browser profile a console test opens reports its pages' console errors, uncaught script
+    errors and native dialogs (the console confirms in the page) here, and the test fails on any, except
+    a resource refused with a status the test lists in its expected_resource_failures marker (a refusal
+    it provokes on purpose)."""
     marker = request.node.get_closest_marker("expected_resource_failures")
     allowed = {str(failure) for failure in marker.args} if marker else set()
     errors: list[str] = []
@@ -67,8 +77,13 @@ def browser_errors(request: pytest.FixtureRequest, browser: Browser, monkeypatch
         source = message.location.get("url") or "?"
         errors.append(f"console error on {message.page.url if message.page else '?'} ({source}): {message.text}")
 
+    def native_dialog(dialog: Dialog) -> None:
+        errors.append(f"native {dialog.type} dialog ({dialog.message!r}): the console confirms in the page instead")
+        dialog.dismiss()
+
     def watch(page: Page) -> None:
         page.on("pageerror", lambda error: errors.append(f"page error on {page.url}: {_describe(error)}"))
+        page.on("dialog", native_dialog)
 
     opened = browser.new_context
 

@@ -77,8 +77,8 @@ def test_license_details_show_its_terms_and_remove_takes_it_off_the_server(page:
     expect(details).to_contain_text("4 printers")
     expect(details).to_contain_text("export, rfid")
     screenshot(page, "license-details")
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Remove license").click()
+    page.get_by_role("button", name="Yes, remove license", exact=True).click()
     page.wait_for_url(f"**{CONSOLE}/licenses")
     expect(page.locator(f'tr[data-license-id="{added["license_id"]}"]')).to_have_count(0)
     assert admin.get(f"/api/v1/admin/licenses/{added['license_id']}").status_code == 404

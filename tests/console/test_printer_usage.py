@@ -66,8 +66,8 @@ def test_change_group_then_block_printer_denies_its_next_print_check(page: Page,
     printers = {p["identity"]["name"]: p for p in admin.get("/api/v1/admin/printers").json()["printers"]}
     assert printers["Zebra Dock"]["group"] == "Dock"
 
-    page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Block Zebra Dock").click()
+    page.get_by_role("button", name="Yes, block printer", exact=True).click()
     expect(row).to_have_attribute("data-group", "Blocked")
     expect(row.get_by_role("button", name="Unblock Zebra Dock")).to_be_visible()
     denied = client_print_check(console_server, "Zebra Dock")
@@ -95,8 +95,8 @@ def test_groups_are_created_renamed_and_deleted_while_default_and_blocked_stay_p
     expect(page.locator('#groups-table tr[data-group="Lab Two"]')).to_be_visible()
     expect(lab).to_have_count(0)
 
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete Lab Two").click()
+    page.get_by_role("button", name="Yes, delete", exact=True).click()
     expect(page.locator('#groups-table tr[data-group="Lab Two"]')).to_have_count(0)
     names = [g["name"] for g in admin.get("/api/v1/admin/printer-groups").json()["groups"]]
     assert "Lab Two" not in names and "Lab 2" not in names
@@ -136,8 +136,8 @@ def test_mapping_rules_are_added_moved_edited_and_deleted_in_order(page: Page, a
     # The rules place a printer seen for the first time: the first match wins.
     assert client_print_check(console_server, "Zebra ZT230").json()["group"] == "Labels"
 
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete rule 1").click()
+    page.get_by_role("button", name="Yes, delete", exact=True).click()
     expect(page.locator("#rules-table tbody tr")).to_have_count(1)
     assert rules() == [("name", "^Zebra ZT", "Labels")]
     screenshot(page, "printer-usage-mapping-rules")

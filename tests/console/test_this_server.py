@@ -106,11 +106,11 @@ def test_moving_a_rule_up_and_down_changes_the_order(page: Page, admin, rules):
 
 def test_deleting_a_rule_removes_it_after_confirmation(page: Page, admin, rules):
     _open(page)
-    page.once("dialog", lambda dialog: dialog.dismiss())
     page.get_by_role("button", name="Delete rule 1").click()
+    page.get_by_role("button", name="Cancel", exact=True).click()
     assert _ids(admin) == ["office", "guests"]
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete rule 1").click()
+    page.get_by_role("button", name="Yes, delete", exact=True).click()
     expect(page.locator("tr[data-rule-id]")).to_have_count(1)
     assert _ids(admin) == ["guests"]
     screenshot(page, "this-server-delete")

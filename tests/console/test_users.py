@@ -32,8 +32,8 @@ def test_an_admin_adds_a_user_with_a_role_and_deletes_it(page: Page, admin, cons
     expect(page.locator('tr[data-username="carol"]')).to_be_visible()
     expect(form.get_by_label("Username")).to_have_value("")
     screenshot(page, "users")
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete carol").click()
+    page.get_by_role("button", name="Yes, delete", exact=True).click()
     expect(page.locator('tr[data-username="carol"]')).to_have_count(0)
     assert "carol" not in _users(admin)
 
@@ -72,8 +72,8 @@ def test_changing_a_role_keeps_the_users_password(page: Page, admin, console_ser
 @pytest.mark.expected_resource_failures(409)
 def test_the_last_admin_cannot_be_deleted_and_the_page_says_why(page: Page, admin, console_server):
     page.goto(f"{CONSOLE}/users")
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete admin").click()
+    page.get_by_role("button", name="Yes, delete", exact=True).click()
     message = page.locator("section[data-me] > .form-message")
     expect(message).to_have_text("The last admin cannot be deleted: give another user the admin role first.")
     expect(message).to_have_attribute("role", "alert")

@@ -23,7 +23,7 @@ MAPPING_FIELDS = get_args(get_type_hints(MappingRule)["field"])
 # Why a print check was refused (or granted in grace), in words; other codes are shown as they are.
 REASONS = {
     "ok": "",
-    "grace": "granted in limited-use grace",
+    "grace": "in limited-use grace",
     "printer_blocked": "the printer is in the Blocked group",
     "no_license": "no valid printer license for the product",
     "limit_exceeded": "over the printer limit, grace period spent",

@@ -109,6 +109,52 @@
     }
   };
 
+  // -- confirm steps -------------------------------------------------------------------------
+
+  // The console's one kind of "are you sure": an in-page panel after `anchor` (as on the Redundancy
+  // page), never a native dialog. Resolves true on the "Yes, …" button, false on Cancel or Esc.
+  Console.confirm = (anchor, text, action) => new Promise((resolve) => {
+    anchor.parentElement?.querySelector(":scope > .confirm-inline")?.remove();
+    const panel = document.createElement("div");
+    panel.className = "confirm-inline";
+    panel.setAttribute("role", "group");
+    panel.setAttribute("aria-label", "Confirm");
+    const question = document.createElement("p");
+    question.textContent = text;
+    question.tabIndex = -1;
+    const yes = document.createElement("button");
+    yes.type = "button";
+    yes.className = "button button-small button-danger";
+    const label = (action || anchor.textContent || "Confirm").trim();
+    yes.textContent = `Yes, ${label.charAt(0).toLowerCase()}${label.slice(1)}`;
+    const no = document.createElement("button");
+    no.type = "button";
+    no.className = "button button-small";
+    no.textContent = "Cancel";
+    panel.append(question, yes, no);
+    anchor.insertAdjacentElement("afterend", panel);
+    const done = (answer) => {
+      panel.remove();
+      if (!answer) anchor.focus();
+      resolve(answer);
+    };
+    yes.addEventListener("click", (event) => {
+      event.stopPropagation();
+      done(true);
+    });
+    no.addEventListener("click", (event) => {
+      event.stopPropagation();
+      done(false);
+    });
+    panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        done(false);
+      }
+    });
+    question.focus();
+  });
+
   // -- time ----------------------------------------------------------------------------------
 
   Console.localizeTimes = (root = document) => {
@@ -265,7 +311,7 @@
     event.preventDefault();
     const button = event.submitter ?? form.querySelector("button[type=submit]");
     Console.clear(form);
-    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
+    if (form.dataset.confirm && !(await Console.confirm(button ?? form, form.dataset.confirm))) return;
     const { body, values } = Console.formBody(form, form.dataset.apiPath);
     await Console.busy(button, async () => {
       try {
@@ -291,7 +337,7 @@
     const button = event.target.closest?.("button[data-api-method]");
     if (!button || button.form?.dataset.apiMethod) return;
     event.preventDefault();
-    if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+    if (button.dataset.confirm && !(await Console.confirm(button, button.dataset.confirm))) return;
     const scope = button.closest("[data-message-scope]") ?? button;
     Console.clear(scope);
     await Console.busy(button, async () => {
