@@ -153,3 +153,18 @@ def test_a_viewer_sees_printer_usage_without_change_controls(page_as, licensed):
     expect(viewer.locator("#printers-table")).to_be_visible()
     expect(viewer.locator("#printers-table").get_by_role("button")).to_have_count(0)
     screenshot(viewer, "printer-usage-viewer")
+
+
+def test_a_groups_printer_count_matches_the_printers_listed_when_one_was_only_refused(
+    page: Page, console_server, licensed
+):
+    assert client_print_check(console_server, "Zebra Counted").status_code == 200
+    refused = client_print_check(console_server, "Zebra Refused", product="NoSuchStudio")
+    assert refused.status_code != 200, refused.text
+    page.goto(PERMISSIONS)
+    listed = page.locator('#printers-table tbody tr[data-group="Default"]').count()
+    assert listed >= 1
+    count = page.locator('#groups-table tr[data-group="Default"] td[data-label="Printers"]')
+    expect(count).to_contain_text(str(listed))
+    assert count.inner_text().split()[0] == str(listed), count.inner_text()
+    expect(count).to_contain_text("known")  # the refused printer is known, not hidden in the count

@@ -230,6 +230,19 @@ def test_triad_wizard_sets_up_a_triad_whose_diagram_shows_a_failover_live(browse
         expect(diagram.locator('g.triad-node[data-member="primary"]')).to_contain_text("ACTIVE")
         expect(page.locator('#rel-triad [data-field="active"]')).to_have_text("primary (primary)")
         expect(diagram.locator('g.triad-link[data-state="up"]')).to_have_count(2)
+        # Every line of a member's box stays inside it; lag and Raft leader explain themselves in a tooltip.
+        overflow = diagram.evaluate(
+            """svg => [...svg.querySelectorAll("g.triad-node")].flatMap(node => {
+                const box = node.querySelector("rect.triad-node-box").getBBox();
+                return [...node.querySelectorAll("text")].map(text => text.getBBox())
+                    .filter(b => b.x + b.width > box.x + box.width || b.y + b.height > box.y + box.height)
+                    .map(b => node.dataset.member);
+            })"""
+        )
+        assert overflow == [], f"text runs out of the box of {overflow}"
+        expect(diagram.locator("text[data-help] title")).not_to_have_count(0)
+        expect(diagram.locator("text", has_text="Raft leader").first.locator("title")).to_contain_text("shared log")
+        expect(page.locator("#rel-triad abbr", has_text="Epoch")).to_have_attribute("title", re.compile("failover"))
         strip = page.locator("#status-strip")
         expect(strip.locator('[data-status="relationship"]')).to_have_text("Triad Labels · secondary")
         # A normal standby is no error: a neutral "Standby", never a red pill.
@@ -264,3 +277,16 @@ def test_triad_wizard_sets_up_a_triad_whose_diagram_shows_a_failover_live(browse
         screenshot(page, "redundancy-triad-removed")
     finally:
         profile.close()
+
+
+def test_the_wizards_api_url_fields_look_like_its_other_fields(page: Page):
+    page.goto(PAGE)
+    page.get_by_role("button", name="Setup Server Redundancy").click()
+    dialog = wizard(page)
+    dialog.get_by_label("Backup relationship").check()
+    dialog.get_by_label("Name of the relationship").fill("Looks")
+    next_step(page, 2)
+    style = "input => { const s = getComputedStyle(input); return [s.fontFamily, s.fontSize, s.height, s.border]; }"
+    name = dialog.get_by_label("Other server's name").evaluate(style)
+    url = dialog.get_by_label("Other server's API URL").evaluate(style)
+    assert url == name, f"API URL field {url} differs from the name field {name}"

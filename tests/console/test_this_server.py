@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from .console_support import CONSOLE, screenshot
+from .console_support import CONSOLE, expect_no_horizontal_scroll, screenshot
 
 RULES = "/api/v1/admin/access-rules"
 
@@ -168,3 +168,16 @@ def test_server_settings_are_saved_and_a_bad_value_shows_the_api_message(page: P
     assert admin.get("/api/v1/admin/settings").json()["settings"]["heartbeat_interval_s"] == before["settings"][
         "heartbeat_interval_s"]
     admin.patch("/api/v1/admin/settings", json={"changes": {"lease_ttl_s": before["settings"]["lease_ttl_s"]}})
+
+
+def test_at_820_px_every_access_rule_button_stays_inside_the_panel(page: Page, rules):
+    page.set_viewport_size({"width": 820, "height": 900})
+    _open(page)
+    panel = page.locator(".rules-table").locator("xpath=ancestor::section[1]").bounding_box()
+    assert panel is not None
+    for number in (1, 2):
+        delete = page.get_by_role("button", name=f"Delete rule {number}")
+        expect(delete).to_be_visible()
+        box = delete.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= panel["x"] + panel["width"], (box, panel)
+    expect_no_horizontal_scroll(page)

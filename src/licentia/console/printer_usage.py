@@ -8,6 +8,7 @@ the admin API from printer-usage.js and the console's declarative forms.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, get_args, get_type_hints
 
 from starlette.requests import Request
@@ -36,12 +37,15 @@ async def printer_usage(request: Request, session: ConsoleSession) -> dict[str, 
     failed_only = request.query_params.get("failed") in ("1", "true", "on")
     state = await server.read_state()
     query = UsageQuery(kind="print", failed_only=failed_only, limit=RECENT_REQUESTS)
+    printers = printer_views(state, server.now(), recent=True)
+    listed = Counter(str(p["group"]) for p in printers)  # a group's count as the printer list shows it
     return {
         "tab": "permissions" if request.query_params.get("tab") == "permissions" else "activity",
         "failed_only": failed_only,
         "requests": await server.journal.query_usage(query),
         "reasons": REASONS,
-        "printers": printer_views(state, server.now(), recent=True),
+        "printers": printers,
+        "listed": listed,
         "window_days": state.settings.printer_window_days,
         **group_views(state),
         "fields": MAPPING_FIELDS,
