@@ -111,7 +111,12 @@ def test_backup_wizard_names_the_missing_rule_then_sets_up_a_pair_watched_live(p
     expect(missing).to_have_attribute("data-server", "lic2")
     expect(missing).to_have_attribute("data-must-allow", "lic1")
     expect(missing.locator('td[data-label="Decided by"]')).to_have_text("default policy (deny)")
-    expect(missing.locator('td[data-label="Fix"]')).to_contain_text("on lic2 add an access rule 'allow'")
+    fix = missing.locator('td[data-label="Fix"]')
+    expect(fix).to_contain_text("Open the This License Server page on lic2 and add a rule with Action allow and "
+                                "Who: License server 'lic1'")
+    expect(fix).not_to_contain_text("who=")
+    expect(fix.get_by_role("link", name="This License Server page of lic2")).to_have_attribute(
+        "href", f"{partner.url.rstrip('/')}{CONSOLE}/this-server")
     expect(result.locator('li[data-reach="ok"]')).to_have_count(2)  # both reached; only a rule is missing
     screenshot(page, "redundancy-backup-wizard-check")
     dialog.get_by_role("button", name="Next").click()  # not before the check passes

@@ -123,8 +123,10 @@ async def access_problems(sessions: list[MemberSession]) -> list[dict[str, Any]]
                         "server": server.name,
                         "must_allow": peer.name,
                         "decided_by": answer.get("decided_by"),
-                        "fix": f"on {server.name} add an access rule 'allow' for who=server {peer.name!r} "
-                        f"(or where=ip {addresses[peer.name]}) above {answer.get('decided_by')}",
+                        "api_url": server.spec["api_url"],
+                        "fix": f"Open the This License Server page on {server.name} and add a rule with Action allow "
+                        f"and Who: License server {peer.name!r} (or From where: IP address {addresses[peer.name]}), "
+                        f"placed above what decides now: {answer.get('decided_by')}.",
                     }
                 )
     return problems

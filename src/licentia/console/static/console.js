@@ -92,9 +92,18 @@
     }
   };
 
+  // Every message a person reads is a sentence: an API message written as a fragment ("no license X is
+  // installed") starts with a capital and ends with a full stop here.
+  Console.sentence = (text) => {
+    const trimmed = String(text ?? "").trim();
+    if (!trimmed) return "Something went wrong; try again.";
+    const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+    return /[.!?…)]$/.test(capital) ? capital : `${capital}.`;
+  };
+
   Console.fail = (element, error) => {
     const text = error instanceof ApiError ? error.message : String(error?.message ?? error);
-    Console.say(element, text, "error");
+    Console.say(element, Console.sentence(text), "error");
   };
 
   // Run `action` with `button` marked busy; a refusal is shown next to it.
