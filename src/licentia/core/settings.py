@@ -59,7 +59,7 @@ def merged_settings(current: Settings, changes: dict[str, Any]) -> Settings:
     if candidate.default_access_policy not in ("allow", "deny"):
         raise SettingsError("The default access policy (default_access_policy) must be allow or deny.")
     if not 1 <= len(candidate.server_name) <= 80:
-        raise SettingsError("The server name must have 1 to 80 characters.")
+        raise SettingsError("The server name (server_name) must have 1 to 80 characters.")
     order = candidate.console_server_order
     if len(order) > 50 or len(set(order)) != len(order) or not all(1 <= len(key) <= 200 for key in order):
         raise SettingsError("console_server_order must list at most 50 different keys of 1 to 200 characters")
