@@ -56,6 +56,7 @@ def https_partner(tmp_path: Path, console_issuer: Issuer):
         server.kill()
 
 
+@pytest.mark.expected_resource_failures(409)  # the check refuses until the certificate is confirmed
 def test_the_wizard_pairs_two_https_servers_once_the_administrator_confirms_the_partners_certificate(
     browser: Browser, https_server: ServerProcess, https_partner: ServerProcess
 ):
