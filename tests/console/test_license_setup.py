@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from .console_support import CONSOLE, JSON_HEADERS, install, screenshot
+from .console_support import CONSOLE, JSON_HEADERS, as_sentence, install, screenshot
 
 
 def _licenses(admin) -> list[dict]:
@@ -58,7 +58,7 @@ def test_forged_expired_or_garbage_files_are_refused_with_the_api_message_and_ch
         path.write_bytes(data)
         _upload(page, path)
         message = page.locator("#license-upload .form-message")
-        expect(message).to_have_text(f"{name} was not added: {expected}")
+        expect(message).to_have_text(as_sentence(f"{name} was not added: {expected}"))
         expect(message).to_have_attribute("role", "alert")
         expect(message).to_have_class("form-message wide is-error")
         if name == "forged.lic":

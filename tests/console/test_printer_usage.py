@@ -161,9 +161,11 @@ def test_a_groups_printer_count_matches_the_printers_listed_when_one_was_only_re
     assert client_print_check(console_server, "Zebra Counted").status_code == 200
     refused = client_print_check(console_server, "Zebra Refused", product="NoSuchStudio")
     assert refused.status_code != 200, refused.text
-    page.goto(PERMISSIONS)
+    page.goto(ACTIVITY)
+    expect(printer_row(page, "Zebra Counted")).to_be_visible()
     listed = page.locator('#printers-table tbody tr[data-group="Default"]').count()
     assert listed >= 1
+    page.goto(PERMISSIONS)
     count = page.locator('#groups-table tr[data-group="Default"] td[data-label="Printers"]')
     expect(count).to_contain_text(str(listed))
     assert count.inner_text().split()[0] == str(listed), count.inner_text()

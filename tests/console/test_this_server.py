@@ -68,7 +68,7 @@ def test_an_invalid_rule_shows_the_api_message_and_changes_nothing(page: Page, a
     form.get_by_label("From where").select_option("ip")
     form.get_by_label("Address, network or host").fill("not-an-address")
     form.get_by_role("button", name="Add rule").click()
-    expect(form.locator(".form-message")).to_have_text("rule 3: 'not-an-address' is not a valid ip")
+    expect(form.locator(".form-message")).to_have_text("Rule 3: 'not-an-address' is not a valid ip.")
     expect(form.locator(".form-message")).to_have_attribute("role", "alert")
     assert _saved(admin) == before
     screenshot(page, "this-server-refused")

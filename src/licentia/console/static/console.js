@@ -97,7 +97,9 @@
   Console.sentence = (text) => {
     const trimmed = String(text ?? "").trim();
     if (!trimmed) return "Something went wrong; try again.";
-    const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+    // A first word that is a name (a file, an id: "forged.lic") keeps its case.
+    const firstWord = trimmed.split(/\s/, 1)[0];
+    const capital = /^[a-z]+[:,]?$/.test(firstWord) ? trimmed.charAt(0).toUpperCase() + trimmed.slice(1) : trimmed;
     return /[.!?…)]$/.test(capital) ? capital : `${capital}.`;
   };
 
