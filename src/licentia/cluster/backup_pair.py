@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import msgspec
 
-from licentia.cluster import peer_auth
+from licentia.cluster import network_failure, peer_auth
 from licentia.core.commands import MergePeerChanges, PeerUsage, SharedConfig
 from licentia.core.model import BackupPair, Client, PeerCursor, Printer
 from licentia.tls import CertificateRefused, ServerTrust
@@ -186,7 +186,7 @@ class BackupLink:
         except CertificateRefused as exc:
             raise PeerUnreachable(f"{pair.partner.name} is refused: {exc}") from None
         except httpx.HTTPError as exc:
-            why = self.trust.explain(base, exc) or _network_failure(exc)
+            why = self.trust.explain(base, exc) or network_failure.describe(exc)
             raise PeerUnreachable(f"{pair.partner.name} ({pair.partner.api_url}) cannot be reached: {why}") from None
         if response.status_code != 200:
             try:
@@ -430,11 +430,3 @@ class BackupLink:
             "checked_at": self.server.now(),
         }
 
-
-def _network_failure(exc: httpx.HTTPError) -> str:
-    """What went wrong on the network, in words a person reads (never the exception's repr)."""
-    if isinstance(exc, httpx.TimeoutException):
-        return "it did not answer in time"
-    if isinstance(exc, httpx.ConnectError):
-        return "no connection could be made (the server is stopped, or the address or a firewall is wrong)"
-    return "the connection failed while it answered"

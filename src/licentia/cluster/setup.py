@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from licentia.cluster import network_failure
 from licentia.cluster.sealing import seal
 from licentia.tls import CertificateRefused, ServerTrust, fingerprint, normalize_fingerprint, presented_certificate
 
@@ -94,7 +95,8 @@ async def open_member(spec: dict[str, Any], username: str, password: str) -> Mem
     except httpx.HTTPError as exc:
         await http.aclose()
         raise SetupRefused(
-            "member_unreachable", f"{spec['name']} ({spec['api_url']}) cannot be reached: {exc}"
+            "member_unreachable",
+            f"{spec['name']} ({spec['api_url']}) cannot be reached: {network_failure.describe(exc)}.",
         ) from None
     if login.status_code != 200:
         await http.aclose()
