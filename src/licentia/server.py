@@ -391,8 +391,10 @@ class LicenseServer:
         return name
 
     def relationship(self) -> dict[str, object] | None:
+        """The relationship as the console, the API and the alerts see it; a dissolved triad is over at once,
+        even while this member still waits to stop its part of it."""
         if self.triad is not None:
-            return self.triad.status()
+            return None if self.triad.dissolved else self.triad.status()
         if self.backup is not None:
             return self.backup.status()
         return None

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from harness import ADMIN_PASSWORD, Issuer, ServerProcess
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Error,
+    Page,
+    expect,
+    sync_playwright,
+)
 
 from .console_support import log_in, put_user
 
@@ -32,6 +42,64 @@ def browser() -> Iterator[Browser]:
         chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=BROWSER_ARGS)
         yield chromium
         chromium.close()
+
+
+FAILED_RESOURCE = re.compile(
+    r"^Failed to load resource: (?:the server responded with a status of (?P<status>\d{3})\b|(?P<net>net::\w+))"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "expected_resource_failures(*failures): HTTP statuses (404) or network errors (net::ERR_CONNECTION_REFUSED) "
+        "this test provokes on purpose; chromium logs each as a console error, which the test then allows (any "
+        "other console error still fails it)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def browser_errors(request: pytest.FixtureRequest, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every browser profile a console test opens reports its pages' console errors, uncaught script
+    errors and native dialogs (the console confirms in the page) here, and the test fails on any, except
+    a resource refused with a status the test lists in its expected_resource_failures marker (a refusal
+    it provokes on purpose)."""
+    marker = request.node.get_closest_marker("expected_resource_failures")
+    allowed = {str(failure) for failure in marker.args} if marker else set()
+    errors: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        refused = FAILED_RESOURCE.match(message.text)
+        if refused and (refused.group("status") or refused.group("net")) in allowed:
+            return
+        source = message.location.get("url") or "?"
+        errors.append(f"console error on {message.page.url if message.page else '?'} ({source}): {message.text}")
+
+    def native_dialog(dialog: Dialog) -> None:
+        errors.append(f"native {dialog.type} dialog ({dialog.message!r}): the console confirms in the page instead")
+        dialog.dismiss()
+
+    def watch(page: Page) -> None:
+        page.on("pageerror", lambda error: errors.append(f"page error on {page.url}: {_describe(error)}"))
+        page.on("dialog", native_dialog)
+
+    opened = browser.new_context
+
+    def new_context(*args: object, **kwargs: object) -> BrowserContext:
+        profile = opened(*args, **kwargs)  # type: ignore[arg-type]
+        profile.on("console", on_console)
+        profile.on("page", watch)
+        return profile
+
+    monkeypatch.setattr(browser, "new_context", new_context)
+    yield
+    assert not errors, "the browser reported errors:\n" + "\n".join(errors)
+
+
+def _describe(error: Error | object) -> str:
+    return f"{getattr(error, 'name', '')}: {getattr(error, 'message', error)}"
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,16 @@ def fetch_from_page(page: Page, method: str, path: str, body: Any = None, csrf: 
     )
 
 
+def as_sentence(message: str) -> str:
+    """An API message as the console shows it (Console.sentence): a leading plain word capitalised, a full
+    stop added where the message has none."""
+    text = message.strip()
+    first = text.split(maxsplit=1)[0] if text else ""
+    if first.rstrip(":,").isalpha() and first.rstrip(":,").islower():
+        text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", "…", ")")) else f"{text}."
+
+
 def put_user(admin: httpx.Client, username: str, password: str, role: str) -> None:
     answer = admin.put(f"/api/v1/admin/users/{username}", json={"password": password, "role": role})
     assert answer.status_code == 200, answer.text

@@ -59,6 +59,7 @@ def test_alert_setup_saves_recipients_thresholds_and_muted_kinds(page: Page, adm
     screenshot(page, "alert-setup")
 
 
+@pytest.mark.expected_resource_failures(409)
 def test_a_page_loaded_before_another_change_cannot_overwrite_it(page: Page, admin: httpx.Client):
     page.goto(ALERTS)
     current = saved(admin)
@@ -73,6 +74,7 @@ def test_a_page_loaded_before_another_change_cannot_overwrite_it(page: Page, adm
     screenshot(page, "alert-setup-version-conflict")
 
 
+@pytest.mark.expected_resource_failures(502)
 def test_test_alert_reaches_a_real_smtp_server_and_a_failed_channel_is_reported(page: Page, smtp: SmtpSink):
     page.goto(ALERTS)
     page.get_by_label("Email recipients").fill("oncall@example.test")

@@ -60,6 +60,7 @@ def https_partner(start_https) -> ServerProcess:
     return start_https("lic-tls-2")
 
 
+@pytest.mark.expected_resource_failures(409)  # the check refuses until the certificate is confirmed
 def test_the_wizard_pairs_two_https_servers_once_the_administrator_confirms_the_partners_certificate(
     browser: Browser, https_server: ServerProcess, https_partner: ServerProcess
 ):

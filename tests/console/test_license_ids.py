@@ -36,8 +36,8 @@ def test_a_license_with_a_path_as_its_id_is_shown_and_removed_by_that_id(page: P
     expect(page.locator("#terms-heading")).to_contain_text("OddStudio")
     expect(page.locator("dl.details")).to_contain_text(f"License{ODD_ID}")
 
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Remove license").click()
+    page.get_by_role("button", name="Yes, remove license", exact=True).click()
     page.wait_for_url(f"**{CONSOLE}/licenses")
     expect(page.locator("tr[data-license-id]")).to_have_count(0)
     assert admin.get("/api/v1/admin/licenses").json()["licenses"] == []

@@ -38,8 +38,11 @@ def test_reports_page_charts_the_peaks_of_real_print_checks_checkouts_and_denial
     expect(printers).to_have_count(24)
     expect(printers.last).to_have_attribute("data-value", "2")
     expect(points(page, "chart-seats", "CADStudio").last).to_have_attribute("data-value", "1")
-    for reason in ("limit_exceeded", "no_license"):  # the hour the fixture ran in (the last, or the one before)
+    # the hour the fixture ran in (the last, or the one before); each reason in words, in a legend
+    for reason in ("Over the license's limit", "No valid license for the product"):
         expect(page.locator(f'#chart-denials [data-series="{reason}"][data-value="1"]')).to_have_count(1)
+        expect(page.locator("#chart-denials .chart-legend")).to_contain_text(reason)
+    expect(page.locator("#chart-denials .chart-legend")).not_to_contain_text("no_license")
     chart = page.get_by_role("img", name="Printers in use (peak per hour)", exact=False)
     expect(chart).to_have_attribute("aria-label", "Printers in use (peak per hour): 24 points, " + _label_range(page))
     expect(page.locator("#chart-printers table.chart-data caption")).to_have_text("Printers in use (peak per hour)")
@@ -92,6 +95,7 @@ def test_usage_log_csv_download_applies_the_kind_and_refused_only_filters(page: 
     screenshot(page, "usage-reports-usage-csv")
 
 
+@pytest.mark.expected_resource_failures(422)
 def test_a_range_with_too_many_hourly_buckets_shows_the_apis_refusal(page: Page, traffic):
     page.goto(REPORTS)
     expect(points(page, "chart-printers", "Printers")).to_have_count(24)

@@ -326,9 +326,15 @@ async def list_users(request: Request) -> Response:
     return ok({"users": [{"username": u.username, "role": u.role} for u in state.users.values()]})
 
 
+USERNAME_FORBIDDEN = frozenset("/?#%")
+USERNAME_RULE = "A username has 1 to 64 characters, none of them / ? # or %."
+
+
 async def put_user(request: Request, body: UserRequest) -> Response:
     server = _server(request)
     username = request.path_params["username"]
+    if not 1 <= len(username) <= 64 or any(ch in USERNAME_FORBIDDEN for ch in username):
+        raise ApiError("invalid_request", f"{username!r} cannot be a username. {USERNAME_RULE}")
     if body.password is not None:
         password_hash = await new_password_hash(server, body.password)
     elif username in server.state.users:
@@ -525,12 +531,12 @@ ENDPOINTS = [
     Endpoint("GET", f"{A}/users", list_users, "Console and API users", role="admin", tag="admin"),
     Endpoint(
         "PUT",
-        f"{A}/users/{{username}}",
+        f"{A}/users/{{username:path}}",
         put_user,
         "Create a user, or set its role and (optionally) password",
         body=UserRequest,
         role="admin",
         tag="admin",
     ),
-    Endpoint("DELETE", f"{A}/users/{{username}}", delete_user, "Delete a user", role="admin", tag="admin"),
+    Endpoint("DELETE", f"{A}/users/{{username:path}}", delete_user, "Delete a user", role="admin", tag="admin"),
 ]

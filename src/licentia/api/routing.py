@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from licentia.api.auth import require_role
 from licentia.api.errors import JSON, ApiError, error_response
+from licentia.api.validation_messages import explain
 from licentia.cluster.triad import CommitFailed, NotActive
 from licentia.cluster.triad_forward import FORWARDED_HEADER, ForwardedChange, ForwardFailed, encode, forward
 from licentia.core.model import AdminUser
@@ -65,15 +66,15 @@ def decode_body(data: bytes, body_type: type) -> Any:
     if decoder is None:
         decoder = _decoders[body_type] = msgspec.json.Decoder(body_type)
     if not data.strip():
-        raise ApiError("invalid_json", "request body is empty; a JSON object is expected")
+        raise ApiError("invalid_json", "The request body is empty; a JSON object is expected.")
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise ApiError("invalid_request", str(exc)) from None
+        raise ApiError("invalid_request", explain(str(exc))) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise ApiError("invalid_json", f"request body is not valid JSON: {exc}") from None
+        raise ApiError("invalid_json", f"The request body is not valid JSON ({exc}).") from None
     except RecursionError:
-        raise ApiError("invalid_json", "request body is nested too deeply to be read") from None
+        raise ApiError("invalid_json", "The request body is nested too deeply to be read.") from None
 
 
 def _content_type_ok(request: Request) -> bool:

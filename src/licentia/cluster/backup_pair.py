@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import msgspec
 
-from licentia.cluster import peer_auth
+from licentia.cluster import network_failure, peer_auth
 from licentia.core.commands import MergePeerChanges, PeerUsage, SharedConfig
 from licentia.core.model import BackupPair, Client, PeerCursor, Printer
 from licentia.tls import CertificateRefused, ServerTrust
@@ -186,7 +186,7 @@ class BackupLink:
         except CertificateRefused as exc:
             raise PeerUnreachable(f"{pair.partner.name} is refused: {exc}") from None
         except httpx.HTTPError as exc:
-            why = self.trust.explain(base, exc) or repr(exc)
+            why = self.trust.explain(base, exc) or network_failure.describe(exc)
             raise PeerUnreachable(f"{pair.partner.name} ({pair.partner.api_url}) cannot be reached: {why}") from None
         if response.status_code != 200:
             try:
@@ -375,15 +375,19 @@ class BackupLink:
         pair = self.pair
         view = self.partner
         connected = self.connected()
-        synchronized = self.synchronized()
+        seen = view.cursor_of_me
+        own_seq = self.server.state.own_change_seq
+        own_usage = self.server.journal.own_usage_id
+        waiting = seen is None or own_seq > seen.changes or own_usage > seen.usage
+        # Synchronized: nothing waits on either side as far as this server knows. While the partner answers,
+        # a change younger than one round of pulls is on its way (see partner_has_mine); once it stops
+        # answering, any change it has not confirmed is waiting.
+        synchronized = self.synchronized() and (connected or not waiting)
         if synchronized:
             view.last_synchronized_at = self.server.now()
         state = ("connected" if connected else "not_connected") + (
             "_synchronized" if synchronized else "_not_synchronized"
         )
-        seen = view.cursor_of_me
-        own_seq = self.server.state.own_change_seq
-        own_usage = self.server.journal.own_usage_id
         return {
             "type": "backup",
             "name": pair.name,
@@ -425,3 +429,4 @@ class BackupLink:
             "serving": True,
             "checked_at": self.server.now(),
         }
+

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import httpx
 import msgspec
 
+from licentia.cluster import network_failure
 from licentia.cluster.license_pool import MemberHoldings, plan_pool
 from licentia.cluster.sealing import seal
 from licentia.core.state import Snapshot
@@ -97,7 +98,8 @@ async def open_member(spec: dict[str, Any], username: str, password: str) -> Mem
     except httpx.HTTPError as exc:
         await http.aclose()
         raise SetupRefused(
-            "member_unreachable", f"{spec['name']} ({spec['api_url']}) cannot be reached: {exc}"
+            "member_unreachable",
+            f"{spec['name']} ({spec['api_url']}) cannot be reached: {network_failure.describe(exc)}.",
         ) from None
     if login.status_code != 200:
         await http.aclose()
@@ -126,8 +128,10 @@ async def access_problems(sessions: list[MemberSession]) -> list[dict[str, Any]]
                         "server": server.name,
                         "must_allow": peer.name,
                         "decided_by": answer.get("decided_by"),
-                        "fix": f"on {server.name} add an access rule 'allow' for who=server {peer.name!r} "
-                        f"(or where=ip {addresses[peer.name]}) above {answer.get('decided_by')}",
+                        "api_url": server.spec["api_url"],
+                        "fix": f"Open the This License Server page on {server.name} and add a rule with Action allow "
+                        f"and Who: License server {peer.name!r} (or From where: IP address {addresses[peer.name]}), "
+                        f"placed above what decides now: {answer.get('decided_by')}.",
                     }
                 )
     return problems

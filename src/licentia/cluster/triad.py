@@ -156,6 +156,7 @@ class TriadNode:
         self._tick_command_time = 0.0  # the command time at the clock watch's last tick
         self._clock_tick_mono = 0.0
         self._stopping = False
+        self.dissolved = False  # the dissolve is committed; this member leaves after leave_delay()
         self._leader_moved_at = 0.0
         self._tls: MemberTLS | None = None  # this member's certificates, loaded at start
 
@@ -406,6 +407,7 @@ class TriadNode:
         if outcome.ok and isinstance(command, ElectedActive):
             self._observe()
         if outcome.ok and isinstance(command, DissolveTriad) and not self._stopping:
+            self.dissolved = True
             # Leave only after a while, so every member learns of the commit before this etcd stops.
             loop = asyncio.get_running_loop()
             owners = dict(outcome.data.get("license_owners", {}))

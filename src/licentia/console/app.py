@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from licentia.console import alert_setup, licensing, printer_usage, redundancy, reports, seats, this_server, users
 from licentia.console.pages import NAV, Page, page_route, placeholder
-from licentia.console.sessions import login_page, login_submit, logout, password_page
+from licentia.console.sessions import login_page, login_submit, logout, password_page, render_refusal
 from licentia.console.status import status_json
 from licentia.console.views import STATIC_DIR
 
@@ -35,6 +35,11 @@ def console_routes(console_path: str) -> list[BaseRoute]:
     async def to_overview(request: Request) -> Response:
         return RedirectResponse(console_path + "/", 307)
 
+    async def unknown_page(request: Request) -> Response:
+        return render_refusal(
+            request, "The console has no page at this address. Use the link below or the navigation.", 404
+        )
+
     console = Mount(
         console_path,
         routes=[
@@ -45,6 +50,7 @@ def console_routes(console_path: str) -> list[BaseRoute]:
             Route("/password", password_page, methods=["GET"]),
             Route("/status.json", status_json, methods=["GET"]),
             *(page_route(page) for page in console_pages()),
+            Route("/{rest:path}", unknown_page, methods=["GET"]),
         ],
     )
     return [Route("/", to_overview, methods=["GET"]), Route(console_path, to_overview, methods=["GET"]), console]

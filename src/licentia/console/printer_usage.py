@@ -20,6 +20,7 @@ from licentia.console.pages import Page, can
 from licentia.console.paging import table, table_query
 from licentia.console.sessions import ConsoleSession
 from licentia.core.model import MappingRule
+from licentia.core.state import DAY
 from licentia.store.journal import UsageQuery
 
 RECENT_REQUESTS = 50
@@ -28,7 +29,7 @@ MAPPING_FIELDS = get_args(get_type_hints(MappingRule)["field"])
 # Why a print check was refused (or granted in grace), in words; other codes are shown as they are.
 REASONS = {
     "ok": "",
-    "grace": "granted in limited-use grace",
+    "grace": "in limited-use grace",
     "printer_blocked": "the printer is in the Blocked group",
     "no_license": "no valid printer license for the product",
     "limit_exceeded": "over the printer limit, grace period spent",
@@ -63,6 +64,10 @@ async def printer_usage(request: Request, session: ConsoleSession) -> dict[str, 
         context.update(printers=printers.items, printer_table=table(request, PRINTERS, "printer_", printers))
     if tab == "permissions" and fragment in (None, "groups"):
         context.update(group_views(state))
+        # A group's count as the printer list shows it (used inside the window), beside all it knows.
+        window_start = -(server.now() - state.settings.printer_window_days * DAY)
+        by_group = state.listings().printers_by_group
+        context["listed"] = {name: by_group.count((name,), (name, window_start)) for name in state.groups}
     return context
 
 

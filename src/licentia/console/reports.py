@@ -19,6 +19,17 @@ from licentia.console.sessions import ConsoleSession
 USAGE_KINDS = {"print": "Print checks", "checkout": "Seat checkouts", "checkin": "Seat releases",
                "heartbeat": "Lost heartbeats"}
 
+# Why a request was refused, as the denials chart's legend says it (the usage log's reason codes).
+REFUSAL_REASONS = {
+    "access_denied": "Denied by the access rules",
+    "printer_blocked": "Printer in the Blocked group",
+    "no_license": "No valid license for the product",
+    "limit_exceeded": "Over the license's limit",
+    "lease_expired": "Seat lost: heartbeats stopped",
+    "revoked": "Seat taken back by an administrator",
+    "none": "No refused requests",
+}
+
 
 async def usage_reports(request: Request, session: ConsoleSession) -> dict[str, Any]:
     state = await request.app.state.server.read_state()
@@ -28,6 +39,7 @@ async def usage_reports(request: Request, session: ConsoleSession) -> dict[str, 
         "retention_days": state.settings.usage_retention_days,
         "max_buckets": MAX_BUCKETS,
         "usage_kinds": USAGE_KINDS,
+        "refusal_reasons": REFUSAL_REASONS,
     }
 
 

@@ -151,8 +151,10 @@ async def login_form(
     notice: str | None = None,
     status: int = 200,
     headers: dict[str, str] | None = None,
+    username: str = "",
 ) -> Response:
-    """The login page, with a fresh double-submit token (its nonce cookie is set on the response)."""
+    """The login page, with a fresh double-submit token (its nonce cookie is set on the response); after a
+    refused attempt it keeps the username typed, so only the password is typed again."""
     server = request.app.state.server
     base = console_path(request)
     nonce = secrets.token_urlsafe(24)
@@ -172,6 +174,7 @@ async def login_form(
         "next": safe_next(request, request.query_params.get("next")),
         "error": error,
         "notice": notice,
+        "username": username[:64],
         "first_start": await initial_password_pending(server),
         "hint_file": INITIAL_PASSWORD_FILE,
     }
@@ -210,12 +213,16 @@ async def login_submit(request: Request) -> Response:
         session = await log_in(server, username, password, source_address(request), "console login form")
     except LoginLocked as locked:
         message = f"Too many failed logins. Try again in {locked.retry_after} seconds."
-        return await login_form(request, error=message, status=429, headers=locked.headers)
+        return await login_form(
+            request, error=message, status=429, headers=locked.headers, username=form.get("username", "")
+        )
     except ApiError:
         message = "The server is busy checking other passwords. Try again in a moment."
         return await login_form(request, error=message, status=503, headers={"Retry-After": "1"})
     if session is None:
-        return await login_form(request, error="Wrong username or password.", status=401)
+        return await login_form(
+            request, error="Wrong username or password.", status=401, username=form.get("username", "")
+        )
     response = RedirectResponse(safe_next(request, form.get("next")), 303)
     response.set_cookie(
         session_cookie_name(server),

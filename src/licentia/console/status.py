@@ -45,6 +45,16 @@ def relationship_label(relationship: dict[str, Any] | None) -> tuple[str, str, b
     return (f"{kind} {name}" if name else kind), role, serving
 
 
+def standing(relationship: dict[str, Any] | None, serving: bool) -> tuple[str, str]:
+    """(the strip's pill text, its kind: ok | neutral | bad). A standby while another member serves is normal,
+    so neutral; red only for a real problem: no member of the relationship serves."""
+    if serving:
+        return "Active", "ok"
+    if relationship is not None and relationship.get("active"):
+        return "Standby", "neutral"
+    return "No member active", "bad"
+
+
 def license_counts(state: LicenseState, now: float) -> dict[str, int]:
     counts = {"ok": 0, "grace": 0, "bad": 0}
     for lic in state.licenses.values():
@@ -55,13 +65,17 @@ def license_counts(state: LicenseState, now: float) -> dict[str, int]:
 
 def status_summary(server: Any, state: LicenseState) -> dict[str, Any]:
     now = server.now()
-    relationship, role, serving = relationship_label(server.relationship())
+    current = server.relationship()
+    relationship, role, serving = relationship_label(current)
     name = server.own_name
+    standing_text, standing_kind = standing(current, serving)
     return {
         "server": name,
         "relationship": relationship,
         "role": role,
         "active": serving,
+        "standing": standing_text,
+        "standing_kind": standing_kind,
         "licenses": license_counts(state, now),
         "at": now,
     }

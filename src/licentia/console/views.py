@@ -51,6 +51,20 @@ def _when(timestamp: float | None) -> Markup:
     )
 
 
+def _clock(timestamp: float) -> Markup:
+    """A time of day as a <time data-clock> element; the console's script shows it as the browser's local
+    time of day, the same way the status strip shows each later poll."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return Markup('<time datetime="{}" data-clock>{}</time>').format(
+        moment.isoformat().replace("+00:00", "Z"), moment.strftime("%H:%M:%S UTC")
+    )
+
+
+def _number(value: float | int) -> str:
+    """A setting's number as a person writes it: 120, not 120.0; 0.5 stays 0.5."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def _duration(seconds: float | None) -> str:
     """A short human duration: 45 s, 12 min, 5 h, 3 days."""
     if seconds is None:
@@ -85,6 +99,8 @@ environment = jinja2.Environment(
     lstrip_blocks=True,
 )
 environment.filters["when"] = _when
+environment.filters["clock"] = _clock
+environment.filters["number"] = _number
 environment.filters["duration"] = _duration
 environment.filters["days"] = _days
 environment.filters["segment"] = _segment

@@ -40,7 +40,7 @@ def merged_settings(current: Settings, changes: dict[str, Any]) -> Settings:
     known = set(Settings.__struct_fields__)
     unknown = sorted(set(changes) - known)
     if unknown:
-        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        raise SettingsError(f"There is no setting called {', '.join(unknown)}.")
     data = msgspec.to_builtins(current)
     data.update(changes)
     try:
@@ -50,13 +50,16 @@ def merged_settings(current: Settings, changes: dict[str, Any]) -> Settings:
     for name, (low, high) in LIMITS.items():
         value = getattr(candidate, name)
         if not low <= value <= high:
-            raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+            raise SettingsError(f"The setting {name} must be between {low:g} and {high:g}; {value:g} is outside.")
     if candidate.heartbeat_interval_s * 2 > candidate.lease_ttl_s:
-        raise SettingsError("heartbeat_interval_s must be at most half of lease_ttl_s")
+        raise SettingsError(
+            "The client heartbeat interval (heartbeat_interval_s) must be at most half the seat lease time-to-live "
+            "(lease_ttl_s)."
+        )
     if candidate.default_access_policy not in ("allow", "deny"):
-        raise SettingsError("default_access_policy must be 'allow' or 'deny'")
+        raise SettingsError("The default access policy (default_access_policy) must be allow or deny.")
     if not 1 <= len(candidate.server_name) <= 80:
-        raise SettingsError("server_name must be 1 to 80 characters")
+        raise SettingsError("The server name (server_name) must have 1 to 80 characters.")
     order = candidate.console_server_order
     if len(order) > 50 or len(set(order)) != len(order) or not all(1 <= len(key) <= 200 for key in order):
         raise SettingsError("console_server_order must list at most 50 different keys of 1 to 200 characters")

@@ -965,7 +965,9 @@ class LicenseState:
             return refused("invalid_user", "a username is 1 to 64 printable characters")
         previous = self.users.get(user.username)
         if previous and previous.role == "admin" and user.role != "admin" and self._admins() == 1:
-            return refused("last_admin", "the last admin cannot lose the admin role")
+            return refused(
+                "last_admin", "The last admin cannot lose the admin role: give another user the admin role first."
+            )
         version = previous.password_version + 1 if previous else 1
         self.users[user.username] = msgspec.structs.replace(user, password_version=version)
         return Outcome(ok=True, data={"username": user.username, "role": user.role}, changed=True)
@@ -975,7 +977,7 @@ class LicenseState:
         if user is None:
             return refused("user_not_found", f"no user {cmd.username!r}")
         if user.role == "admin" and self._admins() == 1:
-            return refused("last_admin", "the last admin cannot be deleted")
+            return refused("last_admin", "The last admin cannot be deleted: give another user the admin role first.")
         del self.users[cmd.username]
         return Outcome(ok=True, data={"username": cmd.username}, changed=True)
 

@@ -99,7 +99,7 @@
   }
 
   function legend(options, parent) {
-    if (options.series.length < 2) return;
+    if (options.series.length < 2 && !options.legend) return;
     var list = html("ul", {"class": "chart-legend", "aria-hidden": "true",
       style: "list-style:none;display:flex;flex-wrap:wrap;gap:.25rem 1rem;margin:.25rem 0 0;padding:0;font-size:.85em"},
     parent);

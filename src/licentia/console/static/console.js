@@ -30,9 +30,11 @@
 
   // -- the admin API -------------------------------------------------------------------------
 
-  Console.api = async (method, path, body, { raw = false } = {}) => {
+  // timeoutMs: give up on an answer that takes longer (a poll, so that one slow answer cannot stall the next).
+  Console.api = async (method, path, body, { raw = false, timeoutMs = 0 } = {}) => {
     const headers = { "X-CSRF-Token": Console.csrf, Accept: "application/json" };
     const init = { method, headers, credentials: "same-origin", redirect: "follow" };
+    if (timeoutMs) init.signal = AbortSignal.timeout(timeoutMs);
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = raw ? body : JSON.stringify(body);
@@ -90,9 +92,20 @@
     }
   };
 
+  // Every message a person reads is a sentence: an API message written as a fragment ("no license X is
+  // installed") starts with a capital and ends with a full stop here.
+  Console.sentence = (text) => {
+    const trimmed = String(text ?? "").trim();
+    if (!trimmed) return "Something went wrong; try again.";
+    // A first word that is a name (a file, an id: "forged.lic") keeps its case.
+    const firstWord = trimmed.split(/\s/, 1)[0];
+    const capital = /^[a-z]+[:,]?$/.test(firstWord) ? trimmed.charAt(0).toUpperCase() + trimmed.slice(1) : trimmed;
+    return /[.!?…)]$/.test(capital) ? capital : `${capital}.`;
+  };
+
   Console.fail = (element, error) => {
     const text = error instanceof ApiError ? error.message : String(error?.message ?? error);
-    Console.say(element, text, "error");
+    Console.say(element, Console.sentence(text), "error");
     // A change a standby member could not carry to the active member: a link to that member's console.
     const consoleUrl = error instanceof ApiError ? error.details?.console_url : undefined;
     const box = element?.classList?.contains("form-message") ? element : Console.messageFor(element);
@@ -116,6 +129,52 @@
     }
   };
 
+  // -- confirm steps -------------------------------------------------------------------------
+
+  // The console's one kind of "are you sure": an in-page panel after `anchor` (as on the Redundancy
+  // page), never a native dialog. Resolves true on the "Yes, …" button, false on Cancel or Esc.
+  Console.confirm = (anchor, text, action) => new Promise((resolve) => {
+    anchor.parentElement?.querySelector(":scope > .confirm-inline")?.remove();
+    const panel = document.createElement("div");
+    panel.className = "confirm-inline";
+    panel.setAttribute("role", "group");
+    panel.setAttribute("aria-label", "Confirm");
+    const question = document.createElement("p");
+    question.textContent = text;
+    question.tabIndex = -1;
+    const yes = document.createElement("button");
+    yes.type = "button";
+    yes.className = "button button-small button-danger";
+    const label = (action || anchor.textContent || "Confirm").trim();
+    yes.textContent = `Yes, ${label.charAt(0).toLowerCase()}${label.slice(1)}`;
+    const no = document.createElement("button");
+    no.type = "button";
+    no.className = "button button-small";
+    no.textContent = "Cancel";
+    panel.append(question, yes, no);
+    anchor.insertAdjacentElement("afterend", panel);
+    const done = (answer) => {
+      panel.remove();
+      if (!answer) anchor.focus();
+      resolve(answer);
+    };
+    yes.addEventListener("click", (event) => {
+      event.stopPropagation();
+      done(true);
+    });
+    no.addEventListener("click", (event) => {
+      event.stopPropagation();
+      done(false);
+    });
+    panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        done(false);
+      }
+    });
+    question.focus();
+  });
+
   // -- time ----------------------------------------------------------------------------------
 
   Console.localizeTimes = (root = document) => {
@@ -123,7 +182,8 @@
       const when = new Date(time.getAttribute("datetime"));
       if (Number.isNaN(when.getTime())) continue;
       time.title = time.title || time.textContent;
-      time.textContent = when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+      time.textContent = "clock" in time.dataset ? when.toLocaleTimeString()
+        : when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
     }
   };
 
@@ -168,13 +228,21 @@
 
   // -- status strip --------------------------------------------------------------------------
 
+  // The strip polls every second; an answer slower than STATUS_TIMEOUT_MS counts as a lost connection.
+  const STATUS_POLL_MS = 1000;
+  const STATUS_TIMEOUT_MS = 3000;
+  let statusSent = 0;
+  let statusShown = 0;
+
   const pollStatus = async () => {
     const strip = document.getElementById("status-strip");
     if (!strip) return;
     const field = (name) => strip.querySelector(`[data-status="${name}"]`);
+    const sequence = ++statusSent;
     let status;
     try {
-      const response = await fetch(strip.dataset.statusUrl, { credentials: "same-origin" });
+      const response = await fetch(strip.dataset.statusUrl,
+        { credentials: "same-origin", cache: "no-store", signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
       if (response.status === 401) {
         window.location.reload();
         return;
@@ -182,18 +250,25 @@
       if (!response.ok) throw new Error(String(response.status));
       status = await response.json();
     } catch {
+      if (sequence < statusShown) return;
       strip.classList.add("offline");
       field("offline").hidden = false;
+      const active = field("active");
+      active.textContent = "Not known";
+      active.className = "pill pill-neutral";
+      active.title = "The console cannot reach this server, so its state is not known.";
       return;
     }
+    if (sequence < statusShown) return; // an answer older than one already shown
+    statusShown = sequence;
     strip.classList.remove("offline");
     field("offline").hidden = true;
     field("server").textContent = status.server;
     field("relationship").textContent = status.role ? `${status.relationship} · ${status.role}` : status.relationship;
     const active = field("active");
-    active.textContent = status.active ? "Active" : "Not active";
-    active.classList.toggle("pill-ok", status.active);
-    active.classList.toggle("pill-bad", !status.active);
+    active.textContent = status.standing;
+    active.className = `pill pill-${status.standing_kind}`;
+    active.removeAttribute("title");
     const counts = { ok: "OK", grace: "in grace", bad: "expired or exhausted" };
     for (const [name, label] of Object.entries(counts)) {
       const pill = field(name);
@@ -203,9 +278,11 @@
     const at = new Date(status.at * 1000);
     const time = document.createElement("time");
     time.dateTime = at.toISOString();
+    time.dataset.clock = "";
     time.textContent = at.toLocaleTimeString();
     field("at").replaceChildren(time);
   };
+  Console.pollStatus = pollStatus;
 
   // -- declarative forms and buttons ---------------------------------------------------------
 
@@ -238,6 +315,7 @@
   // After a change: data-after="reload" | "refresh:NAME[,NAME]" | "navigate:URL" (default: reload).
   Console.after = async (how, element) => {
     how = how || "reload";
+    pollStatus();
     if (how === "reload") {
       window.location.reload();
     } else if (how.startsWith("navigate:")) {
@@ -253,7 +331,7 @@
     event.preventDefault();
     const button = event.submitter ?? form.querySelector("button[type=submit]");
     Console.clear(form);
-    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
+    if (form.dataset.confirm && !(await Console.confirm(button ?? form, form.dataset.confirm))) return;
     const { body, values } = Console.formBody(form, form.dataset.apiPath);
     await Console.busy(button, async () => {
       try {
@@ -279,7 +357,7 @@
     const button = event.target.closest?.("button[data-api-method]");
     if (!button || button.form?.dataset.apiMethod) return;
     event.preventDefault();
-    if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+    if (button.dataset.confirm && !(await Console.confirm(button, button.dataset.confirm))) return;
     const scope = button.closest("[data-message-scope]") ?? button;
     Console.clear(scope);
     await Console.busy(button, async () => {
@@ -302,11 +380,11 @@
     if (init) init(document);
     if (document.getElementById("status-strip")) {
       window.setInterval(() => {
-        if (!document.hidden) {
-          pollStatus();
-          pollRegions();
-        }
+        if (!document.hidden) pollRegions();
       }, POLL_MS);
+      window.setInterval(() => {
+        if (!document.hidden) pollStatus();
+      }, STATUS_POLL_MS);
     }
   });
 })();

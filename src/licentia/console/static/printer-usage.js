@@ -88,7 +88,8 @@
         form.elements.pattern.focus();
         return;
       }
-      if (action === "delete" && !window.confirm(`Delete mapping rule ${index + 1} (${rule.pattern})?`)) return;
+      if (action === "delete"
+        && !(await Console.confirm(button, `Delete mapping rule ${index + 1} (${rule.pattern})?`, "Delete"))) return;
       await Console.busy(button, async () => {
         try {
           await change((rules) => {

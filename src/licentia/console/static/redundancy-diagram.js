@@ -73,6 +73,14 @@
     return member.role === "tertiary" ? "Never serves" : "Standby";
   };
 
+  // Plain-language explanations, shown as tooltips where these words appear.
+  const TERMS = {
+    lag: "Changes the triad has agreed on that this member has not applied yet, as it last reported. "
+      + "A member that is down stops applying them, so its lag keeps growing until it is back and catches up.",
+    raftLeader: "The member whose copy of the triad's shared log (etcd) currently coordinates the others. "
+      + "It need not be the member that serves clients.",
+  };
+
   const lagText = (member) =>
     member.log_behind === null || member.log_behind === undefined
       ? "Lag: not known here"
@@ -143,14 +151,20 @@
       group.append(el("text", { x: x + 14, y: y + 19, class: "triad-node-role" },
         member.role.toUpperCase() + (member.name === me ? " · this server" : "")));
     }
+    // One fact a line, so none runs out of the box; the terms a person may not know explain themselves.
     const lines = [
-      [member.name, "triad-node-name"],
-      [member.active ? `${member.role}${member.name === me ? " · this server" : ""}` : state, "triad-node-state"],
-      [`${lagText(member)}${member.raft_leader ? " · Raft leader" : ""}`, "triad-node-detail"],
+      [member.name, "triad-node-name", ""],
+      [member.active ? `${member.role}${member.name === me ? " · this server" : ""}` : state, "triad-node-state", ""],
+      [lagText(member), "triad-node-detail", TERMS.lag],
+      ...(member.raft_leader ? [["Raft leader", "triad-node-detail", TERMS.raftLeader]] : []),
     ];
-    lines.forEach(([line, cls], index) => {
-      const text = el("text", { x: x + 14, y: y + 50 + index * 24, class: cls }, line);
+    lines.forEach(([line, cls, help], index) => {
+      const text = el("text", { x: x + 14, y: y + 48 + index * 21, class: cls }, line);
       if (cls === "triad-node-name") text.setAttribute("data-field", "name");
+      if (help) {
+        text.dataset.help = help;
+        text.append(el("title", {}, help));
+      }
       group.append(text);
     });
     if (!member.reachable) {
@@ -188,5 +202,5 @@
     return svg;
   };
 
-  window.RedundancyDiagram = { triad, pairIcon, PAIR_STATES, memberState, lagText };
+  window.RedundancyDiagram = { triad, pairIcon, PAIR_STATES, memberState, lagText, TERMS };
 })();

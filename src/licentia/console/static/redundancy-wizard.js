@@ -124,6 +124,14 @@
           td.dataset.label = label;
           row.append(td);
         }
+        if (problem.api_url) {
+          // The page where the rule is added, on the server that needs it.
+          const link = make("a", `This License Server page of ${problem.server}`);
+          link.href = `${problem.api_url.replace(/\/+$/, "")}${Console.path}/this-server`;
+          link.target = "_blank";
+          link.rel = "noopener";
+          row.lastElementChild.append(" ", link);
+        }
         body.append(row);
       }
       table.append(body);

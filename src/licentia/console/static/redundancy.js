@@ -7,6 +7,7 @@
   "use strict";
 
   const POLL_MS = 1000;
+  const POLL_TIMEOUT_MS = 3000; // a slower answer is dropped, so the next poll is sent (never a frozen page)
   const NARROW_PX = 560;
   // From redundancy-diagram.js, set when the page starts (the page's scripts may load in any order).
   let pairIcon, PAIR_STATES, triad, memberState, lagText;
@@ -182,7 +183,7 @@
     async load() {
       const sequence = ++this.sent;
       try {
-        const status = await Console.api("GET", this.url);
+        const status = await Console.api("GET", this.url, undefined, { timeoutMs: POLL_TIMEOUT_MS });
         if (sequence < this.shown) return;
         this.shown = sequence;
         this.offline.hidden = true;
@@ -338,6 +339,9 @@
           return;
         }
         close();
+        // This server works alone from now on: show it at once, whatever polls still in flight answer.
+        page.show({ type: null });
+        Console.pollStatus?.();
         Console.say(pageMessage(), outcome(answer), answer.partner_left === false ? "error" : "ok");
         await page.load();
         page.focusHeading();

@@ -153,7 +153,7 @@
         ruleForm.elements.action.focus();
         return;
       }
-      if (action === "delete" && !window.confirm("Delete this access rule?")) return;
+      if (action === "delete" && !(await Console.confirm(button, "Delete this access rule?", "Delete"))) return;
       await Console.busy(button, async () => {
         try {
           await change((rules) => {

@@ -73,11 +73,17 @@
       ...SIZE,
     });
     const reasons = report.denial_reasons.length ? report.denial_reasons : ["none"];
-    LicentiaCharts.bar(root.getElementById("chart-denials"), {
+    const denials = root.getElementById("chart-denials");
+    const words = JSON.parse(denials.dataset.reasons || "{}");
+    LicentiaCharts.bar(denials, {
       title: `Refused requests per ${per}, by reason`,
       labels,
       stacked: true,
-      series: reasons.map((reason) => ({ name: reason, values: report.buckets.map((b) => b.denials[reason] ?? 0) })),
+      legend: true, // always: the reasons' words, even for one reason
+      series: reasons.map((reason) => ({
+        name: words[reason] ?? reason.replaceAll("_", " "),
+        values: report.buckets.map((b) => b.denials[reason] ?? 0),
+      })),
       yLabel: "refused",
       ...SIZE,
     });
