@@ -41,6 +41,7 @@ def _submit(page: Page, password: str) -> int:
     return posted.value.status
 
 
+@pytest.mark.expected_resource_failures(401, 429)
 def test_after_five_wrong_passwords_the_form_refuses_even_the_right_one_and_says_when_to_retry(login_page: Page):
     page = login_page
     for _ in range(5):

@@ -177,6 +177,7 @@ def test_3_each_member_keeps_its_own_name_in_its_strip_login_page_and_tab_title(
     screenshot(page, "triad-standby-member")
 
 
+@pytest.mark.expected_resource_failures(503)
 def test_4_a_change_on_a_standby_with_no_active_member_says_so_in_plain_words(member, triad: Triad):
     triad.formed()
     watched, page = member("tertiary")
