@@ -119,6 +119,30 @@ def load_public_key(data: bytes) -> Ed25519PublicKey:
     return key
 
 
+MAX_PUBLIC_KEY_BYTES = 4096
+
+
+def read_issuer_key(data: bytes) -> Ed25519PublicKey:
+    """An issuer's public key as uploaded (PEM, as `licentia keys new` writes OUT.pub), or LicenseFileError
+    saying in a sentence what is wrong with it."""
+    if len(data) > MAX_PUBLIC_KEY_BYTES:
+        raise LicenseFileError(f"an issuer public key file is at most {MAX_PUBLIC_KEY_BYTES} bytes")
+    if b"PRIVATE KEY" in data:
+        raise LicenseFileError(
+            "this is a private key; upload the issuer's public key (the .pub file), and keep the private key secret"
+        )
+    try:
+        return load_public_key(data)
+    except LicenseFileError:
+        raise LicenseFileError(
+            "this is not an Ed25519 public key; issuer keys are Ed25519 (licentia keys new)"
+        ) from None
+    except (ValueError, TypeError):
+        raise LicenseFileError(
+            "this is not a PEM public key file; upload the .pub file made by 'licentia keys new'"
+        ) from None
+
+
 def issue(terms: LicenseTerms, key: Ed25519PrivateKey) -> dict[str, Any]:
     problem = terms_problem(terms)
     if problem:
@@ -156,6 +180,9 @@ class TrustedIssuers:
     def ids(self) -> list[str]:
         return sorted(self._keys)
 
+    def __contains__(self, kid: object) -> bool:
+        return kid in self._keys
+
     def verify(self, data: bytes | str) -> AddLicense:
         """Parse and verify a license file; raise LicenseFileError saying what is wrong."""
         if isinstance(data, str):
@@ -173,7 +200,10 @@ class TrustedIssuers:
         kid = document["key_id"]
         public_key = self._keys.get(kid) if isinstance(kid, str) else None
         if public_key is None:
-            raise LicenseFileError(f"license is signed by key {kid!r}, which this server does not trust")
+            raise LicenseFileError(
+                f"license is signed by key {kid!r}, which this server does not trust; an administrator can trust "
+                "it by uploading the issuer's public key (.pub) under Trust an issuer key on the License Setup page"
+            )
         try:
             terms = msgspec.convert(document["terms"], LicenseTerms)
             signature = base64.b64decode(document["signature"], validate=True)

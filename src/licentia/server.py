@@ -53,7 +53,7 @@ from licentia.core.commands import (
 from licentia.core.model import AdminUser, Client, PooledLicense, Printer
 from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
 from licentia.grants import GrantSigner
-from licentia.license_file import TrustedIssuers, check_binding
+from licentia.license_file import TrustedIssuers, check_binding, key_id, public_key_pem, read_issuer_key
 from licentia.store.journal import JournalFailure, SqliteJournal
 from licentia.store.private_file import make_private, write_private
 from licentia.store.revoked_tokens import RevokedTokens
@@ -221,6 +221,21 @@ class LicenseServer:
         command = self.trusted.verify(data)
         check_binding(command.terms, self.server_id)
         return command
+
+    async def trust_issuer(self, data: bytes, username: str) -> tuple[str, bool]:
+        """Trust the issuer public key in `data` from now on, without a restart: kept (owner-readable only) in
+        the data directory's trusted-issuers/ folder, where the next start finds it too. Returns its key id
+        and whether it is new here. Raises LicenseFileError, storing nothing, when `data` is not such a key."""
+        key = read_issuer_key(data)
+        kid = key_id(key)
+        if kid in self.trusted:
+            return kid, False
+        folder = self.config.issuers_dir
+        await asyncio.to_thread(folder.mkdir, mode=0o700, parents=True, exist_ok=True)
+        await asyncio.to_thread(write_private, folder / f"{kid}.pub", public_key_pem(key))
+        self.trusted.add(key)
+        log.warning("%s made this server trust issuer key %s; licenses it signed can be installed now.", username, kid)
+        return kid, True
 
     async def install_license_file(self, path: Path) -> None:
         command = self.verify_license(path.read_bytes())

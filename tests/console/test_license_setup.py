@@ -7,7 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import Issuer
 from playwright.sync_api import Page, expect
+
+from licentia import license_file
 
 from .console_support import CONSOLE, JSON_HEADERS, as_sentence, install, screenshot
 
@@ -128,3 +131,54 @@ def test_an_unknown_console_address_shows_a_console_page_not_json(page: Page):
         "The console has no page at this address. Use the link below or the navigation."
     )
     expect(page.get_by_role("link", name="Back to the console")).to_be_visible()
+
+
+@pytest.mark.expected_resource_failures(422)
+def test_an_administrator_trusts_a_new_vendors_key_from_license_setup_and_its_license_then_adds(
+    page: Page, admin, tmp_path
+):
+    vendor = Issuer()
+    kid = license_file.key_id(vendor.key.public_key())
+    lic = tmp_path / "new-vendor.lic"
+    lic.write_bytes(vendor.license_bytes(product="NewVendorStudio", count=3))
+    _upload(page, lic)
+    message = page.locator("#license-upload .form-message")
+    expect(message).to_contain_text("which this server does not trust")
+    expect(message).to_contain_text("Trust an issuer key on the License Setup page")
+
+    pub = tmp_path / "new-vendor.pub"
+    pub.write_bytes(vendor.public_pem())
+    trust = page.locator("#issuer-upload")
+    trust.get_by_label("Issuer public key (.pub)").set_input_files(str(pub))
+    trust.get_by_role("button", name="Trust key").click()
+    expect(trust.locator(".form-message")).to_have_text(
+        f"This server now trusts issuer key {kid}; licenses it signed can be added.")
+    expect(page.locator("#trusted-ids")).to_contain_text(kid)
+    screenshot(page, "license-setup-trusted-issuer")
+
+    _upload(page, lic)  # no restart in between
+    expect(message).to_contain_text("Added license")
+    expect(message).to_contain_text("NewVendorStudio, 3 printers")
+    assert any(lic["product"] == "NewVendorStudio" for lic in _licenses(admin))
+
+
+@pytest.mark.expected_resource_failures(422)
+def test_a_file_that_is_not_an_issuer_public_key_is_refused_in_a_sentence_and_not_trusted(page: Page, admin, tmp_path):
+    before = admin.get("/api/v1/admin/status").json()["trusted_issuers"]
+    bad = tmp_path / "notes.pub"
+    bad.write_text("hello, this is not a key\n")
+    page.goto(f"{CONSOLE}/licenses")
+    trust = page.locator("#issuer-upload")
+    trust.get_by_label("Issuer public key (.pub)").set_input_files(str(bad))
+    trust.get_by_role("button", name="Trust key").click()
+    expect(trust.locator(".form-message")).to_have_text(
+        "notes.pub was not trusted: this is not a PEM public key file; upload the .pub file made by "
+        "'licentia keys new'.")
+    assert admin.get("/api/v1/admin/status").json()["trusted_issuers"] == before
+
+
+def test_a_manager_sees_no_trust_form(page_as):
+    page = page_as("manager")
+    page.goto(f"{CONSOLE}/licenses")
+    expect(page.locator("#license-upload")).to_be_visible()
+    expect(page.locator("#issuer-upload")).to_have_count(0)

@@ -27,6 +27,7 @@ from licentia.api.schemas import (
     MappingRulesRequest,
     PrinterGroupRequest,
     SettingsRequest,
+    TrustIssuerRequest,
     UserRequest,
 )
 from licentia.api.source_address import source_address
@@ -128,6 +129,18 @@ async def add_license(request: Request, data: bytes) -> Response:
     outcome = await server.execute(command)
     answer(outcome)
     return ok(server.state.license_status(server.state.licenses[command.terms.license_id], server.now()), 201)
+
+
+async def trust_issuer(request: Request, body: TrustIssuerRequest) -> Response:
+    """Trust an issuer's public key on this server from now on (no restart); a bad key stores nothing."""
+    server = _server(request)
+    user: AdminUser = request.state.user
+    try:
+        kid, new = await server.trust_issuer(body.public_key.encode(), user.username)
+    except LicenseFileError as exc:
+        log.warning("Refused to trust an issuer key uploaded by %s: %s.", user.username, exc)
+        raise ApiError("invalid_issuer_key", str(exc)) from None
+    return ok({"key_id": kid, "new": new, "trusted_issuers": server.trusted.ids()}, 201 if new else 200)
 
 
 async def remove_license(request: Request) -> Response:
@@ -378,6 +391,15 @@ ENDPOINTS = [
         role="manager",
         tag="admin",
         raw_body=True,
+    ),
+    Endpoint(
+        "POST",
+        f"{A}/trusted-issuers",
+        trust_issuer,
+        "Trust an issuer public key (PEM) on this server, without a restart",
+        body=TrustIssuerRequest,
+        role="admin",
+        tag="admin",
     ),
     # `:path`: a license id an earlier version let in with a '/' (sent as %2F) can still be read and removed.
     Endpoint("GET", f"{A}/licenses/{{license_id:path}}", get_license, "One license", role="viewer", tag="admin"),

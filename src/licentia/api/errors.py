@@ -42,6 +42,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unavailable": 503,
     "no_active_server": 503,
     "invalid_relationship": 422,
+    "invalid_issuer_key": 422,
     "access_check_failed": 409,
     "no_relationship": 404,
     "owned_by_main": 409,

@@ -56,6 +56,10 @@ class SettingsRequest(Body):
     expected_version: int | None = None
 
 
+class TrustIssuerRequest(Body):
+    public_key: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]  # PEM, the issuer's OUT.pub
+
+
 class AccessRulesRequest(Body):
     rules: Annotated[list[AccessRule], msgspec.Meta(max_length=500)]
     default_policy: Literal["allow", "deny"] | None = None

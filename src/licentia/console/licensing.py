@@ -103,6 +103,7 @@ async def license_setup(request: Request, session: ConsoleSession) -> dict[str, 
         "max_body_bytes": server.config.max_body_bytes,
         "trusted_issuers": server.trusted.ids(),
         "server_id": server.server_id,
+        "relationship_type": (server.relationship() or {}).get("type"),
     }
 
 

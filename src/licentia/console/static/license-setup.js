@@ -2,7 +2,46 @@
 // which verifies its signature; its refusal (forged, expired, untrusted, duplicate) is shown as given.
 (() => {
   "use strict";
+  // Trust an issuer key: the chosen .pub file's text goes to the admin API, which checks it is an Ed25519
+  // public key before keeping it; the server trusts it at once.
+  const trustForm = (root) => {
+    const form = root.getElementById("issuer-upload");
+    if (!form) return;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      Console.clear(form);
+      const file = form.elements.file.files[0];
+      if (!file) {
+        Console.say(form, "Choose the issuer's .pub file first.", "error");
+        form.elements.file.focus();
+        return;
+      }
+      if (file.size > Number(form.dataset.maxBytes)) {
+        Console.say(form, `${file.name} is ${file.size} bytes; an issuer public key file is at most ${form.dataset.maxBytes}.`, "error");
+        return;
+      }
+      const text = await file.text();
+      await Console.busy(form.querySelector("button[type=submit]"), async () => {
+        let trusted;
+        try {
+          trusted = await Console.api("POST", "/api/v1/admin/trusted-issuers", { public_key: text });
+        } catch (error) {
+          Console.fail(form, new Error(`${file.name} was not trusted: ${error.message}`));
+          return;
+        }
+        form.reset();
+        const count = trusted.trusted_issuers.length;
+        root.getElementById("trusted-ids").textContent = trusted.trusted_issuers.join(", ");
+        root.getElementById("trusted-count").textContent = `${count} trusted issuer key${count === 1 ? "" : "s"}`;
+        Console.say(form, trusted.new
+          ? `This server now trusts issuer key ${trusted.key_id}; licenses it signed can be added.`
+          : `This server already trusted issuer key ${trusted.key_id}.`);
+      });
+    });
+  };
+
   Console.pages["license-setup"] = (root) => {
+    trustForm(root);
     const form = root.getElementById("license-upload");
     if (!form) return;
     form.addEventListener("submit", async (event) => {
