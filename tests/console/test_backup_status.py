@@ -9,7 +9,7 @@ import pytest
 from harness import ADMIN_PASSWORD, BackupPairProcesses, Issuer
 from playwright.sync_api import Browser, Page, expect
 
-from .console_support import CONSOLE, install, log_in, print_check
+from .console_support import CONSOLE, install, log_in, print_check, screenshot
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,19 @@ def main_page(browser: Browser, pair: BackupPairProcesses) -> Iterator[Page]:
     context.set_default_timeout(8000)
     yield log_in(context.new_page(), "admin", ADMIN_PASSWORD)
     context.close()
+
+
+def test_the_backup_table_shows_each_servers_status_icon_in_its_row(main_page: Page, pair: BackupPairProcesses) -> None:
+    page = main_page
+    page.goto(f"{CONSOLE}/redundancy")
+    rows = page.locator("#rel-backup tbody[data-field=members] tr")
+    expect(rows).to_have_count(2)
+    for name in ("main", "backup"):
+        status = page.locator(f'#rel-backup tr[data-member="{name}"] td[data-label="Status"]')
+        expect(status.locator("svg.pair-icon")).to_have_attribute("data-state", "connected_synchronized",
+                                                                  timeout=15000)
+        expect(status).to_have_text("Connected and synchronized")
+    screenshot(page, "backup-table-status-icons")
 
 
 def test_an_administrator_never_reads_synchronized_while_changes_wait_for_a_stopped_backup(
@@ -48,3 +61,6 @@ def test_an_administrator_never_reads_synchronized_while_changes_wait_for_a_stop
         # The panel says changes wait, so its state must not call the pair synchronized at the same moment.
         expect(state).to_have_text("Not connected, not synchronized", timeout=1500)
         assert "not synchronized" in state.inner_text()
+        # Each row's icon says the same as the panel: the backup is not connected and changes wait.
+        row_status = page.locator('#rel-backup tr[data-member="backup"] td[data-label="Status"]')
+        expect(row_status.locator("svg.pair-icon")).to_have_attribute("data-state", "not_connected_not_synchronized")

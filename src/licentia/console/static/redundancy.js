@@ -48,6 +48,15 @@
     return `${when.toLocaleTimeString()} (${relative})`;
   };
 
+  // A row's status icon, as the seed's table has one per server: the connection and synchronization
+  // between the servers as this server sees them (the legend below the table says what each means).
+  const statusCell = (state) => {
+    const td = cell("Status", "", "pair-status");
+    td.dataset.state = state;
+    td.append(pairIcon(state), " ", span(PAIR_STATES[state].text, "pair-status-text"));
+    return td;
+  };
+
   const count = (value, unit) => (value === null || value === undefined ? "not known yet" : `${value} ${unit}`);
   const pending = (side) => side ? `${count(side.changes, "changes")}, ${count(side.usage_rows, "usage rows")}` : "—";
 
@@ -120,6 +129,7 @@
           cell("Role", member.role === "main" ? "Main" : "Backup"),
           cell("API URL", member.api_url, "url"),
           cell("Online", member.online ? badge("● Online", "ok") : badge("✕ Offline", "bad")),
+          statusCell(state),
         );
         return tr;
       });
