@@ -33,6 +33,7 @@ from licentia.cluster.backup_pair import BackupLink
 from licentia.cluster.heartbeats import HeartbeatCoalescer
 from licentia.cluster.peer_auth import ReplayGuard
 from licentia.cluster.relationship import JournalReplication, Replication
+from licentia.cluster.role_events import RoleEvents
 from licentia.cluster.sealing import load_or_create_peer_key, public_b64
 from licentia.cluster.triad import CHECKPOINT_FILE, CommitFailed, NotActive, TriadConfig, TriadNode
 from licentia.cluster.triad_log import read_checkpoint, write_checkpoint
@@ -85,6 +86,7 @@ class LicenseServer:
         self.triad: TriadNode | None = None
         self.backup: BackupLink | None = None
         self.replication: Replication = JournalReplication(self)
+        self.role_events = RoleEvents()  # the Redundancy page's timeline (cluster.role_events)
         self.heartbeats = HeartbeatCoalescer(self.execute, lambda lease_id: lease_id in self.state.leases)
         self.host_names = VerifiedHostNames()
         self._grant_cache: dict[tuple[str, str, str], tuple[float, dict[str, object]]] = {}
@@ -344,6 +346,8 @@ class LicenseServer:
         role = node.config.member.role
         await node.stop()
         self.triad = None
+        self.role_events.forget_members()
+        self.role_events.record("left", f"Left triad {node.config.name}; this server works alone now.")
         self.replication = JournalReplication(self)
         self.state.triad = None
         self.state.active = None
@@ -400,6 +404,8 @@ class LicenseServer:
         name = link.pair.name
         await link.stop()
         self.backup = None
+        self.role_events.forget_members()
+        self.role_events.record("left", f"Left backup pair {name}; this server works alone now.")
         await self.execute(LeaveBackupPair())
         self.pair_key_file.unlink(missing_ok=True)
         log.warning("Left backup pair %s: this server works alone now.", name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +65,9 @@ def test_an_administrator_never_reads_synchronized_while_changes_wait_for_a_stop
         # Each row's icon says the same as the panel: the backup is not connected and changes wait.
         row_status = page.locator('#rel-backup tr[data-member="backup"] td[data-label="Status"]')
         expect(row_status.locator("svg.pair-icon")).to_have_attribute("data-state", "not_connected_not_synchronized")
+        # The timeline names the lost backup and since when it cannot be reached.
+        events = page.locator("#rel-events")
+        expect(events.locator('li[data-kind="unreachable"]')).to_contain_text("Lost contact with backup.")
+        expect(events.locator('[data-field="outages"]')).to_contain_text(
+            re.compile(r"backup unreachable since \d{1,2}:\d{2}:\d{2}"))
+        screenshot(page, "redundancy-backup-events")

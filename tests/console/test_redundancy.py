@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -256,6 +257,7 @@ def test_triad_wizard_sets_up_a_triad_whose_diagram_shows_a_failover_live(browse
         screenshot(page, "redundancy-triad")
 
         page.evaluate("window.notReloaded = true")
+        killed_at = time.time()
         cluster.servers["primary"].kill()
         expect(diagram).to_have_attribute("data-active", "secondary", timeout=SLOW)
         expect(diagram.locator('g.triad-node[data-member="primary"]')).to_have_attribute("data-reachable", "false")
@@ -263,6 +265,26 @@ def test_triad_wizard_sets_up_a_triad_whose_diagram_shows_a_failover_live(browse
         expect(page.locator('#rel-triad tr[data-member="primary"]')).to_contain_text("Unreachable")
         assert page.evaluate("window.notReloaded") is True
         expect(strip.locator('[data-status="active"]')).to_have_text("Active")  # the strip agrees (2 s poll)
+        # The timeline says when the failover happened and how long it took, and who is unreachable since when.
+        events = page.locator("#rel-events")
+        failover = events.locator('li[data-kind="failover"]')
+        expect(failover).to_have_count(1, timeout=SLOW)
+        expect(failover).to_contain_text(re.compile(
+            r"\d{1,2}:\d{2}:\d{2}.* Failover to secondary took \d+\.\d s, "
+            r"from when primary was last seen active and reachable\."))
+        expect(events.locator('li[data-kind="unreachable"]', has_text="primary")).to_contain_text(
+            "primary cannot be reached from this server.")
+        expect(events.locator('[data-field="outages"]')).to_contain_text(
+            re.compile(r"primary unreachable since \d{1,2}:\d{2}:\d{2}"))
+        with here.admin() as admin:
+            timeline = admin.get("/api/v1/admin/relationship/events").json()["events"]
+        failovers = [e for e in timeline if e["kind"] == "failover"]
+        assert len(failovers) == 1, timeline
+        # Counted from the last time the primary was seen active and reachable (the watchdog looks every 0.5 s),
+        # which is before it was killed: never less than the time from the kill to the failover, at most a
+        # watchdog round more.
+        since_kill = failovers[0]["at"] - killed_at
+        assert since_kill - 0.05 <= failovers[0]["took_s"] <= since_kill + 1.0, (since_kill, timeline)
         screenshot(page, "redundancy-triad-failover")
 
         page.set_viewport_size({"width": 400, "height": 860})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -18,6 +18,7 @@ from licentia.api.schemas import (
     TriadSetupRequest,
 )
 from licentia.cluster.backup_pair import BackupLink, PeerUnreachable
+from licentia.cluster.role_events import MAX_PAGE
 from licentia.cluster.sealing import open_sealed
 from licentia.cluster.setup import SetupRefused, setup_backup_pair, setup_triad
 from licentia.cluster.triad import TriadConfig
@@ -36,6 +37,20 @@ def _server(request: Request) -> Any:
 async def relationship_status(request: Request) -> Response:
     status = _server(request).relationship()
     return ok(status if status is not None else {"type": None})
+
+
+class EventsQuery(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 20
+    before: Annotated[int, msgspec.Meta(ge=1)] | None = None  # the `next` of the previous page
+
+
+async def relationship_events(request: Request) -> Response:
+    """The newest role changes this server saw (failovers, members lost and regained), newest first."""
+    try:
+        query = msgspec.convert(dict(request.query_params), EventsQuery, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ApiError("invalid_request", f"bad query parameter: {exc}; limit is 1 to {MAX_PAGE}") from None
+    return ok(_server(request).role_events.page(query.limit, query.before).document())
 
 
 async def seed_snapshot(request: Request) -> Response:
@@ -242,6 +257,14 @@ ENDPOINTS = [
         R,
         relationship_status,
         "The relationship: members, roles, active, reachability, lag",
+        role="viewer",
+        tag="relationship",
+    ),
+    Endpoint(
+        "GET",
+        f"{R}/events",
+        relationship_events,
+        "The relationship's timeline: failovers and members lost or regained, newest first (?limit=, ?before=)",
         role="viewer",
         tag="relationship",
     ),

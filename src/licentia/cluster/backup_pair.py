@@ -18,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -310,6 +311,12 @@ class BackupLink:
         self.partner.last_error = None
         if self._was_connected is not True:
             log.warning("Backup pair %s: %s can be reached; synchronizing.", self.pair.name, self.pair.partner.name)
+            partner = self.pair.partner.name
+            events = self.server.role_events
+            since = events.unreachable_since(partner)
+            gone = f" after {time.time() - since:.0f} s" if since is not None else ""
+            events.record("reachable", f"{partner} can be reached{' again' if gone else ''}{gone}; synchronizing.",
+                          partner)
             self.poke_partner()
         self._was_connected = True
         if self.synchronized():
@@ -322,6 +329,9 @@ class BackupLink:
             log.info("Backup pair %s: waiting for the partner: %s", self.pair.name, why)
         elif self._was_connected:
             self.contact_losses += 1
+            partner = self.pair.partner.name
+            taking_over = "; this backup serves the clients that cannot reach it" if self.pair.me == "backup" else ""
+            self.server.role_events.record("unreachable", f"Lost contact with {partner}{taking_over}.", partner)
             if self.pair.me == "backup":
                 log.warning(
                     "Backup pair %s: lost contact with the main %s; this backup serves the clients that cannot "

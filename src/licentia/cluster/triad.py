@@ -148,6 +148,7 @@ class TriadNode:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._last_active: str | None = None
         self._observed: tuple[str | None, int] = (None, 0)
+        self._active_seen_at: float | None = None  # Unix time the active member was last seen active and reachable
         self._serving_claim: int | None = None  # the claim this member serves under now
         self._frame_claim: int | None = None  # the claim its command times were set up for
         self._clock_base = 0.0  # command time when it started serving, advanced by the monotonic clock
@@ -519,8 +520,15 @@ class TriadNode:
                 continue
             others = self.config.others()
             # Whether a TCP connection to each peer's API opens: the network between the two works.
+            probed_at = time.time()
             reached = await asyncio.gather(*(probe(m.api_url, REACH_TIMEOUT_S) for m in others))
-            dog.reaches = {m.name: answer == "open" for m, answer in zip(others, reached, strict=True)}
+            reaches = {m.name: answer == "open" for m, answer in zip(others, reached, strict=True)}
+            self._note_reach_changes(dog.reaches, reaches)
+            dog.reaches = reaches
+            view = self.election.view
+            active = self._last_active
+            if active is not None and view is not None and view.holder == active and reaches.get(active, True):
+                self._active_seen_at = probed_at  # still active, and its API answered: what a failover counts from
             try:
                 status = await client.status()
                 names = await client.member_names()
@@ -632,13 +640,17 @@ class TriadNode:
             return
         previous = self._observed[0]
         self._observed = (holder, epoch)
+        events = self.server.role_events
         if holder is None:
             log.warning(
                 "Triad %s: no member is active (%s's etcd lease is gone); license requests wait.",
                 self.config.name,
                 previous or "the previous active member",
             )
-        elif holder == self.config.me:
+            if previous is not None:
+                events.record("no_active", f"No member is active: {previous}'s etcd lease is gone.", previous)
+            return
+        if holder == self.config.me:
             log.warning("Triad %s: this server (%s, %s) is active in epoch %d.", self.config.name, holder,
                         self.config.member.role, epoch)
         else:
@@ -648,10 +660,35 @@ class TriadNode:
                 holder,
                 self.config.me,
             )
-        if holder is not None and self._last_active is not None and holder != self._last_active:
+        if self._last_active is not None and holder != self._last_active:
             self.failovers += 1
-        if holder is not None:
-            self._last_active = holder
+            took = time.time() - self._active_seen_at if self._active_seen_at is not None else None
+            if took is not None:
+                text = (f"Failover to {holder} took {took:.1f} s, from when {self._last_active} was last seen active "
+                        "and reachable.")
+            else:
+                text = f"Failover to {holder}; {self._last_active} is no longer active."
+            events.record("failover", text, holder, round(took, 2) if took is not None else None)
+        elif self._last_active != holder or previous is None:
+            events.record("active", f"{holder} is active (epoch {epoch}).", holder)
+        if self._last_active != holder:
+            self._active_seen_at = time.time()
+        self._last_active = holder
+
+    def _note_reach_changes(self, before: dict[str, bool], now: dict[str, bool]) -> None:
+        """Record each member this member stopped (or started again) reaching, for the timeline."""
+        events = self.server.role_events
+        for name, reached in now.items():
+            if reached == before.get(name, True):
+                continue
+            if reached:
+                since = events.unreachable_since(name)
+                gone = f" after {time.time() - since:.0f} s" if since is not None else ""
+                log.warning("Triad %s: %s can be reached again%s.", self.config.name, name, gone)
+                events.record("reachable", f"{name} can be reached again{gone}.", name)
+            else:
+                log.warning("Triad %s: %s cannot be reached from this member.", self.config.name, name)
+                events.record("unreachable", f"{name} cannot be reached from this server.", name)
 
     # -- status ---------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from licentia.cluster.role_events import KEEP
 from licentia.console.pages import Page, can
 from licentia.console.sessions import ConsoleSession
 
@@ -36,6 +37,7 @@ async def redundancy(request: Request, session: ConsoleSession) -> dict[str, Any
         "tls_fingerprint": server.certificate.fingerprint if server.certificate else "",
         "can_setup": can(session, "admin"),
         "can_sync": can(session, "manager"),
+        "events_kept": KEEP,
     }
 
 

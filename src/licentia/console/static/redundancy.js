@@ -239,6 +239,74 @@
     }
   }
 
+  // -- events --------------------------------------------------------------------------------
+
+  // The timeline under the relationship: GET .../relationship/events, a page of EVENTS_PAGE more each time
+  // the administrator asks for older ones (the API answers at most 100 at a time), refreshed every 2 s.
+  const EVENTS_PAGE = 10;
+  const EVENTS_MAX = 100;
+  const EVENTS_MS = 2000;
+  const clock = (seconds) => new Date(seconds * 1000).toLocaleTimeString();
+
+  class EventsView {
+    constructor(section, relationship) {
+      this.section = section;
+      this.relationship = relationship;
+      this.limit = EVENTS_PAGE;
+      this.busy = false;
+      this.list = section.querySelector('[data-field="events"]');
+      this.outages = section.querySelector('[data-field="outages"]');
+      this.older = section.querySelector('[data-field="older"]');
+      this.older.addEventListener("click", () => {
+        this.limit = Math.min(EVENTS_MAX, this.limit + EVENTS_PAGE);
+        this.load();
+      });
+    }
+
+    render(answer) {
+      const items = answer.events.map((event) => {
+        const li = document.createElement("li");
+        li.dataset.kind = event.kind;
+        const time = document.createElement("time");
+        time.dateTime = new Date(event.at * 1000).toISOString();
+        time.textContent = clock(event.at);
+        li.append(time, " ", span(event.text, "event-text"));
+        return li;
+      });
+      if (!items.length) {
+        const empty = document.createElement("li");
+        empty.className = "muted";
+        empty.textContent = "No events yet.";
+        items.push(empty);
+      }
+      this.list.replaceChildren(...items);
+      const outages = Object.entries(answer.unreachable_since ?? {});
+      this.outages.hidden = outages.length === 0;
+      this.outages.textContent = outages.map(([name, since]) => `${name} unreachable since ${clock(since)}.`).join(" ");
+      this.older.hidden = answer.next === null || this.limit >= EVENTS_MAX;
+    }
+
+    async load() {
+      if (this.busy || document.hidden) return;
+      this.section.hidden = !this.relationship.status.type;
+      if (this.section.hidden) return;
+      this.busy = true;
+      try {
+        const url = `${this.section.dataset.api}?limit=${this.limit}`;
+        this.render(await Console.api("GET", url, undefined, { timeoutMs: POLL_TIMEOUT_MS }));
+      } catch {
+        // The status above says when the server does not answer; the list keeps what it showed.
+      } finally {
+        this.busy = false;
+      }
+    }
+
+    start() {
+      this.load();
+      window.setInterval(() => this.load(), EVENTS_MS);
+    }
+  }
+
   // -- actions ---------------------------------------------------------------------------------
 
   const pageMessage = () => document.getElementById("page-message");
@@ -364,6 +432,8 @@
     const element = root.getElementById("redundancy");
     const page = new RelationshipView(element);
     page.start();
+    const events = root.getElementById("rel-events");
+    if (events) new EventsView(events, page).start();
     const api = element.dataset.api;
     backupActions(page, api);
     const triadPanel = document.getElementById("triad-options");
