@@ -95,12 +95,28 @@ class TriadMemberSpec(Body):
     tls_fingerprint: Fingerprint = ""
 
 
+Username = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class MemberCredentials(Body):
+    """The administrator account to log in to one member with, when it is not the shared one."""
+
+    username: Username
+    password: Password
+
+
+# Per member name: its own administrator account. A member not named uses the shared `username`/`password`.
+CredentialsByMember = Annotated[dict[MemberName, MemberCredentials], msgspec.Meta(max_length=3)]
+
+
 class TriadSetupRequest(Body):
     name: MemberName
     members: Annotated[list[TriadMemberSpec], msgspec.Meta(min_length=3, max_length=3)]
     seed: MemberName
-    username: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    username: Username | None = None
+    password: Password | None = None
+    credentials: CredentialsByMember = msgspec.field(default_factory=dict)
     active_ttl_s: Annotated[float, msgspec.Meta(ge=0.5, le=30)] = 0.8
     check_only: bool = False
 
@@ -130,8 +146,9 @@ class BackupSetupRequest(Body):
     name: MemberName
     main: PairMemberSpec
     backup: PairMemberSpec
-    username: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    username: Username | None = None
+    password: Password | None = None
+    credentials: CredentialsByMember = msgspec.field(default_factory=dict)
     interval_s: Annotated[float, msgspec.Meta(ge=0.2, le=3600)] = 5.0
     settings_from: Literal["main", "backup"] = "main"
     check_only: bool = False

@@ -137,13 +137,33 @@ async def access_problems(sessions: list[MemberSession]) -> list[dict[str, Any]]
     return problems
 
 
+def member_login(request: dict[str, Any], spec: dict[str, Any]) -> tuple[str, str]:
+    """The administrator account to log in to this member with: its own (`credentials` by member name), else
+    the shared `username` and `password`; refused in a sentence when the request gives neither."""
+    own = (request.get("credentials") or {}).get(spec["name"])
+    if own:
+        return own["username"], own["password"]
+    if request.get("username") and request.get("password"):
+        return request["username"], request["password"]
+    raise SetupRefused(
+        "invalid_relationship",
+        f"give the administrator username and password for {spec['name']}: its own (credentials) or one shared "
+        "set (username and password) for every server",
+    )
+
+
 @contextlib.asynccontextmanager
 async def checked_members(
-    specs: list[dict[str, Any]], username: str, password: str, *, replacing: str | None = None
+    specs: list[dict[str, Any]], request: dict[str, Any], *, replacing: str | None = None
 ) -> AsyncIterator[list[MemberSession]]:
     """Logged-in sessions to every member, once each is free of other relationships (`replacing` may be
     in one) and every member's access rules let the others in; closed on the way out."""
     sessions: list[MemberSession] = []
+    strangers = set(request.get("credentials") or {}) - {spec["name"] for spec in specs}
+    if strangers:
+        raise SetupRefused("invalid_relationship", f"credentials are given for {', '.join(sorted(strangers))}, "
+                           "which is not a server of this relationship")
+    logins = [member_login(request, spec) for spec in specs]
     try:
         unconfirmed: list[dict[str, Any]] = []
         for spec in specs:
@@ -161,7 +181,7 @@ async def checked_members(
                 + " (compare each with the fingerprint its console shows, then set up again with them)",
                 unconfirmed,
             )
-        for spec in specs:
+        for spec, (username, password) in zip(specs, logins, strict=True):
             sessions.append(await open_member(spec, username, password))
         busy = [s.name for s in sessions if s.info.get("relationship") and s.name != replacing]
         if busy:
@@ -191,7 +211,7 @@ async def setup_triad(request: dict[str, Any], now: float) -> dict[str, Any]:
         raise SetupRefused("invalid_relationship", "member names and Raft addresses must be distinct")
     if request["seed"] not in {m["name"] for m in members}:
         raise SetupRefused("invalid_relationship", f"the seed {request['seed']!r} is not one of the members")
-    async with checked_members(members, request["username"], request["password"]) as sessions:
+    async with checked_members(members, request) as sessions:
         seeds = {s.name: (await s.http.get("/api/v1/admin/relationship/seed", timeout=30)).json() for s in sessions}
         plan = plan_pool(request["seed"], [_holdings(name, seed) for name, seed in seeds.items()])
         license_pool = msgspec.to_builtins(plan.members)
@@ -240,7 +260,7 @@ async def setup_backup_pair(request: dict[str, Any], *, replacing: str | None = 
     if main["name"] == backup["name"] or main["api_url"].rstrip("/") == backup["api_url"].rstrip("/"):
         raise SetupRefused("invalid_relationship", "the main and the backup must be two different servers")
     specs = [main, backup]
-    async with checked_members(specs, request["username"], request["password"], replacing=replacing) as sessions:
+    async with checked_members(specs, request, replacing=replacing) as sessions:
         if request.get("check_only"):
             return _checked(sessions)
         main_session, backup_session = sessions
