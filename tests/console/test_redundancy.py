@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from harness import ADMIN_PASSWORD, Issuer, TriadCluster
 from playwright.sync_api import Browser, Locator, Page, expect
@@ -194,6 +195,52 @@ def test_backup_wizard_names_the_missing_rule_then_sets_up_a_pair_watched_live(p
     expect(page.get_by_role("button", name="Setup Server Redundancy")).to_be_visible()
     assert admin.get("/api/v1/admin/relationship").json() == {"type": None}
     screenshot(page, "redundancy-backup-removed")
+
+
+@pytest.mark.expected_resource_failures(502)
+def test_an_administrator_sets_up_a_pair_with_a_backup_whose_administrator_account_is_its_own(
+    page: Page, admin, start_server
+):
+    partner = start_server("lic4")
+    own_password = "lic4-has-its-own-password"
+    with partner.admin() as other:
+        answer = other.put("/api/v1/admin/users/ops", json={"password": own_password, "role": "admin"})
+        assert answer.status_code == 200, answer.text
+        answer = other.put("/api/v1/admin/users/admin", json={"password": "not-the-shared-password"})
+        assert answer.status_code == 200, answer.text  # the shared account no longer logs in there
+
+    page.goto(PAGE)
+    page.get_by_role("button", name="Setup Server Redundancy").click()
+    dialog = wizard(page)
+    dialog.get_by_label("Backup relationship").check()
+    dialog.get_by_label("Name of the relationship").fill("Plant-B")
+    next_step(page, 2)
+    dialog.get_by_label("This server's name").fill("lic1")
+    dialog.get_by_label("Other server's name").fill("lic4")
+    dialog.get_by_label("Other server's API URL").fill(partner.url)
+    next_step(page, 3)
+
+    result = check_servers(page)  # one shared account: refused on lic4
+    expect(result.locator('li[data-reach="member_login_failed"]')).to_contain_text("lic4")
+
+    dialog.get_by_label("The other servers have administrator accounts of their own").check()
+    dialog.get_by_label("Username on lic4").fill("ops")
+    dialog.get_by_label("Password on lic4").fill(own_password)
+    screenshot(page, "redundancy-wizard-own-accounts")
+    dialog.get_by_role("button", name="Check again").click()
+    expect(result).to_contain_text("Each server's access rules allow the others.", timeout=SLOW)
+    expect(result.locator('li[data-reach="ok"]')).to_have_count(2)
+    next_step(page, 4)
+    finish(page, "Backup relationship Plant-B is set up")
+    assert page.evaluate(
+        "[...document.querySelectorAll('#setup-wizard input[type=password]')].map(i => i.value).join('')") == ""
+    with httpx.Client(base_url=partner.url, timeout=10) as anonymous:
+        token = anonymous.post("/api/v1/auth/login", json={"username": "ops", "password": own_password}).json()
+        status = anonymous.get("/api/v1/admin/relationship",
+                               headers={"Authorization": f"Bearer {token['token']}"}).json()
+    assert status["type"] == "backup" and status["name"] == "Plant-B"
+    answer = admin.post("/api/v1/admin/relationship/dissolve", timeout=30)  # the module's server works alone again
+    assert answer.status_code == 200, answer.text
 
 
 def fill_member(page: Page, index: int, name: str, role: str, url: str, raft: str) -> None:

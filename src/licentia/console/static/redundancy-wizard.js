@@ -225,7 +225,65 @@
 
     signature() {
       const { settings_from: _from, seed: _seed, ...setup } = this.setup();
-      return JSON.stringify([this.kind, setup, this.elements.username.value]);
+      const own = Object.entries(this.memberLogins()).map(([name, login]) => [name, login.username]);
+      return JSON.stringify([this.kind, setup, this.elements.username.value, own]);
+    }
+
+    // The servers other than this one (the one this page came from).
+    others() {
+      const here = trimUrl(window.location.origin);
+      return this.members().filter((member) => member.api_url !== here);
+    }
+
+    // Step 3: one username and password per other server, kept (by server name) while the wizard is open
+    // when the servers are entered again.
+    prepareLogins() {
+      const box = this.dialog.querySelector("#wizard-member-logins");
+      const own = this.elements.own_logins.checked;
+      box.hidden = !own;
+      const kept = new Map([...box.querySelectorAll("fieldset")].map((set) => [set.dataset.member, {
+        username: set.querySelector('[data-login="username"]').value,
+        password: set.querySelector('[data-login="password"]').value,
+      }]));
+      const sets = this.others().map((member, index) => {
+        const set = make("fieldset", undefined, "grid-form member-login");
+        set.dataset.member = member.name;
+        set.append(make("legend", `${member.name} (${member.api_url})`));
+        for (const [kind, label, type, auto] of [["username", "Username on", "text", "off"],
+          ["password", "Password on", "password", "new-password"]]) {
+          const field = make("div", undefined, "field");
+          const input = make("input");
+          Object.assign(input, {
+            id: `wizard-login-${kind}-${index}`, type, required: own, autocomplete: auto,
+            maxLength: kind === "username" ? 64 : 256,
+          });
+          input.dataset.login = kind;
+          input.value = kept.get(member.name)?.[kind] ?? "";
+          const text = make("label", `${label} ${member.name}`);
+          text.htmlFor = input.id;
+          field.append(text, input);
+          set.append(field);
+        }
+        return set;
+      });
+      box.replaceChildren(...sets);
+    }
+
+    // { name: { username, password } } for each other server with an account of its own, or {}.
+    memberLogins() {
+      if (!this.elements.own_logins.checked) return {};
+      const logins = {};
+      for (const set of this.dialog.querySelectorAll("#wizard-member-logins fieldset")) {
+        const username = set.querySelector('[data-login="username"]').value;
+        const password = set.querySelector('[data-login="password"]').value;
+        if (username && password) logins[set.dataset.member] = { username, password };
+      }
+      return logins;
+    }
+
+    forgetPasswords() {
+      this.elements.password.value = "";
+      for (const input of this.dialog.querySelectorAll('#wizard-member-logins [data-login="password"]')) input.value = "";
     }
 
     async call(checkOnly) {
@@ -233,6 +291,7 @@
         ...this.setup(),
         username: this.elements.username.value,
         password: this.elements.password.value,
+        credentials: this.memberLogins(),
         check_only: checkOnly,
       };
       try {
@@ -267,7 +326,10 @@
       this.buttons.close.hidden = !(last && this.succeeded);
       if (step === "seed") this.prepareSeed();
       if (step === "summary") this.summarize();
-      if (step === "check") this.checkButton.textContent = this.checked ? "Check again" : "Check";
+      if (step === "check") {
+        this.checkButton.textContent = this.checked ? "Check again" : "Check";
+        this.prepareLogins();
+      }
       this.steps[step].querySelector(".wizard-step-heading").focus();
     }
 
@@ -451,7 +513,7 @@
           result.replaceChildren(make("p", "The relationship was not set up.", "check-bad check-summary"),
             ...renderCheck(servers, outcome, this.confirmed));
         } else {
-          this.elements.password.value = "";
+          this.forgetPasswords();
           result.replaceChildren(...this.success(outcome.answer, setup));
         }
       });
@@ -493,6 +555,7 @@
       this.succeeded = false;
       this.dialog.querySelector("#wizard-check-result").replaceChildren();
       this.dialog.querySelector("#wizard-result").replaceChildren();
+      this.dialog.querySelector("#wizard-member-logins").replaceChildren();
       this.dialog.showModal();
       this.show("type");
     }
@@ -519,7 +582,7 @@
 
     // Closed by Cancel, Close or Esc: forget the password; focus goes back where it came from.
     closed() {
-      this.elements.password.value = "";
+      this.forgetPasswords();
       this.say("");
       if (this.opener && !this.opener.closest("[hidden]")) this.opener.focus();
       else this.onClose?.();
@@ -546,6 +609,7 @@
         if (this.busy) event.preventDefault();
       });
       this.dialog.addEventListener("close", () => this.closed());
+      this.elements.own_logins.addEventListener("change", () => this.prepareLogins());
       // The backup form names the other server after this one's role.
       for (const radio of this.dialog.querySelectorAll('input[name="my_role"]')) {
         radio.addEventListener("change", () => {
