@@ -181,3 +181,20 @@ def test_a_groups_printer_count_matches_the_printers_listed_when_one_was_only_re
     assert count.inner_text().split()[0] == str(listed), count.inner_text()
     # A refused print check records no printer at all (issue 13, finding 7): nothing is counted unlisted.
     expect(count).not_to_contain_text("known")
+
+
+def test_a_print_check_granted_over_the_limit_reads_granted_in_limited_use_grace_once(page: Page, console_server,
+                                                                                       admin, console_issuer):
+    install(admin, console_issuer.license_bytes(product="GraceStudio", count=1))
+    assert client_print_check(console_server, "grace-first", product="GraceStudio").json()["granted"] is True
+    over = client_print_check(console_server, "grace-second", product="GraceStudio").json()
+    assert over["granted"] is True and over["status"] == "grace", over  # one printer over: limited-use grace
+    page.goto(ACTIVITY)
+    row = page.locator("#requests-table tbody tr").filter(has=page.get_by_text("grace-second", exact=True))
+    expect(row).to_have_attribute("data-reason", "grace")
+    result = row.locator('td[data-label="Result"]')
+    expect(result).to_have_text("Granted in limited-use grace")  # not "Granted granted in limited-use grace"
+    expect(result.locator(".badge")).to_have_class("badge badge-grace")
+    first = page.locator("#requests-table tbody tr").filter(has=page.get_by_text("grace-first", exact=True))
+    expect(first.locator('td[data-label="Result"]')).to_have_text("Granted")
+    screenshot(page, "printer-usage-grace")
