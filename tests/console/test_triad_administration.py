@@ -8,7 +8,9 @@ Every page collects the browser's console errors and page errors, and a test fai
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from collections.abc import Iterator
 
 import httpx
@@ -200,6 +202,39 @@ def test_4_a_change_on_a_standby_with_no_active_member_says_so_in_plain_words(me
         for role in ("primary", "secondary"):
             triad.cluster.servers[role].start()
         triad.cluster.wait_active("primary", 30)
+
+
+@pytest.mark.expected_resource_failures(502)
+def test_4b_a_change_on_a_standby_that_cannot_reach_the_active_member_names_it_and_links_to_its_console(
+    member, triad: Triad
+):
+    triad.formed()
+    watched, page = member("tertiary")
+    watched.refusals.add(502)  # Chromium logs the refusal's status as a console error
+    log_in(page, "admin", ADMIN_PASSWORD)
+    page.goto(f"{CONSOLE}/this-server")
+    form = page.locator("#rule-form")
+    form.get_by_label("Who").select_option("user")
+    form.get_by_label("Name or pattern").fill("nobody-4b")
+    primary = triad.cluster.servers["primary"]
+    assert primary.process is not None
+    # Frozen, lic-a still holds the election for its lease's time, and its port still accepts connections: the
+    # tertiary sends the change to it and gets no answer.
+    os.kill(primary.process.pid, signal.SIGSTOP)
+    try:
+        form.get_by_role("button", name="Add rule").click()
+        message = form.locator(".form-message")
+        expect(message).to_contain_text("lic-a is the active member of triad Labels, but this server cannot reach "
+                                        "lic-a right now, so the change was not made.", timeout=SLOW)
+        link = message.get_by_role("link", name="Open the active member's console")
+        expect(link).to_have_attribute("href", f"{primary.url}{CONSOLE}/")
+        screenshot(page, "triad-standby-active-unreachable")
+    finally:
+        os.kill(primary.process.pid, signal.SIGCONT)
+    triad.cluster.wait_active("primary", 30)
+    with triad.api("primary") as admin:
+        rules = admin.get(RULES).json()["rules"]
+    assert all(rule.get("who") != "nobody-4b" for rule in rules)  # the change was not made anywhere
 
 
 def test_5_dissolving_gives_each_license_back_to_the_server_that_brought_it(member, triad: Triad):
