@@ -19,6 +19,7 @@ if [ -n "$NEED" ]; then
 fi
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 python3 -m ruff check src tests bench
+python3 -m mypy  # the [tool.mypy] settings in pyproject.toml: src/licentia, every function typed
 python3 -m pytest -q
 for bench in bench/*.py; do
     case "$bench" in */echo_app.py|*/_*.py) continue ;; esac

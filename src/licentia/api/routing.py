@@ -21,7 +21,7 @@ from licentia.api.errors import JSON, ApiError, error_response
 from licentia.api.validation_messages import explain
 from licentia.cluster.triad import CommitFailed, NotActive
 from licentia.cluster.triad_forward import FORWARDED_HEADER, ForwardedChange, ForwardFailed, encode, forward
-from licentia.core.model import AdminUser
+from licentia.core.model import AdminUser, Role
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -33,7 +33,7 @@ class Endpoint:
     handler: Handler
     summary: str
     body: type | None = None
-    role: str | None = None
+    role: Role | None = None
     tag: str = "client"
     raw_body: bool = False
     max_body: int | None = None

@@ -201,7 +201,7 @@ async def setup_triad(request: dict[str, Any], now: float) -> dict[str, Any]:
         pooled = msgspec.json.encode(plan.pooled).decode()
         secret = secrets.token_urlsafe(32)
         origin = f"triad:{request['name']}:{uuid.uuid4().hex[:8]}"
-        joined = []
+        joined: list[str] = []
         for session in sessions:
             body = {
                 "name": request["name"],
