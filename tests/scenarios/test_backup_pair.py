@@ -18,6 +18,7 @@ from harness import (
     install_licenses,
     wait_for,
 )
+from metrics_lint import promtool_problems
 
 from licentia.client import LicenseClient
 from licentia.cluster import peer_auth
@@ -339,6 +340,7 @@ def test_metrics_health_and_alerts_follow_the_pair_through_a_takeover(tmp_path, 
         metrics = httpx.get(f"{pair.main.url}/metrics").text
         assert 'licentia_backup_connected{partner="backup"} 1.0' in metrics
         assert 'licentia_backup_synchronized{partner="backup"} 1.0' in metrics
+        assert promtool_problems(metrics) == ""
         assert httpx.get(f"{pair.main.url}/health/active").status_code == 200
         assert httpx.get(f"{pair.backup.url}/health/active").status_code == 503
         time.sleep(1.5)
@@ -350,6 +352,7 @@ def test_metrics_health_and_alerts_follow_the_pair_through_a_takeover(tmp_path, 
         backup_metrics = httpx.get(f"{pair.backup.url}/metrics").text
         assert 'licentia_backup_connected{partner="main"} 0.0' in backup_metrics
         assert 'licentia_backup_failovers_total{partner="main"} 1.0' in backup_metrics
+        assert promtool_problems(backup_metrics) == ""
         wait_for(lambda: len(smtp.messages) >= 2, timeout=15, what="member-down and failover alerts")
         time.sleep(1.5)
         assert len(smtp.matching("[Licentia ALERT]", "main main", "is down")) == 1, smtp.subjects()
