@@ -101,7 +101,8 @@ USAGE_CSV_PARAMETERS = struct_parameters(
     {"limit": {"minimum": 1, "maximum": 100_000, "default": None}},
 )
 REPORT_PARAMETERS = (
-    QueryParameter("bucket", {"type": "string", "enum": ["hour", "day"], "default": "hour"}, "Bucket length."),
+    QueryParameter("bucket", {"title": "BucketLength", "type": "string", "enum": ["hour", "day"], "default": "hour"},
+                   "Bucket length."),
     QueryParameter("since", {"type": "number", "minimum": 0}, "Start (Unix time); the first bucket starts here."),
     QueryParameter("until", {"type": "number", "minimum": 0}, "End (Unix time); default now, on a bucket boundary."),
 )
