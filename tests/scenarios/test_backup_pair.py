@@ -19,6 +19,7 @@ from harness import (
     wait_for,
 )
 from metrics_lint import promtool_problems
+from openapi_contract import contract_problems, served_document
 
 from licentia.client import LicenseClient
 from licentia.cluster import peer_auth
@@ -262,9 +263,13 @@ def test_swap_roles_then_remove_leaves_both_servers_working_alone(start_pair, is
     install_licenses(pair.main, issuer)
     install_licenses(pair.backup, issuer)
     pair.wait(both_flags, role="backup")
+    document = served_document(pair.main.url)
     with pair.main.admin() as admin:
+        answers = [admin.get("/api/v1/admin/relationship"), admin.post("/api/v1/admin/relationship/sync", json={}),
+                   httpx.get(f"{pair.main.url}/api/v1/server")]
         answer = admin.post("/api/v1/admin/relationship/swap", json={})
     assert answer.status_code == 200, answer.text
+    assert [p for a in [*answers, answer] for p in contract_problems(document, a)] == []  # as the document says
     assert answer.json()["my_role"] == "backup"
     assert pair.status("backup")["my_role"] == "main"
     with pair.backup.admin() as admin:
@@ -272,7 +277,9 @@ def test_swap_roles_then_remove_leaves_both_servers_working_alone(start_pair, is
     wait_for(lambda: settings(pair.main)["lease_ttl_s"] == 240, timeout=5, what="the new main's setting")
 
     with pair.main.admin() as admin:
-        removed = admin.post("/api/v1/admin/relationship/dissolve", json={}).json()
+        dissolved = admin.post("/api/v1/admin/relationship/dissolve", json={})
+    assert contract_problems(document, dissolved) == []
+    removed = dissolved.json()
     assert removed["partner_left"] is True
     for server in (pair.main, pair.backup):
         assert admin_get(server, "/api/v1/admin/relationship") == {"type": None}

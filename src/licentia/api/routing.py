@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from starlette.requests import Request
@@ -24,6 +24,7 @@ from licentia.cluster.triad_forward import FORWARDED_HEADER, ForwardedChange, Fo
 from licentia.core.model import AdminUser, Role
 
 Handler = Callable[..., Awaitable[Response]]
+Tag = Literal["client", "admin", "relationship", "peer"]  # the OpenAPI document's groups
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Endpoint:
     summary: str
     body: type | None = None
     role: Role | None = None
-    tag: str = "client"
+    tag: Tag = "client"
     raw_body: bool = False
     max_body: int | None = None
 
