@@ -4,13 +4,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages: chromium (the console's browser tests drive it through Playwright; no browser download
 # here), etcd-server (each triad member runs its own etcd), fuse3 (the power-loss file system of the
-# durability tests), faketime and iptables (the triad's clock and partition faults).
+# durability tests), faketime and iptables (the triad's clock and partition faults), prometheus (its
+# promtool checks the /metrics names).
 NEED=""
 [ -x /usr/bin/chromium ] || NEED="$NEED chromium"
 [ -x /usr/bin/etcd ] || NEED="$NEED etcd-server"
 [ -x /usr/bin/fusermount3 ] || NEED="$NEED fuse3"
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || [ -x /usr/bin/faketime ] || NEED="$NEED faketime"
 command -v iptables >/dev/null || NEED="$NEED iptables"
+command -v promtool >/dev/null || NEED="$NEED prometheus"
 if [ -n "$NEED" ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
@@ -19,6 +21,7 @@ if [ -n "$NEED" ]; then
 fi
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 python3 -m ruff check src tests bench
+python3 -m mypy  # the [tool.mypy] settings in pyproject.toml: src/licentia, every function typed
 python3 -m pytest -q
 for bench in bench/*.py; do
     case "$bench" in */echo_app.py|*/_*.py) continue ;; esac

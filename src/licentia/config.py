@@ -16,16 +16,25 @@ import socket
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from licentia.tls import TLS_MODES, effective_mode
+from licentia.tls import TLS_MODES, TlsMode, effective_mode
 
 
 class ConfigError(ValueError):
     pass
 
 
-SMTP_TLS_MODES = ("starttls", "tls", "none")
+SmtpTls = Literal["starttls", "tls", "none"]
+Durability = Literal["FULL", "NORMAL", "EXTRA"]  # SQLite's synchronous setting for the journal
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
+TlsSetting = Literal["", "auto", "off", "files"]  # empty: off on a loopback address, auto anywhere else
+
+SMTP_TLS_MODES: tuple[SmtpTls, ...] = get_args(SmtpTls)
+DURABILITIES: tuple[Durability, ...] = get_args(Durability)
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 CONSOLE_PATH = re.compile(r"(/[A-Za-z0-9_-]+)+")
 SERVED_PATHS = ("api", "health", "metrics")  # the console cannot be mounted over these
 SMTP_DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
@@ -42,7 +51,7 @@ class AlertConfig:
 
     smtp_host: str = ""
     smtp_port: int = 0
-    smtp_tls: str = "starttls"
+    smtp_tls: SmtpTls = "starttls"
     smtp_user: str = ""
     smtp_password: str = field(default="", repr=False)
     smtp_password_file: str = ""
@@ -102,17 +111,17 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8470
     trusted_issuers: list[Path] = field(default_factory=list)
-    durability: str = "FULL"
+    durability: Durability = "FULL"
     snapshot_every: int = 10_000
     max_body_bytes: int = 64 * 1024
     reclaim_interval_s: float = 5.0
     token_ttl_s: float = 12 * 3600.0
-    log_level: str = "info"
-    log_format: str = "text"
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "text"
     access_log: bool = False
     console_path: str = "/console"
     sync_batch_rows: int = 5000
-    tls: str = ""  # auto | off | files; empty: off on a loopback address, auto anywhere else
+    tls: TlsSetting = ""
     tls_cert: str = ""
     tls_key: str = ""
     forwarded_allow_ips: list[str] = field(default_factory=list)
@@ -127,7 +136,7 @@ class Config:
         return self.data_dir / "trusted-issuers"
 
     @property
-    def tls_mode(self) -> str:
+    def tls_mode(self) -> TlsMode:
         """How this server listens: `auto` (a self-signed certificate), `files`, or `off` (plain HTTP)."""
         return effective_mode(self.tls, self.host)
 
@@ -140,7 +149,7 @@ class Config:
             raise ConfigError("tls_cert and tls_key are used only with tls = 'files'")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be 1-65535, got {self.port}")
-        if self.durability not in ("FULL", "NORMAL", "EXTRA"):
+        if self.durability not in DURABILITIES:
             raise ConfigError("durability must be FULL, NORMAL or EXTRA")
         if not 1 <= self.max_body_bytes <= 16 * 1024 * 1024:
             raise ConfigError("max_body_bytes must be between 1 and 16 MiB")
@@ -159,8 +168,10 @@ class Config:
                 ipaddress.ip_network(entry, strict=False)
             except (TypeError, ValueError):
                 raise ConfigError(f"forwarded_allow_ips: {entry!r} is not an IP address or network") from None
-        if self.log_format not in ("text", "json"):
+        if self.log_format not in LOG_FORMATS:
             raise ConfigError("log_format must be 'text' or 'json'")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError("log_level must be debug, info, warning or error")
         if not CONSOLE_PATH.fullmatch(self.console_path) or self.console_path.split("/")[1] in SERVED_PATHS:
             raise ConfigError("console_path must look like /console (letters, digits, - and _; not under /api)")
         return self

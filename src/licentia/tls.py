@@ -25,6 +25,7 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -34,7 +35,8 @@ from cryptography.x509.oid import NameOID
 
 from licentia.store.private_file import write_private
 
-TLS_MODES = ("auto", "off", "files")
+TlsMode = Literal["auto", "off", "files"]
+TLS_MODES: tuple[TlsMode, ...] = get_args(TlsMode)
 CERT_FILE = "tls/server.crt"
 KEY_FILE = "tls/server.key"
 CERT_YEARS = 10
@@ -54,7 +56,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def effective_mode(mode: str, host: str) -> str:
+def effective_mode(mode: TlsMode | Literal[""], host: str) -> TlsMode:
     """`auto`, `off` or `files`: the configured mode, or by default `off` on loopback and `auto` elsewhere."""
     if mode:
         return mode

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from api_support import install_ok
 from harness import ADMIN_PASSWORD
+from metrics_lint import promtool_problems
 from prometheus_client.parser import text_string_to_metric_families
 
 from licentia.api.app import create_app
@@ -76,9 +77,9 @@ def test_checkout_metrics_follow_grants_denials_and_checkins(server, issuer, adm
     lic = install_ok(admin, issuer.license_bytes(product="CADStudio", unit="seats", count=2))
     labels = {"license_id": lic["license_id"], "product": "CADStudio", "unit": "seats"}
     before = scrape(server.url)
-    assert value(before, "licentia_license_count", **labels) == 2
+    assert value(before, "licentia_license_units", **labels) == 2
     assert value(before, "licentia_license_used", **labels) == 0
-    assert value(before, "licentia_license_grace_days_left", **labels) == 30
+    assert value(before, "licentia_license_grace_remaining_seconds", **labels) == 30 * 86400
     assert value(before, "licentia_license_status", **labels, status="ok") == 1
     assert value(before, "licentia_leases_active") == 0
     assert value(before, "licentia_checkouts_total", 0, result="granted", reason="ok") == 0
@@ -138,10 +139,23 @@ def test_print_check_metrics_by_reason_and_grace(server, issuer, admin, client):
     assert value(samples, "licentia_license_used", **strict_labels) == 1
     assert value(samples, "licentia_license_used", **lenient_labels) == 2
     assert value(samples, "licentia_license_status", **lenient_labels, status="grace") == 1
-    assert 1.99 <= value(samples, "licentia_license_grace_days_left", **lenient_labels) <= 2
-    assert value(samples, "licentia_license_grace_days_left", **strict_labels) == 0
+    assert 1.99 * 86400 <= value(samples, "licentia_license_grace_remaining_seconds", **lenient_labels) <= 2 * 86400
+    assert value(samples, "licentia_license_grace_remaining_seconds", **strict_labels) == 0
     assert value(samples, "licentia_printers") == 3  # P1, L1, L2: the refused P2 is not recorded
     assert value(samples, "licentia_request_duration_seconds_count", method="POST", route="/api/v1/print-checks") == 5
+
+
+def test_promtool_finds_nothing_to_fix_in_the_metrics(server, issuer, admin, client):
+    """Every family has samples (licenses of both units, a lease, a print check, a failed login) when checked."""
+    install_ok(admin, issuer.license_bytes(product="CADStudio", unit="seats", count=2))
+    install_ok(admin, issuer.license_bytes(product="LabelStudio", unit="printers", count=1))
+    assert checkout(client, "CADStudio").status_code == 201
+    assert print_check(client, "LabelStudio", "P1").status_code == 200
+    assert print_check(client, "LabelStudio", "P2").status_code == 200  # over the count: in grace
+    assert client.post("/api/v1/auth/login", json={"username": "admin", "password": "wrong-pw"}).status_code == 401
+    text = httpx.get(f"{server.url}/metrics", timeout=5).text
+    assert "licentia_license_used{" in text and "licentia_checkouts_total{" in text
+    assert promtool_problems(text) == ""
 
 
 def test_metrics_and_health_need_no_login_and_show_no_secrets(server):

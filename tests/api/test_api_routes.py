@@ -42,6 +42,22 @@ def test_wrong_method_answers_405_json(shared_server, client, shared_admin):
     assert_log_clean(server)
 
 
+def test_a_405_names_every_method_the_path_allows(shared_server, client, shared_admin):
+    """`Allow` lists the methods of every route at that path (the settings have a GET and a PATCH route)."""
+    cases = [
+        (shared_admin.delete("/api/v1/admin/settings"), {"GET", "HEAD", "PATCH"}),
+        (client.get("/api/v1/leases"), {"POST"}),
+        (client.put("/api/v1/leases/abc"), {"DELETE"}),
+        (shared_admin.post("/api/v1/admin/alerts", json={}), {"GET", "HEAD", "PUT"}),
+        (client.post("/health/live"), {"GET", "HEAD"}),
+        (client.delete("/openapi.json"), {"GET", "HEAD"}),
+    ]
+    for answer, methods in cases:
+        assert_error(answer, 405, "method_not_allowed")
+        assert {m.strip() for m in answer.headers.get("allow", "").split(",") if m.strip()} == methods, (
+            answer.request.method, answer.request.url.path, answer.headers.get("allow"))
+
+
 def test_openapi_document_lists_every_client_endpoint(client):
     response = client.get("/openapi.json")
     assert response.status_code == 200

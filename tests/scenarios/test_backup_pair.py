@@ -18,6 +18,8 @@ from harness import (
     install_licenses,
     wait_for,
 )
+from metrics_lint import promtool_problems
+from openapi_contract import contract_problems, served_document
 
 from licentia.client import LicenseClient
 from licentia.cluster import peer_auth
@@ -261,9 +263,13 @@ def test_swap_roles_then_remove_leaves_both_servers_working_alone(start_pair, is
     install_licenses(pair.main, issuer)
     install_licenses(pair.backup, issuer)
     pair.wait(both_flags, role="backup")
+    document = served_document(pair.main.url)
     with pair.main.admin() as admin:
+        answers = [admin.get("/api/v1/admin/relationship"), admin.post("/api/v1/admin/relationship/sync", json={}),
+                   httpx.get(f"{pair.main.url}/api/v1/server")]
         answer = admin.post("/api/v1/admin/relationship/swap", json={})
     assert answer.status_code == 200, answer.text
+    assert [p for a in [*answers, answer] for p in contract_problems(document, a)] == []  # as the document says
     assert answer.json()["my_role"] == "backup"
     assert pair.status("backup")["my_role"] == "main"
     with pair.backup.admin() as admin:
@@ -271,7 +277,9 @@ def test_swap_roles_then_remove_leaves_both_servers_working_alone(start_pair, is
     wait_for(lambda: settings(pair.main)["lease_ttl_s"] == 240, timeout=5, what="the new main's setting")
 
     with pair.main.admin() as admin:
-        removed = admin.post("/api/v1/admin/relationship/dissolve", json={}).json()
+        dissolved = admin.post("/api/v1/admin/relationship/dissolve", json={})
+    assert contract_problems(document, dissolved) == []
+    removed = dissolved.json()
     assert removed["partner_left"] is True
     for server in (pair.main, pair.backup):
         assert admin_get(server, "/api/v1/admin/relationship") == {"type": None}
@@ -339,6 +347,7 @@ def test_metrics_health_and_alerts_follow_the_pair_through_a_takeover(tmp_path, 
         metrics = httpx.get(f"{pair.main.url}/metrics").text
         assert 'licentia_backup_connected{partner="backup"} 1.0' in metrics
         assert 'licentia_backup_synchronized{partner="backup"} 1.0' in metrics
+        assert promtool_problems(metrics) == ""
         assert httpx.get(f"{pair.main.url}/health/active").status_code == 200
         assert httpx.get(f"{pair.backup.url}/health/active").status_code == 503
         time.sleep(1.5)
@@ -350,6 +359,7 @@ def test_metrics_health_and_alerts_follow_the_pair_through_a_takeover(tmp_path, 
         backup_metrics = httpx.get(f"{pair.backup.url}/metrics").text
         assert 'licentia_backup_connected{partner="main"} 0.0' in backup_metrics
         assert 'licentia_backup_failovers_total{partner="main"} 1.0' in backup_metrics
+        assert promtool_problems(backup_metrics) == ""
         wait_for(lambda: len(smtp.messages) >= 2, timeout=15, what="member-down and failover alerts")
         time.sleep(1.5)
         assert len(smtp.matching("[Licentia ALERT]", "main main", "is down")) == 1, smtp.subjects()

@@ -15,6 +15,7 @@ import time
 import httpx
 import pytest
 from harness import ADMIN_PASSWORD, ROLES, TriadCluster
+from openapi_contract import contract_problems, served_document
 from triad_support import (
     AUTH,
     JSON,
@@ -98,9 +99,14 @@ def test_setup_gives_all_members_the_same_triad_and_only_the_primary_serves(star
 
     lease = checkout(primary, request_id="first")
     assert lease.status_code == 201, lease.text
+    document = served_document(primary.url)
+    with primary.admin() as admin:
+        status = admin.get("/api/v1/admin/relationship")
+    answers = [status, httpx.get(f"{primary.url}/api/v1/server", timeout=2)]
     for role in ("secondary", "tertiary"):
         server = cluster.servers[role]
         redirected = checkout(server, request_id=f"via-{role}")
+        answers.append(redirected)
         assert redirected.status_code == 307, redirected.text
         assert redirected.headers["location"] == f"{primary.url}/api/v1/leases"
         assert redirected.json()["error"]["active_url"] == primary.url
@@ -111,7 +117,9 @@ def test_setup_gives_all_members_the_same_triad_and_only_the_primary_serves(star
             added = admin.post("/api/v1/admin/licenses", content=issuer.license_bytes(license_id=f"VIA-{role}"),
                                headers=JSON)
             assert added.status_code == 201, added.text
+            answers.append(added)
         assert f"VIA-{role}" in licenses(primary)
+    assert [p for a in answers for p in contract_problems(document, a)] == []  # as the document says
     # The redirected requests changed nothing anywhere.
     assert list(held_leases(primary)) == [lease.json()["lease_id"]]
     assert used(primary, ids[SEATS]) == 1

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from harness import ROLES, TriadCluster
+from metrics_lint import promtool_problems
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -107,6 +108,8 @@ def test_each_member_reports_itself_and_only_the_active_one_says_active(start_tr
         return True
 
     wait_for(lags_known, timeout=5, what="every peer's lag known to the etcd leader's member")
+    for role in ROLES:  # the triad's own families (the leader's with per-peer lags) pass promtool's checks
+        assert promtool_problems(httpx.get(f"{cluster.servers[role].url}/metrics", timeout=5).text) == "", role
 
 
 def test_after_the_primary_is_killed_the_secondary_turns_active_and_counts_a_failover(start_triad, issuer):

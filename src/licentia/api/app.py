@@ -36,10 +36,21 @@ ENDPOINTS = [
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
+def allowed_methods(request: Request) -> str:
+    """The methods of every route at this request's path (one route per method: Starlette's own 405 names only
+    the first route's), for a 405's `Allow`."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "invalid_request")
-    return error_response(code, str(exc.detail), exc.status_code)
+    headers = {"Allow": allowed_methods(request)} if exc.status_code == 405 else None
+    return error_response(code, str(exc.detail), exc.status_code, headers)
 
 
 async def _journal_failure(request: Request, exc: Exception) -> Response:

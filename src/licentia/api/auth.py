@@ -43,12 +43,12 @@ from licentia.api.passwords import (
 from licentia.api.source_address import source_address
 from licentia.cluster.triad import CommitFailed, NotActive
 from licentia.core.commands import RehashAdminPassword
-from licentia.core.model import AdminUser
+from licentia.core.model import AdminUser, Role
 from licentia.store.journal import JournalFailure
 
 log = logging.getLogger("licentia.auth")
 
-ROLE_RANK = {"viewer": 0, "manager": 1, "admin": 2}
+ROLE_RANK: dict[str, int] = {"viewer": 0, "manager": 1, "admin": 2}  # keyed by Role; str: the wire's words
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -227,7 +227,7 @@ async def authenticate(request: Request) -> AdminUser | None:
     return None
 
 
-async def require_role(request: Request, role: str) -> AdminUser:
+async def require_role(request: Request, role: Role) -> AdminUser:
     user = await authenticate(request)
     if user is None:
         raise ApiError("unauthorized", "log in first: send 'Authorization: Bearer <token>' from /api/v1/auth/login")

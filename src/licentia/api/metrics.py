@@ -154,9 +154,11 @@ class LicentiaCollector(Collector):
     def _license_metrics(self, server: LicenseServer, now: float) -> Iterator[Metric]:
         state = server.state
         labels = ["license_id", "product", "unit"]
-        count = _gauge("licentia_license_count", "Licensed units (seats or printers) of a license", labels)
+        units = _gauge("licentia_license_units", "Units (seats or printers) a license allows", labels)
         used = _gauge("licentia_license_used", "Units of a license in use now", labels)
-        grace = _gauge("licentia_license_grace_days_left", "Days of over-use grace a license has left", labels)
+        grace = _gauge(
+            "licentia_license_grace_remaining_seconds", "Seconds of over-use grace a license has left", labels
+        )
         expiry = _gauge("licentia_license_expiry_timestamp_seconds", "Unix time a license expires", labels)
         status = _gauge(
             "licentia_license_status",
@@ -166,12 +168,12 @@ class LicentiaCollector(Collector):
         for lic in state.licenses.values():
             view = state.license_status(lic, now)
             values = [lic.id, lic.terms.product, lic.terms.unit]
-            count.add_metric(values, lic.terms.count)
+            units.add_metric(values, lic.terms.count)
             used.add_metric(values, view["used"])
-            grace.add_metric(values, view["grace_days_left"])
+            grace.add_metric(values, round(lic.grace_seconds_left(now), 1))
             expiry.add_metric(values, lic.terms.expires)
             status.add_metric([*values, view["status"]], 1)
-        yield from (count, used, grace, expiry, status)
+        yield from (units, used, grace, expiry, status)
         yield GaugeMetricFamily(
             "licentia_leases_active",
             "Seat leases held now (not yet expired)",

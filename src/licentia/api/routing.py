@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from starlette.requests import Request
@@ -21,9 +21,10 @@ from licentia.api.errors import JSON, ApiError, error_response
 from licentia.api.validation_messages import explain
 from licentia.cluster.triad import CommitFailed, NotActive
 from licentia.cluster.triad_forward import FORWARDED_HEADER, ForwardedChange, ForwardFailed, encode, forward
-from licentia.core.model import AdminUser
+from licentia.core.model import AdminUser, Role
 
 Handler = Callable[..., Awaitable[Response]]
+Tag = Literal["client", "admin", "relationship", "peer"]  # the OpenAPI document's groups
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,8 @@ class Endpoint:
     handler: Handler
     summary: str
     body: type | None = None
-    role: str | None = None
-    tag: str = "client"
+    role: Role | None = None
+    tag: Tag = "client"
     raw_body: bool = False
     max_body: int | None = None
 

@@ -28,6 +28,7 @@ from licentia.console.sessions import (
 )
 from licentia.console.status import main_owner, status_summary
 from licentia.console.views import PageNotFound, render, static_url
+from licentia.core.model import Role
 
 API = "/api/v1/admin"
 
@@ -38,7 +39,7 @@ class NavEntry:
     label: str
     path: str
     section: str
-    role: str = "viewer"
+    role: Role = "viewer"
 
 
 NAV: tuple[NavEntry, ...] = (
@@ -66,12 +67,12 @@ class Page:
     title: str
     template: str
     context: PageContext
-    role: str = "viewer"
+    role: Role = "viewer"
     script: str | None = None  # a file in console/static loaded after console.js
     in_slices: bool = False  # rendered a slice at a time (see views.render): for large tables of copied rows
 
 
-def can(session: ConsoleSession, role: str) -> bool:
+def can(session: ConsoleSession, role: Role) -> bool:
     return ROLE_RANK[session.user.role] >= ROLE_RANK[role]
 
 

@@ -138,7 +138,9 @@ async def read_form(request: Request) -> dict[str, str]:
 def safe_next(request: Request, target: str | None) -> str:
     """Where to go after logging in: only a page of this console, never another site."""
     base = console_path(request)
-    well_formed = bool(target) and _SAFE_NEXT.fullmatch(target) and "//" not in target and ".." not in target
+    if not target:
+        return base + "/"
+    well_formed = _SAFE_NEXT.fullmatch(target) and "//" not in target and ".." not in target
     if well_formed and (target == base or target.startswith(base + "/")):
         return target
     return base + "/"

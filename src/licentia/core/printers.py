@@ -26,6 +26,7 @@ def client_id(info: ClientInfo) -> str:
 def group_for(identity: PrinterIdentity, rules: list[MappingRule]) -> str:
     """First matching mapping rule wins; a printer no rule matches goes to Default."""
     for rule in rules:
+        values: tuple[str, ...]
         if rule.field == "any":
             values = (identity.name, identity.driver, identity.port, identity.location)
         else:

@@ -293,8 +293,8 @@ class LicenseState:
             self._take_config(cmd.config, via)
         for theirs in cmd.printers:
             self._merge_printer(theirs, via, take_group=from_main)
-        for theirs in cmd.clients:
-            self._merge_client(theirs, via)
+        for their_client in cmd.clients:
+            self._merge_client(their_client, via)
         usage = [
             msgspec.structs.replace(item.record, server=via) for item in cmd.usage if item.row_id > pair.cursor.usage
         ]
