@@ -13,6 +13,7 @@ import msgspec
 
 from licentia.api import responses as r
 from licentia.api.lists import CLIENTS, DEFAULT_LIMIT, LEASES, MAX_LIMIT, PRINTERS, ListKind
+from licentia.cluster.role_events import MAX_PAGE as ROLE_EVENTS_PAGE
 from licentia.cluster.triad_forward import ForwardedAnswer
 from licentia.core.commands import SharedConfig
 from licentia.store.journal import UsageQuery
@@ -137,6 +138,9 @@ CONTRACTS: dict[tuple[str, str], Contract] = {
     ("POST", f"{A}/licenses"): Contract((ok(r.LicenseView, 201, "Installed"),), (409,)),
     ("GET", f"{A}/licenses/{{license_id:path}}"): Contract((ok(r.LicenseView),), (404,)),
     ("DELETE", f"{A}/licenses/{{license_id:path}}"): Contract((ok(r.LicenseRemoved),), (404,)),
+    ("POST", f"{A}/trusted-issuers"): Contract(
+        (ok(r.IssuerTrusted, 201, "Trusted from now on"), ok(r.IssuerTrusted, description="Already trusted")),
+    ),
     ("GET", f"{A}/printers"): Contract((ok(r.PrinterPage),), query=PRINTER_PARAMETERS),
     ("PUT", f"{A}/printers/{{printer_id}}/group"): Contract((ok(r.PrinterGroupChange),), (404,)),
     ("POST", f"{A}/printers/{{printer_id}}/block"): Contract((ok(r.PrinterGroupChange),), (404,)),
@@ -166,6 +170,14 @@ CONTRACTS: dict[tuple[str, str], Contract] = {
     ("POST", f"{A}/alerts/test"): Contract((ok(r.AlertTestSent, description="Delivered"),), (409,)),
     # relationships
     ("GET", R): Contract((ok(r.RelationshipStatus),)),
+    ("GET", f"{R}/events"): Contract(
+        (ok(r.RoleEventList),),
+        query=(
+            QueryParameter("limit", {"type": "integer", "minimum": 1, "maximum": ROLE_EVENTS_PAGE, "default": 20},
+                           "Events per page, newest first."),
+            QueryParameter("before", {"type": "integer", "minimum": 1}, "The `next` of the previous page."),
+        ),
+    ),
     ("POST", f"{R}/triad"): Contract(
         (ok(r.TriadFormed, 201, "Formed"), ok(r.SetupChecked, description="check_only: every check passed")),
         (409,),

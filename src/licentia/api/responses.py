@@ -13,6 +13,7 @@ import msgspec
 
 from licentia.alerts.delivery import DeliveryResult
 from licentia.alerts.rules import Incident
+from licentia.cluster.role_events import RoleEventKind
 from licentia.core.alert_settings import AlertSettings
 from licentia.core.model import AccessRule, Client, Lease, LicenseTerms, MappingRule, Printer, Role, UsageRecord
 from licentia.core.settings import Settings
@@ -170,6 +171,27 @@ class LicenseList(Answer):
 
 class LicenseRemoved(Answer):
     license_id: str
+
+
+class IssuerTrusted(Answer):
+    key_id: str
+    new: bool
+    trusted_issuers: list[str]
+
+
+class RoleEventView(Answer):
+    seq: int
+    at: float
+    kind: RoleEventKind
+    text: str
+    member: str | None = None
+    took_s: float | None = None
+
+
+class RoleEventList(Answer):
+    events: list[RoleEventView]
+    next: int | None
+    unreachable_since: dict[str, float]
 
 
 class ServerStatus(ServerInfo, kw_only=True):

@@ -12,7 +12,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
+
+RoleEventKind = Literal["active", "no_active", "failover", "unreachable", "reachable", "left"]
 
 KEEP = 500  # events kept; older ones are dropped
 MAX_PAGE = 100
@@ -24,7 +26,7 @@ class RoleEvent:
 
     seq: int
     at: float  # Unix time
-    kind: str  # active, no_active, failover, unreachable, reachable
+    kind: RoleEventKind
     text: str
     member: str | None = None
     took_s: float | None = None
@@ -56,7 +58,9 @@ class RoleEvents:
         self._clock = clock
         self._unreachable: dict[str, float] = {}
 
-    def record(self, kind: str, text: str, member: str | None = None, took_s: float | None = None) -> RoleEvent:
+    def record(
+        self, kind: RoleEventKind, text: str, member: str | None = None, took_s: float | None = None
+    ) -> RoleEvent:
         self._seq += 1
         event = RoleEvent(self._seq, self._clock(), kind, text, member, took_s)
         self._events.append(event)
