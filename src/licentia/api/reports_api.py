@@ -61,6 +61,11 @@ async def _report(request: Request) -> UsageReport:
     settings = state.settings
     window_s = settings.printer_window_days * DAY
     held = list(state.leases.values())  # the leases held now, taken on the loop: a consistent list
+    from_rollups = await server.journal.rollup_report(
+        held, since=since, until=until, bucket=query.bucket, as_of=now, window_s=window_s
+    )
+    if from_rollups is not None:
+        return from_rollups
     records, denials = await server.journal.report_inputs(since, until, BUCKET_SECONDS[query.bucket], window_s)
     # Computed in a worker thread: the loop goes on serving (the thread yields the interpreter every few ms).
     return await asyncio.to_thread(
