@@ -27,8 +27,9 @@ COMMAND = encode_command(c.CreatePrinterGroup(name="Dock"))  # the journal entry
 
 
 def random_log(rng: random.Random) -> tuple[list[list[UsageRecord]], list[Lease], float]:
-    """Batches of usage records in time order over SPAN from T0 - DAY (quiet stretches included, so that
-    printers' windows end), the leases still held at the end, and a moment after the last record."""
+    """Batches of usage records in time order over SPAN from T0 - DAY (quiet stretches included, and no
+    granted print check in the last days, so that printers' windows end with no print check after them),
+    the leases still held at the end, and a moment after the last record."""
     batches: list[list[UsageRecord]] = []
     open_leases: dict[str, tuple[float, str]] = {}
     at, n = T0 - DAY, 0
@@ -38,8 +39,11 @@ def random_log(rng: random.Random) -> tuple[list[list[UsageRecord]], list[Lease]
         for _ in range(rng.choice((1, 1, 2, 5))):
             n += 1
             roll = rng.random()
-            if roll < 0.35:
+            if roll < 0.35 and at < T0 + SPAN - 3.5 * DAY:  # the last days print nothing: printers' windows end
                 batch.append(UsageRecord(at=at, kind="print", granted=True, reason="ok", product="Labels",
+                                         printer_id=f"P{rng.randrange(12)}"))
+            elif roll < 0.35:
+                batch.append(UsageRecord(at=at, kind="print", granted=False, reason="no_license", product="Labels",
                                          printer_id=f"P{rng.randrange(12)}"))
             elif roll < 0.5:
                 product = rng.choice(("CAD", "Render", "Viewer"))
