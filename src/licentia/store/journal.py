@@ -327,22 +327,36 @@ class SqliteJournal:
         self._writer.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, lazy: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction on the writer connection, which the event loop (journal batches) and
-        the worker thread (triad usage rows, pruning, rebase) share: one at a time, rolled back on error."""
+        the worker thread (triad usage rows, pruning, rebase) share: one at a time, rolled back on error.
+
+        `lazy`: a commit that may wait for the next one's sync (no fsync of its own: synchronous=NORMAL in
+        WAL mode); for work that can be done again, such as rebuilding the usage rollups."""
         with self._write_lock:
             conn = self._writer
-            conn.execute("BEGIN")
+            if lazy:
+                conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                # The rollups' place as the database has it; a rebuild under way goes on (or fails).
-                rebuild = self.rollups.rebuild_from, self.rollups.rebuild_cursor
-                self.rollups = RollupState.load(conn)
-                self.rollups.rebuild_from, self.rollups.rebuild_cursor = rebuild
-                raise
-            conn.execute("COMMIT")
+                with self._write_transaction(conn):
+                    yield conn
+            finally:
+                if lazy:
+                    conn.execute(f"PRAGMA synchronous={self._synchronous}")
+
+    @contextlib.contextmanager
+    def _write_transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            # The rollups' place as the database has it; a rebuild under way goes on (or fails).
+            rebuild = self.rollups.rebuild_from, self.rollups.rebuild_cursor
+            self.rollups = RollupState.load(conn)
+            self.rollups.rebuild_from, self.rollups.rebuild_cursor = rebuild
+            raise
+        conn.execute("COMMIT")
 
     # -- appending ------------------------------------------------------------------------------
 
@@ -683,7 +697,7 @@ class SqliteJournal:
             self._rollup_task = None
 
     def _rollup_step(self, rebuild: RollupRebuild) -> None:
-        with self._transaction() as conn:
+        with self._transaction(lazy=True) as conn:
             rebuild.step(conn, self.rollups)
 
     async def rollup_report(

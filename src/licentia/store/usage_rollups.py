@@ -250,7 +250,7 @@ def _apply_in_order(
 
 # -- rebuilding ----------------------------------------------------------------------------------
 
-REBUILD_ROWS_PER_TRANSACTION = 1000  # rows a rebuild applies per transaction (the write lock is held meanwhile)
+REBUILD_ROWS_PER_TRANSACTION = 500  # rows a rebuild applies per transaction (the write lock is held meanwhile)
 
 
 @dataclass
@@ -272,7 +272,7 @@ class RollupRebuild:
         at, last_id = self.cursor
         columns = ", ".join(ROLLUP_COLUMNS)
         rows = conn.execute(
-            f"SELECT {columns}, id FROM usage WHERE at > ? OR (at = ? AND id > ?) ORDER BY at, id LIMIT ?",
+            f"SELECT {columns}, id FROM usage WHERE at >= ? AND (at > ? OR id > ?) ORDER BY at, id LIMIT ?",
             (at, at, last_id, REBUILD_ROWS_PER_TRANSACTION),
         ).fetchall()
         cells = _Cells(conn)
