@@ -685,10 +685,10 @@ class SqliteJournal:
             while not rebuild.done:
                 await loop.run_in_executor(self._executor, self._rollup_step, rebuild)
             took = time.perf_counter() - started
-            if since == -math.inf:
+            if since == -math.inf and rebuild.rows:
                 log.warning("Built the usage report's hourly and daily rollups from %d usage rows in %.1f s.",
                             rebuild.rows, took)
-            else:
+            elif rebuild.rows:
                 log.info("Rebuilt the usage report's rollups from %s on (%d usage rows) in %.2f s.",
                          datetime.fromtimestamp(since, UTC).date().isoformat(), rebuild.rows, took)
         except Exception as exc:  # the report is computed from the rows meanwhile
