@@ -74,6 +74,10 @@ class RollupState:
     dirty_since: float | None = None  # a row older than `through` was written: stale from this time on
     rebuild_from: float | None = None  # a rebuild from this time is under way (saved: a restart redoes it)
     rebuild_cursor: tuple[float, int] | None = None  # the rebuild has applied the rows up to (at, id)
+    # The cells written last, as the database has them (the current hour and day): a write reads no cell
+    # back that it wrote itself. A rollback starts from a state loaded anew, with none.
+    cells: dict[CellKey, list[int]] = field(default_factory=dict, repr=False)
+    _saved: tuple[object, ...] = field(default=(), repr=False)
 
     @classmethod
     def load(cls, conn: sqlite3.Connection) -> RollupState:
@@ -84,9 +88,16 @@ class RollupState:
         for name in ("usage_rollup_dirty_since", "usage_rollup_rebuild_from"):  # an unfinished rebuild is redone
             if name in meta:
                 state.mark_dirty(float(meta[name]))
+        state._saved = (state.window_s, state.dirty_since, None) if "usage_rollup_rebuild_from" not in meta else ()
         return state
 
     def save(self, conn: sqlite3.Connection) -> None:
+        saved = (self.window_s, self.dirty_since, self.rebuild_from)
+        if saved == self._saved:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('usage_rollup_through', ?)",
+                         (repr(self.through),))
+            return
+        self._saved = saved
         values = {"usage_rollup_through": repr(self.through)}
         if self.window_s is not None:
             values["usage_rollup_window_s"] = repr(self.window_s)
@@ -109,8 +120,9 @@ class RollupState:
 class _Cells:
     """The cells a transaction changes, read once from the database and written back by `flush`."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, known: dict[CellKey, list[int]]) -> None:
         self.conn = conn
+        self.known = known  # cells as the database has them before this transaction (`RollupState.cells`)
         self.cells: dict[CellKey, list[int]] = {}
 
     def add(self, at: float, change: int, series: str, key: str) -> None:
@@ -119,17 +131,22 @@ class _Cells:
             name = (table, start, series, key)
             cell = self.cells.get(name)
             if cell is None:
-                row = self.conn.execute(
+                row = self.known.get(name) or self.conn.execute(
                     f"SELECT net, peak FROM {table} WHERE start = ? AND series = ? AND key = ?", (start, series, key)
                 ).fetchone()
                 cell = self.cells[name] = list(row) if row else [0, 0]
             add_event(cell, at == start, change)
 
     def flush(self) -> None:
+        """Write the changed cells; they are what `known` holds next (the newest ones only: the current hour
+        and day are the ones the next writes change)."""
         for table, _ in GRAINS:
             rows = [(start, series, key, *cell) for (t, start, series, key), cell in self.cells.items() if t == table]
             if rows:
                 self.conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?)", rows)
+        if len(self.known) + len(self.cells) > 256:
+            self.known.clear()
+        self.known.update((name, list(cell)) for name, cell in self.cells.items())
 
 
 def add_event(cell: list[int], at_start: bool, change: int) -> None:
@@ -202,7 +219,7 @@ def apply_rows(
         if older:
             state.mark_dirty(min(older))
         return
-    cells = _Cells(conn)
+    cells = _Cells(conn, state.cells)
     for row in counts_only:
         _count_denial(cells, row)
     ordered = sorted(rows, key=lambda row: row[0])
@@ -275,7 +292,7 @@ class RollupRebuild:
             f"SELECT {columns}, id FROM usage WHERE at >= ? AND (at > ? OR id > ?) ORDER BY at, id LIMIT ?",
             (at, at, last_id, REBUILD_ROWS_PER_TRANSACTION),
         ).fetchall()
-        cells = _Cells(conn)
+        cells = _Cells(conn, state.cells)
         _apply_in_order(conn, state, cells, [row[:-1] for row in rows])
         cells.flush()
         self.rows += len(rows)
@@ -292,6 +309,7 @@ class RollupRebuild:
         since = self.since
         for table, _ in GRAINS:
             conn.execute(f"DELETE FROM {table} WHERE start >= ?", (since,))
+        state.cells.clear()
         conn.execute("DELETE FROM printer_use")
         if since > -math.inf:
             conn.execute(
