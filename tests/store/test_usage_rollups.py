@@ -172,7 +172,7 @@ def test_rows_written_out_of_time_order_make_the_next_report_rebuild_the_rollups
         write_log(journal, [batch for i, batch in enumerate(batches) if i % 9 != 4])
         write_log(journal, late)
         assert journal.rollups.dirty_since == late[0][0].at
-        ranges = random_ranges(rng, as_of, 20) + [(T0, T0 + 10 * DAY, "day")]
+        ranges = [*random_ranges(rng, as_of, 20), (T0, T0 + 10 * DAY, "day")]
         assert await assert_rollups_match_rows(journal, held, as_of, ranges) > len(ranges) / 2
         assert journal.rollups.current(WINDOW)
         await journal.close()
@@ -194,7 +194,7 @@ def test_a_triad_members_rows_keep_the_rollups_and_rows_written_twice_count_once
         journal.record_usage(rows[-80:])  # a member replaying the end of its log after a restart
         journal._drain_usage()
         assert journal._writer.execute("SELECT COUNT(*) FROM usage").fetchone()[0] == len(rows)
-        ranges = random_ranges(rng, as_of, 15) + [(T0, T0 + 10 * DAY, "day")]
+        ranges = [*random_ranges(rng, as_of, 15), (T0, T0 + 10 * DAY, "day")]
         assert await assert_rollups_match_rows(journal, held, as_of, ranges) > len(ranges) / 2
         await journal.close()
 
@@ -241,7 +241,7 @@ def test_a_restored_backup_has_rollups_that_agree_with_its_rows(tmp_path: Path):
         journal.load()
         assert journal.rollups.current(WINDOW)  # restored with the rows they were built from
         write_log(journal, batches[len(batches) // 2 :])
-        ranges = random_ranges(rng, as_of, 15) + [(T0, T0 + 10 * DAY, "day")]
+        ranges = [*random_ranges(rng, as_of, 15), (T0, T0 + 10 * DAY, "day")]
         assert await assert_rollups_match_rows(journal, held, as_of, ranges) > len(ranges) / 2
         await journal.close()
 
