@@ -34,8 +34,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -118,11 +120,11 @@ def build_data_dir(data: Path, leases: int, printers: int, usage_rows: int) -> N
                 lease = f"old-{n}"
                 record = {"at": at, "kind": "checkout", "granted": 1, "reason": "ok", "product": SEATS,
                           "lease_id": lease, "client_host": "ws"}
-                chunk.append(("bench", n, 1, *(v if (v := {**record, "at": at + 3600, "kind": "checkin"}.get(f))
-                                               is not None else "" for f in USAGE_FIELDS)))
+                chunk.append(("bench", n, 1, *({"count": 1, **record, "at": at + 3600, "kind": "checkin"}.get(f, "")
+                                               for f in USAGE_FIELDS)))
             else:
                 record = {"at": at, "kind": "print", "granted": 0, "reason": "limit_exceeded", "product": LABELS}
-            chunk.append(("bench", n, 0, *(record.get(f, "") for f in USAGE_FIELDS)))
+            chunk.append(("bench", n, 0, *({"count": 1, **record}.get(f, "") for f in USAGE_FIELDS)))
             if len(chunk) >= 50_000:
                 conn.executemany(sql, chunk)
                 chunk.clear()
@@ -224,15 +226,7 @@ async def _measure(data: Path, config: Path, leases: int, quick: bool) -> dict[s
             _log(f"longest probe gap: {figures['probe_gap_no_snapshot_ms']} ms without a snapshot, "
                  f"{figures['snapshot_stall_ms']} ms while a snapshot was taken")
 
-            now = time.time()
-            started = time.perf_counter()
-            params = {"bucket": "day", "since": str(now - 90 * DAY), "until": str(now)}
-            async with session.get(f"{server.url}/api/v1/admin/reports/usage", params=params,
-                                   headers=admin) as answer:
-                assert answer.status == 200, await answer.text()
-                await answer.read()
-            figures["report_s"] = round(time.perf_counter() - started, 3)
-            _log(f"90-day report in {figures['report_s']} s")
+            figures.update(await _report_times(session, server, admin))
 
             ids = [f"lease-{n:08d}" for n in range(min(leases, 200_000))]
             batches = [ids[i : i + BATCH] for i in range(0, len(ids) - BATCH + 1, BATCH)] or [ids]
@@ -262,6 +256,68 @@ async def _measure(data: Path, config: Path, leases: int, quick: bool) -> dict[s
     return figures
 
 
+def _report_params(aligned: bool) -> dict[str, str]:
+    """The last 90 days in day buckets: up to the end of this hour, as the console asks (the rollups answer),
+    or from this very second (not on a whole hour: computed from the rows, as every report was before)."""
+    now = time.time()
+    until = math.ceil(now / 3600) * 3600 if aligned else now
+    return {"bucket": "day", "since": str(until - 90 * DAY), "until": str(until)}
+
+
+async def _report_seconds(session: aiohttp.ClientSession, url: str, admin: dict[str, str], aligned: bool) -> float:
+    started = time.perf_counter()
+    async with session.get(f"{url}/api/v1/admin/reports/usage", params=_report_params(aligned),
+                           headers=admin) as answer:
+        assert answer.status == 200, await answer.text()
+        await answer.read()
+    return time.perf_counter() - started
+
+
+async def _report_times(session: aiohttp.ClientSession, server: Server, admin: dict[str, str]) -> dict[str, float]:
+    """`report_first_s`: the first report after the start (it waits for the rollups if they are still being
+    built); `report_s`: the median of 3 more (from the rollups); `report_raw_s`: the same report over a range
+    not on whole hours, which reads the rows (the baseline: how every report was computed before)."""
+    first = await _report_seconds(session, server.url, admin, True)
+    times = sorted([await _report_seconds(session, server.url, admin, True) for _ in range(3)])
+    raw = await _report_seconds(session, server.url, admin, False)
+    figures = {"report_first_s": round(first, 3), "report_s": round(times[1], 3), "report_raw_s": round(raw, 3)}
+    built = re.findall(r"rollups from (\d+) usage rows in ([\d.]+) s", (server.data.parent / "server.log").read_text())
+    if built:
+        figures["rollup_build_s"] = float(built[-1][1])
+    _log(f"90-day report: {figures}")
+    return figures
+
+
+async def _report_only(data: Path, config: Path) -> dict[str, float]:
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        server = Server(data, config)
+        restart_s = await server.start(session)
+        try:
+            async with session.post(f"{server.url}/api/v1/auth/login",
+                                    json={"username": "admin", "password": ADMIN_PASSWORD}) as answer:
+                admin = {"Authorization": f"Bearer {(await answer.json())['token']}"}
+            return {"first_start_s": round(restart_s, 3), **await _report_times(session, server, admin)}
+        finally:
+            server.stop()
+
+
+def report_figures(workdir: Path, usage_rows: list[int]) -> dict[str, dict[str, float]]:
+    """The 90-day usage report on a real server over logs of each of `usage_rows` rows (a small site
+    otherwise), started on a database written without rollups (as by an earlier version): the first start
+    builds them. A report from the rollups costs the same whatever the rows; `report_raw_s` grows with them."""
+    results = {}
+    for rows in usage_rows:
+        data = workdir / f"report-{rows}"
+        shutil.rmtree(data, ignore_errors=True)
+        build_data_dir(data, 100, 100, rows)
+        config = workdir / "scale-report.toml"
+        config.write_text("[server]\n")
+        results[f"{rows}_rows"] = asyncio.run(_report_only(data, config))
+        shutil.rmtree(data, ignore_errors=True)
+    return results
+
+
 def store_figures(workdir: Path, leases: int, printers: int, usage_rows: int, quick: bool) -> dict[str, float]:
     """Build a data directory of this size under `workdir` and measure a real server on it."""
     data = workdir / f"store-{leases}"
@@ -282,11 +338,17 @@ def main() -> None:
     parser.add_argument("--printers", type=int, default=10_000)
     parser.add_argument("--usage-rows", type=int, default=100_000)
     parser.add_argument("--workdir", type=Path, help="keep the data directory here (default: a temporary one)")
+    parser.add_argument("--report-rows", help="only the usage report, over logs of these many rows (e.g. "
+                        "10000,1000000), a small site otherwise")
     args = parser.parse_args()
     if args.quick:
         args.leases, args.printers, args.usage_rows = 2000, 2000, 20_000
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="licentia-scale-store-"))
     try:
+        if args.report_rows:
+            reports = report_figures(workdir, [int(rows) for rows in args.report_rows.split(",")])
+            print(json.dumps({"reports": reports}))
+            return
         figures = store_figures(workdir, args.leases, args.printers, args.usage_rows, args.quick)
     finally:
         if args.workdir is None:

@@ -16,10 +16,13 @@ What it does (see bench/README.md, "scale.py"):
    (`client_p99_ms_console_open`, and each page's p95: `page_p95_ms` is the worst);
    phase "snapshot": print checks as fast as the server takes them until the journal writes a snapshot
    (config `snapshot_every`), to see what a snapshot costs the probe;
-4. then times batch heartbeats of 1000 leases, the usage report over 90 days, and reads the server's
-   resident memory and the data directory's size;
+4. then times batch heartbeats of 1000 leases, the usage report over 90 days (day buckets up to the
+   end of this hour, as the console asks), and reads the server's resident memory and the data
+   directory's size;
 5. if bench/_scale_store.py exists (the persistence work's own figures), adds what its
-   `store_figures(...)` returns under "store";
+   `store_figures(...)` returns under "store", and the usage report on a small site over 10k and 1M
+   usage rows (`report_figures`: 2k and 20k with --quick) under "reports", with the same report over
+   a range not on whole hours, computed from the rows, as the baseline (`report_raw_s`);
 6. prints progress on stderr and, as the last line of stdout, one JSON object.
 
     python bench/scale.py --quick               # CI smoke run: a small site, a few seconds per phase
@@ -33,6 +36,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import os
 import random
 import re
@@ -56,9 +60,9 @@ from bulk_load import PRINTER_PRODUCT, Site, load_site, printer_identity  # noqa
 from harness import ADMIN_PASSWORD, Issuer, ServerProcess  # noqa: E402
 
 try:
-    from _scale_store import store_figures  # type: ignore[import-not-found]  # the persistence work's figures
+    from _scale_store import report_figures, store_figures  # type: ignore[import-not-found]  # persistence figures
 except ImportError:
-    store_figures = None
+    report_figures = store_figures = None
 
 
 @dataclass(frozen=True)
@@ -291,7 +295,8 @@ async def report_seconds(session: aiohttp.ClientSession, url: str, tries: int = 
     times = []
     for _ in range(tries):
         started = time.perf_counter()
-        params = {"since": str(now - 90 * 86400), "until": str(now + 60), "bucket": "day"}
+        until = math.ceil(now / 3600) * 3600
+        params = {"since": str(until - 90 * 86400), "until": str(until), "bucket": "day"}
         async with session.get(f"{url}/api/v1/admin/reports/usage", params=params) as answer:
             await answer.read()
             if answer.status != 200:
@@ -408,9 +413,12 @@ def main() -> None:
         sizes = [SIZES[name.strip()] for name in args.sizes.split(",")]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="licentia-scale-"))
     results: dict[str, Any] = {}
+    reports: dict[str, Any] = {}
     try:
         for size in sizes:
             results[size.name] = run_size(size, workdir, args)
+        if report_figures is not None:
+            reports = report_figures(workdir / "reports", [2_000, 20_000] if args.quick else [10_000, 1_000_000])
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -428,7 +436,10 @@ def main() -> None:
         "rss_mb_300k": figure("300k", "rss_mb"),
         "data_dir_mb_300k": figure("300k", "data_dir_mb"),
         "restart_s_300k": figure("300k", "restart_s"),
-        "report_s_1m_rows": figure("300k", "report_s"),
+        "report_s_1m_rows": figure("300k", "report_s") or reports.get("1000000_rows", {}).get("report_s"),
+        "report_s_10k_rows": reports.get("10000_rows", {}).get("report_s"),
+        "report_raw_s_1m_rows": reports.get("1000000_rows", {}).get("report_raw_s"),
+        "reports": reports,
         "heartbeat_batch_leases_per_s": figure(largest, "heartbeat_batch_leases_per_s"),
         "largest_size": largest,
         "quick": args.quick,

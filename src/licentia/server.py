@@ -194,6 +194,7 @@ class LicenseServer:
             await self.install_license_file(path)
         self._tasks.append(asyncio.create_task(self._reclaim_loop()))
         self._tasks.append(asyncio.create_task(self._retention_loop()))
+        self.journal.start_rollups(self.state.settings.printer_window_days * DAY)
         self._tasks.append(asyncio.create_task(self.alerts.run()))
         log.info(
             "License server %s started with %d license(s) and trusts %d issuer key(s).",

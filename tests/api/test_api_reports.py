@@ -75,3 +75,69 @@ def test_bad_report_parameters_are_refused_with_422(server, admin, params):
 
 def test_report_needs_a_login(server, client):
     assert_error(client.get(R), 401, "unauthorized")
+
+
+def test_a_database_from_before_rollups_builds_them_on_first_start_and_reports_the_rows_numbers(tmp_path):
+    """Rows written without rollups (as by an earlier version): the first start builds them once, says so
+    in the log, and a report from them gives the numbers computed from the rows themselves."""
+    import math
+    import random
+    import sqlite3
+
+    from harness import ServerProcess
+
+    from licentia.core.model import UsageRecord
+    from licentia.store.journal import USAGE_FIELDS
+    from licentia.store.usage_report import usage_report
+
+    data = tmp_path / "server"
+    ServerProcess(data).start().stop()
+    rng = random.Random(14)
+    now = time.time()
+    start = now - 20 * 86400
+    records: list[UsageRecord] = []
+    for n in range(3000):
+        at = start + n * 240 + rng.uniform(0, 200)
+        roll = rng.random()
+        if roll < 0.4:
+            printer = f"P{rng.randrange(40)}"
+            records.append(UsageRecord(at=at, kind="print", granted=True, reason="ok", printer_id=printer))
+        elif roll < 0.6:
+            records += [UsageRecord(at=at, kind="checkout", granted=True, reason="ok", product="CAD", lease_id=f"L{n}"),
+                        UsageRecord(at=at + rng.uniform(60, 9 * 3600), kind="checkin", granted=True, reason="ok",
+                                    product="CAD", lease_id=f"L{n}")]
+        else:
+            records.append(UsageRecord(at=at, kind="checkout", granted=False, reason="limit_exceeded", count=2))
+    records.sort(key=lambda record: record.at)
+    columns = ("origin", "idx", "seq", *USAGE_FIELDS)
+    with sqlite3.connect(data / "licentia.db") as conn:
+        conn.execute("DELETE FROM meta WHERE key LIKE 'usage_rollup_%'")
+        conn.executemany(
+            f"INSERT INTO usage ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [("old", n, 0, *(getattr(record, f) for f in USAGE_FIELDS)) for n, record in enumerate(records)],
+        )
+    server = ServerProcess(data).start()
+    try:
+        deadline = time.time() + 30
+        built = f"Built the usage report's hourly and daily rollups from {len(records)} usage rows in "
+        while built not in server.log_path.read_text() and time.time() < deadline:
+            time.sleep(0.1)
+        assert built in server.log_path.read_text()
+        since = math.floor(start / 3600) * 3600 - 86400
+        with server.admin() as admin:
+            for bucket, until in (("hour", since + 30 * 86400), ("day", since + 25 * 86400 + 0.5)):
+                body = admin.get(R, params={"bucket": bucket, "since": since, "until": until}).json()
+                expected = usage_report(records, [], [], since=since, until=until, bucket=bucket,
+                                        as_of=body["as_of"], printer_window_s=7 * 86400, lease_ttl_s=120)
+                denials = [(record.at, record.count) for record in records if not record.granted]
+                assert [b["printers"] for b in body["buckets"]] == [b.printers for b in expected.buckets]
+                assert [b["seats"] for b in body["buckets"]] == [b.seats for b in expected.buckets]
+                assert [b["denials_total"] for b in body["buckets"]] == [
+                    sum(count for at, count in denials if b.start <= at < b.end) for b in expected.buckets
+                ]
+                assert max(b["printers"] for b in body["buckets"]) > 10
+        server.stop()
+        server = ServerProcess(data).start()  # built once: a restart does not build them again
+        assert server.log_path.read_text().count("Built the usage report's") == 1  # (the empty one's is quiet)
+    finally:
+        server.kill()

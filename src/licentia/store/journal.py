@@ -23,23 +23,38 @@ import contextlib
 import functools
 import gc
 import logging
+import math
 import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from licentia.core.commands import Command, decode_command, encode_command
-from licentia.core.model import UsageRecord
+from licentia.core.model import Lease, UsageRecord
 from licentia.core.state import LicenseState, Snapshot
 from licentia.store.forked_write import ForkedWrite, ForkedWriteFailed
 from licentia.store.private_file import write_private
 from licentia.store.snapshot_file import read_snapshot_file, snapshot_chunks, snapshot_path
-from licentia.store.usage_report import DenialCount
+from licentia.store.usage_report import DenialCount, UsageReport
+from licentia.store.usage_rollups import (
+    DENIAL_KINDS,
+    LEASE_LOOKBACK_S,
+    ROLLUP_COLUMNS,
+    RollupRebuild,
+    RollupRow,
+    RollupState,
+    apply_rows,
+    rebuild_start,
+    rollup_report,
+    rollups_answer,
+)
+from licentia.store.usage_rollups import SCHEMA as ROLLUP_SCHEMA
 
 log = logging.getLogger("licentia.store")
 
@@ -59,8 +74,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 USAGE_FIELDS = tuple(UsageRecord.__struct_fields__)
-DENIAL_KINDS = ("print", "checkout")  # refused requests that count as denials (not lost heartbeats)
-LEASE_LOOKBACK_S = 7 * 86400.0  # how far before a report's range its leases' checkouts are looked for
 _INSERT_USAGE = (
     f"INSERT OR IGNORE INTO usage (origin, idx, seq, {', '.join(USAGE_FIELDS)}) "
     f"VALUES (?, ?, ?{', ?' * len(USAGE_FIELDS)})"
@@ -97,10 +110,31 @@ def _insert_usage_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) ->
     return last
 
 
+def _unwritten(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows not in the usage table yet (by their place in the log: origin, idx, seq)."""
+    by_origin: dict[str, list[int]] = {}
+    for origin, idx, _, *_ in rows:
+        by_origin.setdefault(origin, []).append(idx)
+    written = {
+        (origin, idx, seq)
+        for origin, indexes in by_origin.items()
+        for idx, seq in conn.execute(
+            "SELECT idx, seq FROM usage WHERE origin = ? AND idx BETWEEN ? AND ?", (origin, min(indexes), max(indexes))
+        )
+    }
+    return [row for row in rows if (row[0], row[1], row[2]) not in written] if written else rows
+
+
 _FIELD = {name: position for position, name in enumerate(USAGE_FIELDS, start=3)}  # in a usage_rows() tuple
 _REFUSAL_KEY = tuple(
     _FIELD[name] for name in ("kind", "reason", "product", "client_host", "client_user", "application", "source_ip")
 )
+_ROLLUP_FIELDS = tuple(_FIELD[name] for name in ROLLUP_COLUMNS)
+
+
+def _rollup_row(row: tuple[Any, ...], at: float | None = None) -> RollupRow:
+    values = tuple(row[i] for i in _ROLLUP_FIELDS)
+    return values if at is None else (at, *values[1:])  # type: ignore[return-value]
 
 
 class RefusalCoalescer:
@@ -109,8 +143,9 @@ class RefusalCoalescer:
     A refused request whose kind, reason, product, declared client and source address match a refusal
     this server recorded less than COALESCE_WINDOW_S before adds its count to that row instead of
     adding a row; the row keeps the first request's time (and printer, lease). So a client retrying a
-    refused request in a loop writes about one row per window, not one per request. Granted requests
-    and rows taken from a backup partner are written as they are. A row already handed to a backup
+    refused request in a loop writes about one row per window, not one per request. Granted requests,
+    lease end records (each ends its own lease, which the usage report needs) and rows taken from a
+    backup partner are written as they are. A row already handed to a backup
     partner (`shared_up_to`) is not grown any more: the partner would never see the new count.
     """
 
@@ -118,6 +153,7 @@ class RefusalCoalescer:
         self.window_s = window_s
         self.shared_up_to = 0
         self._open: dict[tuple[Any, ...], tuple[int, float]] = {}  # refusal key -> (row id, first time)
+        self.grown: list[tuple[tuple[Any, ...], float]] = []  # rows `write` added to an earlier row, at its time
 
     def write(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int | None:
         """Insert or coalesce `rows` in order on `conn` (inside the caller's transaction); the id of the
@@ -125,7 +161,7 @@ class RefusalCoalescer:
         last = None
         plain: list[tuple[Any, ...]] = []
         for row in rows:
-            if row[_FIELD["granted"]] or row[_FIELD["server"]]:
+            if row[_FIELD["granted"]] or row[_FIELD["server"]] or row[_FIELD["kind"]] == "checkin":
                 plain.append(row)
                 continue
             key = tuple(row[i] for i in _REFUSAL_KEY)
@@ -136,6 +172,7 @@ class RefusalCoalescer:
                     "UPDATE usage SET count = count + ? WHERE id = ?", (row[_FIELD["count"]], opened[0])
                 ).rowcount
                 if grown:
+                    self.grown.append((row, opened[1]))
                     last = None
                     continue
             _insert_usage_rows(conn, plain)
@@ -202,12 +239,15 @@ class SqliteJournal:
         self._synchronous = synchronous
         self._writer = _connect(path, synchronous)
         self._writer.executescript(SCHEMA)
+        self._writer.executescript(ROLLUP_SCHEMA)
         columns = {row[1] for row in self._writer.execute("PRAGMA table_info(usage)")}
         if "server" not in columns:
             self._writer.execute("ALTER TABLE usage ADD COLUMN server TEXT NOT NULL DEFAULT ''")
         if "count" not in columns:
             self._writer.execute("ALTER TABLE usage ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
         self.refusals = RefusalCoalescer()
+        self.rollups = RollupState.load(self._writer)
+        self._rollup_task: asyncio.Task[None] | None = None
         # The newest usage row this server recorded itself; a backup partner has all of them once its
         # usage cursor reaches this id.
         self.own_usage_id = self._last_own_usage_id(self._writer)
@@ -287,18 +327,36 @@ class SqliteJournal:
         self._writer.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, lazy: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction on the writer connection, which the event loop (journal batches) and
-        the worker thread (triad usage rows, pruning, rebase) share: one at a time, rolled back on error."""
+        the worker thread (triad usage rows, pruning, rebase) share: one at a time, rolled back on error.
+
+        `lazy`: a commit that may wait for the next one's sync (no fsync of its own: synchronous=NORMAL in
+        WAL mode); for work that can be done again, such as rebuilding the usage rollups."""
         with self._write_lock:
             conn = self._writer
-            conn.execute("BEGIN")
+            if lazy:
+                conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                with self._write_transaction(conn):
+                    yield conn
+            finally:
+                if lazy:
+                    conn.execute(f"PRAGMA synchronous={self._synchronous}")
+
+    @contextlib.contextmanager
+    def _write_transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            # The rollups' place as the database has it; a rebuild under way goes on (or fails).
+            rebuild = self.rollups.rebuild_from, self.rollups.rebuild_cursor
+            self.rollups = RollupState.load(conn)
+            self.rollups.rebuild_from, self.rollups.rebuild_cursor = rebuild
+            raise
+        conn.execute("COMMIT")
 
     # -- appending ------------------------------------------------------------------------------
 
@@ -455,7 +513,16 @@ class SqliteJournal:
         with self._transaction() as conn:
             conn.execute(_insert_journal(len(batch)), [v for idx, at, blob, _ in batch for v in (idx, at, blob)])
             rows = [row for idx, _, _, usage in batch for row in usage_rows("", idx, usage)]
+            self.refusals.grown = []
             last = self.refusals.write(conn, rows)
+            if rows:
+                grown = {id(row): first for row, first in self.refusals.grown}
+                apply_rows(
+                    conn,
+                    self.rollups,
+                    [_rollup_row(row) for row in rows if id(row) not in grown],
+                    counts_only=[_rollup_row(row, at=grown[id(row)]) for row in rows if id(row) in grown],
+                )
             own_id = None
             server = _FIELD["server"]
             if any(row[server] == "" for row in rows):
@@ -589,6 +656,74 @@ class SqliteJournal:
 
         return await asyncio.get_running_loop().run_in_executor(None, read)
 
+    # -- usage rollups --------------------------------------------------------------------------
+
+    def start_rollups(self, window_s: float) -> None:
+        """Build the usage rollups in the background if they are missing (a database from before them) or
+        were built for another printer window; the server serves meanwhile (call on the event loop)."""
+        if not self.rollups.current(window_s) and self._rollup_task is None:
+            self._rollup_task = asyncio.get_running_loop().create_task(self._rebuild_rollups(window_s))
+
+    async def rollups_ready(self, window_s: float) -> bool:
+        """Whether the rollups are current for `window_s`, after one rebuild if they were not."""
+        if self.rollups.current(window_s):
+            return True
+        self.start_rollups(window_s)
+        task = self._rollup_task
+        if task is not None:
+            await asyncio.shield(task)
+        return self.rollups.current(window_s)
+
+    async def _rebuild_rollups(self, window_s: float) -> None:
+        try:
+            since = rebuild_start(self.rollups, window_s)
+            if since == math.inf:
+                return
+            rebuild = RollupRebuild(window_s, since)
+            started = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            while not rebuild.done:
+                await loop.run_in_executor(self._executor, self._rollup_step, rebuild)
+            took = time.perf_counter() - started
+            if since == -math.inf and rebuild.rows:
+                log.warning("Built the usage report's hourly and daily rollups from %d usage rows in %.1f s.",
+                            rebuild.rows, took)
+            elif rebuild.rows:
+                log.info("Rebuilt the usage report's rollups from %s on (%d usage rows) in %.2f s.",
+                         datetime.fromtimestamp(since, UTC).date().isoformat(), rebuild.rows, took)
+        except Exception as exc:  # the report is computed from the rows meanwhile
+            log.error("Could not build the usage report's rollups (%s); reports read the usage log instead.", exc)
+        finally:
+            self._rollup_task = None
+
+    def _rollup_step(self, rebuild: RollupRebuild) -> None:
+        with self._transaction(lazy=True) as conn:
+            rebuild.step(conn, self.rollups)
+
+    async def rollup_report(
+        self, held: list[Lease], *, since: float, until: float, bucket: str, as_of: float, window_s: float
+    ) -> UsageReport | None:
+        """The usage report from the rollups, read in a worker thread; None when they cannot answer it (a
+        range not on whole hours, or rollups that could not be brought up to date): read the rows then."""
+        if not rollups_answer(since, until, as_of) or not await self.rollups_ready(window_s):
+            return None
+
+        def read() -> UsageReport | None:
+            with self._reader_lock:
+                conn = self._reader
+                with self._write_lock:  # what the rollups' state says is what the read transaction sees
+                    if not self.rollups.current(window_s):
+                        return None
+                    conn.execute("BEGIN")
+                    conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+                try:
+                    return rollup_report(conn, held, since=since, until=until, bucket=bucket, as_of=as_of,
+                                         window_s=window_s)
+                finally:
+                    conn.execute("COMMIT")
+
+        return await asyncio.get_running_loop().run_in_executor(None, read)
+
     async def own_usage_after(self, after_id: int, limit: int) -> list[tuple[int, UsageRecord]]:
         """Usage this server recorded itself (not taken from a backup partner), after row `after_id`, in order."""
         sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage WHERE id > ? AND server = '' ORDER BY id LIMIT ?"
@@ -624,7 +759,9 @@ class SqliteJournal:
             # coalesced here: which row a refusal would join depends on what a member remembers, and
             # members that remember differently would keep different usage logs.
             with self._transaction() as conn:
+                rows = _unwritten(conn, rows)
                 _insert_usage_rows(conn, rows)
+                apply_rows(conn, self.rollups, [_rollup_row(row) for row in rows])
 
     async def rebase(self, state: LicenseState) -> None:
         """Make `state` the standalone starting point (after leaving a triad): snapshot it, drop the journal."""

@@ -1,0 +1,282 @@
+"""Usage reports from the hourly and daily rollups give the numbers the usage log's rows give."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import sqlite3
+from pathlib import Path
+
+import msgspec
+
+from licentia.core import commands as c
+from licentia.core.commands import encode_command
+from licentia.core.model import ClientInfo, Lease, UsageRecord
+from licentia.store.backup import create_backup, restore_backup
+from licentia.store.journal import SqliteJournal, usage_rows
+from licentia.store.usage_report import UsageReport, usage_report
+
+T0 = 1_700_006_400.0  # a UTC midnight
+HOUR = 3600.0
+DAY = 86400.0
+WINDOW = 1 * DAY
+TTL = 120.0
+SPAN = 12 * DAY
+COMMAND = encode_command(c.CreatePrinterGroup(name="Dock"))  # the journal entry beside the usage (any command)
+
+
+def random_log(rng: random.Random) -> tuple[list[list[UsageRecord]], list[Lease], float]:
+    """Batches of usage records in time order over SPAN from T0 - DAY (quiet stretches included, and no
+    granted print check in the last days, so that printers' windows end with no print check after them),
+    the leases still held at the end, and a moment after the last record."""
+    batches: list[list[UsageRecord]] = []
+    open_leases: dict[str, tuple[float, str]] = {}
+    at, n = T0 - DAY, 0
+    while at < T0 - DAY + SPAN:
+        at += rng.expovariate(1 / 900) if rng.random() > 0.01 else rng.uniform(DAY, 2 * DAY)
+        batch: list[UsageRecord] = []
+        for _ in range(rng.choice((1, 1, 2, 5))):
+            n += 1
+            roll = rng.random()
+            if roll < 0.35 and at < T0 + SPAN - 3.5 * DAY:  # the last days print nothing: printers' windows end
+                batch.append(UsageRecord(at=at, kind="print", granted=True, reason="ok", product="Labels",
+                                         printer_id=f"P{rng.randrange(12)}"))
+            elif roll < 0.35:
+                batch.append(UsageRecord(at=at, kind="print", granted=False, reason="no_license", product="Labels",
+                                         printer_id=f"P{rng.randrange(12)}"))
+            elif roll < 0.5:
+                product = rng.choice(("CAD", "Render", "Viewer"))
+                open_leases[f"L{n}"] = (at, product)
+                batch.append(UsageRecord(at=at, kind="checkout", granted=True, reason="ok", product=product,
+                                         lease_id=f"L{n}"))
+            elif roll < 0.65 and open_leases:
+                lease_id = rng.choice(sorted(open_leases))
+                _, product = open_leases.pop(lease_id)
+                reason = rng.choice(("ok", "revoked", "lease_expired"))
+                batch.append(UsageRecord(at=at, kind="checkin", granted=reason == "ok", reason=reason,
+                                         product=product, lease_id=lease_id))
+            elif roll < 0.9:  # refusals from a few clients: repeats within minutes share a row (a count)
+                kind, reason = rng.choice((("print", "printer_blocked"), ("checkout", "limit_exceeded"),
+                                           ("print", "access_denied")))
+                batch.append(UsageRecord(at=at, kind=kind, granted=False, reason=reason,
+                                         client_host=f"h{rng.randrange(3)}"))
+            else:  # a lost heartbeat: refused, not a denial
+                batch.append(UsageRecord(at=at, kind="heartbeat", granted=False, reason="lease_expired",
+                                         lease_id=rng.choice(sorted(open_leases)) if open_leases else ""))
+            at += rng.choice((0.0, rng.uniform(0, 5)))
+        batches.append(batch)
+    as_of = at + rng.uniform(1, HOUR)
+    held = [Lease(lease_id, f"r-{lease_id}", "SEAT", product, None, ClientInfo(), "", granted, as_of + TTL, TTL)
+            for lease_id, (granted, product) in open_leases.items()]
+    return batches, held, as_of
+
+
+def random_ranges(rng: random.Random, as_of: float, count: int) -> list[tuple[float, float, str]]:
+    """Report ranges on whole hours (days from UTC or from another hour), some past the end of the log."""
+    ranges = []
+    for _ in range(count):
+        bucket = rng.choice(("hour", "day"))
+        since = T0 - 2 * DAY + rng.randrange(int(SPAN / HOUR) + 48) * HOUR
+        if bucket == "day" and rng.random() < 0.5:
+            since = math.floor(since / DAY) * DAY
+        length = rng.randrange(1, 200) * HOUR if bucket == "hour" else rng.randrange(1, 15) * DAY
+        until = since + length if rng.random() < 0.8 else since + length + rng.uniform(1, HOUR)
+        if until > as_of or until % HOUR == 0:
+            ranges.append((since, until, bucket))
+    return ranges
+
+
+def write_log(journal: SqliteJournal, batches: list[list[UsageRecord]]) -> None:
+    """The standalone path: one command's usage per journal index, a few commands per transaction."""
+    index = journal.last_index
+    pending: list[tuple[int, float, bytes, list[UsageRecord]]] = []
+    for batch in batches:
+        index += 1
+        pending.append((index, batch[0].at, COMMAND, batch))
+        if len(pending) >= 4:
+            journal._write(pending)
+            pending = []
+    journal._write(pending)
+    journal.last_index = index
+
+
+async def both_reports(
+    journal: SqliteJournal, held: list[Lease], as_of: float, since: float, until: float, bucket: str
+) -> tuple[UsageReport | None, UsageReport]:
+    rolled = await journal.rollup_report(held, since=since, until=until, bucket=bucket, as_of=as_of, window_s=WINDOW)
+    bucket_s = HOUR if bucket == "hour" else DAY
+    records, denials = await journal.report_inputs(since, until, bucket_s, WINDOW)
+    raw = usage_report(records, denials, held, since=since, until=until, bucket=bucket,  # type: ignore[arg-type]
+                       as_of=as_of, printer_window_s=WINDOW, lease_ttl_s=TTL)
+    return rolled, raw
+
+
+async def assert_rollups_match_rows(
+    journal: SqliteJournal, held: list[Lease], as_of: float, ranges: list[tuple[float, float, str]]
+) -> int:
+    busy = 0
+    for since, until, bucket in ranges:
+        rolled, raw = await both_reports(journal, held, as_of, since, until, bucket)
+        assert rolled is not None, (since, until, bucket)
+        assert msgspec.to_builtins(rolled) == msgspec.to_builtins(raw), (since, until, bucket)
+        busy += any(b.printers or b.seats_total or b.denials_total for b in raw.buckets)
+    return busy
+
+
+def test_reports_from_rollups_equal_reports_from_the_rows_on_random_logs_and_ranges(tmp_path: Path):
+    async def run(seed: int) -> None:
+        rng = random.Random(seed)
+        batches, held, as_of = random_log(rng)
+        journal = SqliteJournal(tmp_path / f"usage-{seed}.db")
+        journal.load()
+        assert await journal.rollups_ready(WINDOW)
+        write_log(journal, batches)
+        assert journal.rollups.current(WINDOW)
+        coalesced = journal._writer.execute("SELECT COUNT(*) FROM usage WHERE count > 1").fetchone()[0]
+        assert coalesced > 0  # refusals that grew an earlier row are counted in the rollups too
+        ranges = random_ranges(rng, as_of, 40)
+        ranges += [(T0, T0 + 10 * DAY, "day"), (T0 + 5 * HOUR, math.ceil(as_of / HOUR) * HOUR, "day"),
+                   (math.floor(as_of / HOUR) * HOUR - 30 * HOUR, as_of + 10 * HOUR, "hour")]
+        assert await assert_rollups_match_rows(journal, held, as_of, ranges) > len(ranges) / 2
+        await journal.close()
+
+    for seed in range(4):
+        asyncio.run(run(seed))
+
+
+def test_a_range_not_on_whole_hours_is_computed_from_the_rows(tmp_path: Path):
+    async def run() -> None:
+        rng = random.Random(11)
+        batches, held, as_of = random_log(rng)
+        journal = SqliteJournal(tmp_path / "usage.db")
+        journal.load()
+        await journal.rollups_ready(WINDOW)
+        write_log(journal, batches)
+        since = T0 + 90 * 60
+        assert await journal.rollup_report(held, since=since, until=since + DAY, bucket="hour", as_of=as_of,
+                                           window_s=WINDOW) is None
+        await journal.close()
+
+    asyncio.run(run())
+
+
+def test_rows_written_out_of_time_order_make_the_next_report_rebuild_the_rollups(tmp_path: Path):
+    async def run() -> None:
+        rng = random.Random(5)
+        batches, held, as_of = random_log(rng)
+        journal = SqliteJournal(tmp_path / "usage.db")
+        journal.load()
+        await journal.rollups_ready(WINDOW)
+        late = [batch for i, batch in enumerate(batches) if i % 9 == 4]  # e.g. a backup partner's rows
+        write_log(journal, [batch for i, batch in enumerate(batches) if i % 9 != 4])
+        write_log(journal, late)
+        assert journal.rollups.dirty_since == late[0][0].at
+        ranges = [*random_ranges(rng, as_of, 20), (T0, T0 + 10 * DAY, "day")]
+        assert await assert_rollups_match_rows(journal, held, as_of, ranges) > len(ranges) / 2
+        assert journal.rollups.current(WINDOW)
+        await journal.close()
+
+    asyncio.run(run())
+
+
+def test_a_triad_members_rows_keep_the_rollups_and_rows_written_twice_count_once(tmp_path: Path):
+    async def run() -> None:
+        rng = random.Random(3)
+        batches, held, as_of = random_log(rng)
+        journal = SqliteJournal(tmp_path / "usage.db")
+        journal.load()
+        await journal.rollups_ready(WINDOW)
+        rows = [row for idx, batch in enumerate(batches, start=1) for row in usage_rows("m1", idx, batch)]
+        for start in range(0, len(rows), 50):
+            journal.record_usage(rows[start : start + 50])
+            journal._drain_usage()
+        journal.record_usage(rows[-80:])  # a member replaying the end of its log after a restart
+        journal._drain_usage()
+        assert journal._writer.execute("SELECT COUNT(*) FROM usage").fetchone()[0] == len(rows)
+        ranges = [*random_ranges(rng, as_of, 15), (T0, T0 + 10 * DAY, "day")]
+        assert await assert_rollups_match_rows(journal, held, as_of, ranges) > len(ranges) / 2
+        await journal.close()
+
+    asyncio.run(run())
+
+
+def test_a_database_from_before_rollups_builds_them_once_on_start(tmp_path: Path):
+    async def run() -> None:
+        rng = random.Random(8)
+        batches, held, as_of = random_log(rng)
+        path = tmp_path / "usage.db"
+        journal = SqliteJournal(path)
+        journal.load()
+        write_log(journal, batches)  # rollups never built: as a database of an earlier version
+        await journal.close()
+        journal = SqliteJournal(path)
+        journal.load()
+        assert not journal.rollups.current(WINDOW)
+        journal.start_rollups(WINDOW)
+        assert await journal.rollups_ready(WINDOW)
+        assert await assert_rollups_match_rows(journal, held, as_of, random_ranges(rng, as_of, 15)) > 0
+        await journal.close()
+        journal = SqliteJournal(path)  # built once: the next start has nothing to do
+        assert journal.rollups.current(WINDOW)
+        await journal.close()
+
+    asyncio.run(run())
+
+
+def test_a_restored_backup_has_rollups_that_agree_with_its_rows(tmp_path: Path):
+    async def run() -> None:
+        rng = random.Random(9)
+        batches, held, as_of = random_log(rng)
+        source, restored = tmp_path / "source", tmp_path / "restored"
+        source.mkdir()
+        journal = SqliteJournal(source / "licentia.db")
+        journal.load()
+        await journal.rollups_ready(WINDOW)
+        write_log(journal, batches[: len(batches) // 2])
+        await journal.close()
+        create_backup(source, tmp_path / "backup.tar.gz")
+        restore_backup(tmp_path / "backup.tar.gz", restored)
+        journal = SqliteJournal(restored / "licentia.db")
+        journal.load()
+        assert journal.rollups.current(WINDOW)  # restored with the rows they were built from
+        write_log(journal, batches[len(batches) // 2 :])
+        ranges = [*random_ranges(rng, as_of, 15), (T0, T0 + 10 * DAY, "day")]
+        assert await assert_rollups_match_rows(journal, held, as_of, ranges) > len(ranges) / 2
+        await journal.close()
+
+    asyncio.run(run())
+
+
+def test_another_printer_window_rebuilds_the_rollups(tmp_path: Path):
+    async def run() -> None:
+        rng = random.Random(2)
+        batches, held, as_of = random_log(rng)
+        journal = SqliteJournal(tmp_path / "usage.db")
+        journal.load()
+        await journal.rollups_ready(3 * DAY)
+        write_log(journal, batches)
+        assert not journal.rollups.current(WINDOW)
+        assert await assert_rollups_match_rows(journal, held, as_of, random_ranges(rng, as_of, 10)) > 0
+        assert journal.rollups.window_s == WINDOW
+        await journal.close()
+
+    asyncio.run(run())
+
+
+def test_rollup_tables_stay_small(tmp_path: Path):
+    async def run() -> None:
+        batches, _, _ = random_log(random.Random(1))
+        journal = SqliteJournal(tmp_path / "usage.db")
+        journal.load()
+        await journal.rollups_ready(WINDOW)
+        write_log(journal, batches)
+        conn = sqlite3.connect(tmp_path / "usage.db")
+        hourly = conn.execute("SELECT COUNT(*) FROM usage_hourly").fetchone()[0]
+        daily = conn.execute("SELECT COUNT(*) FROM usage_daily").fetchone()[0]
+        series = conn.execute("SELECT COUNT(DISTINCT series || key) FROM usage_hourly").fetchone()[0]
+        conn.close()
+        assert hourly <= (SPAN / HOUR + 1) * series and daily <= (SPAN / DAY + 1) * series
+        await journal.close()
+
+    asyncio.run(run())
