@@ -449,9 +449,11 @@ class TriadNode:
                 await self.client.put(APPLIED_PREFIX + self.config.me.encode(), str(revision).encode())
 
     async def checkpoint_bytes(self) -> bytes:
-        """This member's checkpoint file, brought up to what it has applied, for a peer that fell behind a
-        compaction (written by a child process and read by a thread: nothing is encoded on the loop)."""
-        await self.checkpoint(report=False)
+        """This member's checkpoint file, for a peer that fell behind a compaction, read by a thread: nothing
+        is encoded on the loop. The file as it is serves: the log is compacted only below what every member
+        has checkpointed, so the peer replays the log from its revision (one is written first if none is)."""
+        if not self.checkpoint_file.exists():
+            await self.checkpoint(report=False)
         async with self._checkpoint_lock:
             return await asyncio.to_thread(self.checkpoint_file.read_bytes)
 
@@ -629,7 +631,8 @@ class TriadNode:
             dog.behind_since = 0.0
         elif not dog.behind_since:
             dog.behind_since = now
-        stalled = behind and now - max(dog.behind_since, self.log.last_applied_at) > APPLY_STALLED_AFTER_S
+        stalled = (behind and not self.log.fetching_checkpoint
+                   and now - max(dog.behind_since, self.log.last_applied_at) > APPLY_STALLED_AFTER_S)
         dead = task is None or task.done()
         if dead or stalled:
             dog.apply_healthy = False

@@ -139,6 +139,7 @@ class TriadLog:
         self.last_applied_at = 0.0  # monotonic time of the last batch applied (the watchdog reads it)
         self.last_applied_wall = 0.0  # the same, as Unix time (shown in /metrics)
         self.compacted_revision = 0
+        self.fetching_checkpoint = False  # a peer's checkpoint is on its way (a large one takes seconds)
         self.client: EtcdClient | None = None
         # This process's batches: the member's name and a nonce, since batch numbers restart with the process.
         self.origin = f"{me}:{os.urandom(4).hex()}"
@@ -300,8 +301,13 @@ class TriadLog:
                     self.applied_revision,
                     exc.compact_revision,
                 )
-                with contextlib.suppress(CommitFailed):
-                    await self._fetch_peer_checkpoint()
+                self.fetching_checkpoint = True  # the watchdog does not count this as a stalled apply loop
+                try:
+                    with contextlib.suppress(CommitFailed):
+                        await self._fetch_peer_checkpoint()
+                finally:
+                    self.fetching_checkpoint = False
+                    self.last_applied_at = asyncio.get_running_loop().time()
                 await asyncio.sleep(0.5)
             except EtcdUnavailable as exc:
                 log.debug("The log watch stopped (%s); watching again.", exc)
