@@ -153,7 +153,7 @@ async def peer_checkpoint(cluster: TriadCluster, recorder: Any) -> dict[str, Any
     await asyncio.to_thread(tertiary.start, 900)
     member_restart_s = time.perf_counter() - started
     caught_up_s = None
-    while time.perf_counter() - started < 300:
+    while time.perf_counter() - started < 180:
         applied, newest = await asyncio.to_thread(_applied, tertiary)
         if applied is not None and newest is not None and applied >= newest - 5:
             caught_up_s = time.perf_counter() - started

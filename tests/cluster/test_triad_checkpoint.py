@@ -98,17 +98,32 @@ async def while_changing(work: Any, state: LicenseState, changes_from: int) -> t
     return before, result, turns["longest"]
 
 
+def encoding_s(state: LicenseState) -> float:
+    """What encoding the state on the loop costs now: the stall a checkpoint caused before this work."""
+    started = time.perf_counter()
+    state.snapshot_bytes()
+    return time.perf_counter() - started
+
+
+def stall_ratios(tries: int, work: Any, state: LicenseState, changes_from: int) -> list[tuple[float, float]]:
+    """(longest stall, encoding time) for each try of `work` (a fresh checkpoint each time): a loaded machine
+    adds noise to one try; encoding on the loop would stall every one of them."""
+    found = []
+    for n in range(tries):
+        encode_s = encoding_s(state)
+        _, _, stall_s = asyncio.run(while_changing(work, state, changes_from + 1000 * n))
+        found.append((stall_s, encode_s))
+    return found
+
+
 def test_a_checkpoint_of_a_large_state_does_not_stall_the_loop_and_holds_the_state_as_it_began(
     tmp_path, large_state
 ):
     state = large_state
-    started = time.perf_counter()
-    state.snapshot_bytes()  # what encoding on the loop costs: the stall before this work
-    encode_s = time.perf_counter() - started
     node = member(tmp_path, state, applied_revision=1000)
     node.log.applied_revision = 1234
 
-    expected, _, stall_s = asyncio.run(while_changing(lambda: node.checkpoint(report=False), state, LEASES))
+    expected, _, _ = asyncio.run(while_changing(lambda: node.checkpoint(report=False), state, LEASES))
 
     checkpoint = read_checkpoint(node.checkpoint_file)
     assert checkpoint is not None and checkpoint.revision == 1234
@@ -116,23 +131,32 @@ def test_a_checkpoint_of_a_large_state_does_not_stall_the_loop_and_holds_the_sta
     # The checkouts applied while it was written are not in it: it is the state at revision 1234.
     assert LicenseState.from_snapshot(checkpoint.snapshot).snapshot_bytes() == expected
     assert len(state.leases) > LEASES
-    # The loop paid for a fork, not for encoding (~0.25 s here; 1.4 s at 300k leases and 300k printers): on
+
+    async def next_checkpoint() -> None:
+        node.log.applied_revision += 1
+        await node.checkpoint(report=False)
+
+    # The loop pays for a fork, not for encoding (~0.25 s here; 1.4 s at 300k leases and 300k printers): on
     # a quiet machine the longest stall is the fork's ~10 ms, on a loaded one the machine's own noise.
-    assert stall_s < encode_s / 2, f"longest stall {stall_s * 1000:.0f} ms, encoding {encode_s * 1000:.0f} ms"
+    tries = stall_ratios(3, next_checkpoint, state, LEASES + 10)
+    assert min(stall / encode for stall, encode in tries) < 0.5, [f"{s * 1000:.0f}/{e * 1000:.0f} ms" for s, e in tries]
 
 
 def test_the_checkpoint_sent_to_a_peer_is_produced_without_stalling_the_loop(tmp_path, large_state):
     state = large_state
     node = member(tmp_path, state, applied_revision=10)
     node.log.applied_revision = 77  # and no checkpoint file yet: one is written first
-    started = time.perf_counter()
-    state.snapshot_bytes()
-    encode_s = time.perf_counter() - started
 
-    expected, data, stall_s = asyncio.run(while_changing(node.checkpoint_bytes, state, 2 * LEASES))
+    expected, data, _ = asyncio.run(while_changing(node.checkpoint_bytes, state, 2 * LEASES))
 
     assert data == b'{"revision":77,"snapshot":' + expected + b"}"
-    assert stall_s < encode_s / 2, f"longest stall {stall_s * 1000:.0f} ms, encoding {encode_s * 1000:.0f} ms"
+
+    async def written_and_sent() -> bytes:
+        node.checkpoint_file.unlink()
+        return await node.checkpoint_bytes()
+
+    tries = stall_ratios(3, written_and_sent, state, 2 * LEASES + 10)
+    assert min(stall / encode for stall, encode in tries) < 0.5, [f"{s * 1000:.0f}/{e * 1000:.0f} ms" for s, e in tries]
 
 
 @pytest.mark.skipif(not os.access(ETCD, os.X_OK), reason="etcd-server is not installed")
