@@ -25,6 +25,8 @@ What it does (see bench/README.md, "scale.py"):
     python bench/scale.py --quick               # CI smoke run: a small site, a few seconds per phase
     python bench/scale.py --sizes 10k,100k      # the sizes to run (default: 10k,100k,300k)
     python bench/scale.py --phase-s 20          # seconds per phase (default 10)
+    python bench/scale.py --triad --sizes 300k  # a triad instead (bench/_scale_triad.py): checkpoints,
+                                                # compaction and a peer's checkpoint under the same load
 """
 
 from __future__ import annotations
