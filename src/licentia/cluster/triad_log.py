@@ -316,7 +316,14 @@ class TriadLog:
     def _start_checkpoint(self) -> None:
         """Write a checkpoint in the background: applying goes on while a child process writes it."""
         if self._checkpoint_task is None or self._checkpoint_task.done():
-            self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint(), name="triad-checkpoint")
+            self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint_logged(),
+                                                                           name="triad-checkpoint")
+
+    async def _checkpoint_logged(self) -> None:
+        try:
+            await self._checkpoint()
+        except Exception:
+            log.exception("Writing this member's checkpoint failed; the next one will be tried later.")
 
     def _apply_entry(self, revision: int, value: bytes) -> None:
         batch = _decode_batch(value)
