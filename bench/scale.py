@@ -28,6 +28,8 @@ What it does (see bench/README.md, "scale.py"):
     python bench/scale.py --quick               # CI smoke run: a small site, a few seconds per phase
     python bench/scale.py --sizes 10k,100k      # the sizes to run (default: 10k,100k,300k)
     python bench/scale.py --phase-s 20          # seconds per phase (default 10)
+    python bench/scale.py --triad --sizes 300k  # a triad instead (bench/_scale_triad.py): checkpoints,
+                                                # compaction and a peer's checkpoint under the same load
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
 sys.path.insert(0, str(BENCH_DIR))
 
+from _scale_triad import peer_checkpoint, run_triad_size, wait_checkpoints  # noqa: E402
 from bulk_load import PRINTER_PRODUCT, Site, load_site, printer_identity  # noqa: E402
 from harness import ADMIN_PASSWORD, Issuer, ServerProcess  # noqa: E402
 
@@ -306,8 +309,11 @@ async def report_seconds(session: aiohttp.ClientSession, url: str, tries: int = 
 
 
 async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tuple[float, float],
-                  snapshot_every: int, quick: bool) -> dict[str, Any]:
+                  snapshot_every: int, quick: bool, cluster: Any = None) -> dict[str, Any]:
+    """The phases against `server`; with `cluster` (a triad, `server` its active member), the snapshot phase
+    is a checkpoint phase and a member is made to fetch a peer's checkpoint (bench/_scale_triad.py)."""
     recorder = Recorder()
+    triad: dict[str, Any] = {}
     stop = asyncio.Event()
     url = server.url
     session = await console_session(url)
@@ -323,9 +329,19 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
         log(f"{size.name}: console phase (every page, fragment and admin list, repeatedly)")
         recorder.phase = "console"
         await browse(session, url, recorder, time.perf_counter() + phase_s)
-        log(f"{size.name}: snapshot phase")
-        recorder.phase = "snapshot"
-        snapshot_load_s = await force_snapshot(url, size, snapshot_every)
+        if cluster is None:
+            log(f"{size.name}: snapshot phase")
+            recorder.phase = "snapshot"
+            snapshot_load_s = await force_snapshot(url, size, snapshot_every)
+        else:
+            log(f"{size.name}: checkpoint phase (until the active member wrote two checkpoints)")
+            recorder.phase = "checkpoint"
+            started = time.perf_counter()
+            triad["checkpoints_seen"] = await wait_checkpoints(server.data_dir / "triad-state.json", 2, 120)
+            snapshot_load_s = time.perf_counter() - started
+            log(f"{size.name}: peer checkpoint phase (the tertiary away past a compaction, then back)")
+            recorder.phase = "away"
+            triad.update(await peer_checkpoint(cluster, recorder))
         recorder.phase = "after"
         await asyncio.sleep(0.5)
         stop.set()
@@ -338,7 +354,9 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
         path: {"p95_ms": ms(percentile(times, 0.95)), "n": len(times), "kb": round(recorder.page_bytes[path] / 1024, 1)}
         for path, times in recorder.pages.items()
     }
-    stalls = {phase: ms(recorder.stall(phase)) for phase in ("idle", "console", "snapshot")}
+    phases = ("idle", "console", "snapshot") if cluster is None else ("idle", "console", "checkpoint", "away",
+                                                                       "peer_checkpoint")
+    stalls = {phase: ms(recorder.stall(phase)) for phase in phases}
     return {
         "leases": size.leases,
         "printers": size.printers,
@@ -356,6 +374,8 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
         "snapshot_phase_s": round(snapshot_load_s, 2),
         "heartbeat_batch_leases_per_s": round(leases_per_s),
         "report_s": round(report_s, 3),
+        **({"triad": triad, "client_p99_ms_by_phase": {phase: ms(percentile(recorder.client[phase], 0.99))
+                                                       for phase in phases}} if cluster is not None else {}),
     }
 
 
@@ -396,6 +416,12 @@ def run_size(size: Size, workdir: Path, args: argparse.Namespace) -> dict[str, A
     return result
 
 
+async def triad_phases(server: ServerProcess, size: Size, args: argparse.Namespace, cluster: Any) -> dict[str, Any]:
+    """`measure` against a triad's active member (`run_triad_size` builds and starts the triad)."""
+    return await measure(server, size, args.phase_s, (args.heartbeat_rate, args.print_rate), args.snapshot_every,
+                         args.quick, cluster)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a small site and short phases (CI smoke run)")
@@ -405,6 +431,8 @@ def main() -> None:
     parser.add_argument("--print-rate", type=float, default=100.0, help="print checks/s")
     parser.add_argument("--snapshot-every", type=int, default=10_000, help="the server's snapshot_every")
     parser.add_argument("--workdir", type=Path, help="keep the data directories here (default: a temporary one)")
+    parser.add_argument("--triad", action="store_true", help="a triad of three servers instead of one "
+                        "(bench/_scale_triad.py): checkpoints, compaction and a peer's checkpoint under load")
     args = parser.parse_args()
     if args.quick:
         sizes = [QUICK]
@@ -416,8 +444,11 @@ def main() -> None:
     reports: dict[str, Any] = {}
     try:
         for size in sizes:
-            results[size.name] = run_size(size, workdir, args)
-        if report_figures is not None:
+            if args.triad:
+                results[size.name] = run_triad_size(size, workdir, args, triad_phases)
+            else:
+                results[size.name] = run_size(size, workdir, args)
+        if report_figures is not None and not args.triad:
             reports = report_figures(workdir / "reports", [2_000, 20_000] if args.quick else [10_000, 1_000_000])
     finally:
         if args.workdir is None:
@@ -443,6 +474,7 @@ def main() -> None:
         "heartbeat_batch_leases_per_s": figure(largest, "heartbeat_batch_leases_per_s"),
         "largest_size": largest,
         "quick": args.quick,
+        "triad": args.triad,
         "cpus": os.cpu_count(),
         "loadavg_end": [round(v, 2) for v in os.getloadavg()],
         "sizes": results,

@@ -6,6 +6,7 @@ the pair: a request without a valid signature from the partner gets 403.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -40,6 +41,13 @@ class PeerRequest:
         """The response, signed so the caller knows it is its partner's answer to this very request."""
         response.headers[peer_auth.ANSWER_HEADER] = peer_auth.answer_signature(
             self.secret, self.mac, response.status_code, bytes(response.body)
+        )
+        return response
+
+    async def answer_large(self, response: Response) -> Response:
+        """`answer` for a large body: the signature is computed by a thread (hashing releases the GIL)."""
+        response.headers[peer_auth.ANSWER_HEADER] = await asyncio.to_thread(
+            peer_auth.answer_signature, self.secret, self.mac, response.status_code, bytes(response.body)
         )
         return response
 
@@ -93,7 +101,7 @@ async def triad_checkpoint(request: Request) -> Response:
     if sender not in {m.name for m in node.config.others()}:
         raise ApiError("not_in_relationship", "the request is not signed by another member of this server's triad")
     peer = _check_signature(request, body, node.config.secret, sender, server)
-    return peer.answer(Response(node.checkpoint_bytes(), media_type="application/json"))
+    return await peer.answer_large(Response(await node.checkpoint_bytes(), media_type="application/json"))
 
 
 async def triad_forward(request: Request) -> Response:

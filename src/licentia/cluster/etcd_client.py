@@ -12,9 +12,17 @@ The channel pings etcd every second while a call is open and drops the connectio
 when a ping goes unanswered for a second, which ends a watch stream on a dead member
 within about two seconds. etcd refuses pings closer together than its
 `--grpc-keepalive-min-time` (5 s by default), so `EtcdMember` lowers that to 0.5 s.
+
+gRPC's fork support is turned off before gRPC is imported: a triad member forks children that write
+its checkpoint (`store.forked_write`) and never call gRPC, and with fork support on, gRPC's handlers
+restart its pollers in such a child, which then abort when the child closes their descriptors.
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"  # before gRPC is imported (see above)
 
 import asyncio
 import logging

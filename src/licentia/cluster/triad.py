@@ -38,12 +38,15 @@ from licentia.cluster.triad_log import (
     CommitFailed,
     TriadLog,
     write_checkpoint,
+    write_checkpoint_forked,
 )
 from licentia.cluster.triad_tls import MemberTLS, ensure_member_tls
 from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
 from licentia.core.model import License, TriadMember
 from licentia.core.state import LicenseState, Outcome
+from licentia.store.forked_write import ForkedWriteFailed
 from licentia.store.journal import usage_rows
+from licentia.store.private_file import write_private
 from licentia.tls import CertificateRefused, ServerTrust
 
 if TYPE_CHECKING:
@@ -160,6 +163,8 @@ class TriadNode:
         self.dissolved = False  # the dissolve is committed; this member leaves after leave_delay()
         self._leader_moved_at = 0.0
         self._tls: MemberTLS | None = None  # this member's certificates, loaded at start
+        self._checkpoint_lock = asyncio.Lock()
+        self._fork_checkpoints = True  # written by a forked child (see `checkpoint`) while that works
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -416,18 +421,42 @@ class TriadNode:
         return outcome
 
     async def checkpoint(self, report: bool = True) -> None:
-        """Write this member's checkpoint (synced), then tell etcd the revision it reflects."""
-        revision = self.log.applied_revision
-        data = self.server.state.snapshot_bytes()
-        await asyncio.to_thread(write_checkpoint, self.checkpoint_file, revision, data)
-        self.log.checkpointed(revision)
-        if report and self.client is not None:
+        """Write this member's checkpoint of what it has applied (synced), then tell etcd the revision it
+        reflects. A forked child encodes and writes it (`write_checkpoint_forked`): the loop only forks.
+        One checkpoint at a time; none is written when the last one is still current."""
+        async with self._checkpoint_lock:
+            revision = self.log.applied_revision
+            if revision == self.log.checkpointed_revision and self.checkpoint_file.exists():
+                return
+            try:
+                if self._fork_checkpoints:
+                    await write_checkpoint_forked(self.checkpoint_file, revision, self.server.state)
+                else:
+                    data = self.server.state.snapshot_bytes()
+                    await asyncio.to_thread(write_checkpoint, self.checkpoint_file, revision, data)
+            except ForkedWriteFailed as exc:
+                self._fork_checkpoints = False
+                log.error("Triad %s: could not write this member's checkpoint (%s); the next ones are written by "
+                          "this process.", self.config.name, exc)
+                return
+            self.log.checkpointed(revision)
+        if report:
+            await self._report_checkpointed(revision)
+
+    async def _report_checkpointed(self, revision: int) -> None:
+        """Tell etcd the revision this member's checkpoint reflects (the log is compacted below them all)."""
+        if self.client is not None:
             with contextlib.suppress(EtcdUnavailable):
                 await self.client.put(APPLIED_PREFIX + self.config.me.encode(), str(revision).encode())
 
-    def checkpoint_bytes(self) -> bytes:
-        """This member's state and the revision it reflects, for a peer that fell behind a compaction."""
-        return b'{"revision":%d,"snapshot":%s}' % (self.log.applied_revision, self.server.state.snapshot_bytes())
+    async def checkpoint_bytes(self) -> bytes:
+        """This member's checkpoint file, for a peer that fell behind a compaction, read by a thread: nothing
+        is encoded on the loop. The file as it is serves: the log is compacted only below what every member
+        has checkpointed, so the peer replays the log from its revision (one is written first if none is)."""
+        if not self.checkpoint_file.exists():
+            await self.checkpoint(report=False)
+        async with self._checkpoint_lock:
+            return await asyncio.to_thread(self.checkpoint_file.read_bytes)
 
     async def _fetch_peer_checkpoint(self) -> int:
         path = "/api/v1/peer/triad/checkpoint"
@@ -461,7 +490,9 @@ class TriadNode:
                 continue
             self.server.state = LicenseState.from_snapshot(checkpoint.snapshot)
             self.log.restart_from(checkpoint.revision)
-            await self.checkpoint()
+            async with self._checkpoint_lock:  # the peer's checkpoint is this member's now, as it came
+                await asyncio.to_thread(write_private, self.checkpoint_file, answer.content)
+            await self._report_checkpointed(checkpoint.revision)
             log.warning(
                 "Triad %s: installed %s's checkpoint at revision %d.", self.config.name, member.name,
                 checkpoint.revision,
@@ -608,7 +639,8 @@ class TriadNode:
             dog.behind_since = 0.0
         elif not dog.behind_since:
             dog.behind_since = now
-        stalled = behind and now - max(dog.behind_since, self.log.last_applied_at) > APPLY_STALLED_AFTER_S
+        stalled = (behind and not self.log.fetching_checkpoint
+                   and now - max(dog.behind_since, self.log.last_applied_at) > APPLY_STALLED_AFTER_S)
         dead = task is None or task.done()
         if dead or stalled:
             dog.apply_healthy = False

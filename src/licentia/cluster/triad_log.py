@@ -25,16 +25,17 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 
 from licentia.cluster.etcd_client import Compare, EtcdClient, EtcdUnavailable, Op, WatchCompacted
 from licentia.core.commands import AnyCommand, Command
-from licentia.core.state import Outcome, Snapshot
+from licentia.core.state import LicenseState, Outcome, Snapshot
+from licentia.store.forked_write import write_forked
 from licentia.store.private_file import write_private
 
 log = logging.getLogger("licentia.triad")
@@ -97,9 +98,21 @@ class AppliedEntry:
 ApplyCommand = Callable[[Command, float, AppliedEntry], Outcome]
 
 
+def checkpoint_chunks(revision: int, snapshot_bytes: bytes) -> list[bytes]:
+    """The checkpoint file's bytes: the revision and the encoded state (`LicenseState.snapshot_bytes`)."""
+    return [b'{"revision":%d,"snapshot":' % revision, snapshot_bytes, b"}"]
+
+
 def write_checkpoint(path: Path, revision: int, snapshot_bytes: bytes) -> None:
     """Write the checkpoint durably (a private temporary file, synced, renamed over, directory synced)."""
-    write_private(path, b'{"revision":%d,"snapshot":' % revision, snapshot_bytes, b"}")
+    write_private(path, *checkpoint_chunks(revision, snapshot_bytes))
+
+
+async def write_checkpoint_forked(path: Path, revision: int, state: LicenseState) -> None:
+    """Write the checkpoint of `state`, which reflects `revision`, from a forked child (`store.forked_write`):
+    the child encodes and syncs the state as it is at this moment, and the loop pays only for the fork,
+    however large the state, while it goes on applying the log and serving."""
+    await write_forked(path, lambda: checkpoint_chunks(revision, state.snapshot_bytes()))
 
 
 def read_checkpoint(path: Path) -> Checkpoint | None:
@@ -117,7 +130,7 @@ class TriadLog:
         applied_revision: int,
         clock: Callable[[], float],
         apply: ApplyCommand,
-        checkpoint: Callable[[], Awaitable[None]],
+        checkpoint: Callable[[], Coroutine[Any, Any, None]],
         fetch_peer_checkpoint: Callable[[], Awaitable[int]],
     ) -> None:
         self.me = me
@@ -126,6 +139,7 @@ class TriadLog:
         self.last_applied_at = 0.0  # monotonic time of the last batch applied (the watchdog reads it)
         self.last_applied_wall = 0.0  # the same, as Unix time (shown in /metrics)
         self.compacted_revision = 0
+        self.fetching_checkpoint = False  # a peer's checkpoint is on its way (a large one takes seconds)
         self.client: EtcdClient | None = None
         # This process's batches: the member's name and a nonce, since batch numbers restart with the process.
         self.origin = f"{me}:{os.urandom(4).hex()}"
@@ -142,6 +156,7 @@ class TriadLog:
         self._in_flight = 0
         self._since_checkpoint = 0
         self._applied_event = asyncio.Event()
+        self._checkpoint_task: asyncio.Task[None] | None = None
 
     # -- proposing ------------------------------------------------------------------------------
 
@@ -278,7 +293,7 @@ class TriadLog:
                         if event.kind == "put" and event.kv.mod_revision > self.applied_revision:
                             self._apply_entry(event.kv.mod_revision, event.kv.value)
                     if self._since_checkpoint >= CHECKPOINT_EVERY:
-                        await self._checkpoint()
+                        self._start_checkpoint()
             except WatchCompacted as exc:
                 log.warning(
                     "This member has applied the triad's log up to revision %d, but etcd has compacted it up to %d: "
@@ -286,12 +301,29 @@ class TriadLog:
                     self.applied_revision,
                     exc.compact_revision,
                 )
-                with contextlib.suppress(CommitFailed):
-                    await self._fetch_peer_checkpoint()
+                self.fetching_checkpoint = True  # the watchdog does not count this as a stalled apply loop
+                try:
+                    with contextlib.suppress(CommitFailed):
+                        await self._fetch_peer_checkpoint()
+                finally:
+                    self.fetching_checkpoint = False
+                    self.last_applied_at = asyncio.get_running_loop().time()
                 await asyncio.sleep(0.5)
             except EtcdUnavailable as exc:
                 log.debug("The log watch stopped (%s); watching again.", exc)
                 await asyncio.sleep(0.1)
+
+    def _start_checkpoint(self) -> None:
+        """Write a checkpoint in the background: applying goes on while a child process writes it."""
+        if self._checkpoint_task is None or self._checkpoint_task.done():
+            self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint_logged(),
+                                                                           name="triad-checkpoint")
+
+    async def _checkpoint_logged(self) -> None:
+        try:
+            await self._checkpoint()
+        except Exception:
+            log.exception("Writing this member's checkpoint failed; the next one will be tried later.")
 
     def _apply_entry(self, revision: int, value: bytes) -> None:
         batch = _decode_batch(value)

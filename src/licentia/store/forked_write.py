@@ -8,9 +8,10 @@ however large the state, and goes on serving and changing the state meanwhile. T
 lock, logger or database of the parent: it closes every inherited descriptor first (so connections
 the parent closes are closed), and leaves with `os._exit`.
 
-Not for a process running gRPC's threads (a triad member: its etcd client): gRPC's fork handlers abort
-such a child, so the triad's checkpoints stay in-process, and the journal falls back to in-process
-snapshots after a child fails.
+A triad member forks too, while its etcd client runs gRPC's threads: the child never calls gRPC, and
+`cluster.etcd_client` turns gRPC's fork support off before gRPC is imported (with it on, gRPC restarts
+its pollers in the child, which abort once the child has closed their descriptors). The journal still
+falls back to in-process snapshots after a child fails.
 
 A crash at any moment leaves the previous file or the new one, never a mix (`write_private`). For
 the tests, `LICENTIA_TEST_SNAPSHOT_PAUSE_S` makes the child pause after writing its first chunk.
@@ -19,6 +20,7 @@ the tests, `LICENTIA_TEST_SNAPSHOT_PAUSE_S` makes the child pause after writing 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 import traceback
@@ -69,5 +71,15 @@ class ForkedWrite:
 
 
 async def write_forked(path: Path, chunks: Callable[[], Sequence[bytes]]) -> None:
-    """Write `path` with the bytes `chunks()` returns for the memory as it is now, from a forked child."""
-    await ForkedWrite(path, chunks).wait()
+    """Write `path` with the bytes `chunks()` returns for the memory as it is now, from a forked child.
+
+    While the child runs, the cycle collector waits: walking the objects would copy every page they are on
+    (copy-on-write), which stalls the loop. It is paused rather than given frozen objects, because
+    unfreezing would also hand it back what the server froze when it loaded its state."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        await ForkedWrite(path, chunks).wait()
+    finally:
+        if collecting:
+            gc.enable()

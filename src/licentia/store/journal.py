@@ -408,7 +408,6 @@ class SqliteJournal:
             try:
                 await write
             except ForkedWriteFailed as exc:
-                # A process that was a triad member runs gRPC's threads, which a forked child may not survive.
                 self._fork_snapshots = False
                 log.error("Could not write a snapshot (%s); the next ones are written by this process.", exc)
                 return
@@ -769,7 +768,6 @@ class SqliteJournal:
         await self.wait_for_snapshot()
         self.last_index += 1
         self.durable_index = self.last_index  # nothing to write for this index: the snapshot is the change
-        self._fork_snapshots = False  # this process ran a triad member's gRPC threads: see `_finish_snapshot`
         self._snapshot_source = state
         self._start_snapshot()
         await self.wait_for_snapshot()
