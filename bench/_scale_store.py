@@ -13,7 +13,8 @@ Measured, each on the real server process:
 
 - `restart_s`: from starting the process to `/api/v1/server` answering (a second start, after the
   first start wrote its own snapshot on shutdown);
-- `rss_mb`: the server's resident memory once loaded and after the load below;
+- `rss_mb`: the server's resident memory once loaded and after the load below (`rss_mb_loaded`: right
+  after the restart, before any request: the loaded state's own share);
 - `snapshot_stall_ms`: the longest gap between answers of a `/health/live` probe sent every 10 ms
   while checkouts force a snapshot (the configuration sets `snapshot_every` low for this run), and
   `probe_gap_no_snapshot_ms`, the same during as many checkouts with no snapshot due (the baseline);
@@ -198,6 +199,8 @@ async def _measure(data: Path, config: Path, leases: int, quick: bool) -> dict[s
         figures["restart_s"] = round(await server.start(session), 3)
         _log(f"restarted in {figures['restart_s']:.2f} s")
         assert server.process is not None
+        figures["rss_mb_loaded"] = round(_rss_mb(server.process.pid), 1)  # the state alone, before any request
+        _log(f"resident memory once loaded: {figures['rss_mb_loaded']} MB")
         try:
             async with session.post(f"{server.url}/api/v1/auth/login",
                                     json={"username": "admin", "password": ADMIN_PASSWORD}) as answer:
@@ -227,6 +230,7 @@ async def _measure(data: Path, config: Path, leases: int, quick: bool) -> dict[s
                  f"{figures['snapshot_stall_ms']} ms while a snapshot was taken")
 
             figures.update(await _report_times(session, server, admin))
+            _log(f"resident memory {_rss_mb(server.process.pid):.1f} MB after the reports")
 
             ids = [f"lease-{n:08d}" for n in range(min(leases, 200_000))]
             batches = [ids[i : i + BATCH] for i in range(0, len(ids) - BATCH + 1, BATCH)] or [ids]

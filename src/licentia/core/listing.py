@@ -23,8 +23,10 @@ TOP = "\U0010ffff"  # sorts after every character a name can hold
 
 
 def text_key(value: str) -> str:
-    """How names are compared, sorted and searched: case-folded."""
-    return value.casefold()
+    """How names are compared, sorted and searched: case-folded (the name itself when it already is, so that
+    the sort keys of the many lower-case names cost no second copy)."""
+    folded = value.casefold()
+    return value if folded == value else folded
 
 
 def prefix_range(prefix: str) -> tuple[Key, Key]:
@@ -100,8 +102,9 @@ class Listings:
         self.printers_by_group = SortedIndex(str, float, str)
         self.clients_by_seen = SortedIndex(float, str)
         self.clients_by_host = SortedIndex(str, str)
-        # Keys that change with the record, as they were filed (records are changed in place).
-        self._printer_filed: dict[str, tuple[Key, Key]] = {}
+        # Keys that change with the record, as they were filed (records are changed in place). A printer's
+        # is its by-group key; its by-seen key is that key without the group (one tuple less per printer).
+        self._printer_filed: dict[str, Key] = {}
         self._client_filed: dict[str, Key] = {}
 
     # -- leases: their keys never change while they are held --------------------------------------
@@ -128,24 +131,24 @@ class Listings:
     def printer_changed(self, printer: Printer) -> None:
         pid = printer.printer_id
         seen = -self.printer_seen(printer)
-        new = ((seen, pid), (printer.group, seen, pid))
+        new = (printer.group, seen, pid)
         old = self._printer_filed.get(pid)
         if old == new:
             return
         if old is None:
             self.printers_by_name.add((text_key(printer.identity.name), pid))
         else:
-            self.printers_by_seen.remove(old[0])
-            self.printers_by_group.remove(old[1])
-        self.printers_by_seen.add(new[0])
-        self.printers_by_group.add(new[1])
+            self.printers_by_seen.remove(old[1:])
+            self.printers_by_group.remove(old)
+        self.printers_by_seen.add((seen, pid))
+        self.printers_by_group.add(new)
         self._printer_filed[pid] = new
 
     def printer_dropped(self, printer: Printer) -> None:
         filed = self._printer_filed.pop(printer.printer_id, None)
         if filed is not None:
-            self.printers_by_seen.remove(filed[0])
-            self.printers_by_group.remove(filed[1])
+            self.printers_by_seen.remove(filed[1:])
+            self.printers_by_group.remove(filed)
             self.printers_by_name.remove((text_key(printer.identity.name), printer.printer_id))
 
     def group_count(self, group: str) -> int:
@@ -190,10 +193,9 @@ class Listings:
         by_seen, by_group, by_name = [], [], []
         for printer in printers:
             seen = -cls.printer_seen(printer)
-            filed = ((seen, printer.printer_id), (printer.group, seen, printer.printer_id))
-            listings._printer_filed[printer.printer_id] = filed
-            by_seen.append(filed[0])
-            by_group.append(filed[1])
+            filed = listings._printer_filed[printer.printer_id] = (printer.group, seen, printer.printer_id)
+            by_seen.append((seen, printer.printer_id))
+            by_group.append(filed)
             by_name.append((text_key(printer.identity.name), printer.printer_id))
         listings.printers_by_seen.fill(by_seen)
         listings.printers_by_group.fill(by_group)

@@ -40,6 +40,7 @@ from licentia.core.model import (
 )
 from licentia.core.printers import GROUP_NAME, client_id, group_for, printer_id, validate_mapping_rules
 from licentia.core.settings import Settings, SettingsError, merged_settings
+from licentia.core.sharing import share_values
 
 DAY = 86400.0
 SETTINGS_HISTORY = 50
@@ -477,7 +478,7 @@ class LicenseState:
 
     # -- clients and access ---------------------------------------------------------------------
 
-    def _touch_client(self, info: ClientInfo, source_ip: str, now: float) -> None:
+    def _touch_client(self, info: ClientInfo, source_ip: str, now: float) -> Client:
         key = client_id(info)
         client = self.clients.get(key)
         if client is None:
@@ -491,6 +492,7 @@ class LicenseState:
         client.requests += 1
         client.seq, client.via = self._mark(), ""
         self._listings.client_changed(client)
+        return client
 
     def _client_access(self, client: ClientInfo, source_ip: str, source_host: str | None) -> tuple[bool, str]:
         return self.access_decision(RequestOrigin(user=client.user, host=client.host, ip=source_ip,
@@ -768,8 +770,8 @@ class LicenseState:
         self.leases[lease.lease_id] = lease
         self._listings.lease_added(lease)
         self._held_count[chosen.id] = self._held_count.get(chosen.id, 0) + 1
-        self.lease_by_request[key] = lease.lease_id
-        self._touch_client(cmd.client, cmd.source_ip, now)
+        holder = self._touch_client(cmd.client, cmd.source_ip, now)
+        self.lease_by_request[(holder.client_id, key[1], key[2])] = lease.lease_id  # the registry's own id string
         self._in_use[chosen.id].put(lease.lease_id, lease.expires_at)
         return Outcome(
             ok=True,
@@ -995,13 +997,16 @@ class LicenseState:
 
     def _rebuild_in_use(self) -> None:
         window = self.settings.printer_window_days * DAY
-        self._in_use = {license_id: ExpiringSet() for license_id in self.licenses}
+        members: dict[str, list[tuple[float, str]]] = {license_id: [] for license_id in self.licenses}
         for printer in self.printers.values():
-            if printer.license_id in self._in_use:
-                self._in_use[printer.license_id].put(printer.printer_id, printer.last_used + window)
+            if printer.license_id in members:
+                members[printer.license_id].append((printer.last_used + window, printer.printer_id))
         for lease in self.leases.values():
-            if lease.license_id in self._in_use:
-                self._in_use[lease.license_id].put(lease.lease_id, lease.expires_at)
+            if lease.license_id in members:
+                members[lease.license_id].append((lease.expires_at, lease.lease_id))
+        self._in_use = {license_id: ExpiringSet() for license_id in self.licenses}
+        for license_id, expiring in self._in_use.items():
+            expiring.fill(members[license_id])
 
     def snapshot_bytes(self) -> bytes:
         """The whole state, encoded; replaying the journal after it gives back the same state."""
@@ -1042,15 +1047,21 @@ class LicenseState:
 
     @classmethod
     def from_snapshot(cls, snap: Snapshot) -> LicenseState:
+        """The state `snap` holds; its leases, printers and clients are made to share the values they repeat
+        (`core.sharing`)."""
         state = cls()
+        pool = share_values(snap.leases, snap.printers, snap.clients)
         state.licenses = {lic.id: lic for lic in snap.licenses}
         state.removed_licenses = {removed.license_id: removed for removed in snap.removed_licenses}
         state.printers = {p.printer_id: p for p in snap.printers}
         state.leases = {lease.lease_id: lease for lease in snap.leases}
         for lease in snap.leases:
             state._held_count[lease.license_id] = state._held_count.get(lease.license_id, 0) + 1
-        state.lease_by_request = {request_key(lease.client, lease.source_ip, lease.request_id): lease.lease_id
-                                  for lease in snap.leases}
+        state.lease_by_request = {
+            (pool.text(client_id(lease.client)), lease.source_ip, lease.request_id): lease.lease_id
+            for lease in snap.leases
+        }
+        del pool
         state.clients = {cl.client_id: cl for cl in snap.clients}
         state.groups = list(snap.groups)
         state.mapping_rules = list(snap.mapping_rules)

@@ -34,9 +34,10 @@ def snapshot_chunks(index: int, state: LicenseState) -> list[bytes]:
 
 
 def decode_snapshot_file(data: bytes) -> tuple[int, Snapshot]:
-    heading, _, body = data.partition(b"\n")
-    if not heading.startswith(MAGIC) or not heading[len(MAGIC) :].isdigit():
+    heading, newline, _ = data[:64].partition(b"\n")
+    if not newline or not heading.startswith(MAGIC) or not heading[len(MAGIC) :].isdigit():
         raise SnapshotFileError("not a Licentia state snapshot")
+    body = memoryview(data)[len(heading) + 1 :]  # a view, not a copy of the state's bytes
     return int(heading[len(MAGIC) :]), msgspec.msgpack.decode(body, type=Snapshot)
 
 

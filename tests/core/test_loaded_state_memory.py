@@ -1,0 +1,89 @@
+"""A state loaded from a snapshot holds one copy of each value its records repeat, as a running one does.
+
+In a running server a lease and its holder's registry entry hold the very same client details, and every
+lease of a product the same product name. Decoding a snapshot gives every record its own copy of every
+string and number: at 300,000 leases and printers that roughly doubled the server's memory after a restart
+(bench/_scale_store.py `rss_mb_loaded`). Loading shares them again, without changing any value.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from licentia.core import commands as c
+from licentia.core.expiring import ExpiringSet
+from licentia.core.listing import text_key
+from licentia.core.model import ClientInfo, PrinterIdentity
+from licentia.core.state import LicenseState, Snapshot
+
+T0 = 1_700_000_000.0
+
+
+def _site(issuer) -> LicenseState:
+    state = LicenseState()
+    for unit, product in (("seats", "Designer"), ("printers", "Labels")):
+        terms = issuer.terms(license_id=f"LIC-{unit}", product=product, unit=unit, count=100,
+                             not_before=T0 - 60, expires=T0 + 86400)
+        assert state.apply(c.AddLicense(terms=terms, key_id="k", signature="cw=="), T0).ok
+    for n in range(4):
+        client = ClientInfo(host=f"ws-{n % 2}", user=f"user-{n}", application="Designer", version="2.1")
+        assert state.apply(c.Checkout(request_id=f"r{n}", lease_id=f"L{n}", product="Designer", client=client,
+                                      source_ip="10.0.0.7"), T0 + n).ok
+        printer = PrinterIdentity(name=f"Printer {n}", driver="Label Driver 3", port="USB001", location="Dock")
+        assert state.apply(c.PrintCheck(product="Labels", printer=printer, client=client, source_ip="10.0.0.7"),
+                           T0 + 10 + n).ok
+    return state
+
+
+def _reloaded(state: LicenseState) -> LicenseState:
+    """Through the bytes, as after a restart (the snapshot file is MessagePack)."""
+    return LicenseState.from_snapshot(msgspec.msgpack.decode(msgspec.msgpack.encode(state.snapshot_struct()),
+                                                             type=Snapshot))
+
+
+def test_a_reloaded_lease_and_its_holders_registry_entry_share_one_copy_of_the_client_details(issuer):
+    reloaded = _reloaded(_site(issuer))
+    for lease in reloaded.leases.values():
+        [holder] = [cl for cl in reloaded.clients.values() if cl.info == lease.client]
+        assert holder.info is lease.client
+        assert lease.request_id in {key[2] for key in reloaded.lease_by_request}
+        key = next(key for key, lease_id in reloaded.lease_by_request.items() if lease_id == lease.lease_id)
+        assert key[0] is holder.client_id  # the request index names the client by the registry's own string
+
+
+def test_reloaded_records_share_the_strings_and_numbers_they_repeat(issuer):
+    reloaded = _reloaded(_site(issuer))
+    leases, printers = list(reloaded.leases.values()), list(reloaded.printers.values())
+    for field in ("product", "license_id", "source_ip"):
+        assert len({id(getattr(lease, field)) for lease in leases}) == 1, field
+    assert len({id(lease.ttl_s) for lease in leases}) == 1
+    assert len({id(lease.client.application) for lease in leases}) == 1
+    assert len({id(lease.client.host) for lease in leases}) == 2
+    for field in ("group", "license_id", "via", "peer_last_used"):
+        assert len({id(getattr(printer, field)) for printer in printers}) == 1, field
+    for field in ("driver", "port", "location"):
+        assert len({id(getattr(printer.identity, field)) for printer in printers}) == 1, field
+    assert all(printer.first_seen is printer.last_used for printer in printers)  # used once each
+
+
+def test_sharing_values_on_load_changes_no_value(issuer):
+    state = _site(issuer)
+    assert _reloaded(state).snapshot_bytes() == state.snapshot_bytes()
+
+
+def test_a_name_that_is_already_case_folded_is_its_own_sort_key():
+    name = "".join(["printer-", "7"])  # built at run time, so not a shared constant
+    assert text_key(name) is name
+    assert text_key("Printer-7") == "printer-7"
+
+
+def test_an_expiring_set_filled_at_once_counts_like_one_filled_member_by_member():
+    members = [(T0 + (n * 7919) % 101, f"m{n}") for n in range(300)]
+    one_by_one, at_once = ExpiringSet(), ExpiringSet()
+    for expires_at, key in members:
+        one_by_one.put(key, expires_at)
+    at_once.fill(members)
+    for now in (T0, T0 + 10, T0 + 50, T0 + 100, T0 + 101):
+        assert at_once.count_live(now) == one_by_one.count_live(now)
+        assert at_once.live_count(now) == one_by_one.live_count(now)
+        assert {key for _, key in members if key in at_once} == {key for _, key in members if key in one_by_one}
