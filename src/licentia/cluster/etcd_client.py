@@ -248,15 +248,18 @@ class EtcdClient:
             return EtcdUnavailable(f"The etcd member at {self.endpoint} did not {what} within {self.timeout:g} s.")
         return EtcdUnavailable(f"The etcd member at {self.endpoint} could not {what}: {_details(error)}.")
 
-    async def _unary(self, what: str, method: Any, request: Any, require_leader: bool = True) -> Any:
+    async def _unary(self, what: str, method: Any, request: Any, require_leader: bool = True,
+                     timeout: float | None = None) -> Any:
         try:
-            return await method(request, timeout=self.timeout, metadata=_REQUIRE_LEADER if require_leader else ())
+            return await method(request, timeout=timeout or self.timeout,
+                                metadata=_REQUIRE_LEADER if require_leader else ())
         except grpc.aio.AioRpcError as error:
             raise self._unavailable(what, error) from None
 
-    async def get(self, key: bytes) -> tuple[KeyValue | None, int]:
-        """The key's value (None if absent) and the store's revision; a linearizable read."""
-        response = await self._unary("read a key", self._kv.Range, rpc.RangeRequest(key=key))
+    async def get(self, key: bytes, timeout: float | None = None) -> tuple[KeyValue | None, int]:
+        """The key's value (None if absent) and the store's revision; a linearizable read (it needs
+        etcd's leader to answer, so it also proves that this member reaches it)."""
+        response = await self._unary("read a key", self._kv.Range, rpc.RangeRequest(key=key), timeout=timeout)
         kv = _key_value(response.kvs[0]) if response.kvs else None
         return kv, int(response.header.revision)
 
@@ -286,18 +289,19 @@ class EtcdClient:
             raise EtcdUnavailable(f"The etcd member at {self.endpoint} could not grant a lease: {response.error}.")
         return int(response.ID), int(response.TTL)
 
-    async def keep_alive(self, lease_id: int) -> int:
+    async def keep_alive(self, lease_id: int, timeout: float | None = None) -> int:
         """Renew the lease once; its remaining TTL, or 0 if it is gone.
 
         The renewals share one long-lived stream, opened on first use and opened again after any failure.
         """
+        timeout = timeout or self.timeout
         async with self._keep_alive_lock:
             try:
-                return await asyncio.wait_for(self._keep_alive_once(lease_id), self.timeout)
+                return await asyncio.wait_for(self._keep_alive_once(lease_id), timeout)
             except TimeoutError:
                 self._drop_keep_alive_stream()
                 raise EtcdUnavailable(
-                    f"The etcd member at {self.endpoint} did not renew a lease within {self.timeout:g} s.") from None
+                    f"The etcd member at {self.endpoint} did not renew a lease within {timeout:g} s.") from None
             except grpc.aio.AioRpcError as error:
                 self._drop_keep_alive_stream()
                 raise self._unavailable("renew a lease", error) from None
@@ -389,10 +393,10 @@ class EtcdClient:
                 return
             raise self._unavailable("compact its history", error) from None
 
-    async def status(self) -> EtcdStatus:
+    async def status(self, timeout: float | None = None) -> EtcdStatus:
         """The status of the member this client talks to; answered even when the member has no leader."""
         response = await self._unary("report its status", self._maintenance.Status, rpc.StatusRequest(),
-                                     require_leader=False)
+                                     require_leader=False, timeout=timeout)
         return EtcdStatus(member_id=int(response.header.member_id), leader_id=int(response.leader),
                           raft_index=int(response.raftIndex), raft_term=int(response.raftTerm),
                           revision=int(response.header.revision), db_size=int(response.dbSize))

@@ -41,6 +41,9 @@ LEASE_TTL_S = 1  # etcd leases are whole seconds; one second is etcd's floor wit
 KEEPALIVE_EVERY_S = 0.2
 SERVING_MARGIN_S = 0.35  # stop serving this long before the lease could have expired at etcd's leader
 PROBE_TIMEOUT_S = 0.2
+# A keep-alive answered later than this cannot keep the member serving anyway (it serves until TTL less the
+# margin after the keep-alive was sent); waiting less lets the member find another route to etcd sooner.
+KEEPALIVE_TIMEOUT_S = 0.5
 SECONDARY_DEFERS_LOOKS = 3
 VIEW_FRESH_S = 1.0
 SECONDARY_START_GRACE_S = 2.0  # a just-started secondary leaves a free key to the primary this long
@@ -161,7 +164,7 @@ class TriadElection:
             self.lease_valid_until = sent + ttl - SERVING_MARGIN_S
             log.info("Triad %s: this member holds etcd lease %x (TTL %d s).", self.triad_name, lease_id, ttl)
             return
-        ttl = await client.keep_alive(self.lease_id)
+        ttl = await client.keep_alive(self.lease_id, timeout=KEEPALIVE_TIMEOUT_S)
         if ttl <= 0:
             log.warning(
                 "Triad %s: this member's etcd lease expired (its keep-alives did not reach etcd's leader in time); "

@@ -209,6 +209,7 @@ class TriadLog:
                 compare.append(Compare.mod_revision(ACTIVE_KEY, "==", guard))
             deadline = loop.time() + COMMIT_RETRY_S
             while True:
+                client = self.client or client  # a retry goes through the route this member uses now
                 try:
                     lease = await self._marker_lease(client)
                     result = await client.txn(
