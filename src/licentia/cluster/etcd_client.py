@@ -296,8 +296,17 @@ class EtcdClient:
         """
         timeout = timeout or self.timeout
         async with self._keep_alive_lock:
+            # Not `wait_for`: on a timeout it waits until the cancelled read has ended, and a read on a
+            # stream whose answers no longer arrive need not end. The renewal is given up after `timeout`
+            # whatever the stream does; dropping the stream cancels it.
+            renewal = asyncio.ensure_future(self._keep_alive_once(lease_id))
+            renewal.add_done_callback(lambda task: task.cancelled() or task.exception())
             try:
-                return await asyncio.wait_for(self._keep_alive_once(lease_id), timeout)
+                done, _ = await asyncio.wait({renewal}, timeout=timeout)
+                if not done:
+                    renewal.cancel()
+                    raise TimeoutError
+                return renewal.result()
             except TimeoutError:
                 self._drop_keep_alive_stream()
                 raise EtcdUnavailable(
@@ -305,7 +314,12 @@ class EtcdClient:
             except grpc.aio.AioRpcError as error:
                 self._drop_keep_alive_stream()
                 raise self._unavailable("renew a lease", error) from None
+            except (asyncio.InvalidStateError, grpc.aio.UsageError) as error:  # the stream had already ended
+                self._drop_keep_alive_stream()
+                raise EtcdUnavailable(f"The etcd member at {self.endpoint} ended the lease renewal stream "
+                                      f"({type(error).__name__}).") from None
             except BaseException:
+                renewal.cancel()
                 self._drop_keep_alive_stream()
                 raise
 

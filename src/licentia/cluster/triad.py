@@ -491,6 +491,11 @@ class TriadNode:
                         await self.route.failed()
                     if self.client is not client:
                         continue  # another route: renew through it at once
+                except Exception:
+                    # The loop must outlive anything: a member whose lease loop died would go on claiming
+                    # under a lease that etcd has long let expire.
+                    log.exception("Triad %s: renewing this member's etcd lease hit an unexpected error.",
+                                  self.config.name)
             await asyncio.sleep(KEEPALIVE_EVERY_S)
 
     async def _route_loop(self) -> None:
