@@ -114,6 +114,7 @@ class TriadElection:
         self._started_at = 0.0
         self._latest_now = 0.0
         self._acknowledged_at = 0.0  # monotonic: when the last acknowledged keep-alive (or grant) was sent
+        self._unanswered = 0  # keep-alives not answered since the last acknowledged one
         self._primary = next(m for m in members if m.role == "primary")
 
     def fresh_view(self, now_mono: float) -> ElectionView | None:
@@ -142,7 +143,9 @@ class TriadElection:
         """Grant this member's lease if it has none (and put its alive key), else send one keep-alive."""
         loop = asyncio.get_running_loop()
         sent = loop.time()
-        if self.lease_id and sent - self._acknowledged_at > LEASE_TTL_S:
+        # Keep-alives must have gone unanswered too: a monotonic clock that jumped forward (a faked or broken
+        # clock) makes a whole TTL seem to pass with no keep-alive missed, and the lease is fine.
+        if self.lease_id and self._unanswered >= 2 and sent - self._acknowledged_at > LEASE_TTL_S:
             # No keep-alive answered for a whole TTL, yet they may still reach etcd's leader (a one-way
             # partition: this member's requests arrive, the answers do not), which would keep the lease,
             # and the election, alive for a member that cannot serve. Stop renewing it so that it lapses
@@ -161,10 +164,16 @@ class TriadElection:
             await client.put(ALIVE_PREFIX + self.me.name.encode(), b"1", lease=lease_id)
             self.lease_id = lease_id
             self._acknowledged_at = sent
+            self._unanswered = 0
             self.lease_valid_until = sent + ttl - SERVING_MARGIN_S
             log.info("Triad %s: this member holds etcd lease %x (TTL %d s).", self.triad_name, lease_id, ttl)
             return
-        ttl = await client.keep_alive(self.lease_id, timeout=KEEPALIVE_TIMEOUT_S)
+        try:
+            ttl = await client.keep_alive(self.lease_id, timeout=KEEPALIVE_TIMEOUT_S)
+        except EtcdUnavailable:
+            self._unanswered += 1
+            raise
+        self._unanswered = 0
         if ttl <= 0:
             log.warning(
                 "Triad %s: this member's etcd lease expired (its keep-alives did not reach etcd's leader in time); "
