@@ -245,7 +245,10 @@ class TriadNode:
         self._watch_clock(now)
         if self._in_frame():
             return self._clock_base + (now - self._clock_mono)
-        return max(self.server.now(), self.server.state.time_floor)
+        # The wall clock as it reads now, not the server's never-backwards `now()`: a clock that ran ahead
+        # and was put back (seed 3008: +120 s for 6 s) must not stamp this member's next claim, and with it
+        # every lease it grants, two minutes ahead. The state's time floor keeps the log's times in order.
+        return max(self.server.clock(), self.server.state.time_floor)
 
     def _in_frame(self) -> bool:
         """Whether this member still holds the claim its command times were set up for."""
@@ -333,7 +336,7 @@ class TriadNode:
         if claim == self._frame_claim:
             return  # serving again under the same claim (its lease was unconfirmed for a moment): same times
         self._frame_claim = claim
-        self._clock_base = max(self.server.now(), self.server.state.time_floor)
+        self._clock_base = max(self.server.clock(), self.server.state.time_floor)  # see _command_time
         self._clock_mono = now
         self._tick_command_time = self._clock_base
         self._honour_from = self._clock_base
