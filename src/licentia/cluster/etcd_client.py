@@ -256,15 +256,18 @@ class EtcdClient:
             return EtcdUnavailable(f"The etcd member at {self.endpoint} did not {what} within {self.timeout:g} s.")
         return EtcdUnavailable(f"The etcd member at {self.endpoint} could not {what}: {_details(error)}.")
 
-    async def _unary(self, what: str, method: Any, request: Any, require_leader: bool = True) -> Any:
+    async def _unary(self, what: str, method: Any, request: Any, require_leader: bool = True,
+                     timeout: float | None = None) -> Any:
         try:
-            return await method(request, timeout=self.timeout, metadata=_REQUIRE_LEADER if require_leader else ())
+            return await method(request, timeout=timeout or self.timeout,
+                                metadata=_REQUIRE_LEADER if require_leader else ())
         except grpc.aio.AioRpcError as error:
             raise self._unavailable(what, error) from None
 
-    async def get(self, key: bytes) -> tuple[KeyValue | None, int]:
-        """The key's value (None if absent) and the store's revision; a linearizable read."""
-        response = await self._unary("read a key", self._kv.Range, rpc.RangeRequest(key=key))
+    async def get(self, key: bytes, timeout: float | None = None) -> tuple[KeyValue | None, int]:
+        """The key's value (None if absent) and the store's revision; a linearizable read (it needs
+        etcd's leader to answer, so it also proves that this member reaches it)."""
+        response = await self._unary("read a key", self._kv.Range, rpc.RangeRequest(key=key), timeout=timeout)
         kv = _key_value(response.kvs[0]) if response.kvs else None
         return kv, int(response.header.revision)
 
@@ -294,22 +297,37 @@ class EtcdClient:
             raise EtcdUnavailable(f"The etcd member at {self.endpoint} could not grant a lease: {response.error}.")
         return int(response.ID), int(response.TTL)
 
-    async def keep_alive(self, lease_id: int) -> int:
+    async def keep_alive(self, lease_id: int, timeout: float | None = None) -> int:
         """Renew the lease once; its remaining TTL, or 0 if it is gone.
 
         The renewals share one long-lived stream, opened on first use and opened again after any failure.
         """
+        timeout = timeout or self.timeout
         async with self._keep_alive_lock:
+            # Not `wait_for`: on a timeout it waits until the cancelled read has ended, and a read on a
+            # stream whose answers no longer arrive need not end. The renewal is given up after `timeout`
+            # whatever the stream does; dropping the stream cancels it.
+            renewal = asyncio.ensure_future(self._keep_alive_once(lease_id))
+            renewal.add_done_callback(lambda task: task.cancelled() or task.exception())
             try:
-                return await asyncio.wait_for(self._keep_alive_once(lease_id), self.timeout)
+                done, _ = await asyncio.wait({renewal}, timeout=timeout)
+                if not done:
+                    renewal.cancel()
+                    raise TimeoutError
+                return renewal.result()
             except TimeoutError:
                 self._drop_keep_alive_stream()
                 raise EtcdUnavailable(
-                    f"The etcd member at {self.endpoint} did not renew a lease within {self.timeout:g} s.") from None
+                    f"The etcd member at {self.endpoint} did not renew a lease within {timeout:g} s.") from None
             except grpc.aio.AioRpcError as error:
                 self._drop_keep_alive_stream()
                 raise self._unavailable("renew a lease", error) from None
+            except (asyncio.InvalidStateError, grpc.aio.UsageError) as error:  # the stream had already ended
+                self._drop_keep_alive_stream()
+                raise EtcdUnavailable(f"The etcd member at {self.endpoint} ended the lease renewal stream "
+                                      f"({type(error).__name__}).") from None
             except BaseException:
+                renewal.cancel()
                 self._drop_keep_alive_stream()
                 raise
 
@@ -397,10 +415,10 @@ class EtcdClient:
                 return
             raise self._unavailable("compact its history", error) from None
 
-    async def status(self) -> EtcdStatus:
+    async def status(self, timeout: float | None = None) -> EtcdStatus:
         """The status of the member this client talks to; answered even when the member has no leader."""
         response = await self._unary("report its status", self._maintenance.Status, rpc.StatusRequest(),
-                                     require_leader=False)
+                                     require_leader=False, timeout=timeout)
         return EtcdStatus(member_id=int(response.header.member_id), leader_id=int(response.leader),
                           raft_index=int(response.raftIndex), raft_term=int(response.raftTerm),
                           revision=int(response.header.revision), db_size=int(response.dbSize))

@@ -28,6 +28,7 @@ import msgspec
 from licentia.cluster import peer_auth
 from licentia.cluster.etcd_client import EtcdClient, EtcdUnavailable
 from licentia.cluster.etcd_member import EtcdMember, EtcdPeer, EtcdTiming
+from licentia.cluster.etcd_route import CHECK_EVERY_S, EtcdRoute
 from licentia.cluster.triad_election import KEEPALIVE_EVERY_S, TriadElection, probe
 from licentia.cluster.triad_log import (
     APPLIED_PREFIX,
@@ -145,7 +146,8 @@ class TriadNode:
         self.log = TriadLog(config.me, applied_revision, self._command_time, self._apply, self.checkpoint,
                             self._fetch_peer_checkpoint)
         self.etcd: EtcdMember | None = None
-        self.client: EtcdClient | None = None
+        self.client: EtcdClient | None = None  # the route's current client (see `etcd_route`)
+        self.route: EtcdRoute | None = None
         self.watchdog = Watchdog()
         self.failovers = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -177,7 +179,10 @@ class TriadNode:
         self.etcd = EtcdMember(self.etcd_dir, etcd_peer(me), peers, self.config.origin, self.tls_dir, ETCD_TIMING)
         await self.etcd.start()
         self._tls = tls
-        self.client = EtcdClient(etcd_peer(me).client_endpoint, tls, timeout=1.5)
+        own = EtcdClient(etcd_peer(me).client_endpoint, tls, timeout=1.5)
+        others = {m.name: EtcdClient(etcd_peer(m).client_endpoint, tls, timeout=1.5) for m in self.config.others()}
+        self.route = EtcdRoute(self.config.name, own, others, self._route_changed)
+        self.client = own
         self.log.client = self.client
         self.watchdog.etcd_ok_at = asyncio.get_running_loop().time()
         self._clock_tick_mono = self.watchdog.etcd_ok_at
@@ -189,6 +194,7 @@ class TriadNode:
             ("watchdog", self._watchdog_loop),
             ("checkpoint", self._checkpoint_loop),
             ("clock", self._clock_loop),
+            ("route", self._route_loop),
         ):
             self._tasks[name] = asyncio.create_task(loop(), name=f"triad-{name}")
         log.info(
@@ -211,9 +217,12 @@ class TriadNode:
         if self.log.applied_revision > self.log.checkpointed_revision:
             with contextlib.suppress(Exception):
                 await self.checkpoint(report=False)
-        if self.client is not None:
+        if self.route is not None:
             with contextlib.suppress(Exception):
-                await self.client.close()
+                await self.route.close()
+            with contextlib.suppress(Exception):
+                await self.route.own.close()
+            self.route = None
             self.client = None
             self.log.client = None
         if self.etcd is not None:
@@ -242,7 +251,10 @@ class TriadNode:
         self._watch_clock(now)
         if self._in_frame():
             return self._clock_base + (now - self._clock_mono)
-        return max(self.server.now(), self.server.state.time_floor)
+        # The wall clock as it reads now, not the server's never-backwards `now()`: a clock that ran ahead
+        # and was put back (seed 3008: +120 s for 6 s) must not stamp this member's next claim, and with it
+        # every lease it grants, two minutes ahead. The state's time floor keeps the log's times in order.
+        return max(self.server.clock(), self.server.state.time_floor)
 
     def _in_frame(self) -> bool:
         """Whether this member still holds the claim its command times were set up for."""
@@ -330,7 +342,7 @@ class TriadNode:
         if claim == self._frame_claim:
             return  # serving again under the same claim (its lease was unconfirmed for a moment): same times
         self._frame_claim = claim
-        self._clock_base = max(self.server.now(), self.server.state.time_floor)
+        self._clock_base = max(self.server.clock(), self.server.state.time_floor)  # see _command_time
         self._clock_mono = now
         self._tick_command_time = self._clock_base
         self._honour_from = self._clock_base
@@ -510,7 +522,36 @@ class TriadNode:
                     await self.election.keep_lease(client)
                 except EtcdUnavailable as exc:
                     log.debug("Triad %s: keep-alive failed: %s", self.config.name, exc)
+                    if self.route is not None:
+                        await self.route.failed()
+                    if self.client is not client:
+                        continue  # another route: renew through it at once
+                except Exception:
+                    # The loop must outlive anything: a member whose lease loop died would go on claiming
+                    # under a lease that etcd has long let expire.
+                    log.exception("Triad %s: renewing this member's etcd lease hit an unexpected error.",
+                                  self.config.name)
             await asyncio.sleep(KEEPALIVE_EVERY_S)
+
+    async def _route_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_EVERY_S)
+            if self.route is not None:
+                try:
+                    await self.route.check()
+                except Exception:
+                    log.exception("Triad %s: checking the route to etcd hit an unexpected error.", self.config.name)
+
+    def _route_changed(self) -> None:
+        """Requests go through another etcd member now: so does the log's watch (restarted on it)."""
+        if self.route is None:
+            return
+        self.client = self.route.current
+        self.log.client = self.client
+        task = self._tasks.get("apply")
+        if task is not None and not self._stopping:
+            task.cancel()
+            self._tasks["apply"] = asyncio.create_task(self.log.run(), name="triad-apply")
 
     async def _election_loop(self) -> None:
         while True:
@@ -547,8 +588,9 @@ class TriadNode:
             await asyncio.sleep(WATCHDOG_EVERY_S)
             now = loop.time()
             client = self.client
-            if client is None:
+            if client is None or self.route is None:
                 continue
+            own = self.route.own  # the health of this member's own etcd; the rest through the route
             others = self.config.others()
             # Whether a TCP connection to each peer's API opens: the network between the two works.
             probed_at = time.time()
@@ -561,8 +603,8 @@ class TriadNode:
             if active is not None and view is not None and view.holder == active and reaches.get(active, True):
                 self._active_seen_at = probed_at  # still active, and its API answered: what a failover counts from
             try:
-                status = await client.status()
-                names = await client.member_names()
+                status = await own.status()
+                names = await own.member_names()
                 dog.leader_name = names.get(status.leader_id)
                 await self._keep_etcd_leader_on_the_tertiary(status.member_id, status.leader_id, names, now)
                 dog.etcd_ok_at = now

@@ -41,6 +41,9 @@ LEASE_TTL_S = 1  # etcd leases are whole seconds; one second is etcd's floor wit
 KEEPALIVE_EVERY_S = 0.2
 SERVING_MARGIN_S = 0.35  # stop serving this long before the lease could have expired at etcd's leader
 PROBE_TIMEOUT_S = 0.2
+# A keep-alive answered later than this cannot keep the member serving anyway (it serves until TTL less the
+# margin after the keep-alive was sent); waiting less lets the member find another route to etcd sooner.
+KEEPALIVE_TIMEOUT_S = 0.5
 SECONDARY_DEFERS_LOOKS = 3
 VIEW_FRESH_S = 1.0
 SECONDARY_START_GRACE_S = 2.0  # a just-started secondary leaves a free key to the primary this long
@@ -111,6 +114,7 @@ class TriadElection:
         self._started_at = 0.0
         self._latest_now = 0.0
         self._acknowledged_at = 0.0  # monotonic: when the last acknowledged keep-alive (or grant) was sent
+        self._unanswered = 0  # keep-alives not answered since the last acknowledged one
         self._primary = next(m for m in members if m.role == "primary")
 
     def fresh_view(self, now_mono: float) -> ElectionView | None:
@@ -139,7 +143,9 @@ class TriadElection:
         """Grant this member's lease if it has none (and put its alive key), else send one keep-alive."""
         loop = asyncio.get_running_loop()
         sent = loop.time()
-        if self.lease_id and sent - self._acknowledged_at > LEASE_TTL_S:
+        # Keep-alives must have gone unanswered too: a monotonic clock that jumped forward (a faked or broken
+        # clock) makes a whole TTL seem to pass with no keep-alive missed, and the lease is fine.
+        if self.lease_id and self._unanswered >= 2 and sent - self._acknowledged_at > LEASE_TTL_S:
             # No keep-alive answered for a whole TTL, yet they may still reach etcd's leader (a one-way
             # partition: this member's requests arrive, the answers do not), which would keep the lease,
             # and the election, alive for a member that cannot serve. Stop renewing it so that it lapses
@@ -158,10 +164,16 @@ class TriadElection:
             await client.put(ALIVE_PREFIX + self.me.name.encode(), b"1", lease=lease_id)
             self.lease_id = lease_id
             self._acknowledged_at = sent
+            self._unanswered = 0
             self.lease_valid_until = sent + ttl - SERVING_MARGIN_S
             log.info("Triad %s: this member holds etcd lease %x (TTL %d s).", self.triad_name, lease_id, ttl)
             return
-        ttl = await client.keep_alive(self.lease_id)
+        try:
+            ttl = await client.keep_alive(self.lease_id, timeout=KEEPALIVE_TIMEOUT_S)
+        except EtcdUnavailable:
+            self._unanswered += 1
+            raise
+        self._unanswered = 0
         if ttl <= 0:
             log.warning(
                 "Triad %s: this member's etcd lease expired (its keep-alives did not reach etcd's leader in time); "

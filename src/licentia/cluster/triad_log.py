@@ -45,6 +45,11 @@ ACTIVE_KEY = b"licentia/active"  # the election key (see `triad_election`); batc
 APPLIED_PREFIX = b"licentia/applied/"
 MAX_BATCH = 256
 MAX_IN_FLIGHT = int(os.environ.get("LICENTIA_TRIAD_MAX_IN_FLIGHT", "1"))
+# After a batch is applied, the next one waits up to GATHER_MAX_S for the clients just answered to send their
+# next command, so that they share one transaction with the commands that waited meanwhile (see `_flush`);
+# it stops waiting as soon as no command has come for GATHER_IDLE_S (clients that do not come back at once).
+GATHER_MAX_S = float(os.environ.get("LICENTIA_TRIAD_GATHER_MAX_S", "0.008"))
+GATHER_IDLE_S = float(os.environ.get("LICENTIA_TRIAD_GATHER_IDLE_S", "0.002"))
 # Checkpoints and compaction; the environment can shorten them (the compaction tests do).
 CHECKPOINT_EVERY = int(os.environ.get("LICENTIA_TRIAD_CHECKPOINT_EVERY", "5000"))  # batches between checkpoints
 CHECKPOINT_AFTER_S = float(os.environ.get("LICENTIA_TRIAD_CHECKPOINT_AFTER_S", "20"))  # ... or this long
@@ -154,6 +159,10 @@ class TriadLog:
         self._outbox: list[tuple[Command, int | None, asyncio.Future[Outcome]]] = []
         self._flush_scheduled = False
         self._in_flight = 0
+        self._gather_target = 0  # commands the next batch waits for (until _gather_until, monotonic)
+        self._gather_until = 0.0
+        self._gather_timer: asyncio.TimerHandle | None = None
+        self._last_arrival = 0.0  # monotonic: the last command queued, or the start of the gathering
         self._since_checkpoint = 0
         self._applied_event = asyncio.Event()
         self._checkpoint_task: asyncio.Task[None] | None = None
@@ -170,6 +179,7 @@ class TriadLog:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         self._outbox.append((command, guard, future))
+        self._last_arrival = loop.time()
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -177,6 +187,19 @@ class TriadLog:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        loop = asyncio.get_running_loop()
+        wake = min(self._gather_until, self._last_arrival + GATHER_IDLE_S)
+        if self._in_flight == 0 and 0 < len(self._outbox) < self._gather_target and loop.time() < wake:
+            # The clients the last batch answered are sending their next commands: one transaction for all
+            # of them and for those that waited is cheaper for etcd and every member than two.
+            if self._gather_timer is not None:
+                self._gather_timer.cancel()
+            self._gather_timer = loop.call_at(wake, self._gather_over)
+            return
+        self._gather_target = 0
+        if self._gather_timer is not None:
+            self._gather_timer.cancel()
+            self._gather_timer = None
         while self._outbox and self._in_flight < MAX_IN_FLIGHT:
             guard = self._outbox[0][1]
             batch: list[tuple[Command, asyncio.Future[Outcome]]] = []
@@ -206,6 +229,10 @@ class TriadLog:
                 return
             released = True
             self._in_flight -= 1
+            if self._in_flight == 0 and GATHER_MAX_S > 0:
+                self._gather_target = min(MAX_BATCH, len(self._outbox) + len(batch))
+                self._gather_until = loop.time() + GATHER_MAX_S
+                self._last_arrival = loop.time()
             if self._outbox and not self._flush_scheduled:
                 self._flush_scheduled = True
                 loop.call_soon(self._flush)
@@ -224,6 +251,7 @@ class TriadLog:
                 compare.append(Compare.mod_revision(ACTIVE_KEY, "==", guard))
             deadline = loop.time() + COMMIT_RETRY_S
             while True:
+                client = self.client or client  # a retry goes through the route this member uses now
                 try:
                     lease = await self._marker_lease(client)
                     result = await client.txn(
@@ -268,6 +296,11 @@ class TriadLog:
         before = previous[0].mod_revision if isinstance(previous, list) and previous else 0
         if before == self.applied_revision and revision > self.applied_revision:
             self._apply_entry(revision, entry)
+
+    def _gather_over(self) -> None:
+        self._gather_timer = None
+        self._gather_target = 0
+        self._flush()
 
     async def _marker_lease(self, client: EtcdClient) -> int:
         """The lease the batch markers are put under: a new one every MARKER_LEASE_EVERY_S, so markers go
