@@ -34,7 +34,7 @@ from licentia.cluster.heartbeats import HeartbeatCoalescer
 from licentia.cluster.peer_auth import ReplayGuard
 from licentia.cluster.relationship import JournalReplication, Replication
 from licentia.cluster.sealing import load_or_create_peer_key, public_b64
-from licentia.cluster.triad import CHECKPOINT_FILE, CommitFailed, NotActive, TriadConfig, TriadNode
+from licentia.cluster.triad import CommitFailed, NotActive, TriadConfig, TriadNode
 from licentia.cluster.triad_log import read_checkpoint, write_checkpoint
 from licentia.config import Config, ConfigError
 from licentia.core.commands import (
@@ -54,14 +54,14 @@ from licentia.core.model import AdminUser, Client, PooledLicense, Printer
 from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
 from licentia.grants import GrantSigner
 from licentia.license_file import TrustedIssuers, check_binding
+from licentia.store import data_directory
+from licentia.store.data_directory import DataDirectory, make_private, write_private
 from licentia.store.journal import JournalFailure, SqliteJournal
-from licentia.store.private_file import make_private, write_private
 from licentia.store.revoked_tokens import RevokedTokens
 from licentia.tls import ServerCertificate
 
 log = logging.getLogger("licentia.server")
 
-INITIAL_PASSWORD_FILE = "initial-admin-password"
 GRANT_REUSE_S = 60.0
 PRUNE_SLICE = 2000  # printers or clients looked at per pruning command: a bounded pause of the loop each
 
@@ -103,9 +103,10 @@ class LicenseServer:
     def open(self) -> None:
         """Load durable state; synchronous so the CLI can also use it with no event loop."""
         data = self.config.data_dir
+        files = self.files
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
         make_private(data)
-        self._lock_fd = os.open(data / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._lock_fd = os.open(files.lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -123,13 +124,13 @@ class LicenseServer:
         self.trusted = TrustedIssuers.from_directory(self.config.issuers_dir, self.config.trusted_issuers)
         # The server id is derived from this server's own grant-signing key: it survives restarts, and a
         # license bound to it (license_file.check_binding) installs on no other server.
-        self.grants = GrantSigner.from_file(data / "grant.key", "")
+        self.grants = GrantSigner.from_file(files.grant_key, "")
         self.server_id = self.grants.issuer = self.grants.key_id
         if self.journal.meta("server_id") != self.server_id:
             self.journal.set_meta("server_id", self.server_id)
-        self.token_secret = self._secret_file(data / "token.key")
+        self.token_secret = self._secret_file(files.token_key)
         self.revoked_tokens = RevokedTokens(self.config.database, self.clock())
-        self.peer_key = load_or_create_peer_key(data / "peer.key")
+        self.peer_key = load_or_create_peer_key(files.peer_key)
         self.certificate = self._certificate()
         self.started_at = self.clock()
         if self.triad_file.exists():
@@ -160,16 +161,21 @@ class LicenseServer:
         return ServerCertificate.self_signed(config.data_dir, config.host)
 
     @property
+    def files(self) -> DataDirectory:
+        """The paths of this server's data directory."""
+        return DataDirectory(self.config.data_dir)
+
+    @property
     def pair_key_file(self) -> Path:
-        return self.config.data_dir / "backup-pair.key"
+        return self.files.backup_pair_key
 
     @property
     def triad_file(self) -> Path:
-        return self.config.data_dir / "triad.json"
+        return self.files.triad_config
 
     @property
     def triad_state_file(self) -> Path:
-        return self.config.data_dir / CHECKPOINT_FILE
+        return self.files.triad_checkpoint
 
     def release(self) -> None:
         """Let another process open this data directory."""
@@ -247,7 +253,7 @@ class LicenseServer:
         password = os.environ.get("LICENTIA_ADMIN_PASSWORD")
         if not password:
             password = secrets.token_urlsafe(12)
-            path = self.config.data_dir / INITIAL_PASSWORD_FILE
+            path = self.files.initial_password
             write_private(path, (password + "\n").encode())
             log.warning("Created user 'admin'; its initial password is in %s.", path)
         password_hash = await self.password_hasher.hash(password)
@@ -307,8 +313,8 @@ class LicenseServer:
                      if lic_id not in state.licenses or state.licenses[lic_id].signature != lic.signature]
         config = msgspec.structs.replace(config, own_name=self.state.settings.server_name, set_aside=set_aside)
         await self.journal.barrier()
-        for stale in ("etcd", "etcd-tls", "raft"):
-            shutil.rmtree(self.config.data_dir / stale, ignore_errors=True)
+        for stale in (data_directory.ETCD, data_directory.ETCD_TLS, data_directory.RAFT):
+            shutil.rmtree(self.files.path(stale), ignore_errors=True)
         await asyncio.to_thread(write_checkpoint, self.triad_state_file, 0, state.snapshot_bytes())
         write_private(self.triad_file, msgspec.json.encode(config))
         self.state = state

@@ -30,14 +30,15 @@ from licentia.alerts.rules import (
     who_tells,
 )
 from licentia.config import ConfigError
-from licentia.store.private_file import write_private
+from licentia.store import data_directory
+from licentia.store.data_directory import write_private
 
 if TYPE_CHECKING:
     from licentia.server import LicenseServer
 
 log = logging.getLogger("licentia.alerts")
 
-STATE_FILE = "alerts-state.json"
+STATE_FILE = data_directory.ALERTS_STATE.name
 _incidents_type = dict[str, Incident]
 
 

@@ -43,6 +43,7 @@ from licentia.cluster.triad_tls import MemberTLS, ensure_member_tls
 from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
 from licentia.core.model import License, TriadMember
 from licentia.core.state import LicenseState, Outcome
+from licentia.store import data_directory
 from licentia.store.journal import usage_rows
 from licentia.tls import CertificateRefused, ServerTrust
 
@@ -64,9 +65,9 @@ ETCD_HUNG_AFTER_S = 8.0  # ... and this long while its process runs: kill it (th
 APPLY_STALLED_AFTER_S = 3.0
 BATCH_STRIDE = 4096  # usage-row key of a command: revision * BATCH_STRIDE + its position in the batch
 PROGRESS_PREFIX = b"licentia/progress/"
-CHECKPOINT_FILE = "triad-state.json"
-ETCD_DIR = "etcd"
-ETCD_TLS_DIR = "etcd-tls"
+CHECKPOINT_FILE = data_directory.TRIAD_CHECKPOINT.name
+ETCD_DIR = data_directory.ETCD.name
+ETCD_TLS_DIR = data_directory.ETCD_TLS.name
 ETCD_TIMING = EtcdTiming(heartbeat_ms=30, election_ms=300)
 
 
