@@ -1,11 +1,13 @@
 """A license server: the core state machine, made durable by the SQLite journal or by a triad's etcd log.
 
-The HTTP layer calls `execute` with a command, which the server hands to its
-`Replication` (`cluster.relationship`): standalone and in a backup pair the
-journal stamps it with the clock, applies it to the core and waits until SQLite
-has it on disk; in a triad it is committed through etcd with the epoch of the
-claim this member holds, and every member applies it once committed. Either way
-the outcome is answered only once the change is durable.
+This module is the composition root. The HTTP layer calls `execute` with a
+command, which the server hands to its `Relationship` (`cluster.relationship`):
+standalone and in a backup pair the journal stamps it with the clock, applies it
+to the core and waits until SQLite has it on disk; in a triad it is committed
+through etcd with the epoch of the claim this member holds, and every member
+applies it once committed. Either way the outcome is answered only once the
+change is durable. The server drives every relationship the same way; joining
+and leaving one swaps which it holds.
 """
 
 from __future__ import annotations
@@ -32,15 +34,16 @@ from licentia.api.passwords import PasswordHasher, is_password_hash
 from licentia.cluster.backup_pair import BackupLink
 from licentia.cluster.heartbeats import HeartbeatCoalescer
 from licentia.cluster.peer_auth import ReplayGuard
-from licentia.cluster.relationship import JournalReplication, Replication
+from licentia.cluster.relationship import Relationship, Standalone
+from licentia.cluster.relationship_status import RelationshipStatus
 from licentia.cluster.sealing import load_or_create_peer_key, public_b64
 from licentia.cluster.triad import CommitFailed, NotActive, TriadConfig, TriadNode
 from licentia.cluster.triad_log import read_checkpoint, write_checkpoint
 from licentia.config import Config, ConfigError
 from licentia.core.commands import (
-    MAIN_OWNED,
     AddLicense,
     Command,
+    DissolveTriad,
     FormBackupPair,
     FormTriad,
     LeaveBackupPair,
@@ -82,9 +85,7 @@ class LicenseServer:
         self._lock_fd: int | None = None
         self._last_now = 0.0
         self.install_on_start: list[Path] = []
-        self.triad: TriadNode | None = None
-        self.backup: BackupLink | None = None
-        self.replication: Replication = JournalReplication(self)
+        self.relation: Relationship = Standalone(self)
         self.heartbeats = HeartbeatCoalescer(self.execute, lambda lease_id: lease_id in self.state.leases)
         self.host_names = VerifiedHostNames()
         self._grant_cache: dict[tuple[str, str, str], tuple[float, dict[str, object]]] = {}
@@ -142,10 +143,9 @@ class LicenseServer:
                     "the triad with the earlier version, upgrade, then set the triad up again (see docs/triad.md)"
                 )
             self.state = LicenseState.from_snapshot(checkpoint.snapshot)
-            self.triad = TriadNode(self, config, checkpoint.revision)
-            self.replication = self.triad
-        if self.state.pair is not None and self.pair_key_file.exists():
-            self.backup = BackupLink(self, self.pair_key_file.read_text().strip())
+            self.relation = TriadNode(self, config, checkpoint.revision)
+        elif self.state.pair is not None and self.pair_key_file.exists():
+            self.relation = BackupLink(self, self.pair_key_file.read_text().strip())
 
     def _certificate(self) -> ServerCertificate | None:
         """The certificate this server listens with, or None for plain HTTP (`[server] tls`)."""
@@ -159,6 +159,25 @@ class LicenseServer:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"cannot read the TLS certificate {config.tls_cert}: {exc}") from None
         return ServerCertificate.self_signed(config.data_dir, config.host)
+
+    @property
+    def replication(self) -> Relationship:
+        """The relationship, by the name it had when it only made commands durable."""
+        return self.relation
+
+    @property
+    def triad(self) -> TriadNode | None:
+        """This server's part of a triad, for the triad's own endpoints; None unless it is a member."""
+        return self.relation if isinstance(self.relation, TriadNode) else None
+
+    @property
+    def backup(self) -> BackupLink | None:
+        """The link to this server's backup partner, for the pair's own endpoints; None unless in a pair."""
+        return self.relation if isinstance(self.relation, BackupLink) else None
+
+    def install_state(self, state: LicenseState) -> None:
+        """Replace the state (a triad member installing another member's checkpoint)."""
+        self.state = state
 
     @property
     def files(self) -> DataDirectory:
@@ -190,9 +209,7 @@ class LicenseServer:
         return path.read_bytes()
 
     async def start(self) -> None:
-        await self.replication.start()
-        if self.backup is not None:
-            self.backup.start()
+        await self.relation.start()
         await self.ensure_admin()
         for path in self.install_on_start:
             await self.install_license_file(path)
@@ -212,10 +229,8 @@ class LicenseServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.replication.stop()
-        if self.backup is not None:
-            await self.backup.stop()
-        await self.journal.close(self.state if self.replication.snapshot_on_close else None)
+        await self.relation.stop()
+        await self.journal.close(self.state if self.relation.snapshot_on_close else None)
         self.host_names.close()
         self.revoked_tokens.close()
         self.release()
@@ -268,13 +283,12 @@ class LicenseServer:
 
     async def execute(self, command: Command) -> Outcome:
         try:
-            outcome = await self.replication.commit(command)
+            outcome = await self.relation.commit(command)
         except (NotActive, CommitFailed, JournalFailure) as exc:
             self.count_outcome(type(command), "not_active" if isinstance(exc, NotActive) else "unavailable")
             raise
         self.count_outcome(type(command), outcome.code)
-        if outcome.changed and isinstance(command, MAIN_OWNED) and self.backup is not None:
-            self.backup.poke_partner()
+        self.relation.committed(command, outcome)
         return outcome
 
     def count_outcome(self, kind: type, code: str) -> None:
@@ -284,7 +298,7 @@ class LicenseServer:
 
     async def read_state(self) -> LicenseState:
         """The state once everything it reflects is durable (in a triad, applied state is committed)."""
-        await self.replication.barrier()
+        await self.relation.barrier()
         return self.state
 
     # -- relationships --------------------------------------------------------------------------
@@ -294,8 +308,8 @@ class LicenseServer:
         """Become a triad member: the seed state plus the formation (with the other members' pooled
         licenses), then replicate through etcd. This server's licenses that are not in the pool are set
         aside in its triad file and come back when it leaves."""
-        if self.triad is not None:
-            raise ValueError(f"this server is already in triad {self.triad.config.name!r}")
+        if self.relation.describe():
+            raise ValueError(f"this server is already in {self.relation.describe()}")
         trusted = set(self.trusted.ids())
         for item in pooled or []:
             if item.license.key_id not in trusted:
@@ -318,9 +332,9 @@ class LicenseServer:
         await asyncio.to_thread(write_checkpoint, self.triad_state_file, 0, state.snapshot_bytes())
         write_private(self.triad_file, msgspec.json.encode(config))
         self.state = state
-        self.triad = TriadNode(self, config, 0)
-        self.replication = self.triad
-        await self.triad.start()
+        node = TriadNode(self, config, 0)
+        self.relation = node
+        await node.start()
         log.warning(
             "Joined triad %s as the %s; license state now replicates through etcd.", config.name, config.member.role
         )
@@ -334,11 +348,9 @@ class LicenseServer:
             return
         role = node.config.member.role
         await node.stop()
-        self.triad = None
-        self.replication = JournalReplication(self)
-        self.state.triad = None
-        self.state.active = None
-        self.state.liveness = {}
+        self.relation = Standalone(self)
+        if self.state.triad is not None:  # normally the committed dissolve has ended it already
+            self.state.apply(DissolveTriad(), self.now())
         await self.journal.rebase(self.state)
         self.triad_file.unlink(missing_ok=True)
         node.remove_files()
@@ -370,18 +382,17 @@ class LicenseServer:
 
     async def join_backup_pair(self, form: FormBackupPair, secret: str) -> None:
         """Become the main or the backup of a pair; the link starts synchronizing at once."""
-        if self.triad is not None or self.backup is not None:
+        if self.relation.describe():
             raise ValueError("this server is already in a relationship")
         write_private(self.pair_key_file, secret.encode())
         outcome = await self.execute(form)
         if not outcome.ok:
             self.pair_key_file.unlink(missing_ok=True)
             raise ValueError(outcome.message)
-        self.backup = BackupLink(self, secret)
-        self.backup.start()
-        log.warning(
-            "Joined backup pair %s as the %s; %s is the partner.", form.name, form.me, self.backup.pair.partner.name
-        )
+        link = BackupLink(self, secret)
+        self.relation = link
+        await link.start()
+        log.warning("Joined backup pair %s as the %s; %s is the partner.", form.name, form.me, link.pair.partner.name)
 
     async def leave_backup_pair(self) -> str:
         """Work alone again, keeping licenses and everything synchronized so far."""
@@ -390,26 +401,22 @@ class LicenseServer:
             raise ValueError("this server is not in a backup pair")
         name = link.pair.name
         await link.stop()
-        self.backup = None
+        self.relation = Standalone(self)
         await self.execute(LeaveBackupPair())
         self.pair_key_file.unlink(missing_ok=True)
         log.warning("Left backup pair %s: this server works alone now.", name)
         return name
 
-    def relationship(self) -> dict[str, object] | None:
+    def relationship(self) -> RelationshipStatus | None:
         """The relationship as the console, the API and the alerts see it; a dissolved triad is over at once,
         even while this member still waits to stop its part of it."""
-        if self.triad is not None:
-            return None if self.triad.dissolved else self.triad.status()
-        if self.backup is not None:
-            return self.backup.status()
-        return None
+        return None if self.relation.ended else self.relation.status()
 
     async def _reclaim_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.reclaim_interval_s)
             now = self.now()
-            if not self.replication.may_reclaim():
+            if not self.relation.may_reclaim():
                 continue
             if any(lease.expires_at <= now for lease in self.state.leases.values()):
                 try:
@@ -447,7 +454,7 @@ class LicenseServer:
         forgotten = 0
         for start in range(0, len(keys), PRUNE_SLICE):
             await asyncio.sleep(0)
-            if not self.replication.may_reclaim():
+            if not self.relation.may_reclaim():
                 break
             cutoff = self.now() - self.state.settings.usage_retention_days * DAY
             chunk = keys[start : start + PRUNE_SLICE]
@@ -469,9 +476,7 @@ class LicenseServer:
     @property
     def own_name(self) -> str:
         """This server's own name: a triad member keeps the name it had (the triad's settings carry the seed's)."""
-        if self.triad is not None and self.triad.config.own_name:
-            return self.triad.config.own_name
-        return self.state.settings.server_name
+        return self.relation.kept_name or self.state.settings.server_name
 
     def info(self) -> dict[str, object]:
         return {
@@ -483,41 +488,10 @@ class LicenseServer:
             "grant_public_key": self.grants.public_b64,
             "tls_fingerprint": self.certificate.fingerprint if self.certificate else None,
             "client_grace_hours": self.state.settings.client_grace_hours,
-            "relationship": self._client_view_of_relationship(),
+            "relationship": self.relation.client_view(),
             "heartbeat_interval_s": self.state.settings.heartbeat_interval_s,
             "lease_ttl_s": self.state.settings.lease_ttl_s,
             "time": self.now(),
-        }
-
-    def _client_view_of_relationship(self) -> dict[str, object] | None:
-        """What clients cache: the members, and which one serves."""
-        if self.backup is not None:
-            pair = self.backup.pair
-            return {
-                "type": "backup",
-                "name": pair.name,
-                "me": pair.myself.name,
-                "active": pair.main.name,
-                "prefer": pair.main.name,
-                "serving": True,
-                "members": [
-                    {"name": m.name, "role": role, "api_url": m.api_url, "tls_fingerprint": m.tls_fingerprint or None}
-                    for role, m in (("main", pair.main), ("backup", pair.backup))
-                ],
-            }
-        if self.triad is None:
-            return None
-        status = self.triad.status()
-        return {
-            "type": "triad",
-            "name": status["name"],
-            "me": status["me"],
-            "active": status["active"],
-            "serving": status["serving"],
-            "members": [
-                {"name": m.name, "role": m.role, "api_url": m.api_url, "tls_fingerprint": m.tls_fingerprint or None}
-                for m in self.triad.config.members
-            ],
         }
 
     def grant_token(self, kind: str, product: str, client: str) -> dict[str, object]:

@@ -30,6 +30,7 @@ from licentia.api.schemas import (
     UserRequest,
 )
 from licentia.api.source_address import source_address
+from licentia.api.this_server import this_server as _server
 from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, canonical_address, matching_rule
 from licentia.core.model import AdminUser
@@ -41,10 +42,6 @@ log = logging.getLogger("licentia.api")
 
 MAX_USAGE_ROWS = 100_000
 Q = TypeVar("Q")
-
-
-def _server(request: Request) -> Any:
-    return request.app.state.server
 
 
 async def login(request: Request, body: LoginRequest) -> Response:

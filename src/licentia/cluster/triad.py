@@ -20,7 +20,6 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgspec
@@ -28,6 +27,8 @@ import msgspec
 from licentia.cluster import peer_auth
 from licentia.cluster.etcd_client import EtcdClient, EtcdUnavailable
 from licentia.cluster.etcd_member import EtcdMember, EtcdPeer, EtcdTiming
+from licentia.cluster.relationship import Host
+from licentia.cluster.relationship_status import TriadMemberStatus, TriadStatus
 from licentia.cluster.triad_election import KEEPALIVE_EVERY_S, TriadElection, probe
 from licentia.cluster.triad_log import (
     APPLIED_PREFIX,
@@ -46,9 +47,6 @@ from licentia.core.state import LicenseState, Outcome
 from licentia.store import data_directory
 from licentia.store.journal import usage_rows
 from licentia.tls import CertificateRefused, ServerTrust
-
-if TYPE_CHECKING:
-    from licentia.server import LicenseServer
 
 __all__ = ["CommitFailed", "NotActive", "TriadConfig", "TriadNode"]
 
@@ -132,7 +130,9 @@ class Watchdog:
 
 
 class TriadNode:
-    def __init__(self, server: LicenseServer, config: TriadConfig, applied_revision: int) -> None:
+    """A server's relationship as a member of a triad (`cluster.relationship.Relationship`)."""
+
+    def __init__(self, server: Host, config: TriadConfig, applied_revision: int) -> None:
         self.server = server
         self.config = config
         data = server.config.data_dir
@@ -393,6 +393,38 @@ class TriadNode:
         """Applied state is committed state: there is nothing to wait for."""
         return None
 
+    @property
+    def ended(self) -> bool:
+        return self.dissolved
+
+    @property
+    def kept_name(self) -> str:
+        return self.config.own_name
+
+    def describe(self) -> str:
+        return f"triad {self.config.name!r}"
+
+    def committed(self, command: Command, outcome: Outcome) -> None:
+        return None
+
+    def is_active(self) -> bool:
+        return self.is_serving()
+
+    def client_view(self) -> dict[str, object] | None:
+        """What clients cache: the members, and which one serves."""
+        status = self.status()
+        return {
+            "type": "triad",
+            "name": status.name,
+            "me": status.me,
+            "active": status.active,
+            "serving": status.serving,
+            "members": [
+                {"name": m.name, "role": m.role, "api_url": m.api_url, "tls_fingerprint": m.tls_fingerprint or None}
+                for m in self.config.members
+            ],
+        }
+
     async def propose(self, command: Command) -> Outcome:
         """Commit a command that needs no claim (dissolving the triad) and return its outcome."""
         return await self.submit(command, fenced=False)
@@ -459,7 +491,7 @@ class TriadNode:
                 continue
             if checkpoint.revision <= self.log.applied_revision:
                 continue
-            self.server.state = LicenseState.from_snapshot(checkpoint.snapshot)
+            self.server.install_state(LicenseState.from_snapshot(checkpoint.snapshot))
             self.log.restart_from(checkpoint.revision)
             await self.checkpoint()
             log.warning(
@@ -656,7 +688,7 @@ class TriadNode:
 
     # -- status ---------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> TriadStatus:
         loop = asyncio.get_running_loop()
         now = loop.time()
         state = self.server.state
@@ -680,36 +712,35 @@ class TriadNode:
             else:
                 behind = dog.progress.get(member.name)
             members.append(
-                {
-                    "name": member.name,
-                    "role": member.role,
-                    "api_url": member.api_url,
-                    "raft_address": member.raft_address,
-                    "active": applied_holder == member.name,
-                    "reachable": self.election.lease_valid(now) if is_me else dog.reaches.get(member.name, False),
-                    "etcd_lease_alive": member.name in alive,
-                    "raft_leader": dog.leader_name == member.name,
-                    "log_behind": behind,
-                }
+                TriadMemberStatus(
+                    name=member.name,
+                    role=member.role,
+                    api_url=member.api_url,
+                    raft_address=member.raft_address,
+                    active=applied_holder == member.name,
+                    reachable=self.election.lease_valid(now) if is_me else dog.reaches.get(member.name, False),
+                    etcd_lease_alive=member.name in alive,
+                    raft_leader=dog.leader_name == member.name,
+                    log_behind=behind,
+                )
             )
         if self.is_ready():
             dog.in_sync_at = time.time()
-        return {
-            "type": "triad",
-            "name": self.config.name,
-            "me": self.config.me,
-            "my_role": self.config.member.role,
-            "serving": self.is_serving(),
-            "active": applied_holder,
-            "epoch": active.epoch if active is not None else 0,
-            "active_until": None,
-            "has_quorum": self.election.lease_valid(now),
-            "commit_index": log_revision,
-            "applied_index": self.log.applied_revision,
-            "in_sync_at": dog.in_sync_at or None,
-            "failovers_seen": self.failovers,
-            "etcd_restarts": self.etcd.restarts if self.etcd is not None else 0,
-            "watchdog_events": dict(dog.events),
-            "healthy": dog.etcd_healthy and dog.apply_healthy,
-            "members": members,
-        }
+        return TriadStatus(
+            name=self.config.name,
+            me=self.config.me,
+            my_role=self.config.member.role,
+            serving=self.is_serving(),
+            active=applied_holder,
+            epoch=active.epoch if active is not None else 0,
+            active_until=None,
+            has_quorum=self.election.lease_valid(now),
+            commit_index=log_revision,
+            applied_index=self.log.applied_revision,
+            in_sync_at=dog.in_sync_at or None,
+            failovers_seen=self.failovers,
+            etcd_restarts=self.etcd.restarts if self.etcd is not None else 0,
+            watchdog_events=dict(dog.events),
+            healthy=dog.etcd_healthy and dog.apply_healthy,
+            members=tuple(members),
+        )
