@@ -362,10 +362,12 @@ class TriadNode:
     async def submit(self, command: Command, *, fenced: bool = True) -> Outcome:
         guard = None
         if fenced:
-            command.epoch = await self._serving_epoch_soon()
+            epoch = await self._serving_epoch_soon()
             guard = self.election.claim_revision
             if isinstance(command, Heartbeat | ReclaimExpired | Checkout):
-                command.honour_from = self._honour_from
+                command = msgspec.structs.replace(command, epoch=epoch, honour_from=self._honour_from)
+            else:
+                command = msgspec.structs.replace(command, epoch=epoch)
         try:
             outcome = await self.log.submit(command, guard)
         except ClaimLost:
