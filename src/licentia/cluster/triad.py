@@ -19,7 +19,6 @@ import contextlib
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
 
 import httpx
 import msgspec
@@ -28,7 +27,7 @@ from licentia.cluster import peer_auth
 from licentia.cluster.etcd_client import EtcdClient, EtcdUnavailable
 from licentia.cluster.etcd_member import EtcdMember, EtcdPeer, EtcdTiming
 from licentia.cluster.relationship import Host
-from licentia.cluster.relationship_status import TriadMemberStatus, TriadStatus
+from licentia.cluster.relationship_status import TriadStatus
 from licentia.cluster.triad_election import KEEPALIVE_EVERY_S, TriadElection, probe
 from licentia.cluster.triad_log import (
     APPLIED_PREFIX,
@@ -40,6 +39,7 @@ from licentia.cluster.triad_log import (
     TriadLog,
     write_checkpoint,
 )
+from licentia.cluster.triad_status import Watchdog, triad_status
 from licentia.cluster.triad_tls import MemberTLS, ensure_member_tls
 from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
 from licentia.core.model import License, TriadMember
@@ -109,24 +109,6 @@ def etcd_peer(member: TriadMember) -> EtcdPeer:
     """A member's etcd: peer traffic on its replication address, client traffic on the next port."""
     host, _, port = member.raft_address.rpartition(":")
     return EtcdPeer(name=member.name, host=host, peer_port=int(port), client_port=int(port) + 1)
-
-
-@dataclass
-class Watchdog:
-    """What the watchdog last saw, and what it did about it (counted for /metrics)."""
-
-    etcd_ok_at: float = 0.0
-    etcd_healthy: bool = False
-    apply_healthy: bool = True
-    events: dict[str, int] = field(default_factory=dict)
-    leader_name: str | None = None
-    progress: dict[str, int | None] = field(default_factory=dict)
-    reaches: dict[str, bool] = field(default_factory=dict)  # whether a TCP connection to each peer's API opens
-    in_sync_at: float = 0.0  # Unix time this member was last seen caught up with the log
-    behind_since: float = 0.0  # monotonic: since when the log has been ahead of this member
-
-    def count(self, what: str) -> None:
-        self.events[what] = self.events.get(what, 0) + 1
 
 
 class TriadNode:
@@ -691,58 +673,20 @@ class TriadNode:
     # -- status ---------------------------------------------------------------------------------
 
     def status(self) -> TriadStatus:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        state = self.server.state
-        view = self.election.fresh_view(now)
-        holder = view.holder if view is not None else None
-        alive = view.alive if view is not None else frozenset()
-        log_revision = view.log_revision if view is not None else None
-        dog = self.watchdog
-        active = state.active
-        # Who is active, as of the epoch reported with it: the election's holder once this member has
-        # applied the election (a change still being applied here shows as nobody, never as a pair of a
-        # new holder and an old epoch).
-        applied_holder = holder if active is not None and active.member == holder else None
-        members = []
-        for member in self.config.members:
-            is_me = member.name == self.config.me
-            if is_me:
-                behind: int | None = (
-                    max(0, log_revision - self.log.applied_revision) if isinstance(log_revision, int) else None
-                )
-            else:
-                behind = dog.progress.get(member.name)
-            members.append(
-                TriadMemberStatus(
-                    name=member.name,
-                    role=member.role,
-                    api_url=member.api_url,
-                    raft_address=member.raft_address,
-                    active=applied_holder == member.name,
-                    reachable=self.election.lease_valid(now) if is_me else dog.reaches.get(member.name, False),
-                    etcd_lease_alive=member.name in alive,
-                    raft_leader=dog.leader_name == member.name,
-                    log_behind=behind,
-                )
-            )
+        """This member's view of the triad (`triad_status.triad_status`); reading it changes nothing but the
+        time this member was last seen caught up with the log."""
         if self.is_ready():
-            dog.in_sync_at = time.time()
-        return TriadStatus(
+            self.watchdog.in_sync_at = time.time()
+        return triad_status(
             name=self.config.name,
             me=self.config.me,
-            my_role=self.config.member.role,
+            members=self.config.members,
+            active=self.server.state.active,
+            election=self.election,
+            watchdog=self.watchdog,
+            applied_revision=self.log.applied_revision,
             serving=self.is_serving(),
-            active=applied_holder,
-            epoch=active.epoch if active is not None else 0,
-            active_until=None,
-            has_quorum=self.election.lease_valid(now),
-            commit_index=log_revision,
-            applied_index=self.log.applied_revision,
-            in_sync_at=dog.in_sync_at or None,
-            failovers_seen=self.failovers,
+            failovers=self.failovers,
             etcd_restarts=self.etcd.restarts if self.etcd is not None else 0,
-            watchdog_events=dict(dog.events),
-            healthy=dog.etcd_healthy and dog.apply_healthy,
-            members=tuple(members),
+            now_mono=asyncio.get_running_loop().time(),
         )
