@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from licentia import __version__, license_file
 from licentia.config import Config, ConfigError
+from licentia.store.data_directory import DataDirectory
 from licentia.store.private_file import PRIVATE_UMASK
 
 UVICORN_OPTIONS: dict[str, Any] = {
@@ -111,7 +112,7 @@ def _run(config: Config, install: list[Path] | None = None) -> int:
         f"  client API: {base}/api/v1   admin API: {base}/api/v1/admin   OpenAPI: {base}/openapi.json\n"
         f"{tls_line}"
         f"  data:       {config.data_dir.resolve()}\n"
-        f"  admin user: admin (first-start password in {config.data_dir.resolve() / 'initial-admin-password'}"
+        f"  admin user: admin (first-start password in {DataDirectory(config.data_dir.resolve()).initial_password}"
         " unless LICENTIA_ADMIN_PASSWORD was set)",
         flush=True,
     )

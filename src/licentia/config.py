@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from licentia.store.data_directory import DataDirectory
 from licentia.tls import TLS_MODES, TlsMode, effective_mode
 
 
@@ -129,11 +130,11 @@ class Config:
 
     @property
     def database(self) -> Path:
-        return self.data_dir / "licentia.db"
+        return DataDirectory(self.data_dir).database
 
     @property
     def issuers_dir(self) -> Path:
-        return self.data_dir / "trusted-issuers"
+        return DataDirectory(self.data_dir).trusted_issuers
 
     @property
     def tls_mode(self) -> TlsMode:

@@ -1,11 +1,13 @@
 """A license server: the core state machine, made durable by the SQLite journal or by a triad's etcd log.
 
-The HTTP layer calls `execute` with a command, which the server hands to its
-`Replication` (`cluster.relationship`): standalone and in a backup pair the
-journal stamps it with the clock, applies it to the core and waits until SQLite
-has it on disk; in a triad it is committed through etcd with the epoch of the
-claim this member holds, and every member applies it once committed. Either way
-the outcome is answered only once the change is durable.
+This module is the composition root. The HTTP layer calls `execute` with a
+command, which the server hands to its `Relationship` (`cluster.relationship`):
+standalone and in a backup pair the journal stamps it with the clock, applies it
+to the core and waits until SQLite has it on disk; in a triad it is committed
+through etcd with the epoch of the claim this member holds, and every member
+applies it once committed. Either way the outcome is answered only once the
+change is durable. The server drives every relationship the same way; joining
+and leaving one swaps which it holds.
 """
 
 from __future__ import annotations
@@ -32,16 +34,17 @@ from licentia.api.passwords import PasswordHasher, is_password_hash
 from licentia.cluster.backup_pair import BackupLink
 from licentia.cluster.heartbeats import HeartbeatCoalescer
 from licentia.cluster.peer_auth import ReplayGuard
-from licentia.cluster.relationship import JournalReplication, Replication
+from licentia.cluster.relationship import Relationship, Standalone
+from licentia.cluster.relationship_status import RelationshipStatus
 from licentia.cluster.role_events import RoleEvents
 from licentia.cluster.sealing import load_or_create_peer_key, public_b64
-from licentia.cluster.triad import CHECKPOINT_FILE, CommitFailed, NotActive, TriadConfig, TriadNode
+from licentia.cluster.triad import CommitFailed, NotActive, TriadConfig, TriadNode
 from licentia.cluster.triad_log import read_checkpoint, write_checkpoint
 from licentia.config import Config, ConfigError
 from licentia.core.commands import (
-    MAIN_OWNED,
     AddLicense,
     Command,
+    DissolveTriad,
     FormBackupPair,
     FormTriad,
     LeaveBackupPair,
@@ -55,14 +58,14 @@ from licentia.core.model import AdminUser, Client, PooledLicense, Printer
 from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
 from licentia.grants import GrantSigner
 from licentia.license_file import TrustedIssuers, check_binding, key_id, public_key_pem, read_issuer_key
+from licentia.store import data_directory
+from licentia.store.data_directory import DataDirectory, make_private, write_private
 from licentia.store.journal import JournalFailure, SqliteJournal
-from licentia.store.private_file import make_private, write_private
 from licentia.store.revoked_tokens import RevokedTokens
 from licentia.tls import ServerCertificate
 
 log = logging.getLogger("licentia.server")
 
-INITIAL_PASSWORD_FILE = "initial-admin-password"
 GRANT_REUSE_S = 60.0
 PRUNE_SLICE = 2000  # printers or clients looked at per pruning command: a bounded pause of the loop each
 
@@ -83,9 +86,7 @@ class LicenseServer:
         self._lock_fd: int | None = None
         self._last_now = 0.0
         self.install_on_start: list[Path] = []
-        self.triad: TriadNode | None = None
-        self.backup: BackupLink | None = None
-        self.replication: Replication = JournalReplication(self)
+        self.relation: Relationship = Standalone(self)
         self.role_events = RoleEvents()  # the Redundancy page's timeline (cluster.role_events)
         self.heartbeats = HeartbeatCoalescer(self.execute, lambda lease_id: lease_id in self.state.leases)
         self.host_names = VerifiedHostNames()
@@ -105,9 +106,10 @@ class LicenseServer:
     def open(self) -> None:
         """Load durable state; synchronous so the CLI can also use it with no event loop."""
         data = self.config.data_dir
+        files = self.files
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
         make_private(data)
-        self._lock_fd = os.open(data / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._lock_fd = os.open(files.lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -125,13 +127,13 @@ class LicenseServer:
         self.trusted = TrustedIssuers.from_directory(self.config.issuers_dir, self.config.trusted_issuers)
         # The server id is derived from this server's own grant-signing key: it survives restarts, and a
         # license bound to it (license_file.check_binding) installs on no other server.
-        self.grants = GrantSigner.from_file(data / "grant.key", "")
+        self.grants = GrantSigner.from_file(files.grant_key, "")
         self.server_id = self.grants.issuer = self.grants.key_id
         if self.journal.meta("server_id") != self.server_id:
             self.journal.set_meta("server_id", self.server_id)
-        self.token_secret = self._secret_file(data / "token.key")
+        self.token_secret = self._secret_file(files.token_key)
         self.revoked_tokens = RevokedTokens(self.config.database, self.clock())
-        self.peer_key = load_or_create_peer_key(data / "peer.key")
+        self.peer_key = load_or_create_peer_key(files.peer_key)
         self.certificate = self._certificate()
         self.started_at = self.clock()
         if self.triad_file.exists():
@@ -143,10 +145,9 @@ class LicenseServer:
                     "the triad with the earlier version, upgrade, then set the triad up again (see docs/triad.md)"
                 )
             self.state = LicenseState.from_snapshot(checkpoint.snapshot)
-            self.triad = TriadNode(self, config, checkpoint.revision)
-            self.replication = self.triad
-        if self.state.pair is not None and self.pair_key_file.exists():
-            self.backup = BackupLink(self, self.pair_key_file.read_text().strip())
+            self.relation = TriadNode(self, config, checkpoint.revision)
+        elif self.state.pair is not None and self.pair_key_file.exists():
+            self.relation = BackupLink(self, self.pair_key_file.read_text().strip())
 
     def _certificate(self) -> ServerCertificate | None:
         """The certificate this server listens with, or None for plain HTTP (`[server] tls`)."""
@@ -162,16 +163,40 @@ class LicenseServer:
         return ServerCertificate.self_signed(config.data_dir, config.host)
 
     @property
+    def replication(self) -> Relationship:
+        """The relationship, by the name it had when it only made commands durable."""
+        return self.relation
+
+    @property
+    def triad(self) -> TriadNode | None:
+        """This server's part of a triad, for the triad's own endpoints; None unless it is a member."""
+        return self.relation if isinstance(self.relation, TriadNode) else None
+
+    @property
+    def backup(self) -> BackupLink | None:
+        """The link to this server's backup partner, for the pair's own endpoints; None unless in a pair."""
+        return self.relation if isinstance(self.relation, BackupLink) else None
+
+    def install_state(self, state: LicenseState) -> None:
+        """Replace the state (a triad member installing another member's checkpoint)."""
+        self.state = state
+
+    @property
+    def files(self) -> DataDirectory:
+        """The paths of this server's data directory."""
+        return DataDirectory(self.config.data_dir)
+
+    @property
     def pair_key_file(self) -> Path:
-        return self.config.data_dir / "backup-pair.key"
+        return self.files.backup_pair_key
 
     @property
     def triad_file(self) -> Path:
-        return self.config.data_dir / "triad.json"
+        return self.files.triad_config
 
     @property
     def triad_state_file(self) -> Path:
-        return self.config.data_dir / CHECKPOINT_FILE
+        return self.files.triad_checkpoint
 
     def release(self) -> None:
         """Let another process open this data directory."""
@@ -186,9 +211,7 @@ class LicenseServer:
         return path.read_bytes()
 
     async def start(self) -> None:
-        await self.replication.start()
-        if self.backup is not None:
-            self.backup.start()
+        await self.relation.start()
         await self.ensure_admin()
         for path in self.install_on_start:
             await self.install_license_file(path)
@@ -209,10 +232,8 @@ class LicenseServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.replication.stop()
-        if self.backup is not None:
-            await self.backup.stop()
-        await self.journal.close(self.state if self.replication.snapshot_on_close else None)
+        await self.relation.stop()
+        await self.journal.close(self.state if self.relation.snapshot_on_close else None)
         self.host_names.close()
         self.revoked_tokens.close()
         self.release()
@@ -265,7 +286,7 @@ class LicenseServer:
         password = os.environ.get("LICENTIA_ADMIN_PASSWORD")
         if not password:
             password = secrets.token_urlsafe(12)
-            path = self.config.data_dir / INITIAL_PASSWORD_FILE
+            path = self.files.initial_password
             write_private(path, (password + "\n").encode())
             log.warning("Created user 'admin'; its initial password is in %s.", path)
         password_hash = await self.password_hasher.hash(password)
@@ -280,13 +301,12 @@ class LicenseServer:
 
     async def execute(self, command: Command) -> Outcome:
         try:
-            outcome = await self.replication.commit(command)
+            outcome = await self.relation.commit(command)
         except (NotActive, CommitFailed, JournalFailure) as exc:
             self.count_outcome(type(command), "not_active" if isinstance(exc, NotActive) else "unavailable")
             raise
         self.count_outcome(type(command), outcome.code)
-        if outcome.changed and isinstance(command, MAIN_OWNED) and self.backup is not None:
-            self.backup.poke_partner()
+        self.relation.committed(command, outcome)
         return outcome
 
     def count_outcome(self, kind: type, code: str) -> None:
@@ -296,7 +316,7 @@ class LicenseServer:
 
     async def read_state(self) -> LicenseState:
         """The state once everything it reflects is durable (in a triad, applied state is committed)."""
-        await self.replication.barrier()
+        await self.relation.barrier()
         return self.state
 
     # -- relationships --------------------------------------------------------------------------
@@ -306,8 +326,8 @@ class LicenseServer:
         """Become a triad member: the seed state plus the formation (with the other members' pooled
         licenses), then replicate through etcd. This server's licenses that are not in the pool are set
         aside in its triad file and come back when it leaves."""
-        if self.triad is not None:
-            raise ValueError(f"this server is already in triad {self.triad.config.name!r}")
+        if self.relation.describe():
+            raise ValueError(f"this server is already in {self.relation.describe()}")
         trusted = set(self.trusted.ids())
         for item in pooled or []:
             if item.license.key_id not in trusted:
@@ -325,14 +345,14 @@ class LicenseServer:
                      if lic_id not in state.licenses or state.licenses[lic_id].signature != lic.signature]
         config = msgspec.structs.replace(config, own_name=self.state.settings.server_name, set_aside=set_aside)
         await self.journal.barrier()
-        for stale in ("etcd", "etcd-tls", "raft"):
-            shutil.rmtree(self.config.data_dir / stale, ignore_errors=True)
+        for stale in (data_directory.ETCD, data_directory.ETCD_TLS, data_directory.RAFT):
+            shutil.rmtree(self.files.path(stale), ignore_errors=True)
         await asyncio.to_thread(write_checkpoint, self.triad_state_file, 0, state.snapshot_bytes())
         write_private(self.triad_file, msgspec.json.encode(config))
         self.state = state
-        self.triad = TriadNode(self, config, 0)
-        self.replication = self.triad
-        await self.triad.start()
+        node = TriadNode(self, config, 0)
+        self.relation = node
+        await node.start()
         log.warning(
             "Joined triad %s as the %s; license state now replicates through etcd.", config.name, config.member.role
         )
@@ -346,13 +366,11 @@ class LicenseServer:
             return
         role = node.config.member.role
         await node.stop()
-        self.triad = None
+        self.relation = Standalone(self)
         self.role_events.forget_members()
         self.role_events.record("left", f"Left triad {node.config.name}; this server works alone now.")
-        self.replication = JournalReplication(self)
-        self.state.triad = None
-        self.state.active = None
-        self.state.liveness = {}
+        if self.state.triad is not None:  # normally the committed dissolve has ended it already
+            self.state.apply(DissolveTriad(), self.now())
         await self.journal.rebase(self.state)
         self.triad_file.unlink(missing_ok=True)
         node.remove_files()
@@ -384,18 +402,17 @@ class LicenseServer:
 
     async def join_backup_pair(self, form: FormBackupPair, secret: str) -> None:
         """Become the main or the backup of a pair; the link starts synchronizing at once."""
-        if self.triad is not None or self.backup is not None:
+        if self.relation.describe():
             raise ValueError("this server is already in a relationship")
         write_private(self.pair_key_file, secret.encode())
         outcome = await self.execute(form)
         if not outcome.ok:
             self.pair_key_file.unlink(missing_ok=True)
             raise ValueError(outcome.message)
-        self.backup = BackupLink(self, secret)
-        self.backup.start()
-        log.warning(
-            "Joined backup pair %s as the %s; %s is the partner.", form.name, form.me, self.backup.pair.partner.name
-        )
+        link = BackupLink(self, secret)
+        self.relation = link
+        await link.start()
+        log.warning("Joined backup pair %s as the %s; %s is the partner.", form.name, form.me, link.pair.partner.name)
 
     async def leave_backup_pair(self) -> str:
         """Work alone again, keeping licenses and everything synchronized so far."""
@@ -404,7 +421,7 @@ class LicenseServer:
             raise ValueError("this server is not in a backup pair")
         name = link.pair.name
         await link.stop()
-        self.backup = None
+        self.relation = Standalone(self)
         self.role_events.forget_members()
         self.role_events.record("left", f"Left backup pair {name}; this server works alone now.")
         await self.execute(LeaveBackupPair())
@@ -412,20 +429,16 @@ class LicenseServer:
         log.warning("Left backup pair %s: this server works alone now.", name)
         return name
 
-    def relationship(self) -> dict[str, object] | None:
+    def relationship(self) -> RelationshipStatus | None:
         """The relationship as the console, the API and the alerts see it; a dissolved triad is over at once,
         even while this member still waits to stop its part of it."""
-        if self.triad is not None:
-            return None if self.triad.dissolved else self.triad.status()
-        if self.backup is not None:
-            return self.backup.status()
-        return None
+        return None if self.relation.ended else self.relation.status()
 
     async def _reclaim_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.reclaim_interval_s)
             now = self.now()
-            if not self.replication.may_reclaim():
+            if not self.relation.may_reclaim():
                 continue
             if any(lease.expires_at <= now for lease in self.state.leases.values()):
                 try:
@@ -463,7 +476,7 @@ class LicenseServer:
         forgotten = 0
         for start in range(0, len(keys), PRUNE_SLICE):
             await asyncio.sleep(0)
-            if not self.replication.may_reclaim():
+            if not self.relation.may_reclaim():
                 break
             cutoff = self.now() - self.state.settings.usage_retention_days * DAY
             chunk = keys[start : start + PRUNE_SLICE]
@@ -485,9 +498,7 @@ class LicenseServer:
     @property
     def own_name(self) -> str:
         """This server's own name: a triad member keeps the name it had (the triad's settings carry the seed's)."""
-        if self.triad is not None and self.triad.config.own_name:
-            return self.triad.config.own_name
-        return self.state.settings.server_name
+        return self.relation.kept_name or self.state.settings.server_name
 
     def info(self) -> dict[str, object]:
         return {
@@ -499,41 +510,10 @@ class LicenseServer:
             "grant_public_key": self.grants.public_b64,
             "tls_fingerprint": self.certificate.fingerprint if self.certificate else None,
             "client_grace_hours": self.state.settings.client_grace_hours,
-            "relationship": self._client_view_of_relationship(),
+            "relationship": self.relation.client_view(),
             "heartbeat_interval_s": self.state.settings.heartbeat_interval_s,
             "lease_ttl_s": self.state.settings.lease_ttl_s,
             "time": self.now(),
-        }
-
-    def _client_view_of_relationship(self) -> dict[str, object] | None:
-        """What clients cache: the members, and which one serves."""
-        if self.backup is not None:
-            pair = self.backup.pair
-            return {
-                "type": "backup",
-                "name": pair.name,
-                "me": pair.myself.name,
-                "active": pair.main.name,
-                "prefer": pair.main.name,
-                "serving": True,
-                "members": [
-                    {"name": m.name, "role": role, "api_url": m.api_url, "tls_fingerprint": m.tls_fingerprint or None}
-                    for role, m in (("main", pair.main), ("backup", pair.backup))
-                ],
-            }
-        if self.triad is None:
-            return None
-        status = self.triad.status()
-        return {
-            "type": "triad",
-            "name": status["name"],
-            "me": status["me"],
-            "active": status["active"],
-            "serving": status["serving"],
-            "members": [
-                {"name": m.name, "role": m.role, "api_url": m.api_url, "tls_fingerprint": m.tls_fingerprint or None}
-                for m in self.triad.config.members
-            ],
         }
 
     def grant_token(self, kind: str, product: str, client: str) -> dict[str, object]:

@@ -33,12 +33,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from licentia.store.private_file import write_private
+from licentia.store import data_directory
+from licentia.store.data_directory import write_private
 
 TlsMode = Literal["auto", "off", "files"]
 TLS_MODES: tuple[TlsMode, ...] = get_args(TlsMode)
-CERT_FILE = "tls/server.crt"
-KEY_FILE = "tls/server.key"
+CERT_FILE = data_directory.TLS_CERTIFICATE.name
+KEY_FILE = data_directory.TLS_KEY.name
 CERT_YEARS = 10
 PROBE_TIMEOUT_S = 5.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from licentia.alerts.rules import (
@@ -15,7 +16,17 @@ from licentia.alerts.rules import (
     track_no_active_since,
     who_tells,
 )
+from licentia.cluster.relationship_status import (
+    BackupPairStatus,
+    BackupPending,
+    PairMemberStatus,
+    PendingCounts,
+    RelationshipStatus,
+    TriadMemberStatus,
+    TriadStatus,
+)
 from licentia.core.alert_settings import AlertSettings
+from licentia.core.model import PeerCursor
 
 T0 = 1_700_000_000.0
 DAY = 86400.0
@@ -29,15 +40,31 @@ def lic(license_id: str = "LIC-1", status: str = "ok", used: int = 2, count: int
 
 
 def triad(me: str, active: str | None, reachable: dict[str, bool] | None = None, epoch: int = 1,
-          serving: bool | None = None) -> dict[str, Any]:
+          serving: bool | None = None) -> TriadStatus:
     reachable = reachable or {}
     roles = {"a": "primary", "b": "secondary", "c": "tertiary"}
-    return {
-        "type": "triad", "name": "T1", "me": me, "my_role": roles[me], "active": active, "epoch": epoch,
-        "serving": active == me if serving is None else serving, "applied_index": 10, "commit_index": 10,
-        "members": [{"name": n, "role": r, "api_url": f"http://{n}:8470",
-                     "reachable": n == me or reachable.get(n, True)} for n, r in roles.items()],
-    }
+    return TriadStatus(
+        name="T1", me=me, my_role=roles[me], active=active, epoch=epoch,
+        serving=active == me if serving is None else serving, applied_index=10, commit_index=10,
+        members=tuple(TriadMemberStatus(name=n, role=r, api_url=f"http://{n}:8470", raft_address=f"{n}:7000",
+                                        active=n == active, reachable=n == me or reachable.get(n, True),
+                                        etcd_lease_alive=True, raft_leader=False, log_behind=0)
+                      for n, r in roles.items()),
+        active_until=None, has_quorum=True, in_sync_at=None, failovers_seen=0, etcd_restarts=0,
+        watchdog_events={}, healthy=True,
+    )
+
+
+def backup_pair(last_synchronized_at: float) -> BackupPairStatus:
+    members = tuple(PairMemberStatus(name=n, role=r, api_url=f"http://{n}:8470", me=n == "srv1", online=True,
+                                     reachable=True) for n, r in (("srv1", "main"), ("srv2", "backup")))
+    return BackupPairStatus(
+        name="B1", me="srv1", my_role="main", partner="srv2", interval_s=60.0, members=members, connected=True,
+        synchronized=False, state="connected_not_synchronized", last_sync_at=None,
+        last_synchronized_at=last_synchronized_at, last_error=None, since=T0,
+        pending=BackupPending(PendingCounts(None, None), PendingCounts(None, None)), cursor=PeerCursor(),
+        contact_losses=0, active="srv1", serving=True, checked_at=T0,
+    )
 
 
 class Member:
@@ -51,7 +78,7 @@ class Member:
         self.sent: list[Notice] = []
 
     def tick(self, now: float, licenses: list[dict[str, Any]] | None = None,
-             relationship: dict[str, Any] | None = None, refusals: dict[str, int] | None = None) -> list[Notice]:
+             relationship: RelationshipStatus | None = None, refusals: dict[str, int] | None = None) -> list[Notice]:
         self.down_since = track_down_since(self.down_since, relationship, now)
         self.no_active_since = track_no_active_since(self.no_active_since, relationship, now)
         view = AlertView(licenses=licenses or [], relationship=relationship, refusals=refusals or {},
@@ -138,7 +165,7 @@ def test_with_nobody_active_the_best_reachable_member_tells_after_the_threshold(
     assert who_tells(AlertView(relationship=alone, no_active_since=T0), SETTINGS, T0 + 5) == "me"
     with_primary = triad("c", None, {"a": True, "b": True})
     assert who_tells(AlertView(relationship=with_primary, no_active_since=T0), SETTINGS, T0 + 9) == "other"
-    behind = {**alone, "applied_index": 3, "commit_index": 10}  # still catching up: its view is stale
+    behind = replace(alone, applied_index=3, commit_index=10)  # still catching up: its view is stale
     assert who_tells(AlertView(relationship=behind, no_active_since=T0), SETTINGS, T0 + 9) == "nobody"
 
 
@@ -224,7 +251,7 @@ def test_down_since_is_kept_while_unreachable_and_forgotten_on_return():
 
 def test_backup_pair_hook():
     settings = AlertSettings(backup_unsynchronized_after_s=600)
-    pair = {"type": "backup", "name": "B1", "partner": "srv2", "last_synchronized_at": T0}
+    pair = backup_pair(last_synchronized_at=T0)
     assert backup_conditions(pair, settings, T0 + 599) == []
     (condition,) = backup_conditions(pair, settings, T0 + 601)
     assert condition.key == "backup_unsynchronized:B1" and "srv2" in condition.summary

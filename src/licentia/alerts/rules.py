@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from licentia.cluster.relationship_status import BackupPairStatus, RelationshipStatus, TriadStatus
 from licentia.core.alert_settings import AlertSettings
 
 DAY = 86400.0
@@ -79,7 +80,7 @@ class AlertView(msgspec.Struct):
     """Everything the rules look at, gathered by the service.
 
     `licenses` are `LicenseState.license_status` answers; `relationship` is
-    `LicenseServer.relationship()` (a triad's `status()`, or None when alone);
+    `LicenseServer.relationship()` (a `TriadStatus` or `BackupPairStatus`, or None when alone);
     `refusals` counts refused print checks and checkouts within the denial
     window, by reason; `down_since` says since when this member has seen each
     other member unreachable, and `no_active_since` since when it has seen no
@@ -87,7 +88,7 @@ class AlertView(msgspec.Struct):
     """
 
     licenses: list[dict[str, Any]] = []
-    relationship: dict[str, Any] | None = None
+    relationship: RelationshipStatus | None = None
     refusals: dict[str, int] = {}
     down_since: dict[str, float] = {}
     no_active_since: float | None = None
@@ -99,19 +100,21 @@ Teller = Literal["me", "other", "nobody"]
 # -- remembering since when -------------------------------------------------------------------------
 
 
-def track_down_since(previous: dict[str, float], relationship: dict[str, Any] | None, now: float) -> dict[str, float]:
+def track_down_since(previous: dict[str, float], relationship: RelationshipStatus | None,
+                     now: float) -> dict[str, float]:
     """Members this one cannot reach, with the time it first saw each unreachable (kept while it stays so)."""
-    if not relationship or relationship.get("type") not in ("triad", "backup"):
+    if relationship is None:
         return {}
     return {
-        member["name"]: previous.get(member["name"], now)
-        for member in relationship["members"]
-        if member["name"] != relationship["me"] and not member["reachable"]
+        member.name: previous.get(member.name, now)
+        for member in relationship.members
+        if member.name != relationship.me and not member.reachable
     }
 
 
-def track_no_active_since(previous: float | None, relationship: dict[str, Any] | None, now: float) -> float | None:
-    if not relationship or relationship.get("type") != "triad" or relationship.get("active"):
+def track_no_active_since(previous: float | None, relationship: RelationshipStatus | None,
+                          now: float) -> float | None:
+    if not isinstance(relationship, TriadStatus) or relationship.active:
         return None
     return previous if previous is not None else now
 
@@ -122,23 +125,22 @@ def track_no_active_since(previous: float | None, relationship: dict[str, Any] |
 def who_tells(view: AlertView, settings: AlertSettings, now: float) -> Teller:
     """'me' when this member announces alerts now, 'other' when another member does, 'nobody' while none can."""
     rel = view.relationship
-    if rel and rel.get("type") == "backup":
+    if isinstance(rel, BackupPairStatus):
         # One of the pair tells: the main, or the backup while it cannot reach the main.
-        return "me" if rel.get("my_role") == "main" or not rel.get("connected") else "other"
-    if not rel or rel.get("type") != "triad":
+        return "me" if rel.my_role == "main" or not rel.connected else "other"
+    if rel is None:
         return "me"
-    if rel.get("serving"):
+    if rel.serving:
         return "me"
-    if rel.get("active"):
-        return "me" if rel["active"] == rel["me"] else "other"
+    if rel.active:
+        return "me" if rel.active == rel.me else "other"
     if view.no_active_since is None or now - view.no_active_since < settings.member_down_after_s:
         return "nobody"
-    applied, committed = rel.get("applied_index"), rel.get("commit_index")
-    if isinstance(applied, int) and isinstance(committed, int) and applied < committed:
+    if rel.commit_index is not None and rel.applied_index < rel.commit_index:
         return "nobody"  # still catching up: what it sees of the triad is not current yet
-    candidates = [m for m in rel["members"] if m["name"] == rel["me"] or m["reachable"]]
-    best = min(candidates, key=lambda m: ROLE_ORDER.get(m["role"], 9))
-    return "me" if best["name"] == rel["me"] else "other"
+    candidates = [m for m in rel.members if m.name == rel.me or m.reachable]
+    best = min(candidates, key=lambda m: ROLE_ORDER.get(m.role, 9))
+    return "me" if best.name == rel.me else "other"
 
 
 # -- conditions -------------------------------------------------------------------------------------
@@ -204,34 +206,34 @@ def pair_conditions(view: AlertView, settings: AlertSettings, now: float) -> lis
     """A backup pair: the partner down; on the backup, also the takeover (clients that cannot reach the
     main are served here) as a failover, recovered as a failback when the main is reachable again."""
     rel = view.relationship
-    if not rel or rel.get("type") != "backup":
+    if not isinstance(rel, BackupPairStatus):
         return []
-    name, me = rel["name"], rel["me"]
+    name, me = rel.name, rel.me
     found = []
-    for member in rel["members"]:
-        since = view.down_since.get(member["name"])
+    for member in rel.members:
+        since = view.down_since.get(member.name)
         if since is None or now - since < settings.member_down_after_s:
             continue
-        details = {"relationship": name, "member": member["name"], "role": member["role"], "seen_by": me}
+        details = {"relationship": name, "member": member.name, "role": member.role, "seen_by": me}
         found.append(
             Condition(
-                key=f"member_down:{name}:{member['name']}",
+                key=f"member_down:{name}:{member.name}",
                 kind="member_down",
                 severity="critical",
-                summary=f"Backup pair {name}: the {member['role']} {member['name']} ({member['api_url']}) is down: "
+                summary=f"Backup pair {name}: the {member.role} {member.name} ({member.api_url}) is down: "
                 f"{me} has not reached it for {now - since:.0f} s.",
                 details={**details, "label": "Backup pair"},
             )
         )
-        if member["role"] == "main":
+        if member.role == "main":
             found.append(
                 Condition(
                     key=f"failover:{name}",
                     kind="failover",
                     severity="warning",
-                    summary=f"Backup pair {name}: failover: clients that cannot reach the main {member['name']} "
+                    summary=f"Backup pair {name}: failover: clients that cannot reach the main {member.name} "
                     f"are served by the backup {me} with its own licenses.",
-                    details={"relationship": name, "active": me, "primary": member["name"], "label": "Backup pair"},
+                    details={"relationship": name, "active": me, "primary": member.name, "label": "Backup pair"},
                 )
             )
     return found
@@ -239,10 +241,10 @@ def pair_conditions(view: AlertView, settings: AlertSettings, now: float) -> lis
 
 def relationship_conditions(view: AlertView, settings: AlertSettings, now: float) -> list[Condition]:
     rel = view.relationship
-    if not rel or rel.get("type") != "triad":
+    if not isinstance(rel, TriadStatus):
         return []
-    name, me = rel["name"], rel["me"]
-    by_name = {m["name"]: m for m in rel["members"]}
+    name, me = rel.name, rel.me
+    by_name = {m.name: m for m in rel.members}
     found = []
     for member, since in sorted(view.down_since.items()):
         if now - since < settings.member_down_after_s or member not in by_name:
@@ -253,9 +255,9 @@ def relationship_conditions(view: AlertView, settings: AlertSettings, now: float
                 key=f"member_down:{name}:{member}",
                 kind="member_down",
                 severity="critical",
-                summary=f"Triad {name}: member {member} ({spec['role']}, {spec['api_url']}) is down: "
+                summary=f"Triad {name}: member {member} ({spec.role}, {spec.api_url}) is down: "
                 f"{me} has not reached it for {now - since:.0f} s.",
-                details={"relationship": name, "member": member, "role": spec["role"], "seen_by": me},
+                details={"relationship": name, "member": member, "role": spec.role, "seen_by": me},
             )
         )
     if view.no_active_since is not None and now - view.no_active_since >= settings.member_down_after_s:
@@ -269,39 +271,40 @@ def relationship_conditions(view: AlertView, settings: AlertSettings, now: float
                 details={"relationship": name, "seen_by": me},
             )
         )
-    active = rel.get("active")
-    if active and by_name.get(active, {}).get("role") != "primary":
-        primary = next((m["name"] for m in rel["members"] if m["role"] == "primary"), "?")
+    active = rel.active
+    if active and (active not in by_name or by_name[active].role != "primary"):
+        primary = next((m.name for m in rel.members if m.role == "primary"), "?")
         found.append(
             Condition(
                 key=f"failover:{name}",
                 kind="failover",
                 severity="warning",
-                summary=f"Triad {name}: failover: the {by_name[active]['role']} {active} took over serving "
-                f"licenses from the primary {primary} (epoch {rel.get('epoch')}).",
-                details={"relationship": name, "active": active, "primary": primary, "epoch": rel.get("epoch")},
+                summary=f"Triad {name}: failover: the {by_name[active].role} {active} took over serving "
+                f"licenses from the primary {primary} (epoch {rel.epoch}).",
+                details={"relationship": name, "active": active, "primary": primary, "epoch": rel.epoch},
             )
         )
     return found
 
 
-def backup_conditions(relationship: dict[str, Any] | None, settings: AlertSettings, now: float) -> list[Condition]:
+def backup_conditions(relationship: RelationshipStatus | None, settings: AlertSettings,
+                      now: float) -> list[Condition]:
     """A backup pair not synchronized for `backup_unsynchronized_after_s` (counted from the last time it was,
     or from when this server started watching it)."""
-    if not relationship or relationship.get("type") != "backup":
+    if not isinstance(relationship, BackupPairStatus):
         return []
-    synced = relationship.get("last_synchronized_at") or relationship.get("since") or now
+    synced = relationship.last_synchronized_at or relationship.since or now
     if now - synced < settings.backup_unsynchronized_after_s:
         return []
-    name = relationship.get("name", "backup")
+    name = relationship.name
     return [
         Condition(
             key=f"backup_unsynchronized:{name}",
             kind="backup_unsynchronized",
             severity="critical",
-            summary=f"Backup pair {name}: not synchronized with {relationship.get('partner', 'its partner')} "
+            summary=f"Backup pair {name}: not synchronized with {relationship.partner} "
             f"for {(now - synced) / 60:.0f} min.",
-            details={"relationship": name, "partner": relationship.get("partner")},
+            details={"relationship": name, "partner": relationship.partner},
         )
     ]
 
@@ -350,14 +353,14 @@ def conditions(
 
 def recovery_summary(incident: Incident, view: AlertView) -> str:
     details = incident.details
-    rel = view.relationship or {}
+    active = view.relationship.active if view.relationship is not None else None
     label = details.get("label", "Triad")
     if incident.kind == "member_down":
         return f"{label} {details['relationship']}: member {details['member']} is reachable again."
     if incident.kind == "failover":
         return f"{label} {details['relationship']}: failback: {details['primary']} serves licenses again."
     if incident.kind == "no_active_member":
-        return f"Triad {details['relationship']}: {rel.get('active') or 'a member'} is active again."
+        return f"Triad {details['relationship']}: {active or 'a member'} is active again."
     if incident.kind == "backup_unsynchronized":
         return f"Backup pair {details['relationship']}: synchronized again."
     if incident.kind in ("license_grace", "license_expiring"):
@@ -377,8 +380,8 @@ def _dropped_silently(incident: Incident, view: AlertView, settings: AlertSettin
     if incident.kind in settings.muted_kinds:
         return True
     if incident.kind in RELATIONSHIP_KINDS:
-        rel = view.relationship or {}
-        return rel.get("name") != incident.details.get("relationship")
+        name = view.relationship.name if view.relationship is not None else None
+        return name != incident.details.get("relationship")
     return False
 
 

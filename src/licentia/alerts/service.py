@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -29,20 +29,34 @@ from licentia.alerts.rules import (
     track_no_active_since,
     who_tells,
 )
-from licentia.config import ConfigError
-from licentia.store.private_file import write_private
-
-if TYPE_CHECKING:
-    from licentia.server import LicenseServer
+from licentia.cluster.relationship_status import RelationshipStatus
+from licentia.config import Config, ConfigError
+from licentia.core.state import LicenseState
+from licentia.store import data_directory
+from licentia.store.data_directory import write_private
+from licentia.store.journal import SqliteJournal
 
 log = logging.getLogger("licentia.alerts")
 
-STATE_FILE = "alerts-state.json"
+STATE_FILE = data_directory.ALERTS_STATE.name
 _incidents_type = dict[str, Incident]
 
 
+class AlertHost(Protocol):
+    """What the alerts need of the server: its state, clock, journal (refusals), relationship and identity."""
+
+    config: Config
+    state: LicenseState
+    journal: SqliteJournal
+    server_id: str
+
+    def now(self) -> float: ...
+
+    def relationship(self) -> RelationshipStatus | None: ...
+
+
 class AlertService:
-    def __init__(self, server: LicenseServer) -> None:
+    def __init__(self, server: AlertHost) -> None:
         self.server = server
         self.config = server.config.alerts
         self.dispatcher = Dispatcher(self.config)
@@ -144,9 +158,9 @@ class AlertService:
             self.dispatcher.submit(alert, settings.recipients, settings.webhook_url)
         return notices
 
-    def reporter(self, relationship: dict[str, Any] | None) -> str:
-        if relationship and relationship.get("me"):
-            return f"{relationship['me']} ({relationship.get('my_role', 'member')} of {relationship.get('name')})"
+    def reporter(self, relationship: RelationshipStatus | None) -> str:
+        if relationship is not None and relationship.me:
+            return f"{relationship.me} ({relationship.my_role} of {relationship.name})"
         return f"server {self.server.server_id}"
 
     # -- the admin API --------------------------------------------------------------------------

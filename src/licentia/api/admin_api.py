@@ -31,10 +31,11 @@ from licentia.api.schemas import (
     UserRequest,
 )
 from licentia.api.source_address import source_address
+from licentia.api.this_server import this_server as _server
 from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, canonical_address, matching_rule
 from licentia.core.model import AdminUser
-from licentia.core.state import LicenseState
+from licentia.core.views import group_views
 from licentia.license_file import LicenseBoundElsewhere, LicenseFileError
 from licentia.store.journal import USAGE_FIELDS, UsageQuery
 
@@ -42,10 +43,6 @@ log = logging.getLogger("licentia.api")
 
 MAX_USAGE_ROWS = 100_000
 Q = TypeVar("Q")
-
-
-def _server(request: Request) -> Any:
-    return request.app.state.server
 
 
 async def login(request: Request, body: LoginRequest) -> Response:
@@ -175,18 +172,6 @@ async def block_printer(request: Request) -> Response:
 async def unblock_printer(request: Request) -> Response:
     command = c.SetPrinterGroup(printer_id=request.path_params["printer_id"], group="Default")
     return answer(await _server(request).execute(command))
-
-
-def group_views(state: LicenseState) -> dict[str, Any]:
-    """The printer groups (built-in ones flagged, with their printer counts) and the ordered mapping rules."""
-    listings = state.listings()
-    return {
-        "groups": [
-            {"name": name, "builtin": name in ("Default", "Blocked"), "printers": listings.group_count(name)}
-            for name in state.groups
-        ],
-        "mapping_rules": msgspec.to_builtins(state.mapping_rules),
-    }
 
 
 async def list_groups(request: Request) -> Response:

@@ -17,6 +17,7 @@ from licentia.api.client_api import answer
 from licentia.api.errors import ApiError
 from licentia.api.routing import Endpoint, ok
 from licentia.api.schemas import Body
+from licentia.api.this_server import this_server as _server
 from licentia.core import commands as c
 from licentia.core.alert_settings import ALERT_KINDS, MAX_RECIPIENTS, AlertSettings, alert_settings_problem
 from licentia.core.state import LicenseState
@@ -47,10 +48,6 @@ class AlertTestRequest(Body):
 
     recipients: Recipients | None = None
     webhook_url: WebhookUrl | None = None
-
-
-def _server(request: Request) -> Any:
-    return request.app.state.server
 
 
 def alerts_view(server: Any, state: LicenseState) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from licentia.api.passwords import (
     read_token,
 )
 from licentia.api.source_address import source_address
+from licentia.api.this_server import this_server
 from licentia.cluster.triad import CommitFailed, NotActive
 from licentia.core.commands import RehashAdminPassword
 from licentia.core.model import AdminUser, Role
@@ -177,12 +178,12 @@ async def _basic_user(request: Request, credentials: str) -> AdminUser | None:
         username, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return await check_password(request.app.state.server, username, password, source_address(request), "HTTP Basic")
+    return await check_password(this_server(request), username, password, source_address(request), "HTTP Basic")
 
 
 def token_user(request: Request, token: str) -> AdminUser | None:
     """The user a signed token names, while it is unexpired, not revoked, and the user's password is unchanged."""
-    server = request.app.state.server
+    server = this_server(request)
     claims = read_token(server.token_secret, token, server.now())
     if claims is None or claims.token_id in server.revoked_tokens:
         return None
@@ -193,7 +194,7 @@ def token_user(request: Request, token: str) -> AdminUser | None:
 
 
 def _session_user(request: Request) -> AdminUser | None:
-    server = request.app.state.server
+    server = this_server(request)
     token = request.cookies.get(session_cookie_name(server))
     if not token:
         return None
@@ -209,7 +210,7 @@ def presented_token(request: Request) -> str | None:
     """The token this request authenticates with: its bearer token, or the console's session cookie."""
     authorization = request.headers.get("authorization")
     if authorization is None:
-        return request.cookies.get(session_cookie_name(request.app.state.server)) or None
+        return request.cookies.get(session_cookie_name(this_server(request))) or None
     scheme, _, credentials = authorization.partition(" ")
     return credentials.strip() if scheme.lower() == "bearer" else None
 

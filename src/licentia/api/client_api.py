@@ -18,6 +18,7 @@ from licentia.api.errors import ApiError
 from licentia.api.routing import Endpoint, ok
 from licentia.api.schemas import CheckoutRequest, HeartbeatRequest, PrintCheckRequest
 from licentia.api.source_address import source_address
+from licentia.api.this_server import this_server
 from licentia.core import commands as c
 from licentia.core.model import ClientInfo
 from licentia.core.state import Outcome
@@ -27,7 +28,7 @@ log = logging.getLogger("licentia.api")
 
 async def _origin(request: Request) -> tuple[str, str]:
     """(source address, its verified host name); the name is looked up only while a host name rule exists."""
-    server = request.app.state.server
+    server = this_server(request)
     address = source_address(request)
     if not any(rule.where_kind == "hostname" for rule in server.state.access_rules):
         return address, ""
@@ -41,7 +42,7 @@ def answer(outcome: Outcome, status: int = 200) -> Response:
 
 
 async def server_info(request: Request) -> Response:
-    return ok(request.app.state.server.info())
+    return ok(this_server(request).info())
 
 
 def _subject(client: ClientInfo) -> str:
@@ -49,7 +50,7 @@ def _subject(client: ClientInfo) -> str:
 
 
 async def print_check(request: Request, body: PrintCheckRequest) -> Response:
-    server = request.app.state.server
+    server = this_server(request)
     address, host = await _origin(request)
     command = c.PrintCheck(
         product=body.product, printer=body.printer, client=body.client, source_ip=address, source_host=host
@@ -72,7 +73,7 @@ async def checkout(request: Request, body: CheckoutRequest) -> Response:
         source_host=host,
         ttl_s=body.ttl_s,
     )
-    server = request.app.state.server
+    server = this_server(request)
     outcome = await server.execute(command)
     if outcome.ok:
         outcome.data["grant"] = server.grant_token("seat", body.product, _subject(body.client))
@@ -97,7 +98,7 @@ async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
     """Renew the leases named. Leases the access rules now deny are listed under `denied` and not renewed
     (see `LicenseState._heartbeat` for when one is also released); if every lease named was denied the
     answer is 403 access_denied."""
-    server = request.app.state.server
+    server = this_server(request)
     address, host = await _origin(request)
     outcome = await server.heartbeats.renew(body.lease_ids, address, host)
     if outcome.ok:
@@ -119,7 +120,7 @@ async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
 async def heartbeat_one(request: Request) -> Response:
     lease_id = request.path_params["lease_id"]
     address, host = await _origin(request)
-    outcome = await request.app.state.server.heartbeats.renew([lease_id], address, host)
+    outcome = await this_server(request).heartbeats.renew([lease_id], address, host)
     if not outcome.ok:
         raise ApiError(outcome.code, outcome.message)
     _log_denied(outcome.data["denied"], address)
@@ -133,7 +134,7 @@ async def heartbeat_one(request: Request) -> Response:
 async def checkin(request: Request) -> Response:
     address, host = await _origin(request)
     lease_id = request.path_params["lease_id"]
-    outcome = await request.app.state.server.execute(c.Checkin(lease_id=lease_id, source_ip=address, source_host=host))
+    outcome = await this_server(request).execute(c.Checkin(lease_id=lease_id, source_ip=address, source_host=host))
     if outcome.code == "access_denied":
         log.warning("Check-in of lease %s from %s refused: %s.", lease_id, address, outcome.message)
     return answer(outcome)

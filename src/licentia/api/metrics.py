@@ -23,7 +23,7 @@ import re
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -35,6 +35,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from licentia import __version__
+from licentia.api.this_server import this_server
+from licentia.cluster.relationship_status import BackupPairStatus
 
 if TYPE_CHECKING:
     from licentia.api.routing import Endpoint
@@ -242,25 +244,25 @@ class LicentiaCollector(Collector):
         yield family
 
     @staticmethod
-    def _backup_metrics(pair: dict[str, Any]) -> Iterator[Metric]:
+    def _backup_metrics(pair: BackupPairStatus) -> Iterator[Metric]:
         """A backup pair as this server sees it: the Redundancy page's two flags, the last sync, the backlog."""
-        partner = [pair["partner"]]
+        partner = [pair.partner]
         for name, help_text, value in (
             ("licentia_backup_connected", "1 when this server reached its backup partner on the last try",
-             pair["connected"]),
+             pair.connected),
             ("licentia_backup_synchronized", "1 when each server of the pair holds everything of the other",
-             pair["synchronized"]),
+             pair.synchronized),
             ("licentia_backup_peer_reachable", "1 when the partner can be reached (same as connected)",
-             pair["connected"]),
+             pair.connected),
         ):
             gauge = _gauge(name, help_text, ["partner"])
             gauge.add_metric(partner, int(bool(value)))
             yield gauge
-        if pair["last_sync_at"] is not None:
+        if pair.last_sync_at is not None:
             gauge = _gauge(
                 "licentia_backup_last_sync_timestamp_seconds", "When the partner last answered a sync", ["partner"]
             )
-            gauge.add_metric(partner, pair["last_sync_at"])
+            gauge.add_metric(partner, pair.last_sync_at)
             yield gauge
         failovers = CounterMetricFamily(
             "licentia_backup_failovers",
@@ -268,18 +270,17 @@ class LicentiaCollector(Collector):
             "main's clients)",
             labels=["partner"],
         )
-        failovers.add_metric(partner, pair["contact_losses"])
+        failovers.add_metric(partner, pair.contact_losses)
         yield failovers
         pending = _gauge(
             "licentia_backup_pending",
             "Not yet synchronized: usage rows and change sequence numbers (an upper bound), by direction",
             ["partner", "direction", "what"],
         )
-        for direction in ("to_partner", "from_partner"):
-            for what in ("changes", "usage_rows"):
-                value = pair["pending"][direction][what]
-                if value is not None:
-                    pending.add_metric([pair["partner"], direction, what], value)
+        for direction, counts in (("to_partner", pair.pending.to_partner), ("from_partner", pair.pending.from_partner)):
+            for what, waiting in (("changes", counts.changes), ("usage_rows", counts.usage_rows)):
+                if waiting is not None:
+                    pending.add_metric([pair.partner, direction, what], waiting)
         yield pending
 
     def _relationship_metrics(self, server: LicenseServer, now: float) -> Iterator[Metric]:
@@ -288,20 +289,18 @@ class LicentiaCollector(Collector):
             "This server's place: type standalone, triad or backup; its name; member name and role (always 1)",
             ["type", "triad", "member", "role"],
         )
-        triad = server.triad
-        if server.backup is not None:
-            pair = server.backup.status()
-            info.add_metric(["backup", pair["name"], pair["me"], pair["my_role"]], 1)
+        status = server.relation.status()  # a dissolved triad still counts here until this member has left it
+        if isinstance(status, BackupPairStatus):
+            info.add_metric(["backup", status.name, status.me, status.my_role], 1)
             yield info
-            yield from self._backup_metrics(pair)
+            yield from self._backup_metrics(status)
             return
-        if triad is None:
+        if status is None:
             info.add_metric(["standalone", "", server.server_id, "standalone"], 1)
             yield info
             return
-        status = triad.status()
-        me = status["me"]
-        info.add_metric(["triad", status["name"], me, status["my_role"]], 1)
+        me = status.me
+        info.add_metric(["triad", status.name, me, status.my_role], 1)
         yield info
         member_active = _gauge(
             "licentia_triad_member_active", "1 for the member this server sees as active", ["member", "role"]
@@ -317,45 +316,45 @@ class LicentiaCollector(Collector):
             ["peer", "role"],
         )
         peers_up = 0
-        for member in status["members"]:
-            member_active.add_metric([member["name"], member["role"]], 1 if member["active"] else 0)
-            if member["name"] == me:
+        for member in status.members:
+            member_active.add_metric([member.name, member.role], 1 if member.active else 0)
+            if member.name == me:
                 continue
-            reachable.add_metric([member["name"], member["role"]], 1 if member["reachable"] else 0)
-            peers_up += bool(member["reachable"])
-            if member["log_behind"] is not None:
-                replication.add_metric([member["name"], member["role"]], member["log_behind"])
+            reachable.add_metric([member.name, member.role], 1 if member.reachable else 0)
+            peers_up += bool(member.reachable)
+            if member.log_behind is not None:
+                replication.add_metric([member.name, member.role], member.log_behind)
         yield from (member_active, reachable, replication)
         yield GaugeMetricFamily("licentia_triad_peers_reachable", "Peers that hold a live etcd lease", value=peers_up)
         yield GaugeMetricFamily(
-            "licentia_triad_has_quorum", "1 when this member reaches a majority", value=int(status["has_quorum"])
+            "licentia_triad_has_quorum", "1 when this member reaches a majority", value=int(status.has_quorum)
         )
         yield GaugeMetricFamily(
             "licentia_triad_raft_leader",
             "1 when this member's etcd is the etcd (Raft) leader",
-            value=int(any(m["raft_leader"] for m in status["members"] if m["name"] == me)),
+            value=int(any(m.raft_leader for m in status.members if m.name == me)),
         )
-        yield GaugeMetricFamily("licentia_triad_epoch", "Epoch of the active record", value=status["epoch"])
-        if isinstance(status["commit_index"], int):
+        yield GaugeMetricFamily("licentia_triad_epoch", "Epoch of the active record", value=status.epoch)
+        if status.commit_index is not None:
             yield GaugeMetricFamily(
                 "licentia_triad_commit_index",
                 "etcd revision of the newest committed log entry",
-                value=status["commit_index"],
+                value=status.commit_index,
             )
             yield GaugeMetricFamily(
                 "licentia_triad_sync_lag_entries",
                 "etcd revisions committed to the log that this member has not applied yet",
-                value=max(0, status["commit_index"] - status["applied_index"]),
+                value=max(0, status.commit_index - status.applied_index),
             )
         yield GaugeMetricFamily(
             "licentia_triad_applied_index",
             "etcd revision of the last log entry applied here",
-            value=status["applied_index"],
+            value=status.applied_index,
         )
         yield CounterMetricFamily(
             "licentia_triad_etcd_restarts",
             "Times this member's supervisor restarted its etcd",
-            value=status["etcd_restarts"],
+            value=status.etcd_restarts,
         )
         watchdog = CounterMetricFamily(
             "licentia_triad_watchdog_events",
@@ -363,18 +362,18 @@ class LicentiaCollector(Collector):
             labels=["event"],
         )
         for event in ("etcd_silent", "etcd_killed", "apply_restarted"):
-            watchdog.add_metric([event], status["watchdog_events"].get(event, 0))
+            watchdog.add_metric([event], status.watchdog_events.get(event, 0))
         yield watchdog
-        if status["in_sync_at"] is not None:
+        if status.in_sync_at is not None:
             yield GaugeMetricFamily(
                 "licentia_triad_last_sync_timestamp_seconds",
                 "Unix time this member was last seen caught up with the triad's log (looked at twice a second)",
-                value=status["in_sync_at"],
+                value=status.in_sync_at,
             )
         failovers = CounterMetricFamily(
             "licentia_triad_failovers", "Changes of the active member this member saw since it started"
         )
-        failovers.add_metric([], triad.failovers)
+        failovers.add_metric([], status.failovers_seen)
         yield failovers
 
 
@@ -386,10 +385,7 @@ def is_ready(server: LicenseServer) -> bool:
     apply loop alive and caught up (see the triad's watchdog)."""
     if getattr(server, "state", None) is None or not server.started_at:
         return False
-    triad = server.triad
-    if triad is None:
-        return server.journal.failure is None
-    return triad.is_ready()
+    return server.relation.is_ready()
 
 
 def is_active(server: LicenseServer) -> bool:
@@ -397,10 +393,7 @@ def is_active(server: LicenseServer) -> bool:
     in a backup pair: the main, and the backup only while it cannot reach the main (it has taken over)."""
     if getattr(server, "state", None) is None:
         return False
-    if server.backup is not None:
-        return server.backup.pair.me == "main" or not server.backup.connected()
-    triad = server.triad
-    return True if triad is None else triad.is_serving()
+    return server.relation.is_active()
 
 
 def _status(ok: bool) -> Response:
@@ -412,11 +405,11 @@ async def health_live(request: Request) -> Response:
 
 
 async def health_ready(request: Request) -> Response:
-    return _status(is_ready(request.app.state.server))
+    return _status(is_ready(this_server(request)))
 
 
 async def health_active(request: Request) -> Response:
-    return _status(is_active(request.app.state.server))
+    return _status(is_active(this_server(request)))
 
 
 # -- wiring ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from licentia.api.auth import ROLE_RANK
 from licentia.api.errors import ApiError
 from licentia.api.passwords import hash_stamp, issue_token
 from licentia.api.routing import Endpoint, decode_body, ok, read_body
+from licentia.api.this_server import this_server
 from licentia.cluster import peer_auth
 from licentia.cluster.backup_pair import BackupLink, PullRequest
 from licentia.cluster.triad_forward import FORWARDED_HEADER, ForwardedAnswer, ForwardedChange, encode
@@ -62,7 +63,7 @@ def _peer_header(request: Request) -> str:
 
 async def _from_partner(request: Request) -> tuple[BackupLink, PeerRequest]:
     """The link, once the request is proven to come from this server's backup partner."""
-    server: Any = request.app.state.server
+    server = this_server(request)
     _peer_header(request)
     body = await read_body(request)
     link: BackupLink | None = server.backup
@@ -91,7 +92,7 @@ def _check_signature(request: Request, body: bytes, secret: str, sender: str, se
 
 async def triad_checkpoint(request: Request) -> Response:
     """A triad member that fell behind the log's compaction asks another member for its checkpoint."""
-    server: Any = request.app.state.server
+    server = this_server(request)
     header = _peer_header(request)
     body = await read_body(request)
     node = server.triad
@@ -107,7 +108,7 @@ async def triad_checkpoint(request: Request) -> Response:
 async def triad_forward(request: Request) -> Response:
     """A standby member of this triad carries an administrator's change here, to the active member: it is
     made as that administrator (with no more than the role the standby vouches for) and answered, signed."""
-    server: Any = request.app.state.server
+    server = this_server(request)
     body = await read_body(request)
     node = server.triad
     if node is None:
@@ -161,16 +162,16 @@ async def poke(request: Request) -> Response:
 
 
 async def swap(request: Request) -> Response:
-    link, peer = await _from_partner(request)
-    outcome = await link.server.execute(SwapPairRoles())
+    _, peer = await _from_partner(request)
+    outcome = await this_server(request).execute(SwapPairRoles())
     if not outcome.ok:
         raise ApiError(outcome.code, outcome.message)
     return peer.answer(ok(outcome.data))
 
 
 async def leave(request: Request) -> Response:
-    link, peer = await _from_partner(request)
-    return peer.answer(ok({"left": await link.server.leave_backup_pair()}))
+    _, peer = await _from_partner(request)
+    return peer.answer(ok({"left": await this_server(request).leave_backup_pair()}))
 
 
 P = "/api/v1/peer"

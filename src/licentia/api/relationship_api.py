@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -17,6 +17,7 @@ from licentia.api.schemas import (
     TriadJoinRequest,
     TriadSetupRequest,
 )
+from licentia.api.this_server import this_server as _server
 from licentia.cluster.backup_pair import BackupLink, PeerUnreachable
 from licentia.cluster.role_events import MAX_PAGE
 from licentia.cluster.sealing import open_sealed
@@ -29,14 +30,13 @@ from licentia.tls import normalize_fingerprint
 
 MAX_SEED_BYTES = 64 * 1024 * 1024
 
-
-def _server(request: Request) -> Any:
-    return request.app.state.server
+if TYPE_CHECKING:
+    from licentia.server import LicenseServer
 
 
 async def relationship_status(request: Request) -> Response:
     status = _server(request).relationship()
-    return ok(status if status is not None else {"type": None})
+    return ok(status.as_json() if status is not None else {"type": None})
 
 
 class EventsQuery(msgspec.Struct, forbid_unknown_fields=True):
@@ -187,7 +187,7 @@ async def sync_now(request: Request) -> Response:
             await link.call("/api/v1/peer/poke")
         except PeerUnreachable:
             reached = False
-    return ok({"reached": reached, **link.status()})
+    return ok({"reached": reached, **link.status().as_json()})
 
 
 async def swap_roles(request: Request) -> Response:
@@ -196,14 +196,14 @@ async def swap_roles(request: Request) -> Response:
         await link.call("/api/v1/peer/swap")
     except PeerUnreachable as exc:
         raise ApiError("partner_unreachable", f"both servers must agree to swap roles: {exc}") from None
-    outcome = await link.server.execute(SwapPairRoles())
+    outcome = await _server(request).execute(SwapPairRoles())
     if not outcome.ok:
         raise ApiError(outcome.code, outcome.message)
     link.wake()
-    return ok(link.status())
+    return ok(link.status().as_json())
 
 
-async def _leave_pair(link: BackupLink) -> dict[str, Any]:
+async def _leave_pair(server: LicenseServer, link: BackupLink) -> dict[str, Any]:
     """Remove the pair here, and on the partner when it can be reached (else it must be removed there too)."""
     partner = link.pair.partner.name
     try:
@@ -211,7 +211,7 @@ async def _leave_pair(link: BackupLink) -> dict[str, Any]:
         partner_left = True
     except PeerUnreachable:
         partner_left = False
-    name = await link.server.leave_backup_pair()
+    name = await server.leave_backup_pair()
     return {"dissolved": name, "partner": partner, "partner_left": partner_left}
 
 
@@ -231,7 +231,7 @@ async def replace_backup(request: Request, body: BackupReplaceRequest) -> Respon
     }
     try:
         await setup_backup_pair({**setup, "check_only": True}, replacing=pair.main.name)
-        left = await _leave_pair(link)
+        left = await _leave_pair(_server(request), link)
         result = await setup_backup_pair(setup)
     except SetupRefused as exc:
         return _refusal(exc)
@@ -241,7 +241,7 @@ async def replace_backup(request: Request, body: BackupReplaceRequest) -> Respon
 async def dissolve(request: Request) -> Response:
     server = _server(request)
     if server.backup is not None:
-        return ok(await _leave_pair(server.backup))
+        return ok(await _leave_pair(server, server.backup))
     if server.triad is None:
         raise ApiError("no_relationship", "this server is not in a relationship")
     outcome = await server.triad.propose(DissolveTriad())

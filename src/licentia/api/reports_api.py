@@ -23,6 +23,7 @@ from licentia.api.admin_api import query_params
 from licentia.api.csv_export import csv_response, iso_utc
 from licentia.api.errors import ApiError
 from licentia.api.routing import Endpoint, ok
+from licentia.api.this_server import this_server
 from licentia.core.state import DAY
 from licentia.store.usage_report import BUCKET_SECONDS, Bucket, UsageReport, bucket_count, usage_report
 
@@ -55,7 +56,7 @@ def _range(query: ReportQuery, now: float) -> tuple[float, float]:
 
 
 async def _report(request: Request) -> UsageReport:
-    server = request.app.state.server
+    server = this_server(request)
     query = query_params(request, ReportQuery)
     now = server.now()
     since, until = _range(query, now)

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from licentia.api.auth import require_role
 from licentia.api.errors import JSON, ApiError, error_response
+from licentia.api.this_server import this_server
 from licentia.api.validation_messages import explain
 from licentia.cluster.triad import CommitFailed, NotActive
 from licentia.cluster.triad_forward import FORWARDED_HEADER, ForwardedChange, ForwardFailed, encode, forward
@@ -42,7 +43,7 @@ class Endpoint:
 
 async def read_body(request: Request, limit: int | None = None) -> bytes:
     """The request body, refused with 413 as soon as it passes the configured limit."""
-    limit = limit or request.app.state.server.config.max_body_bytes
+    limit = limit or this_server(request).config.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -113,7 +114,7 @@ def to_route(endpoint: Endpoint) -> Route:
 async def forward_to_active(request: Request, user: AdminUser, body: bytes, exc: NotActive) -> Response:
     """An administrator's change on a triad member that does not serve now: made on the active member (the
     console's pages may only talk to their own server), or refused with a sentence naming who is active."""
-    server = request.app.state.server
+    server = this_server(request)
     node = server.triad
     if node is None:
         return not_active_response(request, exc)

@@ -20,22 +20,23 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import msgspec
 
 from licentia.cluster import network_failure, peer_auth
-from licentia.core.commands import MergePeerChanges, PeerUsage, SharedConfig
-from licentia.core.model import BackupPair, Client, PeerCursor, Printer
+from licentia.cluster.relationship import Host, JournalReplication
+from licentia.cluster.relationship_status import BackupPairStatus, BackupPending, PairMemberStatus, PendingCounts
+from licentia.core.commands import MAIN_OWNED, Command, MergePeerChanges, PeerUsage, SharedConfig
+from licentia.core.model import BackupPair, Client, PairMember, PairRole, PeerCursor, Printer
+from licentia.core.state import Outcome
 from licentia.tls import CertificateRefused, ServerTrust
-
-if TYPE_CHECKING:
-    from licentia.server import LicenseServer
 
 log = logging.getLogger("licentia.backup")
 
 PEER_TIMEOUT_S = 2.0
+SYNC_WATCH_EVERY_S = 1.0
 
 
 class PeerChanges(msgspec.Struct):
@@ -93,13 +94,22 @@ class Checkpoint:
 
 
 class BackupLink:
-    def __init__(self, server: LicenseServer, secret: str) -> None:
+    """A server's relationship as one of a backup pair (`cluster.relationship.Relationship`): its commands are
+    made durable in its own journal, like a standalone server's, and the link synchronizes with the partner."""
+
+    snapshot_on_close = True
+    ended = False
+    kept_name = ""
+
+    def __init__(self, server: Host, secret: str) -> None:
         self.server = server
+        self.journal = JournalReplication(server)
         self.secret = secret
         self.partner = PartnerView()
         self.since = server.now()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         # Over HTTPS the partner is trusted by the certificate fingerprint pinned when the pair was set up.
         self.trust = ServerTrust([self.pair.partner.tls_fingerprint] if self.pair.partner.tls_fingerprint else [])
         self._http: httpx.AsyncClient | None = None  # made once the partner's certificate is checked
@@ -120,16 +130,60 @@ class BackupLink:
         assert pair is not None
         return pair
 
+    # -- the server's seam (cluster.relationship.Relationship) -----------------------------------
+
+    async def commit(self, command: Command) -> Outcome:
+        return await self.journal.commit(command)
+
+    async def barrier(self) -> None:
+        await self.journal.barrier()
+
+    def may_reclaim(self) -> bool:
+        return True
+
+    def committed(self, command: Command, outcome: Outcome) -> None:
+        """A change of the settings or rules on the main: ask the partner to pull it now."""
+        if outcome.changed and isinstance(command, MAIN_OWNED):
+            self.poke_partner()
+
+    def describe(self) -> str:
+        return f"backup pair {self.pair.name!r}"
+
+    def is_ready(self) -> bool:
+        return self.server.journal.failure is None
+
+    def is_active(self) -> bool:
+        """The main serves; the backup serves while it cannot reach the main (it has taken over)."""
+        return self.pair.me == "main" or not self.connected()
+
+    def client_view(self) -> dict[str, object] | None:
+        """What clients cache: the members, and which one serves."""
+        pair = self.pair
+        return {
+            "type": "backup",
+            "name": pair.name,
+            "me": pair.myself.name,
+            "active": pair.main.name,
+            "prefer": pair.main.name,
+            "serving": True,
+            "members": [
+                {"name": m.name, "role": role, "api_url": m.api_url, "tls_fingerprint": m.tls_fingerprint or None}
+                for role, m in (("main", pair.main), ("backup", pair.backup))
+            ],
+        }
+
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self._watch_task = asyncio.get_running_loop().create_task(self._watch())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for http in (self._http, *self._retired):
             if http is not None:
                 await http.aclose()
@@ -381,62 +435,77 @@ class BackupLink:
         """The backup holds the main's latest versions and the main holds everything the backup recorded."""
         return self.have_partners() and self.partner_has_mine()
 
-    def status(self) -> dict[str, Any]:
+    def _synchronized_now(self) -> bool:
+        """Synchronized: nothing waits on either side as far as this server knows. While the partner answers,
+        a change younger than one round of pulls is on its way (see partner_has_mine); once it stops
+        answering, any change it has not confirmed is waiting."""
+        seen = self.partner.cursor_of_me
+        waiting = (seen is None or self.server.state.own_change_seq > seen.changes
+                   or self.server.journal.own_usage_id > seen.usage)
+        return self.synchronized() and (self.connected() or not waiting)
+
+    def note_synchronized(self) -> None:
+        """Remember now as the last time the pair was synchronized, if it is (the watch does this every
+        SYNC_WATCH_EVERY_S, so that `status` only reads)."""
+        if self._synchronized_now():
+            self.partner.last_synchronized_at = self.server.now()
+
+    async def _watch(self) -> None:
+        while True:
+            self.note_synchronized()
+            await asyncio.sleep(SYNC_WATCH_EVERY_S)
+
+    def status(self) -> BackupPairStatus:
+        """The pair as this server sees it now; reading it changes nothing."""
         pair = self.pair
         view = self.partner
+        now = self.server.now()
+        roles: tuple[tuple[PairRole, PairMember], ...] = (("main", pair.main), ("backup", pair.backup))
         connected = self.connected()
         seen = view.cursor_of_me
         own_seq = self.server.state.own_change_seq
         own_usage = self.server.journal.own_usage_id
-        waiting = seen is None or own_seq > seen.changes or own_usage > seen.usage
-        # Synchronized: nothing waits on either side as far as this server knows. While the partner answers,
-        # a change younger than one round of pulls is on its way (see partner_has_mine); once it stops
-        # answering, any change it has not confirmed is waiting.
-        synchronized = self.synchronized() and (connected or not waiting)
-        if synchronized:
-            view.last_synchronized_at = self.server.now()
+        synchronized = self._synchronized_now()
         state = ("connected" if connected else "not_connected") + (
             "_synchronized" if synchronized else "_not_synchronized"
         )
-        return {
-            "type": "backup",
-            "name": pair.name,
-            "me": pair.myself.name,
-            "my_role": pair.me,
-            "partner": pair.partner.name,
-            "interval_s": pair.interval_s,
-            "members": [
-                {
-                    "name": member.name,
-                    "role": role,
-                    "api_url": member.api_url,
-                    "me": member.name == pair.myself.name,
-                    "online": True if member.name == pair.myself.name else connected,
-                    "reachable": True if member.name == pair.myself.name else connected,
-                }
-                for role, member in (("main", pair.main), ("backup", pair.backup))
-            ],
-            "connected": connected,
-            "synchronized": synchronized,
-            "state": state,
-            "last_sync_at": view.last_ok_at,
-            "last_synchronized_at": view.last_synchronized_at,
-            "last_error": view.last_error,
-            "since": self.since,
-            "pending": {
-                "to_partner": {
-                    "changes": max(0, own_seq - seen.changes) if seen else None,
-                    "usage_rows": max(0, own_usage - seen.usage) if seen else None,
-                },
-                "from_partner": {
-                    "changes": max(0, view.own_seq - pair.cursor.changes) if view.own_seq is not None else None,
-                    "usage_rows": max(0, view.usage_id - pair.cursor.usage) if view.usage_id is not None else None,
-                },
-            },
-            "cursor": msgspec.to_builtins(pair.cursor),
-            "contact_losses": self.contact_losses,
-            "active": pair.main.name,
-            "serving": True,
-            "checked_at": self.server.now(),
-        }
-
+        return BackupPairStatus(
+            name=pair.name,
+            me=pair.myself.name,
+            my_role=pair.me,
+            partner=pair.partner.name,
+            interval_s=pair.interval_s,
+            members=tuple(
+                PairMemberStatus(
+                    name=member.name,
+                    role=role,
+                    api_url=member.api_url,
+                    me=member.name == pair.myself.name,
+                    online=True if member.name == pair.myself.name else connected,
+                    reachable=True if member.name == pair.myself.name else connected,
+                )
+                for role, member in roles
+            ),
+            connected=connected,
+            synchronized=synchronized,
+            state=state,
+            last_sync_at=view.last_ok_at,
+            last_synchronized_at=now if synchronized else view.last_synchronized_at,
+            last_error=view.last_error,
+            since=self.since,
+            pending=BackupPending(
+                to_partner=PendingCounts(
+                    changes=max(0, own_seq - seen.changes) if seen else None,
+                    usage_rows=max(0, own_usage - seen.usage) if seen else None,
+                ),
+                from_partner=PendingCounts(
+                    changes=max(0, view.own_seq - pair.cursor.changes) if view.own_seq is not None else None,
+                    usage_rows=max(0, view.usage_id - pair.cursor.usage) if view.usage_id is not None else None,
+                ),
+            ),
+            cursor=pair.cursor,
+            contact_losses=self.contact_losses,
+            active=pair.main.name,
+            serving=True,
+            checked_at=now,
+        )

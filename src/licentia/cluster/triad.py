@@ -19,8 +19,6 @@ import contextlib
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgspec
@@ -29,6 +27,8 @@ from licentia.cluster import peer_auth
 from licentia.cluster.etcd_client import EtcdClient, EtcdUnavailable
 from licentia.cluster.etcd_member import EtcdMember, EtcdPeer, EtcdTiming
 from licentia.cluster.etcd_route import CHECK_EVERY_S, EtcdRoute
+from licentia.cluster.relationship import Host
+from licentia.cluster.relationship_status import TriadStatus
 from licentia.cluster.triad_election import KEEPALIVE_EVERY_S, TriadElection, probe
 from licentia.cluster.triad_log import (
     APPLIED_PREFIX,
@@ -41,17 +41,16 @@ from licentia.cluster.triad_log import (
     write_checkpoint,
     write_checkpoint_forked,
 )
+from licentia.cluster.triad_status import Watchdog, triad_status
 from licentia.cluster.triad_tls import MemberTLS, ensure_member_tls
 from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
 from licentia.core.model import License, TriadMember
 from licentia.core.state import LicenseState, Outcome
+from licentia.store import data_directory
 from licentia.store.forked_write import ForkedWriteFailed
 from licentia.store.journal import usage_rows
 from licentia.store.private_file import write_private
 from licentia.tls import CertificateRefused, ServerTrust
-
-if TYPE_CHECKING:
-    from licentia.server import LicenseServer
 
 __all__ = ["CommitFailed", "NotActive", "TriadConfig", "TriadNode"]
 
@@ -68,9 +67,9 @@ ETCD_HUNG_AFTER_S = 8.0  # ... and this long while its process runs: kill it (th
 APPLY_STALLED_AFTER_S = 3.0
 BATCH_STRIDE = 4096  # usage-row key of a command: revision * BATCH_STRIDE + its position in the batch
 PROGRESS_PREFIX = b"licentia/progress/"
-CHECKPOINT_FILE = "triad-state.json"
-ETCD_DIR = "etcd"
-ETCD_TLS_DIR = "etcd-tls"
+CHECKPOINT_FILE = data_directory.TRIAD_CHECKPOINT.name
+ETCD_DIR = data_directory.ETCD.name
+ETCD_TLS_DIR = data_directory.ETCD_TLS.name
 ETCD_TIMING = EtcdTiming(heartbeat_ms=30, election_ms=300)
 
 
@@ -116,26 +115,10 @@ def etcd_peer(member: TriadMember) -> EtcdPeer:
     return EtcdPeer(name=member.name, host=host, peer_port=int(port), client_port=int(port) + 1)
 
 
-@dataclass
-class Watchdog:
-    """What the watchdog last saw, and what it did about it (counted for /metrics)."""
-
-    etcd_ok_at: float = 0.0
-    etcd_healthy: bool = False
-    apply_healthy: bool = True
-    events: dict[str, int] = field(default_factory=dict)
-    leader_name: str | None = None
-    progress: dict[str, int | None] = field(default_factory=dict)
-    reaches: dict[str, bool] = field(default_factory=dict)  # whether a TCP connection to each peer's API opens
-    in_sync_at: float = 0.0  # Unix time this member was last seen caught up with the log
-    behind_since: float = 0.0  # monotonic: since when the log has been ahead of this member
-
-    def count(self, what: str) -> None:
-        self.events[what] = self.events.get(what, 0) + 1
-
-
 class TriadNode:
-    def __init__(self, server: LicenseServer, config: TriadConfig, applied_revision: int) -> None:
+    """A server's relationship as a member of a triad (`cluster.relationship.Relationship`)."""
+
+    def __init__(self, server: Host, config: TriadConfig, applied_revision: int) -> None:
         self.server = server
         self.config = config
         data = server.config.data_dir
@@ -379,10 +362,12 @@ class TriadNode:
     async def submit(self, command: Command, *, fenced: bool = True) -> Outcome:
         guard = None
         if fenced:
-            command.epoch = await self._serving_epoch_soon()
+            epoch = await self._serving_epoch_soon()
             guard = self.election.claim_revision
             if isinstance(command, Heartbeat | ReclaimExpired | Checkout):
-                command.honour_from = self._honour_from
+                command = msgspec.structs.replace(command, epoch=epoch, honour_from=self._honour_from)
+            else:
+                command = msgspec.structs.replace(command, epoch=epoch)
         try:
             outcome = await self.log.submit(command, guard)
         except ClaimLost:
@@ -409,6 +394,38 @@ class TriadNode:
     async def barrier(self) -> None:
         """Applied state is committed state: there is nothing to wait for."""
         return None
+
+    @property
+    def ended(self) -> bool:
+        return self.dissolved
+
+    @property
+    def kept_name(self) -> str:
+        return self.config.own_name
+
+    def describe(self) -> str:
+        return f"triad {self.config.name!r}"
+
+    def committed(self, command: Command, outcome: Outcome) -> None:
+        return None
+
+    def is_active(self) -> bool:
+        return self.is_serving()
+
+    def client_view(self) -> dict[str, object] | None:
+        """What clients cache: the members, and which one serves."""
+        status = self.status()
+        return {
+            "type": "triad",
+            "name": status.name,
+            "me": status.me,
+            "active": status.active,
+            "serving": status.serving,
+            "members": [
+                {"name": m.name, "role": m.role, "api_url": m.api_url, "tls_fingerprint": m.tls_fingerprint or None}
+                for m in self.config.members
+            ],
+        }
 
     async def propose(self, command: Command) -> Outcome:
         """Commit a command that needs no claim (dissolving the triad) and return its outcome."""
@@ -500,7 +517,7 @@ class TriadNode:
                 continue
             if checkpoint.revision <= self.log.applied_revision:
                 continue
-            self.server.state = LicenseState.from_snapshot(checkpoint.snapshot)
+            self.server.install_state(LicenseState.from_snapshot(checkpoint.snapshot))
             self.log.restart_from(checkpoint.revision)
             async with self._checkpoint_lock:  # the peer's checkpoint is this member's now, as it came
                 await asyncio.to_thread(write_private, self.checkpoint_file, answer.content)
@@ -766,60 +783,21 @@ class TriadNode:
 
     # -- status ---------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        state = self.server.state
-        view = self.election.fresh_view(now)
-        holder = view.holder if view is not None else None
-        alive = view.alive if view is not None else frozenset()
-        log_revision = view.log_revision if view is not None else None
-        dog = self.watchdog
-        active = state.active
-        # Who is active, as of the epoch reported with it: the election's holder once this member has
-        # applied the election (a change still being applied here shows as nobody, never as a pair of a
-        # new holder and an old epoch).
-        applied_holder = holder if active is not None and active.member == holder else None
-        members = []
-        for member in self.config.members:
-            is_me = member.name == self.config.me
-            if is_me:
-                behind: int | None = (
-                    max(0, log_revision - self.log.applied_revision) if isinstance(log_revision, int) else None
-                )
-            else:
-                behind = dog.progress.get(member.name)
-            members.append(
-                {
-                    "name": member.name,
-                    "role": member.role,
-                    "api_url": member.api_url,
-                    "raft_address": member.raft_address,
-                    "active": applied_holder == member.name,
-                    "reachable": self.election.lease_valid(now) if is_me else dog.reaches.get(member.name, False),
-                    "etcd_lease_alive": member.name in alive,
-                    "raft_leader": dog.leader_name == member.name,
-                    "log_behind": behind,
-                }
-            )
+    def status(self) -> TriadStatus:
+        """This member's view of the triad (`triad_status.triad_status`); reading it changes nothing but the
+        time this member was last seen caught up with the log."""
         if self.is_ready():
-            dog.in_sync_at = time.time()
-        return {
-            "type": "triad",
-            "name": self.config.name,
-            "me": self.config.me,
-            "my_role": self.config.member.role,
-            "serving": self.is_serving(),
-            "active": applied_holder,
-            "epoch": active.epoch if active is not None else 0,
-            "active_until": None,
-            "has_quorum": self.election.lease_valid(now),
-            "commit_index": log_revision,
-            "applied_index": self.log.applied_revision,
-            "in_sync_at": dog.in_sync_at or None,
-            "failovers_seen": self.failovers,
-            "etcd_restarts": self.etcd.restarts if self.etcd is not None else 0,
-            "watchdog_events": dict(dog.events),
-            "healthy": dog.etcd_healthy and dog.apply_healthy,
-            "members": members,
-        }
+            self.watchdog.in_sync_at = time.time()
+        return triad_status(
+            name=self.config.name,
+            me=self.config.me,
+            members=self.config.members,
+            active=self.server.state.active,
+            election=self.election,
+            watchdog=self.watchdog,
+            applied_revision=self.log.applied_revision,
+            serving=self.is_serving(),
+            failovers=self.failovers,
+            etcd_restarts=self.etcd.restarts if self.etcd is not None else 0,
+            now_mono=asyncio.get_running_loop().time(),
+        )

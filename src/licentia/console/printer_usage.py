@@ -14,13 +14,13 @@ from typing import Any, get_args, get_type_hints
 
 from starlette.requests import Request
 
-from licentia.api.admin_api import group_views
 from licentia.api.lists import PRINTERS, printer_page
 from licentia.console.pages import Page, can
 from licentia.console.paging import table, table_query
 from licentia.console.sessions import ConsoleSession
 from licentia.core.model import MappingRule
 from licentia.core.state import DAY
+from licentia.core.views import group_views
 from licentia.store.journal import UsageQuery
 
 RECENT_REQUESTS = 50

@@ -25,7 +25,8 @@ MEMBER_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 async def redundancy(request: Request, session: ConsoleSession) -> dict[str, Any]:
     server = request.app.state.server
     state = await server.read_state()
-    status = server.relationship() or {"type": None}
+    current = server.relationship()
+    status = current.as_json() if current is not None else {"type": None}
     name = state.settings.server_name
     owners = state.triad.license_owners(sorted(state.licenses)) if state.triad is not None else {}
     return {

@@ -28,7 +28,7 @@ from licentia.api.routing import read_body
 from licentia.api.source_address import source_address
 from licentia.console.views import render, static_url
 from licentia.core.model import AdminUser
-from licentia.server import INITIAL_PASSWORD_FILE
+from licentia.store.data_directory import INITIAL_PASSWORD
 
 log = logging.getLogger("licentia.console")
 
@@ -72,7 +72,7 @@ async def initial_password_pending(server: Any) -> bool:
     A hint that no longer works (the password was changed, here or through the
     API or CLI) is a stale secret on disk, so it is deleted.
     """
-    path = server.config.data_dir / INITIAL_PASSWORD_FILE
+    path = server.config.data_dir / INITIAL_PASSWORD.name
     try:
         hint = path.read_text().strip()
     except OSError:
@@ -178,7 +178,7 @@ async def login_form(
         "notice": notice,
         "username": username[:64],
         "first_start": await initial_password_pending(server),
-        "hint_file": INITIAL_PASSWORD_FILE,
+        "hint_file": INITIAL_PASSWORD.name,
     }
     response = render(request, "login.html", context, status)
     response.headers.update(headers or {})

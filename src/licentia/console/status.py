@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from licentia.api.auth import authenticate
 from licentia.api.errors import JSON, ApiError, error_response
+from licentia.cluster.relationship_status import RelationshipStatus
 from licentia.core.state import LicenseState
 
 GOOD = ("ok", "full")
@@ -34,23 +35,21 @@ def main_owner(state: LicenseState, console_path: str) -> MainOwner | None:
     return MainOwner(pair.name, pair.main.name, pair.main.api_url.rstrip("/") + console_path.rstrip("/") + "/")
 
 
-def relationship_label(relationship: dict[str, Any] | None) -> tuple[str, str, bool]:
+def relationship_label(relationship: RelationshipStatus | None) -> tuple[str, str, bool]:
     """(relationship, this server's role in it, whether this server serves licenses now)."""
-    if relationship is None or not relationship.get("type"):
+    if relationship is None:
         return "Standalone", "", True
-    kind = str(relationship["type"]).capitalize()
-    name = relationship.get("name")
-    role = str(relationship.get("my_role") or relationship.get("role") or "")
-    serving = bool(relationship.get("serving", True))
-    return (f"{kind} {name}" if name else kind), role, serving
+    kind = relationship.type.capitalize()
+    name = relationship.name
+    return (f"{kind} {name}" if name else kind), relationship.my_role, relationship.serving
 
 
-def standing(relationship: dict[str, Any] | None, serving: bool) -> tuple[str, str]:
+def standing(relationship: RelationshipStatus | None, serving: bool) -> tuple[str, str]:
     """(the strip's pill text, its kind: ok | neutral | bad). A standby while another member serves is normal,
     so neutral; red only for a real problem: no member of the relationship serves."""
     if serving:
         return "Active", "ok"
-    if relationship is not None and relationship.get("active"):
+    if relationship is not None and relationship.active:
         return "Standby", "neutral"
     return "No member active", "bad"
 

@@ -30,17 +30,18 @@ from licentia.core.model import (
 from licentia.core.settings import Settings
 
 
-class Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+class Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True, frozen=True):
     """`epoch` is the active record's epoch the proposing server believed in (0 when standalone).
 
     In a triad the state machine refuses a command whose epoch is not the current
     one, so a deposed or partitioned server can never change license state.
+    Commands are frozen: a triad member stamps its epoch on a copy (`msgspec.structs.replace`).
     """
 
     epoch: int = 0
 
 
-class AddLicense(Command, tag="add_license"):
+class AddLicense(Command, tag="add_license", frozen=True):
     """A license whose signature the edge has already verified against a trusted issuer."""
 
     terms: LicenseTerms
@@ -48,11 +49,11 @@ class AddLicense(Command, tag="add_license"):
     signature: str
 
 
-class RemoveLicense(Command, tag="remove_license"):
+class RemoveLicense(Command, tag="remove_license", frozen=True):
     license_id: str
 
 
-class PrintCheck(Command, tag="print_check"):
+class PrintCheck(Command, tag="print_check", frozen=True):
     """`source_ip` is where the request came from; `source_host` its verified host name (see `Checkout`)."""
 
     product: str
@@ -62,7 +63,7 @@ class PrintCheck(Command, tag="print_check"):
     source_host: str | None = None
 
 
-class Checkout(Command, tag="checkout"):
+class Checkout(Command, tag="checkout", frozen=True):
     """Take a seat. With `honour_from` (see `ReclaimExpired`), for one lease TTL from then every lease still
     held counts as a taken seat, expired or not: those leases may still be renewed.
 
@@ -91,7 +92,7 @@ class Renewal(msgspec.Struct, array_like=True):
     source_host: str
 
 
-class Heartbeat(Command, tag="heartbeat"):
+class Heartbeat(Command, tag="heartbeat", frozen=True):
     """Renew leases. With `honour_from` (see `ReclaimExpired`) a lease that ran out is still renewed
     until one of its own TTL has passed since then; a failover never extends a stored expiry.
 
@@ -103,7 +104,7 @@ class Heartbeat(Command, tag="heartbeat"):
     honour_from: float = 0.0
 
 
-class Checkin(Command, tag="checkin"):
+class Checkin(Command, tag="checkin", frozen=True):
     """End a lease. With `source_host` set (see `Checkout`) the access rules must allow the request."""
 
     lease_id: str
@@ -111,7 +112,7 @@ class Checkin(Command, tag="checkin"):
     source_host: str | None = None
 
 
-class PruneRegistries(Command, tag="prune_registries"):
+class PruneRegistries(Command, tag="prune_registries", frozen=True):
     """Forget these printers and clients if, at the command's time, none was seen within the usage
     retention (a printer also not within its in-use window). The edge picks a bounded slice of
     candidates; the core decides, so every member forgets the same ones."""
@@ -120,11 +121,11 @@ class PruneRegistries(Command, tag="prune_registries"):
     client_ids: list[str] = []
 
 
-class RevokeLease(Command, tag="revoke_lease"):
+class RevokeLease(Command, tag="revoke_lease", frozen=True):
     lease_id: str
 
 
-class ReclaimExpired(Command, tag="reclaim_expired"):
+class ReclaimExpired(Command, tag="reclaim_expired", frozen=True):
     """Drop the leases that ran out. With `honour_from` (set by a triad member that took over, or whose
     clock jumped, at that moment's command time) a lease is dropped only once one more of its own TTL
     has passed since then: a lease that ran out during the failover is not lost."""
@@ -132,56 +133,56 @@ class ReclaimExpired(Command, tag="reclaim_expired"):
     honour_from: float = 0.0
 
 
-class CreatePrinterGroup(Command, tag="create_printer_group"):
+class CreatePrinterGroup(Command, tag="create_printer_group", frozen=True):
     name: str
 
 
-class RenamePrinterGroup(Command, tag="rename_printer_group"):
+class RenamePrinterGroup(Command, tag="rename_printer_group", frozen=True):
     name: str
     new_name: str
 
 
-class DeletePrinterGroup(Command, tag="delete_printer_group"):
+class DeletePrinterGroup(Command, tag="delete_printer_group", frozen=True):
     name: str
 
 
-class SetMappingRules(Command, tag="set_mapping_rules"):
+class SetMappingRules(Command, tag="set_mapping_rules", frozen=True):
     rules: list[MappingRule]
 
 
-class SetPrinterGroup(Command, tag="set_printer_group"):
+class SetPrinterGroup(Command, tag="set_printer_group", frozen=True):
     printer_id: str
     group: str
 
 
-class UpdateSettings(Command, tag="update_settings"):
+class UpdateSettings(Command, tag="update_settings", frozen=True):
     changes: dict[str, Any]
     expected_version: int | None = None
 
 
-class SetAccessRules(Command, tag="set_access_rules"):
+class SetAccessRules(Command, tag="set_access_rules", frozen=True):
     rules: list[AccessRule]
     default_policy: str | None = None
 
 
-class SetAlertSettings(Command, tag="set_alert_settings"):
+class SetAlertSettings(Command, tag="set_alert_settings", frozen=True):
     """Replace the alert recipients and thresholds (validated; `expected_version` guards lost updates)."""
 
     settings: AlertSettings
     expected_version: int | None = None
 
 
-class PutAdminUser(Command, tag="put_admin_user"):
+class PutAdminUser(Command, tag="put_admin_user", frozen=True):
     """Create a console/admin user or change its password or role (hash made at the edge)."""
 
     user: AdminUser
 
 
-class DeleteAdminUser(Command, tag="delete_admin_user"):
+class DeleteAdminUser(Command, tag="delete_admin_user", frozen=True):
     username: str
 
 
-class RehashAdminPassword(Command, tag="rehash_admin_password"):
+class RehashAdminPassword(Command, tag="rehash_admin_password", frozen=True):
     """Replace a user's password hash by one of the same password with current parameters (made at the edge,
     after a successful login). Applies only while the user still has `old_hash`; keeps the password version."""
 
@@ -190,7 +191,7 @@ class RehashAdminPassword(Command, tag="rehash_admin_password"):
     new_hash: str
 
 
-class FormTriad(Command, tag="form_triad"):
+class FormTriad(Command, tag="form_triad", frozen=True):
     """Turn this state into the state of a triad with these members (seeded from this state)."""
 
     name: str
@@ -200,11 +201,11 @@ class FormTriad(Command, tag="form_triad"):
     pooled: list[PooledLicense] = []  # the other members' licenses that join the pool (one copy of each id)
 
 
-class DissolveTriad(Command, tag="dissolve_triad"):
+class DissolveTriad(Command, tag="dissolve_triad", frozen=True):
     pass
 
 
-class ElectedActive(Command, tag="elected_active"):
+class ElectedActive(Command, tag="elected_active", frozen=True):
     """The triad's election made `member` the active member: the next epoch begins.
 
     It is committed in the same etcd transaction that gives `member` the election key, so
@@ -226,7 +227,7 @@ class SharedConfig(msgspec.Struct):
     alert_settings: AlertSettings
 
 
-class FormBackupPair(Command, tag="form_backup_pair"):
+class FormBackupPair(Command, tag="form_backup_pair", frozen=True):
     """This server joins a backup relationship as `me`; a main given `config` makes it its own (the
     administrator chose to seed the pair with the backup's settings)."""
 
@@ -238,11 +239,11 @@ class FormBackupPair(Command, tag="form_backup_pair"):
     config: SharedConfig | None = None
 
 
-class LeaveBackupPair(Command, tag="leave_backup_pair"):
+class LeaveBackupPair(Command, tag="leave_backup_pair", frozen=True):
     """Work alone again; everything synchronized so far is kept."""
 
 
-class SwapPairRoles(Command, tag="swap_pair_roles"):
+class SwapPairRoles(Command, tag="swap_pair_roles", frozen=True):
     pass
 
 
@@ -253,7 +254,7 @@ class PeerUsage(msgspec.Struct, array_like=True):
     record: UsageRecord
 
 
-class MergePeerChanges(Command, tag="merge_peer_changes"):
+class MergePeerChanges(Command, tag="merge_peer_changes", frozen=True):
     """What the partner changed since our cursor; merged idempotently and the cursor advanced atomically.
 
     `up_to`/`usage_up_to` are the partner's change sequence and usage row id this batch

@@ -10,9 +10,10 @@ along; everything lands in one tar.gz archive with a `manifest.json` that lists
 each file with its SHA-256 and summarises the state (journal index, licenses,
 leases). The archive holds the server's secret keys: it is written mode 0600.
 
-Not included: `server.lock`, the first-start password file, and a triad
-member's etcd data directory (its log is not copied consistently while it is
-written; a restored member is brought up to date by the other two).
+What goes along and what does not (`server.lock`, the first-start password file, a triad
+member's etcd data directory: its log is not copied consistently while it is
+written; a restored member is brought up to date by the other two) is declared,
+with the reason, in `store.data_directory`.
 
 `restore_backup` refuses while a server holds the data directory's lock, and
 refuses a non-empty directory unless forced. It checks every checksum and the
@@ -43,25 +44,18 @@ import msgspec
 from licentia import __version__
 from licentia.core.commands import decode_command
 from licentia.core.state import LicenseState, Snapshot
+from licentia.store import data_directory
 from licentia.store.snapshot_file import decode_snapshot_file, snapshot_path
 
 FORMAT = "licentia-backup"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-DATABASE = "licentia.db"
+DATABASE = data_directory.DATABASE.name
 SNAPSHOT = snapshot_path(Path(DATABASE)).name  # read just before the database is copied (see create_backup)
 # Files copied as they are when present: they are written once (keys) or replaced atomically.
-PLAIN_FILES = (
-    "token.key",
-    "peer.key",
-    "grant.key",
-    "triad.json",
-    "triad-state.json",
-    "alerts-state.json",
-    "backup-pair.key",
-)
-ISSUERS_DIR = "trusted-issuers"
-LOCK_FILE = "server.lock"
+PLAIN_FILES = data_directory.backed_up_as_is()
+ISSUERS_DIR = data_directory.TRUSTED_ISSUERS.name
+LOCK_FILE = data_directory.LOCK.name
 _ISSUER_NAME = re.compile(r"^trusted-issuers/[A-Za-z0-9._-]{1,200}$")
 
 
