@@ -87,6 +87,7 @@ class LicenseServer:
         self._last_now = 0.0
         self.install_on_start: list[Path] = []
         self.relation: Relationship = Standalone(self)
+        self._leaving: TriadNode | None = None  # the triad this server is leaving (see leave_triad)
         self.role_events = RoleEvents()  # the Redundancy page's timeline (cluster.role_events)
         self.heartbeats = HeartbeatCoalescer(self.execute, lambda lease_id: lease_id in self.state.leases)
         self.host_names = VerifiedHostNames()
@@ -362,18 +363,20 @@ class LicenseServer:
         (those it brought into the pool; the former primary also keeps those added since), never a copy of
         another member's."""
         node = self.triad
-        if node is None:
+        if node is None or node is self._leaving:
             return
+        self._leaving = node  # until the relationship below is Standalone, `self.triad` is still this node
         role = node.config.member.role
         await node.stop()
-        self.relation = Standalone(self)
-        self.role_events.forget_members()
-        self.role_events.record("left", f"Left triad {node.config.name}; this server works alone now.")
         if self.state.triad is not None:  # normally the committed dissolve has ended it already
             self.state.apply(DissolveTriad(), self.now())
         await self.journal.rebase(self.state)
         self.triad_file.unlink(missing_ok=True)
         node.remove_files()
+        # Alone only once nothing of the triad is left on disk: a restart from here on starts alone too.
+        self.relation = Standalone(self)
+        self.role_events.forget_members()
+        self.role_events.record("left", f"Left triad {node.config.name}; this server works alone now.")
         own_name = node.config.own_name
         if own_name and own_name != self.state.settings.server_name:
             await self.execute(UpdateSettings(changes={"server_name": own_name}))

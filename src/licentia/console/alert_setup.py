@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 
 from licentia.api.alerts_api import alerts_view
+from licentia.api.this_server import this_server
 from licentia.console.pages import Page, can
 from licentia.console.sessions import ConsoleSession
 from licentia.core.alert_settings import ALERT_KINDS, LIMITS, MAX_RECIPIENTS
@@ -32,7 +33,7 @@ assert set(KIND_LABELS) == set(ALERT_KINDS), "every alert kind needs a label on 
 
 
 async def alert_setup(request: Request, session: ConsoleSession) -> dict[str, Any]:
-    server = request.app.state.server
+    server = this_server(request)
     state = await server.read_state()
     view = alerts_view(server, state)
     return {

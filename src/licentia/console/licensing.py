@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from licentia.api.this_server import this_server
 from licentia.console.pages import Page, can
 from licentia.console.sessions import ConsoleSession
 from licentia.console.views import PageNotFound
@@ -85,30 +86,34 @@ def in_console_order(servers: list[LicenseServerView], order: list[str]) -> list
 
 
 async def overview(request: Request, session: ConsoleSession) -> dict[str, Any]:
-    server = request.app.state.server
+    server = this_server(request)
     state = await server.read_state()
     now = server.now()
+    relationship = server.relationship()
     servers = known_license_servers(
-        server.relationship(), server.server_id, state.settings.server_name, license_views(state, now)
+        relationship.as_json() if relationship is not None else None,
+        server.server_id,
+        state.settings.server_name,
+        license_views(state, now),
     )
     servers = in_console_order(servers, list(getattr(state.settings, "console_server_order", [])))
     return {"servers": servers, "can_reorder": can(session, "admin") and len(servers) > 1}
 
 
 async def license_setup(request: Request, session: ConsoleSession) -> dict[str, Any]:
-    server = request.app.state.server
+    server = this_server(request)
     state = await server.read_state()
     return {
         "licenses": license_views(state, server.now()),
         "max_body_bytes": server.config.max_body_bytes,
         "trusted_issuers": server.trusted.ids(),
         "server_id": server.server_id,
-        "relationship_type": (server.relationship() or {}).get("type"),
+        "relationship_type": relationship.type if (relationship := server.relationship()) is not None else None,
     }
 
 
 async def license_details(request: Request, session: ConsoleSession) -> dict[str, Any]:
-    server = request.app.state.server
+    server = this_server(request)
     state = await server.read_state()
     now = server.now()
     license_id = request.path_params["license_id"]

@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from licentia.api.auth import ROLE_RANK
+from licentia.api.this_server import this_server
 from licentia.console.sessions import (
     ConsoleSession,
     console_path,
@@ -87,7 +88,7 @@ def nav_sections(session: ConsoleSession) -> list[tuple[str, list[NavEntry]]]:
 async def common_context(request: Request, session: ConsoleSession, page: Page) -> dict[str, Any]:
     """What base.html needs: who is logged in, the navigation, the CSRF value and the first status."""
     base = console_path(request)
-    server = request.app.state.server
+    server = this_server(request)
     state = await server.read_state()
     return {
         "console": base,

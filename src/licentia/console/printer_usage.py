@@ -15,6 +15,7 @@ from typing import Any, get_args, get_type_hints
 from starlette.requests import Request
 
 from licentia.api.lists import PRINTERS, printer_page
+from licentia.api.this_server import this_server
 from licentia.console.pages import Page, can
 from licentia.console.paging import table, table_query
 from licentia.console.sessions import ConsoleSession
@@ -39,7 +40,7 @@ REASONS = {
 
 async def printer_usage(request: Request, session: ConsoleSession) -> dict[str, Any]:
     """What the tab shows; a live refresh (`?fragment=NAME`) computes only what its region shows."""
-    server = request.app.state.server
+    server = this_server(request)
     fragment = request.query_params.get("fragment")
     failed_only = request.query_params.get("failed") in ("1", "true", "on")
     tab = "permissions" if request.query_params.get("tab") == "permissions" else "activity"

@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from licentia.api.this_server import this_server
 from licentia.cluster.role_events import KEEP
 from licentia.console.pages import Page, can
 from licentia.console.sessions import ConsoleSession
@@ -23,7 +24,7 @@ MEMBER_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 async def redundancy(request: Request, session: ConsoleSession) -> dict[str, Any]:
-    server = request.app.state.server
+    server = this_server(request)
     state = await server.read_state()
     current = server.relationship()
     status = current.as_json() if current is not None else {"type": None}

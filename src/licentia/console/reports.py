@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 
 from licentia.api.reports_api import MAX_BUCKETS
+from licentia.api.this_server import this_server
 from licentia.console.pages import Page
 from licentia.console.sessions import ConsoleSession
 
@@ -32,7 +33,7 @@ REFUSAL_REASONS = {
 
 
 async def usage_reports(request: Request, session: ConsoleSession) -> dict[str, Any]:
-    state = await request.app.state.server.read_state()
+    state = await this_server(request).read_state()
     return {
         "window_days": state.settings.printer_window_days,
         "lease_ttl_s": state.settings.lease_ttl_s,

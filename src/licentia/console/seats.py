@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 
 from licentia.api.lists import CLIENTS, LEASES, client_page, lease_page
+from licentia.api.this_server import this_server
 from licentia.console.pages import Page
 from licentia.console.paging import table, table_query
 from licentia.console.sessions import ConsoleSession
@@ -21,7 +22,7 @@ CLIENT_SORTS = {"last_seen": "last seen", "host": "host"}
 
 
 async def seats_and_clients(request: Request, session: ConsoleSession) -> dict[str, Any]:
-    server = request.app.state.server
+    server = this_server(request)
     fragment = request.query_params.get("fragment")
     context: dict[str, Any] = {"lease_sorts": LEASE_SORTS, "client_sorts": CLIENT_SORTS}
     lease_query = table_query(request, LEASES, "lease_")

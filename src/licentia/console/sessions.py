@@ -26,6 +26,7 @@ from licentia.api.errors import ApiError
 from licentia.api.passwords import PasswordChecksBusy
 from licentia.api.routing import read_body
 from licentia.api.source_address import source_address
+from licentia.api.this_server import this_server
 from licentia.console.views import render, static_url
 from licentia.core.model import AdminUser
 from licentia.store.data_directory import INITIAL_PASSWORD
@@ -48,11 +49,11 @@ class ConsoleSession:
 
 
 def console_path(request: Request) -> str:
-    return str(request.app.state.server.config.console_path)
+    return str(this_server(request).config.console_path)
 
 
 def current_session(request: Request) -> ConsoleSession | None:
-    server = request.app.state.server
+    server = this_server(request)
     token = request.cookies.get(session_cookie_name(server))
     if not token:
         return None
@@ -97,7 +98,7 @@ async def initial_password_pending(server: Any) -> bool:
 
 
 async def must_set_password(request: Request, session: ConsoleSession) -> bool:
-    return session.user.username == FIRST_ADMIN and await initial_password_pending(request.app.state.server)
+    return session.user.username == FIRST_ADMIN and await initial_password_pending(this_server(request))
 
 
 # -- login and logout ---------------------------------------------------------------------------
@@ -157,7 +158,7 @@ async def login_form(
 ) -> Response:
     """The login page, with a fresh double-submit token (its nonce cookie is set on the response); after a
     refused attempt it keeps the username typed, so only the password is typed again."""
-    server = request.app.state.server
+    server = this_server(request)
     base = console_path(request)
     nonce = secrets.token_urlsafe(24)
     if notice is None:
@@ -201,7 +202,7 @@ async def login_page(request: Request) -> Response:
 
 
 async def login_submit(request: Request) -> Response:
-    server = request.app.state.server
+    server = this_server(request)
     form = await read_form(request)
     nonce = request.cookies.get(_login_cookie_name(server), "")
     if not nonce or not _matches(form.get("csrf", ""), _login_form_token(server, nonce)):
@@ -242,7 +243,7 @@ async def login_submit(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """Logging out is a POST with the page's CSRF value, so another site cannot log a user out. It revokes
     the session's token on the server, as POST /api/v1/auth/logout does: a copy of the cookie stops working."""
-    server = request.app.state.server
+    server = this_server(request)
     session = current_session(request)
     form = await read_form(request)
     if session is not None and not _matches(form.get("csrf", ""), session.csrf):

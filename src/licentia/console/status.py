@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from licentia.api.auth import authenticate
 from licentia.api.errors import JSON, ApiError, error_response
+from licentia.api.this_server import this_server
 from licentia.cluster.relationship_status import RelationshipStatus
 from licentia.core.state import LicenseState
 
@@ -88,5 +89,5 @@ async def status_json(request: Request) -> Response:
         return error_response(exc.code, exc.message, exc.status, exc.headers)
     if user is None:
         return error_response("unauthorized", "log in to the console first")
-    server = request.app.state.server
+    server = this_server(request)
     return JSON(status_summary(server, await server.read_state()), headers={"Cache-Control": "no-store"})

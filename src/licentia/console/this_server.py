@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 
+from licentia.api.this_server import this_server
 from licentia.console.pages import Page
 from licentia.console.sessions import ConsoleSession
 
@@ -29,7 +30,7 @@ WHERE_KINDS = {"any": "Anywhere", "ip": "IP address", "cidr": "Network (CIDR)", 
 
 
 async def this_license_server(request: Request, session: ConsoleSession) -> dict[str, Any]:
-    server = request.app.state.server
+    server = this_server(request)
     state = await server.read_state()
     return {
         "rules": msgspec.to_builtins(state.access_rules),

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from licentia.api.auth import ROLE_RANK
+from licentia.api.this_server import this_server
 from licentia.console.pages import Page
 from licentia.console.sessions import ConsoleSession
 
@@ -22,7 +23,7 @@ ROLE_HELP = {
 
 
 async def users_page(request: Request, session: ConsoleSession) -> dict[str, Any]:
-    state = await request.app.state.server.read_state()
+    state = await this_server(request).read_state()
     users = sorted(state.users.values(), key=lambda user: (-ROLE_RANK[user.role], user.username))
     return {"users": users, "roles": list(ROLE_RANK), "role_help": ROLE_HELP, "me": session.user.username}
 
