@@ -64,13 +64,25 @@ def flood(host: str, port: int, sockets: list[socket.socket]) -> None:
         sockets.append(conn)
 
 
+def settled_rss(cluster: TriadCluster) -> dict[str, int]:
+    """Each member's RSS once a just-formed triad has warmed up (its gRPC channels and etcd grow ~10 MiB in
+    their first ~12 s with no traffic at all), so that what grows afterwards is the outsiders' doing."""
+    samples = [{role: rss_kib(cluster.servers[role].process.pid) for role in ROLES}]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        samples.append({role: rss_kib(cluster.servers[role].process.pid) for role in ROLES})
+        if len(samples) >= 3 and all(samples[-1][role] - samples[-3][role] < 512 for role in ROLES):
+            break
+    return samples[-1]
+
+
 def test_outsiders_without_certificates_cannot_disturb_the_triad(start_triad, issuer):
     cluster: TriadCluster = start_triad()
     install_licenses(cluster, issuer, seats=5)
     primary = cluster.servers["primary"]
     epoch = admin_get(primary, "/api/v1/admin/relationship")["epoch"]
-    time.sleep(1.0)
-    before = {role: rss_kib(cluster.servers[role].process.pid) for role in ROLES}
+    before = settled_rss(cluster)
 
     targets = []
     for role in ROLES:
