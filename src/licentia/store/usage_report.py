@@ -173,6 +173,22 @@ def usage_report(
         index = math.floor((denial.at - since) / bucket_s)
         if 0 <= index < len(refused) and denial.at < edges[-1]:
             refused[index][denial.reason] += denial.count
+    return assemble_report(since, until, bucket, bucket_s, as_of, edges, printers, seats_total, seats, refused)
+
+
+def assemble_report(
+    since: float,
+    until: float,
+    bucket: str,
+    bucket_s: float,
+    as_of: float,
+    edges: list[float],
+    printers: list[int],
+    seats_total: list[int],
+    seats: dict[str, list[int]],
+    refused: list[dict[str, int]],
+) -> UsageReport:
+    """The report from its per-bucket figures (computed from the rows here, or from the rollups)."""
     buckets = [
         ReportBucket(
             start=low,

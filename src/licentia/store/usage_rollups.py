@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from licentia.core.model import Lease
-from licentia.store.usage_report import BUCKET_SECONDS, ReportBucket, UsageReport, bucket_count
+from licentia.store.usage_report import BUCKET_SECONDS, UsageReport, assemble_report, bucket_count
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -429,25 +429,4 @@ def rollup_report(
             index = math.floor((start - since) / bucket_s)
             if 0 <= index < len(refused) and count:
                 refused[index][reason] += count
-    buckets = [
-        ReportBucket(
-            start=low,
-            end=high,
-            printers=printers[i],
-            seats_total=seats_total[i],
-            seats={name: counts[i] for name, counts in seats.items()},
-            denials_total=sum(refused[i].values()),
-            denials=dict(sorted(refused[i].items())),
-        )
-        for i, (low, high) in enumerate(itertools.pairwise(edges))
-    ]
-    return UsageReport(
-        since=since,
-        until=until,
-        bucket=bucket,
-        bucket_s=bucket_s,
-        as_of=as_of,
-        products=sorted(seats),
-        denial_reasons=sorted({reason for counts in refused for reason in counts}),
-        buckets=buckets,
-    )
+    return assemble_report(since, until, bucket, bucket_s, as_of, edges, printers, seats_total, seats, refused)
