@@ -299,6 +299,7 @@ def serving_times(record: Record) -> list[float]:
 
 def check_healed_primary_serves(record: Record) -> list[str]:
     problems = []
+    stalled_windows = clock_stall_windows(record)
     serving_primary = sorted(s.end for s in record.samples if s.serving and s.member == "primary")
     starts = sorted(f.start for f in record.faults)
     for fault in record.faults:
@@ -307,6 +308,8 @@ def check_healed_primary_serves(record: Record) -> list[str]:
         window_end = fault.end + HEALED_PRIMARY_LIMIT_S
         if any(fault.end < start < window_end for start in starts):
             continue  # another fault began before the primary had its chance
+        if any(w0 <= fault.end <= w1 for w0, w1 in stalled_windows.get("primary", [])):
+            continue  # its clock was put back by 120 s: its timers are stalled (rule 4's windows), as in a hang
         if not any(fault.end <= t <= window_end for t in serving_primary):
             problems.append(f"the primary isolated at {fault.start:.3f} did not serve within "
                             f"{HEALED_PRIMARY_LIMIT_S:g}s of the heal at {fault.end:.3f}")
@@ -336,6 +339,16 @@ def check_no_flapping(members_in: dict[int, set[str]], faults: int) -> list[str]
     return []
 
 
+def clock_stall_windows(record: Record) -> dict[str, list[tuple[float, float]]]:
+    """When each member's timers stood still after its clocks were put back by 120 s (libfaketime moves
+    the monotonic clock too, which a real clock never does: the member waits out the 120 s like a hang)."""
+    windows: dict[str, list[tuple[float, float]]] = {role: [] for role in ROLES}
+    for fault in record.faults:
+        if fault.kind == "clock-jump":
+            windows[fault.members[0]].append((fault.start, fault.end + 125.0))
+    return windows
+
+
 def impaired_windows(record: Record) -> dict[str, list[tuple[float, float]]]:
     """When each member could not take part (killed, paused, isolated, or, after its clock was put back by
     120 s, with its timers stalled for about as long), each window stretched by a recovery allowance."""
@@ -344,8 +357,8 @@ def impaired_windows(record: Record) -> dict[str, list[tuple[float, float]]]:
         if fault.kind in ("kill", "pause", "isolate", "kill-all"):
             for role in fault.members:
                 windows[role].append((fault.start, fault.end + 2.0))
-        elif fault.kind == "clock-jump":
-            windows[fault.members[0]].append((fault.start, fault.end + 125.0))
+    for role, stalls in clock_stall_windows(record).items():
+        windows[role].extend(stalls)
     return windows
 
 
