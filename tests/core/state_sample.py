@@ -34,9 +34,9 @@ def license_command(license_id: str, product: str, unit: str, count: int) -> c.A
     return c.AddLicense(terms=terms, key_id="issuer-1", signature="sig-" + license_id)
 
 
-def sample_state() -> LicenseState:
-    state = LicenseState()
-    script: list[tuple[c.Command, float]] = [
+def sample_script() -> list[tuple[c.Command, float]]:
+    """The commands that make the sample state, with their times (every one is applied)."""
+    return [
         (c.PutAdminUser(user=AdminUser("admin", "hash-1", "admin")), T0),
         (license_command("LIC-P", "LabelStudio", "printers", 1), T0),
         (license_command("LIC-S", "Designer", "seats", 2), T0),
@@ -59,7 +59,11 @@ def sample_state() -> LicenseState:
                                          TriadMember("t", "tertiary", "https://t", "t:1")], seed="p"), T0 + 70),
         (c.ElectedActive(member="p"), T0 + 80),
     ]
-    for command, now in script:
+
+
+def sample_state() -> LicenseState:
+    state = LicenseState()
+    for command, now in sample_script():
         outcome = state.apply(command, now)
         assert outcome.ok, (command, outcome)
     state.liveness = {"p": T0 + 81}
