@@ -1,6 +1,6 @@
 """The Licensing overview and License Setup pages: license servers, their licenses, adding and removing.
 
-What they show comes from `LicenseState.license_status`, the view the admin
+What they show comes from `core.views.license_status`, the view the admin
 API answers with; adding and removing go through the admin API from the
 pages' scripts (overview.js, license-setup.js).
 """
