@@ -31,7 +31,6 @@ class Printing(IndexedState):
         """Nothing is recorded in the printer and client registries until the request is granted: a refused
         one (access, blocked printer, no license, limit) leaves only its usage record."""
         pid = printer_id(cmd.printer)
-
         allowed, why = self._client_access(cmd.client, cmd.source_ip, cmd.source_host)
         if not allowed:
             return refused(

@@ -42,7 +42,6 @@ class Seats(IndexedState):
         """The access rules decide first, then a retry of this client's own request (same request id, same
         declared client, same source address) gets its lease back; another client's request id names no
         lease of theirs. The client registry records the client only once a seat is granted."""
-
         allowed, why = self._client_access(cmd.client, cmd.source_ip, cmd.source_host)
         if not allowed:
             return refused(
