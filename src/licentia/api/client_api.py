@@ -101,8 +101,8 @@ def _log_denied(denied: dict[str, str], address: str) -> None:
 
 async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
     """Renew the leases named. Leases the access rules now deny are listed under `denied` and not renewed
-    (see `Seats._heartbeat` in `licentia.core.seats` for when one is also released); if every lease named was denied the
-    answer is 403 access_denied."""
+    (see `licentia.core.seats.Seats._heartbeat` for when one is also released); if every lease named was
+    denied the answer is 403 access_denied."""
     server = this_server(request)
     address, host = await _origin(request)
     renewals = applied(await server.heartbeats.renew(body.lease_ids, address, host)).result
