@@ -83,3 +83,12 @@ def test_no_module_of_licentia_imports_itself_back_through_others():
     graph = import_graph()
     assert "licentia.server" in graph and "licentia.cluster.triad" in graph["licentia.server"]
     assert circles(graph) == []
+
+
+def test_the_core_imports_only_the_core():
+    """The state machine does no I/O: its modules import no other part of licentia."""
+    graph = import_graph()
+    core = {name for name in graph if name.startswith("licentia.core.")}
+    assert "licentia.core.state" in core
+    outside = {name: sorted(t for t in graph[name] if not t.startswith("licentia.core")) for name in core}
+    assert {name: targets for name, targets in outside.items() if targets} == {}

@@ -55,7 +55,8 @@ from licentia.core.commands import (
     UpdateSettings,
 )
 from licentia.core.model import AdminUser, Client, PooledLicense, Printer
-from licentia.core.state import DAY, LicenseState, Outcome, Snapshot
+from licentia.core.outcomes import Outcome, R
+from licentia.core.state import DAY, LicenseState, Snapshot
 from licentia.grants import GrantSigner
 from licentia.license_file import TrustedIssuers, check_binding, key_id, public_key_pem, read_issuer_key
 from licentia.store import data_directory
@@ -300,7 +301,7 @@ class LicenseServer:
         self._last_now = max(self._last_now, self.clock())
         return self._last_now
 
-    async def execute(self, command: Command) -> Outcome:
+    async def execute(self, command: Command[R]) -> Outcome[R]:
         try:
             outcome = await self.relation.commit(command)
         except (NotActive, CommitFailed, JournalFailure) as exc:
@@ -448,7 +449,7 @@ class LicenseServer:
                     outcome = await self.execute(ReclaimExpired())
                 except (NotActive, CommitFailed):
                     continue
-                reclaimed = outcome.data.get("reclaimed", [])
+                reclaimed = outcome.result.reclaimed if outcome.ok else []
                 if reclaimed:
                     log.info("Reclaimed %d lease(s) that were not renewed in time.", len(reclaimed))
 
@@ -495,7 +496,8 @@ class LicenseServer:
                 outcome = await self.execute(command)
             except (NotActive, CommitFailed):
                 break
-            forgotten += len(outcome.data.get(registry, []))
+            if outcome.ok:  # a command names one registry's candidates only
+                forgotten += len(outcome.result.printers) + len(outcome.result.clients)
         return forgotten
 
     @property

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from licentia.cluster.heartbeats import HeartbeatCoalescer
 from licentia.core.commands import Command, Heartbeat, Renewal
-from licentia.core.state import Outcome
+from licentia.core.outcomes import Applied, Outcome, Renewals
 
 HELD = {"L1", "L2"}
 
@@ -19,7 +21,7 @@ def test_unknown_lease_ids_are_answered_expired_but_only_the_first_is_journaled(
         assert isinstance(command, Heartbeat)
         renewed = {i: 1.0 for r in command.renewals for i in r.lease_ids if i in HELD}
         lost = [i for r in command.renewals for i in r.lease_ids if i not in HELD]
-        return Outcome(ok=True, data={"renewed": renewed, "expired": lost, "denied": {}})
+        return Applied(Renewals(renewed=renewed, expired=lost, denied={}))
 
     async def body() -> list[Outcome]:
         coalescer = HeartbeatCoalescer(execute, HELD.__contains__)
@@ -34,5 +36,5 @@ def test_unknown_lease_ids_are_answered_expired_but_only_the_first_is_journaled(
     assert sent[0] == Heartbeat(renewals=[
         Renewal(["ghost-0", "L1"], "10.0.0.5", ""), Renewal(["L2"], "10.0.0.6", "ws6.corp.example"),
     ])
-    assert flooded.data["renewed"] == {"L1": 1.0} and len(flooded.data["expired"]) == 1000
-    assert plain.data == {"renewed": {"L2": 1.0}, "expired": [], "denied": {}}
+    assert flooded.result.renewed == {"L1": 1.0} and len(flooded.result.expired) == 1000
+    assert msgspec.to_builtins(plain.result) == {"renewed": {"L2": 1.0}, "expired": [], "denied": {}}

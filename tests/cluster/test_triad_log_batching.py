@@ -12,6 +12,7 @@ import asyncio
 from licentia.cluster.etcd_client import KeyValue, TxnResult
 from licentia.cluster.triad_log import LOG_KEY, AppliedEntry, TriadLog
 from licentia.core.commands import Command, ElectedActive
+from licentia.core.outcomes import Applied, Reclaimed
 from licentia.core.state import Outcome
 
 TXN_S = 0.02
@@ -40,7 +41,7 @@ class FakeEtcd:
 def make_log(etcd: FakeEtcd, applied: list[int]) -> TriadLog:
     def apply(command: Command, at: float, entry: AppliedEntry) -> Outcome:
         applied.append(entry.revision)
-        return Outcome(ok=True)
+        return Applied(Reclaimed([]))
 
     async def nothing() -> None:
         return None

@@ -46,6 +46,6 @@ def install(state: LicenseState, signed: Callable[..., AddLicense]) -> Callable[
     def add(now: float = T0, **fields) -> str:
         outcome: Outcome = state.apply(signed(**fields), now)
         assert outcome.ok, outcome
-        return outcome.data["license_id"]
+        return outcome.result.license_id
 
     return add

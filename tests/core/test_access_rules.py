@@ -62,7 +62,7 @@ def test_default_policy_allow_lets_unmatched_requests_through(state):
 def test_default_policy_deny_refuses_unmatched_requests(state):
     outcome = set_rules(state, AccessRule(rule_id="allow-lab", action="allow", where_kind="cidr",
                                           where="10.1.0.0/16"), default_policy="deny")
-    assert outcome.data["version"] == 2
+    assert outcome.result.version == 2
     assert state.settings.default_access_policy == "deny"
 
     assert print_check(state, ip="10.1.4.4").ok
@@ -193,6 +193,6 @@ def test_invalid_default_policy_is_refused(state):
 def test_set_access_rules_bumps_version_and_replaces_list(state):
     set_rules(state, AccessRule(rule_id="a", action="deny"))
     outcome = set_rules(state)
-    assert outcome.data["version"] == state.access_rules_version == 3
+    assert outcome.result.version == state.access_rules_version == 3
     assert state.access_rules == []
     assert print_check(state).ok

@@ -24,7 +24,7 @@ def valid(**fields) -> AlertSettings:
 def test_set_alert_settings_replaces_them_and_bumps_the_version(state):
     outcome = state.apply(SetAlertSettings(settings=valid()), T0)
 
-    assert outcome.ok and outcome.changed and outcome.data == {"version": 2}
+    assert outcome.ok and outcome.changed and msgspec.to_builtins(outcome.result) == {"version": 2}
     assert state.alert_settings == valid()
     assert state.alert_settings_version == 2
     assert state.apply(SetAlertSettings(settings=AlertSettings(), expected_version=2), T0).ok
@@ -101,6 +101,6 @@ def test_in_a_triad_the_command_is_fenced_like_every_other(state):
     members = [TriadMember(name=n, role=r, api_url=f"http://{n}:8470", raft_address=f"{n}:9470")
                for n, r in (("a", "primary"), ("b", "secondary"), ("c", "tertiary"))]
     state.apply(FormTriad(name="T1", members=members), T0)
-    epoch = state.apply(ElectedActive(member="a"), T0).data["epoch"]
+    epoch = state.apply(ElectedActive(member="a"), T0).result.epoch
     assert state.apply(SetAlertSettings(settings=valid(), epoch=epoch + 1), T0).code == "not_active"
     assert state.apply(SetAlertSettings(settings=valid(), epoch=epoch), T0 + 0.5).ok

@@ -3,6 +3,7 @@ on every lease request, verified host names, and nothing recorded for a refused 
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from licentia.core.commands import (
@@ -62,15 +63,15 @@ def test_another_clients_request_id_does_not_return_their_lease(state):
     other = checkout(state, "L-other", client=MALLORY, ip="10.0.0.66")
 
     assert ann.ok and other.ok
-    assert other.data["lease_id"] == "L-other" != ann.data["lease_id"]
-    assert other.data["repeated"] is False
+    assert other.result.lease_id == "L-other" != ann.result.lease_id
+    assert other.result.repeated is False
     assert set(state.leases) == {"L-ann", "L-other"}
 
 
 def test_the_same_declared_client_from_another_address_gets_its_own_lease(state):
     checkout(state, "L-ann")
     copycat = checkout(state, "L-copy", ip="10.0.0.66")  # Ann's declared names and request id, elsewhere
-    assert copycat.data["lease_id"] == "L-copy" and copycat.data["repeated"] is False
+    assert copycat.result.lease_id == "L-copy" and copycat.result.repeated is False
 
 
 def test_a_client_denied_by_the_rules_gets_a_refusal_not_the_lease_its_request_id_names(state):
@@ -80,7 +81,7 @@ def test_a_client_denied_by_the_rules_gets_a_refusal_not_the_lease_its_request_i
 
     outcome = checkout(state, "L-mallory", client=MALLORY)
 
-    assert outcome.code == "access_denied" and "L-ann" not in str(outcome.data)
+    assert outcome.code == "access_denied" and "L-ann" not in str(outcome)
     assert state.snapshot_bytes() == before
 
 
@@ -94,7 +95,7 @@ def test_a_retry_by_the_same_client_still_returns_its_lease_after_a_snapshot(sta
     checkout(state, "L-ann")
     again = LicenseState.from_snapshot(state.snapshot())
     retry = checkout(again, "L-retry", T0 + 2)
-    assert retry.data["lease_id"] == "L-ann" and retry.data["repeated"] is True
+    assert retry.result.lease_id == "L-ann" and retry.result.repeated is True
 
 
 # -- finding 7: refused requests record nothing in the registries --------------------------------------
@@ -131,7 +132,7 @@ def test_granted_requests_still_record_their_printer_and_client(state):
 
 def test_a_heartbeat_naming_many_unknown_leases_writes_one_record(state):
     outcome = heartbeat(state, *(f"ghost-{n}" for n in range(1000)))
-    assert len(outcome.data["expired"]) == 1000
+    assert len(outcome.result.expired) == 1000
     assert [(u.kind, u.reason, u.lease_id, u.source_ip) for u in outcome.usage] == [
         ("heartbeat", "lease_expired", "ghost-0", "10.0.0.5")
     ]
@@ -154,7 +155,7 @@ def test_printers_and_clients_unseen_for_longer_than_the_retention_are_pruned(st
     )
 
     assert outcome.ok and outcome.changed
-    assert outcome.data == {"printers": [old_printer], "clients": [old_client]}
+    assert msgspec.to_builtins(outcome.result) == {"printers": [old_printer], "clients": [old_client]}
     assert set(state.printers) == {recent_printer} and set(state.clients) == {recent_client}
     # The console's sorted lists forget them too (without a rebuild from scratch).
     listings = state._listings
@@ -173,8 +174,8 @@ def test_pruning_keeps_a_counted_printer_and_one_an_administrator_placed(state):
     kept = state.apply(PruneRegistries(printer_ids=[counted, blocked]), T0 + 3 * DAY)
     later = state.apply(PruneRegistries(printer_ids=[counted, blocked]), T0 + 8 * DAY)
 
-    assert kept.data["printers"] == [] and not kept.changed  # still within its 7-day in-use window
-    assert later.data["printers"] == [counted]
+    assert kept.result.printers == [] and not kept.changed  # still within its 7-day in-use window
+    assert later.result.printers == [counted]
     assert set(state.printers) == {blocked}
 
 
@@ -206,8 +207,8 @@ def test_a_deny_rule_added_later_releases_the_lease_on_its_holders_next_heartbea
 
     outcome = heartbeat(state, "L1")
 
-    assert outcome.data["renewed"] == {}
-    assert "no-ann" in outcome.data["denied"]["L1"] and "released" in outcome.data["denied"]["L1"]
+    assert outcome.result.renewed == {}
+    assert "no-ann" in outcome.result.denied["L1"] and "released" in outcome.result.denied["L1"]
     assert "L1" not in state.leases and state.used("SEAT", T0 + 10) == 0
     assert ("checkin", "access_denied", "L1") in [(u.kind, u.reason, u.lease_id) for u in outcome.usage]
 
@@ -219,7 +220,7 @@ def test_a_denied_heartbeat_from_another_address_neither_renews_nor_releases_the
 
     outcome = heartbeat(state, "L1", ip="10.9.0.1")
 
-    assert outcome.data["renewed"] == {} and "L1" in outcome.data["denied"]
+    assert outcome.result.renewed == {} and "L1" in outcome.result.denied
     assert state.leases["L1"].expires_at == expires
     assert [(u.kind, u.reason) for u in outcome.usage] == [("heartbeat", "access_denied")]
 

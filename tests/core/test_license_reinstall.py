@@ -5,6 +5,7 @@ from __future__ import annotations
 from licentia.core.commands import PrintCheck, RemoveLicense
 from licentia.core.model import ClientInfo, PrinterIdentity
 from licentia.core.state import LicenseState, Outcome
+from licentia.core.views import license_status
 
 T0 = 1_700_000_000.0
 DAY = 86400.0
@@ -25,20 +26,20 @@ def over_the_limit(state: LicenseState, install, printers: int = 10) -> str:
 
 def test_reinstalled_license_keeps_its_printers_and_grace(state, install, signed):
     lic = over_the_limit(state, install)
-    before = state.license_status(state.licenses[lic], T0 + DAY)
+    before = license_status(state, state.licenses[lic], T0 + DAY)
     assert (before["used"], before["status"], before["grace_started_at"]) == (10, "grace", T0 + 3605)
 
     assert state.apply(RemoveLicense(license_id=lic), T0 + DAY).ok
     assert state.apply(signed(license_id=lic, count=5, grace_days=30), T0 + DAY + 60).ok
 
-    after = state.license_status(state.licenses[lic], T0 + DAY + 60)
+    after = license_status(state, state.licenses[lic], T0 + DAY + 60)
     assert after["used"] == 10
     assert after["status"] == "grace"
     assert after["grace_started_at"] == T0 + 3605
     assert after["grace_days_left"] == round(30 - (DAY + 60 - 3605) / DAY, 2)
     assert all(p.license_id == lic for p in state.printers.values())
     # An eleventh printer is still over the limit, and grace goes on from where it was.
-    assert check(state, "P10", T0 + DAY + 120).data["status"] == "grace"
+    assert check(state, "P10", T0 + DAY + 120).result.status == "grace"
 
 
 def test_removed_license_counts_nothing_until_it_is_installed_again(state, install, signed):
@@ -54,12 +55,12 @@ def test_a_printer_that_moved_to_another_license_meanwhile_stays_there(state, in
     other = install(license_id="LIC-OTHER", count=5, now=T0 + 2 * DAY)
     state.apply(RemoveLicense(license_id=lic), T0 + 2 * DAY)
     moved = check(state, "P0", T0 + 2 * DAY + 1)
-    assert moved.data["license_id"] == other
+    assert moved.result.license_id == other
 
     assert state.apply(signed(license_id=lic, count=5), T0 + 2 * DAY + 2).ok
 
-    assert state.license_status(state.licenses[lic], T0 + 2 * DAY + 2)["used"] == 2
-    assert state.license_status(state.licenses[other], T0 + 2 * DAY + 2)["used"] == 1
+    assert license_status(state, state.licenses[lic], T0 + 2 * DAY + 2)["used"] == 2
+    assert license_status(state, state.licenses[other], T0 + 2 * DAY + 2)["used"] == 1
 
 
 def test_printers_unused_for_the_whole_window_do_not_come_back(state, install, signed):
@@ -68,7 +69,7 @@ def test_printers_unused_for_the_whole_window_do_not_come_back(state, install, s
 
     assert state.apply(signed(license_id=lic, count=5, grace_days=30), T0 + 9 * DAY).ok
 
-    status = state.license_status(state.licenses[lic], T0 + 9 * DAY)
+    status = license_status(state, state.licenses[lic], T0 + 9 * DAY)
     assert status["used"] == 0
     assert status["grace_started_at"] == T0 + 3605  # grace ran on while the license was away
 
@@ -80,7 +81,7 @@ def test_what_a_removed_license_leaves_behind_survives_a_snapshot(state, install
 
     assert restored.apply(signed(license_id=lic, count=5, grace_days=30), T0 + DAY + 60).ok
 
-    after = restored.license_status(restored.licenses[lic], T0 + DAY + 60)
+    after = license_status(restored, restored.licenses[lic], T0 + DAY + 60)
     assert (after["used"], after["status"], after["grace_started_at"]) == (10, "grace", T0 + 3605)
 
 
@@ -91,4 +92,4 @@ def test_a_removed_license_reinstalled_twice_keeps_its_grace(state, install, sig
         assert state.apply(signed(license_id=lic, count=5, grace_days=30), at + 1).ok
 
     assert state.licenses[lic].grace_started_at == T0 + 3605
-    assert state.license_status(state.licenses[lic], T0 + 2 * DAY + 1)["used"] == 10
+    assert license_status(state, state.licenses[lic], T0 + 2 * DAY + 1)["used"] == 10

@@ -19,7 +19,7 @@ def _print(state: LicenseState, name: str, now: float) -> str:
     command = PrintCheck(product="Labels", printer=PrinterIdentity(name=name), client=client, source_ip="10.0.0.1")
     outcome = state.apply(command, now)
     assert outcome.ok, outcome
-    return outcome.data["printer_id"]
+    return outcome.result.printer_id
 
 
 def _checkout(state: LicenseState, lease_id: str, user: str, product: str, now: float) -> None:

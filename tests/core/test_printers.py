@@ -8,6 +8,7 @@ from licentia.core.commands import PrintCheck, RemoveLicense, SetMappingRules, S
 from licentia.core.model import BLOCKED_GROUP, DEFAULT_GROUP, ClientInfo, MappingRule, PrinterIdentity
 from licentia.core.printers import printer_id
 from licentia.core.state import LicenseState, Outcome
+from licentia.core.views import license_status, printer_view
 
 T0 = 1_700_000_000.0  # the install time the `install` fixture defaults to
 DAY = 86400.0
@@ -29,11 +30,11 @@ def test_first_print_check_assigns_license_and_counts_printer(state, install):
 
     outcome = check(state, zebra(), T0 + 10)
 
-    assert outcome.ok and outcome.data["granted"]
-    assert outcome.data["status"] == "ok"
-    assert outcome.data["license_id"] == lic
-    assert outcome.data["group"] == DEFAULT_GROUP
-    pid = outcome.data["printer_id"]
+    assert outcome.ok and outcome.result.granted
+    assert outcome.result.status == "ok"
+    assert outcome.result.license_id == lic
+    assert outcome.result.group == DEFAULT_GROUP
+    pid = outcome.result.printer_id
     assert state.printers[pid].license_id == lic
     assert state.printers[pid].uses == 1
     assert state.used(lic, T0 + 10) == 1
@@ -45,12 +46,12 @@ def test_same_printer_again_is_not_counted_twice(state, install):
     first = check(state, zebra(), T0 + 10)
     second = check(state, zebra(), T0 + 3600)
 
-    assert second.ok and second.data["status"] == "ok"
-    assert second.data["printer_id"] == first.data["printer_id"]
+    assert second.ok and second.result.status == "ok"
+    assert second.result.printer_id == first.result.printer_id
     assert state.used(lic, T0 + 3600) == 1
     assert len(state.printers) == 1
-    assert state.printers[first.data["printer_id"]].uses == 2
-    assert state.printers[first.data["printer_id"]].last_used == T0 + 3600
+    assert state.printers[first.result.printer_id].uses == 2
+    assert state.printers[first.result.printer_id].last_used == T0 + 3600
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_same_name_installed_differently_counts_twice(state, install, other):
     first = check(state, zebra(), T0 + 1)
     second = check(state, other, T0 + 2)
 
-    assert first.data["printer_id"] != second.data["printer_id"]
+    assert first.result.printer_id != second.result.printer_id
     assert state.used(lic, T0 + 2) == 2
     assert len(state.printers) == 2
 
@@ -86,7 +87,7 @@ def test_printer_identity_ignores_case_and_surrounding_spaces(state, install):
 
 def test_blocked_printer_is_denied_even_with_free_seats(state, install):
     lic = install(count=5)
-    pid = check(state, zebra(), T0 + 1).data["printer_id"]
+    pid = check(state, zebra(), T0 + 1).result.printer_id
     assert state.apply(SetPrinterGroup(printer_id=pid, group=BLOCKED_GROUP), T0 + 2).ok
 
     outcome = check(state, zebra(), T0 + 3)
@@ -111,20 +112,20 @@ def test_new_printer_mapped_to_blocked_is_denied_on_first_use(state, install):
 
 def test_unblocking_printer_allows_it_again(state, install):
     lic = install(count=5)
-    pid = check(state, zebra(), T0 + 1).data["printer_id"]
+    pid = check(state, zebra(), T0 + 1).result.printer_id
     state.apply(SetPrinterGroup(printer_id=pid, group=BLOCKED_GROUP), T0 + 2)
     assert check(state, zebra(), T0 + 3).code == "printer_blocked"
 
     assert state.apply(SetPrinterGroup(printer_id=pid, group=DEFAULT_GROUP), T0 + 4).ok
     outcome = check(state, zebra(), T0 + 5)
 
-    assert outcome.ok and outcome.data["status"] == "ok"
+    assert outcome.ok and outcome.result.status == "ok"
     assert state.used(lic, T0 + 5) == 1
 
 
 def test_set_printer_group_refuses_unknown_printer_or_group(state, install):
     install(count=5)
-    pid = check(state, zebra(), T0 + 1).data["printer_id"]
+    pid = check(state, zebra(), T0 + 1).result.printer_id
     before = state.snapshot_bytes()
     assert state.apply(SetPrinterGroup(printer_id="nope", group=DEFAULT_GROUP), T0).code == "printer_not_found"
     assert state.apply(SetPrinterGroup(printer_id=pid, group="Nowhere"), T0).code == "group_not_found"
@@ -133,36 +134,36 @@ def test_set_printer_group_refuses_unknown_printer_or_group(state, install):
 
 def test_over_count_printer_goes_into_grace(state, install):
     lic = install(count=1, grace_days=30)
-    assert check(state, zebra("A"), T0).data["status"] == "ok"
+    assert check(state, zebra("A"), T0).result.status == "ok"
 
     outcome = check(state, zebra("B"), T0 + DAY)
 
-    assert outcome.ok and outcome.data["granted"]
-    assert outcome.data["status"] == "grace"
-    assert outcome.data["grace_days_left"] == 30
+    assert outcome.ok and outcome.result.granted
+    assert outcome.result.status == "grace"
+    assert outcome.result.grace_days_left == 30
     assert state.licenses[lic].grace_started_at == T0 + DAY
     assert state.used(lic, T0 + DAY) == 2
-    assert state.license_status(state.licenses[lic], T0 + DAY)["status"] == "grace"
+    assert license_status(state, state.licenses[lic], T0 + DAY)["status"] == "grace"
 
 
 def test_printer_window_frees_seat_after_seven_days(state, install):
     lic = install(count=1, grace_days=30)
     check(state, zebra("A"), T0)
-    assert check(state, zebra("B"), T0 + DAY).data["status"] == "grace"
+    assert check(state, zebra("B"), T0 + DAY).result.status == "grace"
 
     # A last printed at T0; its 7-day window ends at T0 + 7 days, so its seat is free again.
     outcome = check(state, zebra("B"), T0 + 7 * DAY + 1)
 
-    assert outcome.ok and outcome.data["status"] == "ok"
+    assert outcome.ok and outcome.result.status == "ok"
     assert state.used(lic, T0 + 7 * DAY + 1) == 1
-    window_a = state.printer_view(state.printers[printer_id(zebra("A"))], T0 + 7 * DAY + 1)
+    window_a = printer_view(state, state.printers[printer_id(zebra("A"))], T0 + 7 * DAY + 1)
     assert not window_a["in_window"] and not window_a["counted"]
 
 
 def test_printer_still_counts_just_before_window_ends(state, install):
     lic = install(count=1, grace_days=30)
     check(state, zebra("A"), T0)
-    assert check(state, zebra("B"), T0 + 7 * DAY - 1).data["status"] == "grace"
+    assert check(state, zebra("B"), T0 + 7 * DAY - 1).result.status == "grace"
     assert state.used(lic, T0 + 7 * DAY - 1) == 2
 
 
@@ -171,7 +172,7 @@ def test_printer_back_after_window_takes_free_seat_again(state, install):
     check(state, zebra("A"), T0)
     outcome = check(state, zebra("B"), T0 + 8 * DAY)  # A's window lapsed, so B fits without grace
 
-    assert outcome.ok and outcome.data["status"] == "ok"
+    assert outcome.ok and outcome.result.status == "ok"
     assert state.printers[printer_id(zebra("A"))].license_id == lic  # still assigned, but not counted
     assert state.used(lic, T0 + 8 * DAY) == 1
     assert check(state, zebra("A"), T0 + 8 * DAY + 1).code == "limit_exceeded"
@@ -179,13 +180,13 @@ def test_printer_back_after_window_takes_free_seat_again(state, install):
 
 def test_spent_grace_denies_new_printer_but_serves_known_printer_in_window(state, install):
     lic = install(count=1, grace_days=30)
-    assert check(state, zebra("A"), T0).data["status"] == "ok"
-    assert check(state, zebra("B"), T0 + DAY).data["status"] == "grace"  # grace starts at T0 + 1 day
+    assert check(state, zebra("A"), T0).result.status == "ok"
+    assert check(state, zebra("B"), T0 + DAY).result.status == "grace"  # grace starts at T0 + 1 day
     # Keep both printers inside their 7-day window, so the license stays over its count.
     for day in range(6, 32, 5):
         for name in ("A", "B"):
             outcome = check(state, zebra(name), T0 + day * DAY)
-            assert outcome.ok and outcome.data["status"] == "grace", (name, day)
+            assert outcome.ok and outcome.result.status == "grace", (name, day)
 
     now = T0 + 32 * DAY  # 31 days of grace
     assert state.licenses[lic].grace_seconds_left(now) == 0
@@ -195,9 +196,9 @@ def test_spent_grace_denies_new_printer_but_serves_known_printer_in_window(state
     assert not denied.ok
     assert denied.code == "limit_exceeded"
     assert [(u.granted, u.reason) for u in denied.usage] == [(False, "limit_exceeded")]
-    assert known.ok and known.data["granted"]
-    assert known.data["printer_id"] == printer_id(zebra("A"))
-    assert state.license_status(state.licenses[lic], now)["status"] == "exhausted"
+    assert known.ok and known.result.granted
+    assert known.result.printer_id == printer_id(zebra("A"))
+    assert license_status(state, state.licenses[lic], now)["status"] == "exhausted"
 
 
 def test_known_printer_outside_its_window_is_denied_once_grace_is_spent(state, install):
@@ -249,31 +250,31 @@ def test_expired_license_does_not_serve(state, install):
     outcome = check(state, zebra(), T0 + 10 * DAY)
 
     assert outcome.code == "no_license"
-    assert state.license_status(state.licenses[lic], T0 + 10 * DAY)["status"] == "expired"
+    assert license_status(state, state.licenses[lic], T0 + 10 * DAY)["status"] == "expired"
 
 
 def test_printer_moves_to_another_valid_license_when_its_own_expires(state, install):
     short = install(license_id="LIC-SHORT", count=1, expires=T0 + 10 * DAY)
     long = install(license_id="LIC-LONG", count=1, expires=T0 + 100 * DAY)
-    assert check(state, zebra(), T0).data["license_id"] == short  # the one expiring first is used first
+    assert check(state, zebra(), T0).result.license_id == short  # the one expiring first is used first
 
     outcome = check(state, zebra(), T0 + 10 * DAY)
 
-    assert outcome.ok and outcome.data["license_id"] == long
+    assert outcome.ok and outcome.result.license_id == long
     assert state.used(long, T0 + 10 * DAY) == 1
 
 
 def test_printers_fill_the_second_license_when_the_first_is_full(state, install):
     first = install(license_id="LIC-1", count=1, expires=T0 + 50 * DAY)
     second = install(license_id="LIC-2", count=1, expires=T0 + 60 * DAY)
-    assert check(state, zebra("A"), T0).data["license_id"] == first
+    assert check(state, zebra("A"), T0).result.license_id == first
     outcome = check(state, zebra("B"), T0 + 1)
-    assert outcome.data["license_id"] == second and outcome.data["status"] == "ok"
+    assert outcome.result.license_id == second and outcome.result.status == "ok"
 
 
 def test_removing_license_unassigns_its_printers(state, install):
     lic = install(count=5)
-    pid = check(state, zebra(), T0).data["printer_id"]
+    pid = check(state, zebra(), T0).result.printer_id
     assert state.apply(RemoveLicense(lic), T0 + 1).ok
     assert state.printers[pid].license_id is None
     assert check(state, zebra(), T0 + 2).code == "no_license"

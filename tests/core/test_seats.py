@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from licentia.core.commands import Checkin, Checkout, Heartbeat, PrintCheck, ReclaimExpired, RevokeLease
 from licentia.core.model import ClientInfo, PrinterIdentity
 from licentia.core.state import LicenseState, Outcome
+from licentia.core.views import license_status
 
 T0 = 1_700_000_000.0
 TTL = 120.0  # Settings.lease_ttl_s default
@@ -36,18 +38,18 @@ def test_checkout_grants_lease_expiring_after_ttl(state, seats):
     outcome = checkout(state, "L1", T0 + 5)
 
     assert outcome.ok and outcome.changed
-    assert outcome.data["lease_id"] == "L1"
-    assert outcome.data["license_id"] == seats
-    assert outcome.data["expires_at"] == T0 + 5 + TTL
-    assert outcome.data["repeated"] is False
+    assert outcome.result.lease_id == "L1"
+    assert outcome.result.license_id == seats
+    assert outcome.result.expires_at == T0 + 5 + TTL
+    assert outcome.result.repeated is False
     assert state.leases["L1"].expires_at == T0 + 5 + TTL
     assert state.used(seats, T0 + 5) == 1
     assert [(u.kind, u.granted, u.lease_id) for u in outcome.usage] == [("checkout", True, "L1")]
 
 
 def test_checkout_uses_shorter_requested_ttl_but_caps_longer_one(state, seats):
-    assert checkout(state, "L1", T0, ttl_s=30).data["expires_at"] == T0 + 30
-    assert checkout(state, "L2", T0, ttl_s=10_000).data["expires_at"] == T0 + TTL
+    assert checkout(state, "L1", T0, ttl_s=30).result.expires_at == T0 + 30
+    assert checkout(state, "L2", T0, ttl_s=10_000).result.expires_at == T0 + TTL
 
 
 def test_checkout_over_count_is_denied(state, seats):
@@ -60,7 +62,7 @@ def test_checkout_over_count_is_denied(state, seats):
     assert outcome.code == "limit_exceeded"
     assert "L3" not in state.leases and state.leases == before
     assert [(u.granted, u.reason, u.lease_id) for u in outcome.usage] == [(False, "limit_exceeded", "")]
-    assert state.license_status(state.licenses[seats], T0 + 1)["status"] == "full"
+    assert license_status(state, state.licenses[seats], T0 + 1)["status"] == "full"
 
 
 def test_retried_request_returns_same_lease_and_takes_one_seat(state, seats):
@@ -68,9 +70,9 @@ def test_retried_request_returns_same_lease_and_takes_one_seat(state, seats):
     retry = checkout(state, "L1-retry", T0 + 2, request_id="req-42")  # the edge mints a new lease id per call
 
     assert retry.ok
-    assert retry.data["lease_id"] == first.data["lease_id"] == "L1"
-    assert retry.data["expires_at"] == first.data["expires_at"]
-    assert retry.data["repeated"] is True
+    assert retry.result.lease_id == first.result.lease_id == "L1"
+    assert retry.result.expires_at == first.result.expires_at
+    assert retry.result.repeated is True
     assert retry.usage == []
     assert list(state.leases) == ["L1"]
     assert state.used(seats, T0 + 2) == 1
@@ -79,7 +81,7 @@ def test_retried_request_returns_same_lease_and_takes_one_seat(state, seats):
 def test_retried_request_after_lease_expired_gets_a_new_lease(state, seats):
     checkout(state, "L1", T0, request_id="req-42")
     retry = checkout(state, "L2", T0 + TTL + 1, request_id="req-42")
-    assert retry.ok and retry.data["repeated"] is False
+    assert retry.ok and retry.result.repeated is False
     assert list(state.leases) == ["L2"]
     assert state.used(seats, T0 + TTL + 1) == 1
 
@@ -97,8 +99,8 @@ def test_heartbeat_renews_lease_and_reports_expired_ones(state, seats):
     outcome = state.apply(Heartbeat(lease_ids=["L1", "L2", "unknown"]), T0 + 60)
 
     assert outcome.ok
-    assert outcome.data["renewed"] == {"L1": T0 + 60 + TTL}
-    assert outcome.data["expired"] == ["L2", "unknown"]
+    assert outcome.result.renewed == {"L1": T0 + 60 + TTL}
+    assert outcome.result.expired == ["L2", "unknown"]
     assert state.leases["L1"].expires_at == T0 + 60 + TTL
     # One record for the request, naming the first lease it lost, not one per lease.
     assert [(u.kind, u.reason, u.lease_id) for u in outcome.usage] == [("heartbeat", "lease_expired", "L2")]
@@ -130,19 +132,19 @@ def test_reclaim_expired_removes_stale_leases_and_records_usage(state, seats):
     outcome = state.apply(ReclaimExpired(), T0 + TTL + 1)
 
     assert outcome.ok and outcome.changed
-    assert outcome.data["reclaimed"] == ["L1"]
+    assert outcome.result.reclaimed == ["L1"]
     assert list(state.leases) == ["L2"]
     assert [(u.kind, u.granted, u.reason, u.lease_id, u.license_id) for u in outcome.usage] == [
         ("checkin", False, "lease_expired", "L1", seats)
     ]
-    assert state.apply(Heartbeat(lease_ids=["L1"]), T0 + TTL + 2).data["expired"] == ["L1"]
+    assert state.apply(Heartbeat(lease_ids=["L1"]), T0 + TTL + 2).result.expired == ["L1"]
 
 
 def test_reclaim_with_nothing_expired_changes_nothing(state, seats):
     checkout(state, "L1", T0)
     before = state.snapshot_bytes()
     outcome = state.apply(ReclaimExpired(), T0 + 1)
-    assert outcome.ok and not outcome.changed and outcome.data["reclaimed"] == []
+    assert outcome.ok and not outcome.changed and outcome.result.reclaimed == []
     assert state.snapshot_bytes() == before
 
 
@@ -152,7 +154,7 @@ def test_checkin_releases_seat(state, seats):
 
     outcome = state.apply(Checkin(lease_id="L1"), T0 + 5)
 
-    assert outcome.ok and outcome.data == {"lease_id": "L1", "released": True}
+    assert outcome.ok and msgspec.to_builtins(outcome.result) == {"lease_id": "L1", "released": True}
     assert "L1" not in state.leases
     assert state.used(seats, T0 + 5) == 1
     assert [(u.kind, u.granted, u.reason) for u in outcome.usage] == [("checkin", True, "ok")]
@@ -163,7 +165,7 @@ def test_checkin_frees_request_id_for_a_new_lease(state, seats):
     checkout(state, "L1", T0, request_id="req-1")
     state.apply(Checkin(lease_id="L1"), T0 + 1)
     again = checkout(state, "L2", T0 + 2, request_id="req-1")
-    assert again.ok and again.data["lease_id"] == "L2" and again.data["repeated"] is False
+    assert again.ok and again.result.lease_id == "L2" and again.result.repeated is False
 
 
 def test_checkin_of_unknown_lease_is_refused(state, seats):
@@ -204,11 +206,11 @@ def test_revoke_lease_removes_it_and_frees_seat(state, seats):
 
     outcome = state.apply(RevokeLease(lease_id="L1"), T0 + 1)
 
-    assert outcome.ok and outcome.data["revoked"] is True
+    assert outcome.ok and outcome.result.revoked is True
     assert "L1" not in state.leases
     assert state.used(seats, T0 + 1) == 1
     assert [(u.granted, u.reason) for u in outcome.usage] == [(False, "revoked")]
-    assert state.apply(Heartbeat(lease_ids=["L1"]), T0 + 2).data["expired"] == ["L1"]
+    assert state.apply(Heartbeat(lease_ids=["L1"]), T0 + 2).result.expired == ["L1"]
     assert state.apply(RevokeLease(lease_id="L1"), T0 + 3).code == "lease_not_found"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from licentia.core.commands import (
@@ -60,7 +61,7 @@ def test_heartbeat_of_exactly_half_the_ttl_is_accepted(state):
 def test_update_settings_applies_change_and_bumps_version(state):
     outcome = state.apply(UpdateSettings(changes={"lease_ttl_s": 300, "server_name": "Plant 4"}), T0)
 
-    assert outcome.ok and outcome.data == {"version": 2}
+    assert outcome.ok and msgspec.to_builtins(outcome.result) == {"version": 2}
     assert state.settings_version == 2
     assert state.settings.lease_ttl_s == 300
     assert state.settings.server_name == "Plant 4"
@@ -103,7 +104,7 @@ def test_new_lease_ttl_applies_to_new_leases(state, install):
     install(product="Designer", unit="seats", count=2)
     state.apply(UpdateSettings(changes={"lease_ttl_s": 600}), T0)
     outcome = state.apply(Checkout(request_id="r", lease_id="L", product="Designer", client=ClientInfo()), T0 + 1)
-    assert outcome.data["expires_at"] == T0 + 601
+    assert outcome.result.expires_at == T0 + 601
 
 
 def test_shorter_printer_window_frees_seats_at_once(state, install):
@@ -130,7 +131,7 @@ def user(name: str, role: str = "admin", password_hash: str = "hash") -> AdminUs
 
 def test_put_admin_user_creates_user(state):
     outcome = state.apply(PutAdminUser(user=user("admin")), T0)
-    assert outcome.ok and outcome.data == {"username": "admin", "role": "admin"}
+    assert outcome.ok and msgspec.to_builtins(outcome.result) == {"username": "admin", "role": "admin"}
     assert state.users["admin"].role == "admin"
     assert state.users["admin"].password_version == 1
 

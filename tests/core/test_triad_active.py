@@ -60,8 +60,8 @@ def test_each_election_starts_a_new_epoch_naming_the_winner(triad):
     first = elect(triad, "p", T0)
     second = elect(triad, "s", T0 + 3)
     third = elect(triad, "p", T0 + 9)
-    assert [first.data["epoch"], second.data["epoch"], third.data["epoch"]] == [1, 2, 3]
-    assert second.data["previous"] == "p" and third.data["previous"] == "s"
+    assert [first.result.epoch, second.result.epoch, third.result.epoch] == [1, 2, 3]
+    assert second.result.previous == "p" and third.result.previous == "s"
     assert triad.active.member == "p" and triad.active.epoch == 3 and triad.active.since == T0 + 9
 
 
@@ -74,7 +74,7 @@ def test_the_tertiary_and_strangers_are_never_elected_and_change_nothing(triad):
 
 
 def test_a_command_of_an_earlier_epoch_is_fenced_off_and_changes_nothing(triad):
-    epoch = elect(triad, "p", T0).data["epoch"]
+    epoch = elect(triad, "p", T0).result.epoch
     assert checkout(triad, "L1", T0 + 0.1, epoch=epoch).ok
     elect(triad, "s", T0 + 2)
     before = triad.snapshot_bytes()
@@ -85,42 +85,42 @@ def test_a_command_of_an_earlier_epoch_is_fenced_off_and_changes_nothing(triad):
 
 
 def test_the_record_does_not_expire_by_the_clock(triad):
-    epoch = elect(triad, "p", T0).data["epoch"]
+    epoch = elect(triad, "p", T0).result.epoch
     assert checkout(triad, "L1", T0 + 3600, epoch=epoch).ok
 
 
 def test_an_election_extends_no_lease(triad):
-    epoch = elect(triad, "p", T0).data["epoch"]
+    epoch = elect(triad, "p", T0).result.epoch
     granted = checkout(triad, "L1", T0, epoch=epoch)
-    expires = granted.data["expires_at"]
+    expires = granted.result.expires_at
     elect(triad, "s", expires + 5)
     assert triad.leases["L1"].expires_at == expires
 
 
 def test_a_new_active_member_honours_a_lease_that_ran_out_during_the_failover(triad):
-    epoch = elect(triad, "p", T0).data["epoch"]
-    expires = checkout(triad, "L1", T0, epoch=epoch).data["expires_at"]
-    epoch = elect(triad, "s", expires + 1).data["epoch"]
+    epoch = elect(triad, "p", T0).result.epoch
+    expires = checkout(triad, "L1", T0, epoch=epoch).result.expires_at
+    epoch = elect(triad, "s", expires + 1).result.epoch
     plain = triad.apply(Heartbeat(lease_ids=["L1"], epoch=epoch), expires + 2)
-    assert plain.data["expired"] == ["L1"]
+    assert plain.result.expired == ["L1"]
     ttl = triad.leases["L1"].ttl_s
     kept = triad.apply(ReclaimExpired(honour_from=expires + 1, epoch=epoch), expires + 2)
-    assert kept.data["reclaimed"] == [] and "L1" in triad.leases
+    assert kept.result.reclaimed == [] and "L1" in triad.leases
     honoured = triad.apply(Heartbeat(lease_ids=["L1"], honour_from=expires + 1, epoch=epoch), expires + 2)
-    assert honoured.data["renewed"] == {"L1": expires + 2 + ttl}
+    assert honoured.result.renewed == {"L1": expires + 2 + ttl}
 
 
 def test_the_honour_lasts_one_lease_ttl_from_the_takeover(triad):
-    epoch = elect(triad, "p", T0).data["epoch"]
-    expires = checkout(triad, "L1", T0, epoch=epoch).data["expires_at"]
+    epoch = elect(triad, "p", T0).result.epoch
+    expires = checkout(triad, "L1", T0, epoch=epoch).result.expires_at
     ttl = triad.leases["L1"].ttl_s
-    epoch = elect(triad, "s", expires + 1).data["epoch"]
+    epoch = elect(triad, "s", expires + 1).result.epoch
     late = expires + 1 + ttl
-    assert triad.apply(Heartbeat(lease_ids=["L1"], honour_from=expires + 1, epoch=epoch), late).data["expired"] == [
+    assert triad.apply(Heartbeat(lease_ids=["L1"], honour_from=expires + 1, epoch=epoch), late).result.expired == [
         "L1"
     ]
     gone = triad.apply(ReclaimExpired(honour_from=expires + 1, epoch=epoch), late)
-    assert gone.data["reclaimed"] == ["L1"]
+    assert gone.result.reclaimed == ["L1"]
 
 
 def test_dissolving_ends_fencing(triad):
@@ -137,10 +137,10 @@ def test_the_active_record_survives_a_snapshot(triad):
 
 
 def test_while_leases_are_honoured_their_seats_are_not_given_away(triad):
-    epoch = elect(triad, "p", T0).data["epoch"]
-    first = checkout(triad, "L1", T0, epoch=epoch).data["expires_at"]
+    epoch = elect(triad, "p", T0).result.epoch
+    first = checkout(triad, "L1", T0, epoch=epoch).result.expires_at
     checkout(triad, "L2", T0, epoch=epoch)
-    epoch = elect(triad, "s", first + 1).data["epoch"]
+    epoch = elect(triad, "s", first + 1).result.epoch
     honoured = Checkout(request_id="r-L3", lease_id="L3", product="CAD", client=ClientInfo(), epoch=epoch,
                         honour_from=first + 1)
     refused = triad.apply(honoured, first + 2)

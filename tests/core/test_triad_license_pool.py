@@ -77,7 +77,7 @@ def test_dissolving_names_who_gets_each_license_back_and_the_rest_stay_with_the_
     assert state.apply(AddLicense(terms=added.terms, key_id="k1", signature=added.signature, epoch=1), T0 + 2).ok
     outcome = state.apply(DissolveTriad(), T0 + 3)
     assert outcome.ok
-    assert outcome.data["license_owners"] == {"A": "lic-a", "B": "lic-b", "LATER": "lic-a"}
+    assert outcome.result.license_owners == {"A": "lic-a", "B": "lic-b", "LATER": "lic-a"}
 
 
 def test_the_pool_survives_a_snapshot_so_a_restarted_member_still_knows_who_brought_what():

@@ -79,7 +79,7 @@ class Notice(msgspec.Struct):
 class AlertView(msgspec.Struct):
     """Everything the rules look at, gathered by the service.
 
-    `licenses` are `LicenseState.license_status` answers; `relationship` is
+    `licenses` are `licentia.core.views.license_status` answers; `relationship` is
     `LicenseServer.relationship()` (a `TriadStatus` or `BackupPairStatus`, or None when alone);
     `refusals` counts refused print checks and checkouts within the denial
     window, by reason; `down_since` says since when this member has seen each

@@ -32,6 +32,7 @@ from licentia.alerts.rules import (
 from licentia.cluster.relationship_status import RelationshipStatus
 from licentia.config import Config, ConfigError
 from licentia.core.state import LicenseState
+from licentia.core.views import license_status
 from licentia.store import data_directory
 from licentia.store.data_directory import write_private
 from licentia.store.journal import SqliteJournal
@@ -111,7 +112,7 @@ class AlertService:
         self.no_active_since = track_no_active_since(self.no_active_since, relationship, now)
         state = self.server.state
         return AlertView(
-            licenses=[state.license_status(lic, now) for lic in state.licenses.values()],
+            licenses=[license_status(state, lic, now) for lic in state.licenses.values()],
             relationship=relationship,
             refusals=refusals,
             down_since=dict(self.down_since),

@@ -35,7 +35,7 @@ from licentia.api.this_server import this_server as _server
 from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, canonical_address, matching_rule
 from licentia.core.model import AdminUser
-from licentia.core.views import group_views
+from licentia.core.views import group_views, license_status
 from licentia.license_file import LicenseBoundElsewhere, LicenseFileError
 from licentia.store.journal import USAGE_FIELDS, UsageQuery
 
@@ -79,7 +79,7 @@ async def status(request: Request) -> Response:
     server = _server(request)
     state = await server.read_state()
     now = server.now()
-    licenses = [state.license_status(lic, now) for lic in state.licenses.values()]
+    licenses = [license_status(state, lic, now) for lic in state.licenses.values()]
     return ok(
         {
             **server.info(),
@@ -102,7 +102,7 @@ async def list_licenses(request: Request) -> Response:
     server = _server(request)
     state = await server.read_state()
     now = server.now()
-    return ok({"licenses": [state.license_status(lic, now) for lic in state.licenses.values()]})
+    return ok({"licenses": [license_status(state, lic, now) for lic in state.licenses.values()]})
 
 
 async def get_license(request: Request) -> Response:
@@ -111,7 +111,7 @@ async def get_license(request: Request) -> Response:
     lic = state.licenses.get(request.path_params["license_id"])
     if lic is None:
         raise ApiError("license_not_found", f"no license {request.path_params['license_id']} is installed")
-    return ok(state.license_status(lic, server.now()))
+    return ok(license_status(state, lic, server.now()))
 
 
 async def add_license(request: Request, data: bytes) -> Response:
@@ -125,7 +125,7 @@ async def add_license(request: Request, data: bytes) -> Response:
         raise ApiError("invalid_license", str(exc)) from None
     outcome = await server.execute(command)
     answer(outcome)
-    return ok(server.state.license_status(server.state.licenses[command.terms.license_id], server.now()), 201)
+    return ok(license_status(server.state, server.state.licenses[command.terms.license_id], server.now()), 201)
 
 
 async def trust_issuer(request: Request, body: TrustIssuerRequest) -> Response:

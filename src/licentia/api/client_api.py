@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,7 +22,7 @@ from licentia.api.source_address import source_address
 from licentia.api.this_server import this_server
 from licentia.core import commands as c
 from licentia.core.model import ClientInfo
-from licentia.core.state import Outcome
+from licentia.core.outcomes import Applied, Outcome, R
 
 log = logging.getLogger("licentia.api")
 
@@ -35,10 +36,16 @@ async def _origin(request: Request) -> tuple[str, str]:
     return address, await server.host_names.name_of(address)
 
 
-def answer(outcome: Outcome, status: int = 200) -> Response:
+def applied(outcome: Outcome[R]) -> Applied[R]:
+    """The applied outcome; a refused one is answered with its code (`ApiError`)."""
     if not outcome.ok:
         raise ApiError(outcome.code, outcome.message)
-    return ok(outcome.data, status)
+    return outcome
+
+
+def answer(outcome: Outcome[R], status: int = 200) -> Response:
+    """The command's result as the answer, or its refusal."""
+    return ok(applied(outcome).result, status)
 
 
 async def server_info(request: Request) -> Response:
@@ -55,10 +62,9 @@ async def print_check(request: Request, body: PrintCheckRequest) -> Response:
     command = c.PrintCheck(
         product=body.product, printer=body.printer, client=body.client, source_ip=address, source_host=host
     )
-    outcome = await server.execute(command)
-    if outcome.ok:
-        outcome.data["grant"] = server.grant_token("print", body.product, _subject(body.client))
-    return answer(outcome)
+    granted = applied(await server.execute(command)).result
+    grant = server.grant_token("print", body.product, _subject(body.client))
+    return ok({**msgspec.structs.asdict(granted), "grant": grant})
 
 
 async def checkout(request: Request, body: CheckoutRequest) -> Response:
@@ -74,17 +80,16 @@ async def checkout(request: Request, body: CheckoutRequest) -> Response:
         ttl_s=body.ttl_s,
     )
     server = this_server(request)
-    outcome = await server.execute(command)
-    if outcome.ok:
-        outcome.data["grant"] = server.grant_token("seat", body.product, _subject(body.client))
-        if outcome.data.get("repeated"):
-            log.info(
-                "Checkout request %s from %s (%s) was a repeat; answered with the lease it was granted before.",
-                command.request_id,
-                _subject(body.client),
-                address,
-            )
-    return answer(outcome, 200 if outcome.data.get("repeated") else 201)
+    lease = applied(await server.execute(command)).result
+    grant = server.grant_token("seat", body.product, _subject(body.client))
+    if lease.repeated:
+        log.info(
+            "Checkout request %s from %s (%s) was a repeat; answered with the lease it was granted before.",
+            command.request_id,
+            _subject(body.client),
+            address,
+        )
+    return ok({**msgspec.structs.asdict(lease), "grant": grant}, 200 if lease.repeated else 201)
 
 
 def _log_denied(denied: dict[str, str], address: str) -> None:
@@ -96,39 +101,35 @@ def _log_denied(denied: dict[str, str], address: str) -> None:
 
 async def heartbeat(request: Request, body: HeartbeatRequest) -> Response:
     """Renew the leases named. Leases the access rules now deny are listed under `denied` and not renewed
-    (see `LicenseState._heartbeat` for when one is also released); if every lease named was denied the
-    answer is 403 access_denied."""
+    (see `licentia.core.seats.Seats._heartbeat` for when one is also released); if every lease named was
+    denied the answer is 403 access_denied."""
     server = this_server(request)
     address, host = await _origin(request)
-    outcome = await server.heartbeats.renew(body.lease_ids, address, host)
-    if outcome.ok:
-        denied: dict[str, str] = outcome.data["denied"]
-        _log_denied(denied, address)
-        if denied and not outcome.data["renewed"] and len(denied) == len(set(body.lease_ids)):
-            raise ApiError("access_denied", next(iter(denied.values())))
-        # One grant per product, for the last renewed lease of that product (as the answer always had):
-        # signing is most of a batch's cost, so no grant is signed only to be overwritten.
-        leases = server.state.leases
-        by_product = {lease.product: lease for lease in (leases.get(i) for i in outcome.data["renewed"]) if lease}
-        outcome.data["grants"] = {
-            product: server.grant_token("seat", product, _subject(lease.client))
-            for product, lease in by_product.items()
-        }
-    return answer(outcome)
+    renewals = applied(await server.heartbeats.renew(body.lease_ids, address, host)).result
+    denied = renewals.denied
+    _log_denied(denied, address)
+    if denied and not renewals.renewed and len(denied) == len(set(body.lease_ids)):
+        raise ApiError("access_denied", next(iter(denied.values())))
+    # One grant per product, for the last renewed lease of that product (as the answer always had):
+    # signing is most of a batch's cost, so no grant is signed only to be overwritten.
+    leases = server.state.leases
+    by_product = {lease.product: lease for lease in (leases.get(i) for i in renewals.renewed) if lease}
+    grants = {
+        product: server.grant_token("seat", product, _subject(lease.client)) for product, lease in by_product.items()
+    }
+    return ok({**msgspec.structs.asdict(renewals), "grants": grants})
 
 
 async def heartbeat_one(request: Request) -> Response:
     lease_id = request.path_params["lease_id"]
     address, host = await _origin(request)
-    outcome = await this_server(request).heartbeats.renew([lease_id], address, host)
-    if not outcome.ok:
-        raise ApiError(outcome.code, outcome.message)
-    _log_denied(outcome.data["denied"], address)
-    if lease_id in outcome.data["denied"]:
-        raise ApiError("access_denied", outcome.data["denied"][lease_id])
-    if lease_id not in outcome.data["renewed"]:
+    renewals = applied(await this_server(request).heartbeats.renew([lease_id], address, host)).result
+    _log_denied(renewals.denied, address)
+    if lease_id in renewals.denied:
+        raise ApiError("access_denied", renewals.denied[lease_id])
+    if lease_id not in renewals.renewed:
         raise ApiError("lease_expired", f"lease {lease_id} is not held any more; check out again")
-    return ok({"lease_id": lease_id, "expires_at": outcome.data["renewed"][lease_id]})
+    return ok({"lease_id": lease_id, "expires_at": renewals.renewed[lease_id]})
 
 
 async def checkin(request: Request) -> Response:

@@ -24,6 +24,7 @@ import msgspec
 from licentia.api.errors import ApiError
 from licentia.core.listing import Key, SortedIndex, exact_range, key_fits, prefix_range, text_key
 from licentia.core.state import DAY, LicenseState
+from licentia.core.views import printer_view
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -213,7 +214,7 @@ def printer_page(
         printer = state.printers[key[-1]]
         if group is not None and printer.group != group:
             return None
-        shown = state.printer_view(printer, now)
+        shown = printer_view(state, printer, now)
         return shown if shown["in_window"] or not recent else None
 
     if query.sort == "last_used" and group is not None:

@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from licentia import __version__
 from licentia.api.this_server import this_server
 from licentia.cluster.relationship_status import BackupPairStatus
+from licentia.core.views import license_status
 
 if TYPE_CHECKING:
     from licentia.api.routing import Endpoint
@@ -168,7 +169,7 @@ class LicentiaCollector(Collector):
             [*labels, "status"],
         )
         for lic in state.licenses.values():
-            view = state.license_status(lic, now)
+            view = license_status(state, lic, now)
             values = [lic.id, lic.terms.product, lic.terms.unit]
             units.add_metric(values, lic.terms.count)
             used.add_metric(values, view["used"])

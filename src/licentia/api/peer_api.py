@@ -166,7 +166,7 @@ async def swap(request: Request) -> Response:
     outcome = await this_server(request).execute(SwapPairRoles())
     if not outcome.ok:
         raise ApiError(outcome.code, outcome.message)
-    return peer.answer(ok(outcome.data))
+    return peer.answer(ok(outcome.result))
 
 
 async def leave(request: Request) -> Response:

@@ -247,7 +247,7 @@ async def dissolve(request: Request) -> Response:
     outcome = await server.triad.propose(DissolveTriad())
     if not outcome.ok:
         raise ApiError(outcome.code, outcome.message)
-    return ok({"dissolved": outcome.data.get("dissolved"), "license_owners": outcome.data.get("license_owners", {})})
+    return ok(outcome.result)
 
 
 R = "/api/v1/admin/relationship"

@@ -14,22 +14,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from licentia.core.commands import Command, Heartbeat, Renewal
-from licentia.core.state import Outcome
+from licentia.core.commands import Heartbeat, Renewal
+from licentia.core.outcomes import Applied, Outcome, Renewals
 
 MAX_BATCH = 5000
 
 
 class HeartbeatCoalescer:
-    def __init__(self, execute: Callable[[Command], Awaitable[Outcome]], held: Callable[[str], bool]) -> None:
+    def __init__(
+        self, execute: Callable[[Heartbeat], Awaitable[Outcome[Renewals]]], held: Callable[[str], bool]
+    ) -> None:
         self._execute = execute
         self._held = held
-        self._pending: list[tuple[Renewal, asyncio.Future[Outcome]]] = []
+        self._pending: list[tuple[Renewal, asyncio.Future[Outcome[Renewals]]]] = []
         self._running = False
 
-    async def renew(self, lease_ids: list[str], source_ip: str, source_host: str) -> Outcome:
+    async def renew(self, lease_ids: list[str], source_ip: str, source_host: str) -> Outcome[Renewals]:
         """Renew one request's leases; the access rules judge them by where the request came from."""
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Outcome[Renewals]] = asyncio.get_running_loop().create_future()
         self._pending.append((Renewal(list(dict.fromkeys(lease_ids)), source_ip, source_host), future))
         if not self._running:
             self._running = True
@@ -39,7 +41,7 @@ class HeartbeatCoalescer:
     async def _drain(self) -> None:
         try:
             while self._pending:
-                batch: list[tuple[Renewal, asyncio.Future[Outcome]]] = []
+                batch: list[tuple[Renewal, asyncio.Future[Outcome[Renewals]]]] = []
                 count = 0
                 while self._pending and count < MAX_BATCH:
                     item = self._pending.pop(0)
@@ -53,8 +55,6 @@ class HeartbeatCoalescer:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                renewed: dict[str, float] = outcome.data.get("renewed", {})
-                denied: dict[str, str] = outcome.data.get("denied", {})
                 for renewal, future in batch:
                     ids = renewal.lease_ids
                     if future.done():
@@ -62,14 +62,14 @@ class HeartbeatCoalescer:
                     if not outcome.ok:
                         future.set_result(outcome)
                         continue
+                    renewed, denied = outcome.result.renewed, outcome.result.denied
                     future.set_result(
-                        Outcome(
-                            ok=True,
-                            data={
-                                "renewed": {i: renewed[i] for i in ids if i in renewed},
-                                "expired": [i for i in ids if i not in renewed and i not in denied],
-                                "denied": {i: denied[i] for i in ids if i in denied},
-                            },
+                        Applied(
+                            Renewals(
+                                renewed={i: renewed[i] for i in ids if i in renewed},
+                                expired=[i for i in ids if i not in renewed and i not in denied],
+                                denied={i: denied[i] for i in ids if i in denied},
+                            )
                         )
                     )
         finally:

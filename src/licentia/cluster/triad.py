@@ -445,7 +445,7 @@ class TriadNode:
             self.dissolved = True
             # Leave only after a while, so every member learns of the commit before this etcd stops.
             loop = asyncio.get_running_loop()
-            owners = dict(outcome.data.get("license_owners", {}))
+            owners = dict(outcome.result.license_owners)
             loop.call_later(self.leave_delay(), lambda: loop.create_task(server.leave_triad(owners)))
         return outcome
 

@@ -1,6 +1,6 @@
 """The Licensing overview and License Setup pages: license servers, their licenses, adding and removing.
 
-What they show comes from `LicenseState.license_status`, the view the admin
+What they show comes from `core.views.license_status`, the view the admin
 API answers with; adding and removing go through the admin API from the
 pages' scripts (overview.js, license-setup.js).
 """
@@ -17,6 +17,7 @@ from licentia.console.pages import Page, can
 from licentia.console.sessions import ConsoleSession
 from licentia.console.views import PageNotFound
 from licentia.core.state import DAY, LicenseState
+from licentia.core.views import license_status, printer_view
 
 
 @dataclass
@@ -37,7 +38,7 @@ def license_views(state: LicenseState, now: float) -> list[dict[str, Any]]:
     """Each installed license as the admin API shows it, plus the days until it expires."""
     views = []
     for lic in state.licenses.values():
-        view = state.license_status(lic, now)
+        view = license_status(state, lic, now)
         view["expires_in_days"] = (view["expires"] - now) / DAY
         views.append(view)
     views.sort(key=lambda view: (view["product"], view["license_id"]))
@@ -120,9 +121,9 @@ async def license_details(request: Request, session: ConsoleSession) -> dict[str
     lic = state.licenses.get(license_id)
     if lic is None:
         raise PageNotFound(f"No license {license_id} is installed on this server.")
-    view = state.license_status(lic, now)
+    view = license_status(state, lic, now)
     view["expires_in_days"] = (view["expires"] - now) / DAY
-    printers = [state.printer_view(p, now) for p in state.printers.values() if p.license_id == license_id]
+    printers = [printer_view(state, p, now) for p in state.printers.values() if p.license_id == license_id]
     printers = sorted((p for p in printers if p["counted"]), key=lambda p: -p["last_used"])
     leases = sorted(
         (lease for lease in state.leases.values() if lease.license_id == license_id and lease.expires_at > now),

@@ -13,6 +13,7 @@ from licentia.api.errors import JSON, ApiError, error_response
 from licentia.api.this_server import this_server
 from licentia.cluster.relationship_status import RelationshipStatus
 from licentia.core.state import LicenseState
+from licentia.core.views import license_status
 
 GOOD = ("ok", "full")
 GRACE = ("grace",)
@@ -58,7 +59,7 @@ def standing(relationship: RelationshipStatus | None, serving: bool) -> tuple[st
 def license_counts(state: LicenseState, now: float) -> dict[str, int]:
     counts = {"ok": 0, "grace": 0, "bad": 0}
     for lic in state.licenses.values():
-        status = state.license_status(lic, now)["status"]
+        status = license_status(state, lic, now)["status"]
         counts["ok" if status in GOOD else "grace" if status in GRACE else "bad"] += 1
     return counts
 

@@ -7,10 +7,11 @@ journal (SQLite locally, Raft in a triad) makes it durable, and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic
 
 import msgspec
 
+from licentia.core import outcomes as o
 from licentia.core.alert_settings import AlertSettings
 from licentia.core.model import (
     AccessRule,
@@ -30,8 +31,10 @@ from licentia.core.model import (
 from licentia.core.settings import Settings
 
 
-class Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True, frozen=True):
-    """`epoch` is the active record's epoch the proposing server believed in (0 when standalone).
+class Command(msgspec.Struct, Generic[o.R], tag_field="type", forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """A command whose applying results in an `o.R` (see `licentia.core.outcomes`).
+
+    `epoch` is the active record's epoch the proposing server believed in (0 when standalone).
 
     In a triad the state machine refuses a command whose epoch is not the current
     one, so a deposed or partitioned server can never change license state.
@@ -41,7 +44,7 @@ class Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_o
     epoch: int = 0
 
 
-class AddLicense(Command, tag="add_license", frozen=True):
+class AddLicense(Command[o.LicenseChanged], tag="add_license", frozen=True):
     """A license whose signature the edge has already verified against a trusted issuer."""
 
     terms: LicenseTerms
@@ -49,11 +52,11 @@ class AddLicense(Command, tag="add_license", frozen=True):
     signature: str
 
 
-class RemoveLicense(Command, tag="remove_license", frozen=True):
+class RemoveLicense(Command[o.LicenseChanged], tag="remove_license", frozen=True):
     license_id: str
 
 
-class PrintCheck(Command, tag="print_check", frozen=True):
+class PrintCheck(Command[o.PrintGranted], tag="print_check", frozen=True):
     """`source_ip` is where the request came from; `source_host` its verified host name (see `Checkout`)."""
 
     product: str
@@ -63,7 +66,7 @@ class PrintCheck(Command, tag="print_check", frozen=True):
     source_host: str | None = None
 
 
-class Checkout(Command, tag="checkout", frozen=True):
+class Checkout(Command[o.LeaseGranted], tag="checkout", frozen=True):
     """Take a seat. With `honour_from` (see `ReclaimExpired`), for one lease TTL from then every lease still
     held counts as a taken seat, expired or not: those leases may still be renewed.
 
@@ -92,7 +95,7 @@ class Renewal(msgspec.Struct, array_like=True):
     source_host: str
 
 
-class Heartbeat(Command, tag="heartbeat", frozen=True):
+class Heartbeat(Command[o.Renewals], tag="heartbeat", frozen=True):
     """Renew leases. With `honour_from` (see `ReclaimExpired`) a lease that ran out is still renewed
     until one of its own TTL has passed since then; a failover never extends a stored expiry.
 
@@ -104,7 +107,7 @@ class Heartbeat(Command, tag="heartbeat", frozen=True):
     honour_from: float = 0.0
 
 
-class Checkin(Command, tag="checkin", frozen=True):
+class Checkin(Command[o.LeaseReleased], tag="checkin", frozen=True):
     """End a lease. With `source_host` set (see `Checkout`) the access rules must allow the request."""
 
     lease_id: str
@@ -112,7 +115,7 @@ class Checkin(Command, tag="checkin", frozen=True):
     source_host: str | None = None
 
 
-class PruneRegistries(Command, tag="prune_registries", frozen=True):
+class PruneRegistries(Command[o.Pruned], tag="prune_registries", frozen=True):
     """Forget these printers and clients if, at the command's time, none was seen within the usage
     retention (a printer also not within its in-use window). The edge picks a bounded slice of
     candidates; the core decides, so every member forgets the same ones."""
@@ -121,11 +124,11 @@ class PruneRegistries(Command, tag="prune_registries", frozen=True):
     client_ids: list[str] = []
 
 
-class RevokeLease(Command, tag="revoke_lease", frozen=True):
+class RevokeLease(Command[o.LeaseRevoked], tag="revoke_lease", frozen=True):
     lease_id: str
 
 
-class ReclaimExpired(Command, tag="reclaim_expired", frozen=True):
+class ReclaimExpired(Command[o.Reclaimed], tag="reclaim_expired", frozen=True):
     """Drop the leases that ran out. With `honour_from` (set by a triad member that took over, or whose
     clock jumped, at that moment's command time) a lease is dropped only once one more of its own TTL
     has passed since then: a lease that ran out during the failover is not lost."""
@@ -133,56 +136,56 @@ class ReclaimExpired(Command, tag="reclaim_expired", frozen=True):
     honour_from: float = 0.0
 
 
-class CreatePrinterGroup(Command, tag="create_printer_group", frozen=True):
+class CreatePrinterGroup(Command[o.GroupNamed], tag="create_printer_group", frozen=True):
     name: str
 
 
-class RenamePrinterGroup(Command, tag="rename_printer_group", frozen=True):
+class RenamePrinterGroup(Command[o.GroupNamed], tag="rename_printer_group", frozen=True):
     name: str
     new_name: str
 
 
-class DeletePrinterGroup(Command, tag="delete_printer_group", frozen=True):
+class DeletePrinterGroup(Command[o.GroupNamed], tag="delete_printer_group", frozen=True):
     name: str
 
 
-class SetMappingRules(Command, tag="set_mapping_rules", frozen=True):
+class SetMappingRules(Command[o.MappingRulesSet], tag="set_mapping_rules", frozen=True):
     rules: list[MappingRule]
 
 
-class SetPrinterGroup(Command, tag="set_printer_group", frozen=True):
+class SetPrinterGroup(Command[o.PrinterMoved], tag="set_printer_group", frozen=True):
     printer_id: str
     group: str
 
 
-class UpdateSettings(Command, tag="update_settings", frozen=True):
+class UpdateSettings(Command[o.Versioned], tag="update_settings", frozen=True):
     changes: dict[str, Any]
     expected_version: int | None = None
 
 
-class SetAccessRules(Command, tag="set_access_rules", frozen=True):
+class SetAccessRules(Command[o.Versioned], tag="set_access_rules", frozen=True):
     rules: list[AccessRule]
     default_policy: str | None = None
 
 
-class SetAlertSettings(Command, tag="set_alert_settings", frozen=True):
+class SetAlertSettings(Command[o.Versioned], tag="set_alert_settings", frozen=True):
     """Replace the alert recipients and thresholds (validated; `expected_version` guards lost updates)."""
 
     settings: AlertSettings
     expected_version: int | None = None
 
 
-class PutAdminUser(Command, tag="put_admin_user", frozen=True):
+class PutAdminUser(Command[o.UserPut], tag="put_admin_user", frozen=True):
     """Create a console/admin user or change its password or role (hash made at the edge)."""
 
     user: AdminUser
 
 
-class DeleteAdminUser(Command, tag="delete_admin_user", frozen=True):
+class DeleteAdminUser(Command[o.UserNamed], tag="delete_admin_user", frozen=True):
     username: str
 
 
-class RehashAdminPassword(Command, tag="rehash_admin_password", frozen=True):
+class RehashAdminPassword(Command[o.UserNamed], tag="rehash_admin_password", frozen=True):
     """Replace a user's password hash by one of the same password with current parameters (made at the edge,
     after a successful login). Applies only while the user still has `old_hash`; keeps the password version."""
 
@@ -191,7 +194,7 @@ class RehashAdminPassword(Command, tag="rehash_admin_password", frozen=True):
     new_hash: str
 
 
-class FormTriad(Command, tag="form_triad", frozen=True):
+class FormTriad(Command[o.TriadFormed], tag="form_triad", frozen=True):
     """Turn this state into the state of a triad with these members (seeded from this state)."""
 
     name: str
@@ -201,11 +204,11 @@ class FormTriad(Command, tag="form_triad", frozen=True):
     pooled: list[PooledLicense] = []  # the other members' licenses that join the pool (one copy of each id)
 
 
-class DissolveTriad(Command, tag="dissolve_triad", frozen=True):
+class DissolveTriad(Command[o.TriadDissolved], tag="dissolve_triad", frozen=True):
     pass
 
 
-class ElectedActive(Command, tag="elected_active", frozen=True):
+class ElectedActive(Command[o.Elected], tag="elected_active", frozen=True):
     """The triad's election made `member` the active member: the next epoch begins.
 
     It is committed in the same etcd transaction that gives `member` the election key, so
@@ -227,7 +230,7 @@ class SharedConfig(msgspec.Struct):
     alert_settings: AlertSettings
 
 
-class FormBackupPair(Command, tag="form_backup_pair", frozen=True):
+class FormBackupPair(Command[o.PairFormed], tag="form_backup_pair", frozen=True):
     """This server joins a backup relationship as `me`; a main given `config` makes it its own (the
     administrator chose to seed the pair with the backup's settings)."""
 
@@ -239,11 +242,11 @@ class FormBackupPair(Command, tag="form_backup_pair", frozen=True):
     config: SharedConfig | None = None
 
 
-class LeaveBackupPair(Command, tag="leave_backup_pair", frozen=True):
+class LeaveBackupPair(Command[o.PairLeft], tag="leave_backup_pair", frozen=True):
     """Work alone again; everything synchronized so far is kept."""
 
 
-class SwapPairRoles(Command, tag="swap_pair_roles", frozen=True):
+class SwapPairRoles(Command[o.RolesSwapped], tag="swap_pair_roles", frozen=True):
     pass
 
 
@@ -254,7 +257,7 @@ class PeerUsage(msgspec.Struct, array_like=True):
     record: UsageRecord
 
 
-class MergePeerChanges(Command, tag="merge_peer_changes", frozen=True):
+class MergePeerChanges(Command[o.PeerChangesMerged], tag="merge_peer_changes", frozen=True):
     """What the partner changed since our cursor; merged idempotently and the cursor advanced atomically.
 
     `up_to`/`usage_up_to` are the partner's change sequence and usage row id this batch

@@ -1,7 +1,7 @@
 """The standalone server's state snapshot: a file beside the database, replaced whole at each snapshot.
 
 `licentia.snapshot` holds the journal index the snapshot reflects on its first line, then the state
-(`core.state.Snapshot`) in MessagePack, which decodes about twice as fast as JSON. It is written by a
+(`core.state_data.Snapshot`) in MessagePack, which decodes about twice as fast as JSON. It is written by a
 forked child (`store.forked_write`) and replaced atomically, so it is either the previous snapshot or
 the new one; the journal's commands up to its index are deleted only once it is on disk. Keeping it
 out of the database means no free pages left behind by the previous snapshot and no WAL the size of

@@ -1,0 +1,174 @@
+"""The license state with the indexes derived from its data, and what every kind of command shares.
+
+`IndexedState` adds to the declared data (`licentia.core.state_data.StateData`) what is computed from it and
+never written to a snapshot: the lease of each client request, the licenses' in-use sets, the leases held
+per license and the sorted listings. The command handlers (`licentia.core.seats`, `.printing`,
+`.administration`, `.relationships`) build on it; `licentia.core.state.LicenseState` puts them together.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from licentia.core import commands as c
+from licentia.core.access import RequestOrigin, matching_rule
+from licentia.core.expiring import ExpiringSet
+from licentia.core.listing import Listings
+from licentia.core.model import BLOCKED_GROUP, Client, ClientInfo, Lease, License, Printer, UsageRecord
+from licentia.core.printers import client_id
+from licentia.core.state_data import StateData
+
+DAY = 86400.0
+
+RequestKey = tuple[str, str, str]  # (client id, source address, request id): whose retry a checkout is
+
+
+def request_key(client: ClientInfo, source_ip: str, request_id: str) -> RequestKey:
+    return (client_id(client), source_ip, request_id)
+
+
+def request_record(
+    cmd: c.PrintCheck | c.Checkout, now: float, granted: bool, reason: str, license_id: str = "", printer_id: str = ""
+) -> UsageRecord:
+    """The usage record of a print check (naming its printer) or a checkout (naming its lease once granted)."""
+    return UsageRecord(
+        at=now,
+        kind="print" if isinstance(cmd, c.PrintCheck) else "checkout",
+        granted=granted,
+        reason=reason,
+        product=cmd.product,
+        license_id=license_id,
+        printer_id=printer_id,
+        printer_name=cmd.printer.name if isinstance(cmd, c.PrintCheck) else "",
+        lease_id=cmd.lease_id if isinstance(cmd, c.Checkout) and granted else "",
+        client_host=cmd.client.host,
+        client_user=cmd.client.user,
+        application=cmd.client.application,
+        source_ip=cmd.source_ip,
+    )
+
+
+class IndexedState(StateData):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lease_by_request: dict[RequestKey, str] = {}
+        self._in_use: dict[str, ExpiringSet] = {}
+        self._held_count: dict[str, int] = {}  # leases held per license, expired or not, until dropped
+        self._listings = Listings()
+
+    def _mark(self, via: str = "") -> int:
+        """The next change sequence number; a change made here (not taken from the partner) is also 'own'."""
+        self.change_seq += 1
+        if not via:
+            self.own_change_seq = self.change_seq
+        return self.change_seq
+
+    def _valid_licenses(self, product: str, unit: str, now: float, feature: str | None = None) -> list[License]:
+        found = [
+            lic
+            for lic in self.licenses.values()
+            if lic.terms.product == product
+            and lic.terms.unit == unit
+            and lic.is_valid_at(now)
+            and (feature is None or feature in lic.terms.features)
+        ]
+        found.sort(key=lambda lic: (lic.terms.expires, lic.id))
+        return found
+
+    def used(self, license_id: str, now: float) -> int:
+        return self._in_use[license_id].live_count(now)
+
+    # -- clients and access ---------------------------------------------------------------------
+
+    def _touch_client(self, info: ClientInfo, source_ip: str, now: float) -> Client:
+        key = client_id(info)
+        client = self.clients.get(key)
+        if client is None:
+            client = self.clients[key] = Client(
+                client_id=key, info=info, source_ip=source_ip, first_seen=now, last_seen=now
+            )
+        # Replace, never mutate: `client.info` may be the very ClientInfo a lease holds.
+        client.info = msgspec.structs.replace(client.info, version=info.version)
+        client.source_ip = source_ip
+        client.last_seen = now
+        client.requests += 1
+        client.seq, client.via = self._mark(), ""
+        self._listings.client_changed(client)
+        return client
+
+    def _client_access(self, client: ClientInfo, source_ip: str, source_host: str | None) -> tuple[bool, str]:
+        return self.access_decision(RequestOrigin(user=client.user, host=client.host, ip=source_ip,
+                                                  source_host=source_host))
+
+    def access_decision(self, origin: RequestOrigin) -> tuple[bool, str]:
+        """(allowed, why) for a request from `origin`; `why` names the rule that decided."""
+        rule = matching_rule(self.access_rules, origin)
+        if rule is None:
+            allowed = self.settings.default_access_policy == "allow"
+            return allowed, f"default policy ({self.settings.default_access_policy})"
+        return rule.action == "allow", f"rule {rule.rule_id!r} ({rule.action})"
+
+    def _move_printer(self, printer: Printer, group: str, via: str = "") -> None:
+        """Put a printer in a group; a blocked printer stops counting against a license at once."""
+        printer.group = group
+        printer.seq, printer.via = self._mark(via), via
+        self._listings.printer_changed(printer)
+        if group == BLOCKED_GROUP and printer.license_id in self._in_use:
+            self._in_use[printer.license_id].discard(printer.printer_id)
+            printer.license_id = None
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def _lease_record(self, lease: Lease, now: float, kind: str, granted: bool, reason: str) -> UsageRecord:
+        return UsageRecord(
+            at=now,
+            kind=kind,
+            granted=granted,
+            reason=reason,
+            product=lease.product,
+            license_id=lease.license_id,
+            lease_id=lease.lease_id,
+            client_host=lease.client.host,
+            client_user=lease.client.user,
+            application=lease.client.application,
+            source_ip=lease.source_ip,
+        )
+
+    def _drop_lease(self, lease: Lease) -> None:
+        del self.leases[lease.lease_id]
+        self._listings.lease_dropped(lease)
+        self._held_count[lease.license_id] -= 1
+        self.lease_by_request.pop(request_key(lease.client, lease.source_ip, lease.request_id), None)
+        if lease.license_id in self._in_use:
+            self._in_use[lease.license_id].discard(lease.lease_id)
+
+    def _rebuild_in_use(self) -> None:
+        window = self.settings.printer_window_days * DAY
+        members: dict[str, list[tuple[float, str]]] = {license_id: [] for license_id in self.licenses}
+        for printer in self.printers.values():
+            if printer.license_id in members:
+                members[printer.license_id].append((printer.last_used + window, printer.printer_id))
+        for lease in self.leases.values():
+            if lease.license_id in members:
+                members[lease.license_id].append((lease.expires_at, lease.lease_id))
+        self._in_use = {license_id: ExpiringSet() for license_id in self.licenses}
+        for license_id, expiring in self._in_use.items():
+            expiring.fill(members[license_id])
+
+    def listings(self) -> Listings:
+        """The sorted orders of leases, printers and clients (rebuilt if a record was ever put in without them)."""
+        if not self._listings.matches(len(self.leases), len(self.printers), len(self.clients)):
+            self._listings = Listings.of(self.leases.values(), self.printers.values(), self.clients.values())
+        return self._listings
+
+
+    def counted_at(self, license_id: str, now: float) -> int:
+        """How many printers and seats count against the license at `now`, pruning nothing.
+
+        Not `used()`: its pruning at a reader's clock would make a replica that is replaying the log (or
+        applying entries stamped earlier) count fewer seats than the others."""
+        return self._in_use[license_id].count_live(now)
+
+    def counts_against(self, license_id: str | None, member: str) -> bool:
+        """Whether the printer or lease `member` is in the license's in-use set."""
+        return license_id is not None and license_id in self._in_use and member in self._in_use[license_id]
