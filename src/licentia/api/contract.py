@@ -16,7 +16,7 @@ from licentia.api.lists import CLIENTS, DEFAULT_LIMIT, LEASES, MAX_LIMIT, PRINTE
 from licentia.cluster.role_events import MAX_PAGE as ROLE_EVENTS_PAGE
 from licentia.cluster.triad_forward import ForwardedAnswer
 from licentia.core.commands import SharedConfig
-from licentia.store.journal import UsageQuery
+from licentia.store.usage_log import UsageQuery
 from licentia.store.usage_report import UsageReport
 
 JSON = "application/json"
