@@ -57,7 +57,8 @@ from harness import ADMIN_PASSWORD, Issuer, free_port  # noqa: E402
 from licentia.api.passwords import hash_password  # noqa: E402
 from licentia.core import commands as c  # noqa: E402
 from licentia.core.model import AdminUser, ClientInfo, PrinterIdentity  # noqa: E402
-from licentia.store.journal import USAGE_FIELDS, SqliteJournal  # noqa: E402
+from licentia.store.journal import SqliteJournal  # noqa: E402
+from licentia.store.usage_rows import USAGE_FIELDS  # noqa: E402
 
 DAY = 86400.0
 SEATS = "CADStudio"

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from licentia.cli import UVICORN_OPTIONS
+from licentia.cli.serving import UVICORN_OPTIONS
 
 
 async def echo(request: Request) -> Response:

@@ -79,3 +79,43 @@ def legacy_hash(password: str, n: int = 2**14) -> str:
     salt = bytes(range(16))
     digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=8, p=1, dklen=32)
     return f"scrypt${n}$8$1${salt.hex()}${digest.hex()}"
+
+
+def sample_triad_status() -> Any:
+    """A triad member's status as `TriadNode.status()` makes it (every field set), for schema checks."""
+    from licentia.cluster.relationship_status import TriadMemberStatus, TriadStatus
+
+    members = tuple(
+        TriadMemberStatus(name=name, role=role, api_url=f"http://{name}:8470", raft_address=f"{name}:7000",
+                          active=name == "lic-a", reachable=True, etcd_lease_alive=True, raft_leader=name == "lic-a",
+                          log_behind=None if name == "lic-c" else 0)
+        for name, role in (("lic-a", "primary"), ("lic-b", "secondary"), ("lic-c", "tertiary"))
+    )
+    return TriadStatus(name="T1", me="lic-a", my_role="primary", serving=True, active="lic-a", epoch=4,
+                       active_until=None, has_quorum=True, commit_index=120, applied_index=120, in_sync_at=1.7e9,
+                       failovers_seen=1, etcd_restarts=0, watchdog_events={"stall": 1}, healthy=True, members=members)
+
+
+def sample_backup_pair_status() -> Any:
+    """A backup pair server's status as `BackupLink.status()` makes it, for schema checks."""
+    from licentia.cluster.relationship_status import BackupPairStatus, BackupPending, PairMemberStatus, PendingCounts
+    from licentia.core.model import PeerCursor
+
+    members = tuple(
+        PairMemberStatus(name=name, role=role, api_url=f"http://{name}:8470", me=name == "lic-1", online=True,
+                         reachable=True)
+        for name, role in (("lic-1", "main"), ("lic-2", "backup"))
+    )
+    return BackupPairStatus(
+        name="B1", me="lic-1", my_role="main", partner="lic-2", interval_s=5.0, members=members, connected=True,
+        synchronized=True, state="connected_synchronized", last_sync_at=1.7e9, last_synchronized_at=1.7e9,
+        last_error=None, since=1.6e9, pending=BackupPending(PendingCounts(0, 0), PendingCounts(None, None)),
+        cursor=PeerCursor(), contact_losses=0, active="lic-1", serving=True, checked_at=1.7e9,
+    )
+
+
+def as_served(status: Any) -> dict[str, Any]:
+    """A relationship status as `GET /api/v1/admin/relationship` sends it: its document, through JSON."""
+    import json
+
+    return json.loads(json.dumps(status.as_json()))

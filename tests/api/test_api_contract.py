@@ -9,10 +9,22 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import install_ok
+from api_support import as_served, install_ok, sample_backup_pair_status, sample_triad_status
 from harness import ADMIN_PASSWORD
 from openapi_contract import Operation, contract_problems, operation_of, served_document
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
+
+from licentia.cluster.backup_pair import PeerChanges
+from licentia.cluster.relationship_status import (
+    BackupPairStatus,
+    BackupPending,
+    PairMemberStatus,
+    PendingCounts,
+    TriadMemberStatus,
+    TriadStatus,
+)
+from licentia.cluster.triad_log import Checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +58,66 @@ def test_the_document_is_valid_openapi_and_every_operation_describes_its_answers
     assert "Location" in checkout["307"]["headers"]
     csv = document["paths"]["/api/v1/admin/usage.csv"]["get"]["responses"]["200"]["content"]
     assert list(csv) == ["text/csv"]
+
+
+def _component(document: dict[str, Any], schema: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    name = schema["$ref"].rsplit("/", 1)[1]
+    return name, document["components"]["schemas"][name]
+
+
+def _success_schema(document: dict[str, Any], method: str, template: str) -> dict[str, Any]:
+    return document["paths"][template][method]["responses"]["200"]["content"]["application/json"]["schema"]
+
+
+def test_the_relationship_status_schema_is_the_typed_statuses_with_their_fields(document):
+    schema = _success_schema(document, "get", "/api/v1/admin/relationship")
+    alternatives = dict(_component(document, s) for s in schema["oneOf"])
+    assert list(alternatives) == ["TriadStatus", "BackupPairStatus", "NoRelationship"]
+    assert alternatives["NoRelationship"]["properties"] == {"type": {"type": "null"}}
+    components = document["components"]["schemas"]
+    for struct, tag in ((TriadStatus, "triad"), (BackupPairStatus, "backup")):
+        properties = alternatives[struct.__name__]["properties"]
+        assert set(properties) == {"type", *struct.__struct_fields__}, struct.__name__
+        assert properties["type"] == {"enum": [tag]}
+        assert set(alternatives[struct.__name__]["required"]) == {"type", *struct.__struct_fields__}
+    for nested in (TriadMemberStatus, PairMemberStatus, BackupPending, PendingCounts):
+        assert set(components[nested.__name__]["properties"]) == set(nested.__struct_fields__), nested.__name__
+    assert alternatives["TriadStatus"]["properties"]["members"]["items"] == {
+        "$ref": "#/components/schemas/TriadMemberStatus"
+    }
+    # Each kind of answer is exactly one of the alternatives: the schema tells them apart.
+    validator = OAS31Validator({**schema, "components": document["components"]})
+    for answer in (as_served(sample_triad_status()), as_served(sample_backup_pair_status()), {"type": None}):
+        assert [e.message[:200] for e in validator.iter_errors(answer)] == [], answer["type"]
+    assert not validator.is_valid({**as_served(sample_triad_status()), "type": "backup"})
+    assert not validator.is_valid({"type": "triad", "name": "T1"})  # a status lacking its fields
+
+
+def test_a_backup_pairs_swap_and_sync_answer_its_typed_status(document):
+    assert _component(document, _success_schema(document, "post", "/api/v1/admin/relationship/swap"))[0] == (
+        "BackupPairStatus"
+    )
+    name, sync = _component(document, _success_schema(document, "post", "/api/v1/admin/relationship/sync"))
+    assert set(sync["properties"]) == {"type", "reached", *BackupPairStatus.__struct_fields__}, name
+
+
+def test_the_peer_answers_have_their_own_schemas(document):
+    name, changes = _component(document, _success_schema(document, "post", "/api/v1/peer/changes"))
+    assert name == "PeerChanges" and set(changes["properties"]) == set(PeerChanges.__struct_fields__)
+    name, checkpoint = _component(document, _success_schema(document, "post", "/api/v1/peer/triad/checkpoint"))
+    assert name == "Checkpoint" and set(checkpoint["properties"]) == set(Checkpoint.__struct_fields__)
+    assert checkpoint["properties"]["snapshot"] == {"$ref": "#/components/schemas/Snapshot"}
+
+
+def test_no_success_answer_is_described_as_just_an_object(document):
+    generic = []
+    for template, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                schema = answer["content"].get("application/json", {}).get("schema")
+                if status.startswith("2") and schema is not None and "$ref" not in schema and "oneOf" not in schema:
+                    generic.append(f"{method.upper()} {template} {status}: {schema}")
+    assert generic == []
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import install_ok
+from api_support import as_served, install_ok, sample_backup_pair_status, sample_triad_status
 from harness import ADMIN_PASSWORD
 
 PACKAGE = "licentia_generated_client"
@@ -131,3 +131,24 @@ def test_print_check_checkout_checkin_and_admin_listings_through_the_generated_c
     assert returned.parsed.lease_id == lease.lease_id and returned.parsed.released is True
     after = admin_api.list_leases.sync(client=admin, q="ana")
     assert isinstance(after, models.LeasePage) and after.leases == [] and after.total == 0
+
+
+def test_the_relationship_status_parses_into_its_typed_model_through_the_generated_client(generated, shared_server):
+    """The answer is one of the typed statuses (a triad's, a pair's, or none); alone, it parses as none."""
+    models = module(generated, "models")
+    anonymous = generated.Client(base_url=shared_server.url, raise_on_unexpected_status=True)
+    login = Operations(generated, "admin").login.sync(
+        client=anonymous, body=models.LoginRequest(username="admin", password=ADMIN_PASSWORD)
+    )
+    admin = generated.AuthenticatedClient(
+        base_url=shared_server.url, token=login.token, raise_on_unexpected_status=True
+    )
+    status = Operations(generated, "relationship").relationship_status.sync_detailed(client=admin)
+    assert status.status_code == 200
+    assert isinstance(status.parsed, models.NoRelationship), status.content
+    # A triad's and a pair's status documents read into their own generated models, every field by name.
+    triad = models.TriadStatus.from_dict(as_served(sample_triad_status()))
+    assert triad.name == "T1" and triad.active == "lic-a"
+    assert [m.name for m in triad.members] == ["lic-a", "lic-b", "lic-c"]
+    pair = models.BackupPairStatus.from_dict(as_served(sample_backup_pair_status()))
+    assert pair.partner == "lic-2" and pair.pending.to_partner.changes == 0 and pair.members[1].role.value == "backup"

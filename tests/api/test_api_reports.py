@@ -87,8 +87,8 @@ def test_a_database_from_before_rollups_builds_them_on_first_start_and_reports_t
     from harness import ServerProcess
 
     from licentia.core.model import UsageRecord
-    from licentia.store.journal import USAGE_FIELDS
     from licentia.store.usage_report import usage_report
+    from licentia.store.usage_rows import USAGE_FIELDS
 
     data = tmp_path / "server"
     ServerProcess(data).start().stop()

@@ -17,43 +17,34 @@ from licentia import license_file
 TRUST = "/api/v1/admin/trusted-issuers"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, shared_issuer) -> ServerProcess:
-    data_dir = tmp_path_factory.mktemp("trust") / "server"
-    shared_issuer.trust_in(data_dir)
-    process = ServerProcess(data_dir)
-    try:
-        yield process.start()
-    finally:
-        process.kill()
-
-
 def _stored_keys(server: ServerProcess) -> set[str]:
     return {path.name for path in (server.data_dir / "trusted-issuers").iterdir()}
 
 
-def test_an_admin_trusts_an_issuer_key_and_its_license_installs_without_a_restart(server, admin):
+def test_an_admin_trusts_an_issuer_key_and_its_license_installs_without_a_restart(shared_server, shared_admin):
     vendor = Issuer()
     kid = license_file.key_id(vendor.key.public_key())
-    refused = assert_error(install(admin, vendor.license_bytes(license_id="NEW-VENDOR")), 422, "invalid_license")
+    refused = assert_error(
+        install(shared_admin, vendor.license_bytes(license_id="NEW-VENDOR")), 422, "invalid_license"
+    )
     assert "Trust an issuer key on the License Setup page" in refused["message"]
 
-    answer = admin.post(TRUST, json={"public_key": vendor.public_pem().decode()})
+    answer = shared_admin.post(TRUST, json={"public_key": vendor.public_pem().decode()})
     assert answer.status_code == 201, answer.text
     assert answer.json()["key_id"] == kid and answer.json()["new"] is True
-    assert kid in admin.get("/api/v1/admin/status").json()["trusted_issuers"]
-    assert install(admin, vendor.license_bytes(license_id="NEW-VENDOR")).status_code == 201
+    assert kid in shared_admin.get("/api/v1/admin/status").json()["trusted_issuers"]
+    assert install(shared_admin, vendor.license_bytes(license_id="NEW-VENDOR")).status_code == 201
 
-    stored = server.data_dir / "trusted-issuers" / f"{kid}.pub"
+    stored = shared_server.data_dir / "trusted-issuers" / f"{kid}.pub"
     assert stored.read_bytes() == vendor.public_pem()
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
-    assert f"admin made this server trust issuer key {kid}" in server.log_path.read_text()
-    again = admin.post(TRUST, json={"public_key": vendor.public_pem().decode()})
+    assert f"admin made this server trust issuer key {kid}" in shared_server.log_path.read_text()
+    again = shared_admin.post(TRUST, json={"public_key": vendor.public_pem().decode()})
     assert again.status_code == 200 and again.json()["new"] is False
 
-    server.stop()
-    server.start()
-    with server.admin() as restarted:
+    shared_server.stop()
+    shared_server.start()
+    with shared_server.admin() as restarted:
         assert kid in restarted.get("/api/v1/admin/status").json()["trusted_issuers"]
 
 
@@ -69,25 +60,27 @@ def _ec_key() -> str:
     ("ec", "not an Ed25519 public key"),
     ("private", "this is a private key"),
 ])
-def test_an_upload_that_is_not_an_issuer_public_key_is_refused_and_nothing_is_stored(server, admin, upload, says):
+def test_an_upload_that_is_not_an_issuer_public_key_is_refused_and_nothing_is_stored(
+    shared_server, shared_admin, upload, says
+):
     if upload == "ec":
         upload = _ec_key()
     elif upload == "private":
         upload = license_file.private_key_pem(Issuer().key).decode()
-    before = _stored_keys(server), admin.get("/api/v1/admin/status").json()["trusted_issuers"]
-    error = assert_error(admin.post(TRUST, json={"public_key": upload}), 422, "invalid_issuer_key")
+    before = _stored_keys(shared_server), shared_admin.get("/api/v1/admin/status").json()["trusted_issuers"]
+    error = assert_error(shared_admin.post(TRUST, json={"public_key": upload}), 422, "invalid_issuer_key")
     assert says in error["message"]
-    assert (_stored_keys(server), admin.get("/api/v1/admin/status").json()["trusted_issuers"]) == before
-    assert "Refused to trust an issuer key uploaded by admin" in server.log_path.read_text()
+    assert (_stored_keys(shared_server), shared_admin.get("/api/v1/admin/status").json()["trusted_issuers"]) == before
+    assert "Refused to trust an issuer key uploaded by admin" in shared_server.log_path.read_text()
 
 
-def test_only_an_administrator_may_trust_an_issuer_key(server, admin):
-    answer = admin.put("/api/v1/admin/users/keeper", json={"password": "keeper-password-1", "role": "manager"})
+def test_only_an_administrator_may_trust_an_issuer_key(shared_server, shared_admin):
+    answer = shared_admin.put("/api/v1/admin/users/keeper", json={"password": "keeper-password-1", "role": "manager"})
     assert answer.status_code == 200, answer.text
-    token = httpx.post(f"{server.url}/api/v1/auth/login",
+    token = httpx.post(f"{shared_server.url}/api/v1/auth/login",
                        json={"username": "keeper", "password": "keeper-password-1"}).json()["token"]
-    before = _stored_keys(server)
-    refused = httpx.post(f"{server.url}{TRUST}", headers={"Authorization": f"Bearer {token}"},
+    before = _stored_keys(shared_server)
+    refused = httpx.post(f"{shared_server.url}{TRUST}", headers={"Authorization": f"Bearer {token}"},
                          json={"public_key": Issuer().public_pem().decode()})
     assert_error(refused, 403, "forbidden")
-    assert _stored_keys(server) == before
+    assert _stored_keys(shared_server) == before

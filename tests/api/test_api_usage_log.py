@@ -204,7 +204,7 @@ def test_usage_csv_export_streams_every_row_past_a_hundred_thousand(tmp_path, is
 
     from harness import ServerProcess
 
-    from licentia.store.journal import USAGE_FIELDS
+    from licentia.store.usage_rows import USAGE_FIELDS
 
     data = tmp_path / "server"
     issuer.trust_in(data)

@@ -182,3 +182,25 @@ def test_a_manager_sees_no_trust_form(page_as):
     page.goto(f"{CONSOLE}/licenses")
     expect(page.locator("#license-upload")).to_be_visible()
     expect(page.locator("#issuer-upload")).to_have_count(0)
+
+
+def test_a_file_over_a_forms_size_limit_is_refused_in_the_browser_with_a_sentence(page: Page, admin, tmp_path):
+    """Both upload forms check the chosen file the same way before anything is sent."""
+    licenses, trusted = _licenses(admin), admin.get("/api/v1/admin/status").json()["trusted_issuers"]
+    page.goto(f"{CONSOLE}/licenses")
+    limit = int(page.locator("#license-upload").get_attribute("data-max-bytes") or 0)
+    big_license = tmp_path / "big.lic"
+    big_license.write_bytes(b" " * (limit + 1))
+    page.get_by_label("Signed license file").set_input_files(str(big_license))
+    page.get_by_role("button", name="Add license").click()
+    expect(page.locator("#license-upload .form-message")).to_have_text(
+        f"big.lic is {limit + 1} bytes; a license file is at most {limit}.")
+    big_key = tmp_path / "big.pub"
+    big_key.write_bytes(b"k" * 4097)
+    trust = page.locator("#issuer-upload")
+    trust.get_by_label("Issuer public key (.pub)").set_input_files(str(big_key))
+    trust.get_by_role("button", name="Trust key").click()
+    expect(trust.locator(".form-message")).to_have_text(
+        "big.pub is 4097 bytes; an issuer public key file is at most 4096.")
+    assert _licenses(admin) == licenses
+    assert admin.get("/api/v1/admin/status").json()["trusted_issuers"] == trusted

@@ -45,6 +45,28 @@ def next_step(page: Page, number: int) -> None:
     expect(step_heading(page, number)).to_be_focused()
 
 
+def start_wizard(page: Page, kind: str, name: str) -> Locator:
+    """Step 1: open the wizard, choose a "Backup" or "Triad" relationship and its name, then on to step 2."""
+    page.get_by_role("button", name="Setup Server Redundancy").click()
+    dialog = wizard(page)
+    dialog.get_by_label(f"{kind} relationship").check()
+    dialog.get_by_label("Name of the relationship").fill(name)
+    next_step(page, 2)
+    return dialog
+
+
+def fill_pair(page: Page, me: str, other: str, other_url: str, interval_s: str | None = None) -> None:
+    """Step 2 of a backup pair: this server's name, the other server's name and URL (and the synchronization
+    interval), then on to step 3."""
+    dialog = wizard(page)
+    dialog.get_by_label("This server's name").fill(me)
+    dialog.get_by_label("Other server's name").fill(other)
+    dialog.get_by_label("Other server's API URL").fill(other_url)
+    if interval_s is not None:
+        dialog.get_by_label("Synchronize every (seconds)").fill(interval_s)
+    next_step(page, 3)
+
+
 def check_servers(page: Page) -> Locator:
     dialog = wizard(page)
     dialog.get_by_label("Administrator password").fill(ADMIN_PASSWORD)
@@ -95,17 +117,9 @@ def test_backup_wizard_names_the_missing_rule_then_sets_up_a_pair_watched_live(p
     expect(opener).to_be_focused()
     page.set_viewport_size({"width": 1280, "height": 900})
 
-    opener.click()
-    dialog = wizard(page)
-    dialog.get_by_label("Backup relationship").check()
-    dialog.get_by_label("Name of the relationship").fill("Plant-A")
-    next_step(page, 2)
+    dialog = start_wizard(page, "Backup", "Plant-A")
     expect(dialog.get_by_label("This server's API URL")).to_have_value(page.evaluate("location.origin"))
-    dialog.get_by_label("This server's name").fill("lic1")
-    dialog.get_by_label("Other server's name").fill("lic2")
-    dialog.get_by_label("Other server's API URL").fill(partner.url)
-    dialog.get_by_label("Synchronize every (seconds)").fill("0.5")
-    next_step(page, 3)
+    fill_pair(page, "lic1", "lic2", partner.url, interval_s="0.5")
 
     result = check_servers(page)
     missing = result.locator("tbody tr")
@@ -210,15 +224,8 @@ def test_an_administrator_sets_up_a_pair_with_a_backup_whose_administrator_accou
         assert answer.status_code == 200, answer.text  # the shared account no longer logs in there
 
     page.goto(PAGE)
-    page.get_by_role("button", name="Setup Server Redundancy").click()
-    dialog = wizard(page)
-    dialog.get_by_label("Backup relationship").check()
-    dialog.get_by_label("Name of the relationship").fill("Plant-B")
-    next_step(page, 2)
-    dialog.get_by_label("This server's name").fill("lic1")
-    dialog.get_by_label("Other server's name").fill("lic4")
-    dialog.get_by_label("Other server's API URL").fill(partner.url)
-    next_step(page, 3)
+    dialog = start_wizard(page, "Backup", "Plant-B")
+    fill_pair(page, "lic1", "lic4", partner.url)
 
     result = check_servers(page)  # one shared account: refused on lic4
     expect(result.locator('li[data-reach="member_login_failed"]')).to_contain_text("lic4")
@@ -259,11 +266,7 @@ def test_triad_wizard_sets_up_a_triad_whose_diagram_shows_a_failover_live(browse
     try:
         page = log_in(profile.new_page(), "admin", ADMIN_PASSWORD)
         page.goto(PAGE)
-        page.get_by_role("button", name="Setup Server Redundancy").click()
-        dialog = wizard(page)
-        dialog.get_by_label("Triad relationship").check()
-        dialog.get_by_label("Name of the relationship").fill("Labels")
-        next_step(page, 2)
+        dialog = start_wizard(page, "Triad", "Labels")
         expect(dialog.get_by_label("Member 1 API URL")).to_have_value(here.url)
         specs = {spec["role"]: spec for spec in cluster.member_specs()}
         for index, role in enumerate(("secondary", "primary", "tertiary"), start=1):
@@ -355,11 +358,7 @@ def test_triad_wizard_sets_up_a_triad_whose_diagram_shows_a_failover_live(browse
 
 def test_the_wizards_api_url_fields_look_like_its_other_fields(page: Page):
     page.goto(PAGE)
-    page.get_by_role("button", name="Setup Server Redundancy").click()
-    dialog = wizard(page)
-    dialog.get_by_label("Backup relationship").check()
-    dialog.get_by_label("Name of the relationship").fill("Looks")
-    next_step(page, 2)
+    dialog = start_wizard(page, "Backup", "Looks")
     style = "input => { const s = getComputedStyle(input); return [s.fontFamily, s.fontSize, s.height, s.border]; }"
     name = dialog.get_by_label("Other server's name").evaluate(style)
     url = dialog.get_by_label("Other server's API URL").evaluate(style)

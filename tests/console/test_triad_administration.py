@@ -19,7 +19,7 @@ from harness import ADMIN_PASSWORD, BackupPairProcesses, Issuer, TriadCluster
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from .console_support import CONSOLE, install, log_in, screenshot
-from .test_redundancy import SLOW, check_servers, fill_member, next_step, wizard
+from .test_redundancy import SLOW, check_servers, fill_member, next_step, start_wizard
 
 NAMES = {"primary": "lic-a", "secondary": "lic-b", "tertiary": "lic-c"}
 RULES = "/api/v1/admin/access-rules"
@@ -112,11 +112,7 @@ def test_1_the_wizard_summary_lists_every_servers_licenses_before_finish(member,
     _, page = member("primary")
     log_in(page, "admin", ADMIN_PASSWORD)
     page.goto(f"{CONSOLE}/redundancy")
-    page.get_by_role("button", name="Setup Server Redundancy").click()
-    dialog = wizard(page)
-    dialog.get_by_label("Triad relationship").check()
-    dialog.get_by_label("Name of the relationship").fill("Labels")
-    next_step(page, 2)
+    dialog = start_wizard(page, "Triad", "Labels")
     specs = {spec["role"]: spec for spec in triad.cluster.member_specs()}
     for index, role in enumerate(("primary", "secondary", "tertiary"), start=1):
         spec = specs[role]

@@ -14,8 +14,9 @@ from licentia.core import commands as c
 from licentia.core.model import AdminUser, ClientInfo, PrinterIdentity
 from licentia.core.printers import printer_id
 from licentia.core.state import LicenseState, Outcome
-from licentia.store.journal import SqliteJournal, UsageQuery
+from licentia.store.journal import SqliteJournal
 from licentia.store.snapshot_file import read_snapshot_file
+from licentia.store.usage_log import UsageQuery
 
 T0 = 1_700_000_000.0
 DAY = 86400.0

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from licentia.core import commands as c
 from licentia.core.model import UsageRecord
-from licentia.store.journal import COALESCE_WINDOW_S, SqliteJournal, UsageQuery
+from licentia.store.journal import SqliteJournal
+from licentia.store.usage_log import UsageQuery
 from licentia.store.usage_report import usage_report
+from licentia.store.usage_rows import COALESCE_WINDOW_S
 
 T0 = 1_700_000_000.0
 

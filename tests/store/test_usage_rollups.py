@@ -14,8 +14,9 @@ from licentia.core import commands as c
 from licentia.core.commands import encode_command
 from licentia.core.model import ClientInfo, Lease, UsageRecord
 from licentia.store.backup import create_backup, restore_backup
-from licentia.store.journal import SqliteJournal, usage_rows
+from licentia.store.journal import SqliteJournal
 from licentia.store.usage_report import UsageReport, usage_report
+from licentia.store.usage_rows import usage_rows
 
 T0 = 1_700_006_400.0  # a UTC midnight
 HOUR = 3600.0

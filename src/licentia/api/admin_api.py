@@ -37,7 +37,8 @@ from licentia.core.access import RequestOrigin, canonical_address, matching_rule
 from licentia.core.model import AdminUser
 from licentia.core.views import group_views, license_status
 from licentia.license_file import LicenseBoundElsewhere, LicenseFileError
-from licentia.store.journal import USAGE_FIELDS, UsageQuery
+from licentia.store.usage_log import UsageQuery
+from licentia.store.usage_rows import USAGE_FIELDS
 
 log = logging.getLogger("licentia.api")
 

@@ -64,7 +64,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def _proxy_headers(server: LicenseServer) -> list[Middleware]:
     """Take the client's address from `X-Forwarded-For` only when a configured proxy (`forwarded_allow_ips`)
-    sent the request; uvicorn's own handling is off (`licentia.cli.UVICORN_OPTIONS`), so by default the
+    sent the request; uvicorn's own handling is off (`licentia.cli.serving.UVICORN_OPTIONS`), so by default the
     header is ignored from everyone, loopback included."""
     trusted = server.config.forwarded_allow_ips
     return [Middleware(ProxyHeadersMiddleware, trusted_hosts=list(trusted))] if trusted else []

@@ -13,10 +13,14 @@ import msgspec
 
 from licentia.api import responses as r
 from licentia.api.lists import CLIENTS, DEFAULT_LIMIT, LEASES, MAX_LIMIT, PRINTERS, ListKind
+from licentia.cluster.backup_pair import PeerChanges
+from licentia.cluster.relationship_status import BackupPairStatus, TriadStatus
 from licentia.cluster.role_events import MAX_PAGE as ROLE_EVENTS_PAGE
+from licentia.cluster.role_events import RoleEventPage
 from licentia.cluster.triad_forward import ForwardedAnswer
+from licentia.cluster.triad_log import Checkpoint
 from licentia.core.commands import SharedConfig
-from licentia.store.journal import UsageQuery
+from licentia.store.usage_log import UsageQuery
 from licentia.store.usage_report import UsageReport
 
 JSON = "application/json"
@@ -24,9 +28,16 @@ CSV = "text/csv"
 
 
 @dataclass(frozen=True)
+class OneOf:
+    """A body that is one of these types, told apart by their `type` field."""
+
+    types: tuple[type, ...]
+
+
+@dataclass(frozen=True)
 class Success:
     status: int
-    body: Any  # a type msgspec describes (a struct, or dict[str, Any] for any object); None: text
+    body: Any  # a type msgspec describes (a struct or dataclass), or a OneOf of them; None: text
     description: str = "OK"
     media_type: str = JSON
 
@@ -169,9 +180,9 @@ CONTRACTS: dict[tuple[str, str], Contract] = {
     ("PUT", f"{A}/alerts"): Contract((ok(r.AlertsView),), (409,)),
     ("POST", f"{A}/alerts/test"): Contract((ok(r.AlertTestSent, description="Delivered"),), (409,)),
     # relationships
-    ("GET", R): Contract((ok(r.RelationshipStatus),)),
+    ("GET", R): Contract((ok(OneOf((TriadStatus, BackupPairStatus, r.NoRelationship))),)),
     ("GET", f"{R}/events"): Contract(
-        (ok(r.RoleEventList),),
+        (ok(RoleEventPage),),
         query=(
             QueryParameter("limit", {"type": "integer", "minimum": 1, "maximum": ROLE_EVENTS_PAGE, "default": 20},
                            "Events per page, newest first."),
@@ -192,15 +203,15 @@ CONTRACTS: dict[tuple[str, str], Contract] = {
     ("POST", f"{R}/backup/join"): Contract((ok(r.Joined),), (409,)),
     ("GET", f"{R}/shared-config"): Contract((ok(SharedConfig),)),
     ("POST", f"{R}/sync"): Contract((ok(r.SyncNow),), (404,)),
-    ("POST", f"{R}/swap"): Contract((ok(r.RelationshipStatus),), (404, 409)),
+    ("POST", f"{R}/swap"): Contract((ok(BackupPairStatus),), (404, 409)),
     ("POST", f"{R}/backup/replace"): Contract((ok(r.BackupReplaced),), (404, 409)),
     # between the servers of a relationship (signed with the relationship's secret)
-    ("POST", f"{P}/changes"): Contract((ok(r.JsonObject, description="What changed since the cursor"),)),
+    ("POST", f"{P}/changes"): Contract((ok(PeerChanges, description="What changed since the cursor"),)),
     ("POST", f"{P}/poke"): Contract((ok(r.PeerSyncing),)),
     ("POST", f"{P}/swap"): Contract((ok(r.PeerSwapped),), (409,)),
     ("POST", f"{P}/leave"): Contract((ok(r.PeerLeft),)),
     ("POST", f"{P}/triad/forward"): Contract((ok(ForwardedAnswer),)),
-    ("POST", f"{P}/triad/checkpoint"): Contract((ok(r.JsonObject, description="This member's checkpoint"),)),
+    ("POST", f"{P}/triad/checkpoint"): Contract((ok(Checkpoint, description="This member's checkpoint"),)),
 }
 
 STATUS_MEANINGS = {

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from licentia import __version__
-from licentia.api.contract import CONTRACTS, JSON, STATUS_MEANINGS, Contract
+from licentia.api.contract import CONTRACTS, JSON, STATUS_MEANINGS, Contract, OneOf
 from licentia.api.responses import ErrorAnswer
 from licentia.api.routing import Endpoint
 
@@ -63,7 +63,10 @@ def _error_response(status: int) -> dict[str, Any]:
 def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
     contracts = {(e.method, e.path): contract_of(e) for e in endpoints}
     body_types = {e.body for e in endpoints if e.body is not None}
-    answer_types = {a.body for c in contracts.values() for a in c.answers if a.body is not None}
+    answer_types = {
+        t for c in contracts.values() for a in c.answers if a.body is not None
+        for t in (a.body.types if isinstance(a.body, OneOf) else (a.body,))
+    }
     types = sorted(body_types | answer_types | {ErrorAnswer}, key=repr)
     refs, components = msgspec.json.schema_components(types, ref_template=REF)
     schema_of = dict(zip(types, refs, strict=True))
@@ -72,7 +75,11 @@ def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
         contract = contracts[(endpoint.method, endpoint.path)]
         responses: dict[str, Any] = {}
         for answer in contract.answers:
-            schema = schema_of[answer.body] if answer.body is not None else TEXT_SCHEMA
+            schema: dict[str, Any]
+            if isinstance(answer.body, OneOf):
+                schema = {"oneOf": [schema_of[t] for t in answer.body.types]}
+            else:
+                schema = schema_of[answer.body] if answer.body is not None else TEXT_SCHEMA
             responses[str(answer.status)] = {
                 "description": answer.description,
                 "content": {answer.media_type: {"schema": schema}},

@@ -13,7 +13,7 @@ import msgspec
 
 from licentia.alerts.delivery import DeliveryResult
 from licentia.alerts.rules import Incident
-from licentia.cluster.role_events import RoleEventKind
+from licentia.cluster.relationship_status import BackupPairStatus
 from licentia.core.alert_settings import AlertSettings
 from licentia.core.model import AccessRule, Client, Lease, LicenseTerms, MappingRule, Printer, Role, UsageRecord
 from licentia.core.settings import Settings
@@ -179,21 +179,6 @@ class IssuerTrusted(Answer):
     trusted_issuers: list[str]
 
 
-class RoleEventView(Answer):
-    seq: int
-    at: float
-    kind: RoleEventKind
-    text: str
-    member: str | None = None
-    took_s: float | None = None
-
-
-class RoleEventList(Answer):
-    events: list[RoleEventView]
-    next: int | None
-    unreachable_since: dict[str, float]
-
-
 class ServerStatus(ServerInfo, kw_only=True):
     started_at: float
     journal_index: int
@@ -324,11 +309,12 @@ class AlertTestSent(Answer):
 # -- relationships ----------------------------------------------------------------------------------
 
 
-class RelationshipStatus(Answer):
-    """`type` null: this server is in no relationship. Otherwise the triad's or the pair's status: members,
-    roles, the active member, reachability and lag (fields by type; see docs/triad.md and docs/backup.md)."""
+class NoRelationship(Answer):
+    """`GET /api/v1/admin/relationship` on a server in no relationship; in one, the answer is the triad's
+    `TriadStatus` or the pair's `BackupPairStatus` (`licentia.cluster.relationship_status`), told apart by
+    `type`."""
 
-    type: Literal["triad", "backup"] | None
+    type: None
 
 
 class SetupChecked(Answer):
@@ -377,7 +363,9 @@ class SeedSnapshot(Answer):
     issuer_key_ids: list[str]
 
 
-class SyncNow(RelationshipStatus, kw_only=True):
+class SyncNow(BackupPairStatus, frozen=True, kw_only=True):
+    """The pair's status after a synchronization was asked for; `reached`: the partner answered."""
+
     reached: bool
 
 
@@ -396,5 +384,3 @@ class PeerSwapped(Answer):
 class PeerLeft(Answer):
     left: str
 
-
-JsonObject = dict[str, Any]

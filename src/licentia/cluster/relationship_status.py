@@ -2,12 +2,13 @@
 
 The alerts, the metrics, the console and the relationship API read these by attribute; `as_json()` is the
 document `GET /api/v1/admin/relationship` answers (and the Redundancy page draws), the same keys as ever.
+They are msgspec structs tagged by `type` ("triad", "backup"), so the same types are the OpenAPI document's
+schemas of that answer (`licentia.api.contract`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import msgspec
@@ -15,8 +16,7 @@ import msgspec
 from licentia.core.model import PeerCursor
 
 
-@dataclass(frozen=True)
-class TriadMemberStatus:
+class TriadMemberStatus(msgspec.Struct, frozen=True):
     name: str
     role: str
     api_url: str
@@ -28,8 +28,7 @@ class TriadMemberStatus:
     log_behind: int | None  # etcd revisions it has not applied yet, as last reported; None when unknown
 
 
-@dataclass(frozen=True)
-class TriadStatus:
+class TriadStatus(msgspec.Struct, frozen=True, tag_field="type", tag="triad"):
     type: ClassVar[Literal["triad"]] = "triad"
     name: str
     me: str
@@ -49,11 +48,10 @@ class TriadStatus:
     members: tuple[TriadMemberStatus, ...]
 
     def as_json(self) -> dict[str, object]:
-        return {"type": self.type, **msgspec.to_builtins(self)}
+        return msgspec.to_builtins(self)  # the tag first: {"type": "...", ...}
 
 
-@dataclass(frozen=True)
-class PairMemberStatus:
+class PairMemberStatus(msgspec.Struct, frozen=True):
     name: str
     role: Literal["main", "backup"]
     api_url: str
@@ -62,22 +60,19 @@ class PairMemberStatus:
     reachable: bool
 
 
-@dataclass(frozen=True)
-class PendingCounts:
+class PendingCounts(msgspec.Struct, frozen=True):
     """Changes and usage rows one side has not confirmed taking yet (None while unknown)."""
 
     changes: int | None
     usage_rows: int | None
 
 
-@dataclass(frozen=True)
-class BackupPending:
+class BackupPending(msgspec.Struct, frozen=True):
     to_partner: PendingCounts
     from_partner: PendingCounts
 
 
-@dataclass(frozen=True)
-class BackupPairStatus:
+class BackupPairStatus(msgspec.Struct, frozen=True, tag_field="type", tag="backup"):
     type: ClassVar[Literal["backup"]] = "backup"
     name: str
     me: str
@@ -100,7 +95,7 @@ class BackupPairStatus:
     checked_at: float
 
     def as_json(self) -> dict[str, object]:
-        return {"type": self.type, **msgspec.to_builtins(self)}
+        return msgspec.to_builtins(self)  # the tag first: {"type": "...", ...}
 
 
 RelationshipStatus = TriadStatus | BackupPairStatus

@@ -22,7 +22,7 @@ from licentia.console.sessions import ConsoleSession
 from licentia.core.model import MappingRule
 from licentia.core.state import DAY
 from licentia.core.views import group_views
-from licentia.store.journal import UsageQuery
+from licentia.store.usage_log import UsageQuery
 
 RECENT_REQUESTS = 50
 PRINTER_SORTS = {"last_used": "last used", "name": "name"}

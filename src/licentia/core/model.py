@@ -167,7 +167,7 @@ class UsageRecord(msgspec.Struct):
     """One line of the usage log: a request and what the server decided.
 
     `count` is how many requests the line stands for: the usage log coalesces a client's repeated
-    refusals into one line (see `licentia.store.journal.RefusalCoalescer`); every other line is one."""
+    refusals into one line (see `licentia.store.usage_rows.RefusalCoalescer`); every other line is one."""
 
     at: float
     kind: str

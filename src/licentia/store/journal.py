@@ -14,6 +14,9 @@ commands up to its index deleted. A crash at any point of that leaves the previo
 whole journal after it, or the new one. The WAL is checkpointed by a worker thread (passively, so that
 it never waits for the loop's writes); should it still reach WAL_SIZE_LIMIT under a steady stream of
 writes, the next commit finishes the checkpoint, which lets the WAL start over, cut back to that size.
+
+The usage rows are built and inserted by `store.usage_rows` and read by `store.usage_log`, on a connection
+of its own; the journal owns the writer connection and its transactions.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,20 +44,18 @@ from licentia.core.state import LicenseState, Snapshot
 from licentia.store.forked_write import ForkedWrite, ForkedWriteFailed
 from licentia.store.private_file import write_private
 from licentia.store.snapshot_file import read_snapshot_file, snapshot_chunks, snapshot_path
+from licentia.store.usage_log import UsageLog, UsageQuery
 from licentia.store.usage_report import DenialCount, UsageReport
+from licentia.store.usage_rollups import SCHEMA as ROLLUP_SCHEMA
 from licentia.store.usage_rollups import (
-    DENIAL_KINDS,
-    LEASE_LOOKBACK_S,
-    ROLLUP_COLUMNS,
     RollupRebuild,
-    RollupRow,
     RollupState,
     apply_rows,
     rebuild_start,
     rollup_report,
     rollups_answer,
 )
-from licentia.store.usage_rollups import SCHEMA as ROLLUP_SCHEMA
+from licentia.store.usage_rows import FIELD_AT, RefusalCoalescer, insert_usage_rows, rollup_row, unwritten, usage_rows
 
 log = logging.getLogger("licentia.store")
 
@@ -73,16 +74,6 @@ CREATE INDEX IF NOT EXISTS usage_client ON usage (client_host, at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-USAGE_FIELDS = tuple(UsageRecord.__struct_fields__)
-_INSERT_USAGE = (
-    f"INSERT OR IGNORE INTO usage (origin, idx, seq, {', '.join(USAGE_FIELDS)}) "
-    f"VALUES (?, ?, ?{', ?' * len(USAGE_FIELDS)})"
-)
-
-
-_USAGE_ROWS_PER_INSERT = 256  # rows per INSERT statement (SQLite allows 32766 parameters)
-COALESCE_WINDOW_S = 300.0  # a client's repeated refusals within this time of the first share one usage row
-_COALESCE_OPEN_ROWS = 10_000  # rows kept open for coalescing at most (the oldest are closed first)
 PRUNE_ROWS_PER_TRANSACTION = 5000
 USAGE_DRAIN_DELAY_S = 0.02  # a triad member's usage rows are in its Raft log first; the SQLite copy may lag
 JOURNAL_ROWS_PER_DELETE = 2000  # journal rows deleted per transaction after a snapshot
@@ -95,126 +86,8 @@ def _insert_journal(rows: int) -> str:
     return "INSERT INTO journal (idx, at, command) VALUES " + ", ".join(["(?, ?, ?)"] * rows)
 
 
-@functools.cache
-def _insert_usage(rows: int) -> str:
-    return _INSERT_USAGE + f", (?, ?, ?{', ?' * len(USAGE_FIELDS)})" * (rows - 1)
-
-
-def _insert_usage_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int | None:
-    """Insert usage rows a few hundred per statement (one SQLite step each, not one per row);
-    the rowid of the last row inserted, if any."""
-    last = None
-    for start in range(0, len(rows), _USAGE_ROWS_PER_INSERT):
-        chunk = rows[start : start + _USAGE_ROWS_PER_INSERT]
-        last = conn.execute(_insert_usage(len(chunk)), [v for row in chunk for v in row]).lastrowid
-    return last
-
-
-def _unwritten(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The rows not in the usage table yet (by their place in the log: origin, idx, seq)."""
-    by_origin: dict[str, list[int]] = {}
-    for origin, idx, _, *_ in rows:
-        by_origin.setdefault(origin, []).append(idx)
-    written = {
-        (origin, idx, seq)
-        for origin, indexes in by_origin.items()
-        for idx, seq in conn.execute(
-            "SELECT idx, seq FROM usage WHERE origin = ? AND idx BETWEEN ? AND ?", (origin, min(indexes), max(indexes))
-        )
-    }
-    return [row for row in rows if (row[0], row[1], row[2]) not in written] if written else rows
-
-
-_FIELD = {name: position for position, name in enumerate(USAGE_FIELDS, start=3)}  # in a usage_rows() tuple
-_REFUSAL_KEY = tuple(
-    _FIELD[name] for name in ("kind", "reason", "product", "client_host", "client_user", "application", "source_ip")
-)
-_ROLLUP_FIELDS = tuple(_FIELD[name] for name in ROLLUP_COLUMNS)
-
-
-def _rollup_row(row: tuple[Any, ...], at: float | None = None) -> RollupRow:
-    values = tuple(row[i] for i in _ROLLUP_FIELDS)
-    return values if at is None else (at, *values[1:])  # type: ignore[return-value]
-
-
-class RefusalCoalescer:
-    """Writes usage rows so that a client's repeated refusals share one row with a count.
-
-    A refused request whose kind, reason, product, declared client and source address match a refusal
-    this server recorded less than COALESCE_WINDOW_S before adds its count to that row instead of
-    adding a row; the row keeps the first request's time (and printer, lease). So a client retrying a
-    refused request in a loop writes about one row per window, not one per request. Granted requests,
-    lease end records (each ends its own lease, which the usage report needs) and rows taken from a
-    backup partner are written as they are. A row already handed to a backup
-    partner (`shared_up_to`) is not grown any more: the partner would never see the new count.
-    """
-
-    def __init__(self, window_s: float = COALESCE_WINDOW_S) -> None:
-        self.window_s = window_s
-        self.shared_up_to = 0
-        self._open: dict[tuple[Any, ...], tuple[int, float]] = {}  # refusal key -> (row id, first time)
-        self.grown: list[tuple[tuple[Any, ...], float]] = []  # rows `write` added to an earlier row, at its time
-
-    def write(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int | None:
-        """Insert or coalesce `rows` in order on `conn` (inside the caller's transaction); the id of the
-        last of `rows` if it was inserted as a row of its own, else None."""
-        last = None
-        plain: list[tuple[Any, ...]] = []
-        for row in rows:
-            if row[_FIELD["granted"]] or row[_FIELD["server"]] or row[_FIELD["kind"]] == "checkin":
-                plain.append(row)
-                continue
-            key = tuple(row[i] for i in _REFUSAL_KEY)
-            at = row[_FIELD["at"]]
-            opened = self._open.get(key)
-            if opened is not None and opened[0] > self.shared_up_to and 0 <= at - opened[1] < self.window_s:
-                grown = conn.execute(
-                    "UPDATE usage SET count = count + ? WHERE id = ?", (row[_FIELD["count"]], opened[0])
-                ).rowcount
-                if grown:
-                    self.grown.append((row, opened[1]))
-                    last = None
-                    continue
-            _insert_usage_rows(conn, plain)
-            plain = []
-            cursor = conn.execute(_insert_usage(1), row)
-            last = cursor.lastrowid if cursor.rowcount else None
-            if last:
-                self._open[key] = (last, at)
-                if len(self._open) > _COALESCE_OPEN_ROWS:
-                    self._close_oldest()
-        return _insert_usage_rows(conn, plain) if plain else last
-
-    def _close_oldest(self) -> None:
-        by_age = sorted(self._open.items(), key=lambda item: item[1][1])
-        self._open = dict(by_age[len(by_age) // 2 :])
-
-
-def usage_rows(origin: str, idx: int, usage: list[UsageRecord]) -> list[tuple[Any, ...]]:
-    return [(origin, idx, seq, *(getattr(record, name) for name in USAGE_FIELDS)) for seq, record in enumerate(usage)]
-
-
-def _usage_record(values: tuple[Any, ...]) -> UsageRecord:
-    fields = dict(zip(USAGE_FIELDS, values, strict=True))
-    fields["granted"] = bool(fields["granted"])
-    present: dict[str, Any] = {name: value if value is not None else "" for name, value in fields.items()}
-    return UsageRecord(**present)
-
-
 class JournalFailure(RuntimeError):
     """The journal could not make a command durable; the in-memory state can no longer be trusted."""
-
-
-class UsageQuery(msgspec.Struct, forbid_unknown_fields=True):
-    failed_only: bool = False
-    kind: str | None = None
-    printer_id: str | None = None
-    client_host: str | None = None
-    since: float | None = None
-    until: float | None = None
-    limit: int = 100
-    offset: int = 0
-    before: int | None = None  # keyset paging: only rows with a smaller id (the `next` of the previous page)
 
 
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
@@ -251,8 +124,7 @@ class SqliteJournal:
         # The newest usage row this server recorded itself; a backup partner has all of them once its
         # usage cursor reaches this id.
         self.own_usage_id = self._last_own_usage_id(self._writer)
-        self._reader = _connect(path, synchronous)
-        self._reader_lock = threading.Lock()
+        self.usage_log = UsageLog(_connect(path, synchronous))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-journal")
         self._checkpointer = _connect(path, synchronous)
         self._checkpoint_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-wal")
@@ -519,141 +391,33 @@ class SqliteJournal:
                 apply_rows(
                     conn,
                     self.rollups,
-                    [_rollup_row(row) for row in rows if id(row) not in grown],
-                    counts_only=[_rollup_row(row, at=grown[id(row)]) for row in rows if id(row) in grown],
+                    [rollup_row(row) for row in rows if id(row) not in grown],
+                    counts_only=[rollup_row(row, at=grown[id(row)]) for row in rows if id(row) in grown],
                 )
             own_id = None
-            server = _FIELD["server"]
+            server = FIELD_AT["server"]
             if any(row[server] == "" for row in rows):
                 own_id = last if rows[-1][server] == "" and last else self._last_own_usage_id(conn)
         if own_id is not None:
             self.own_usage_id = own_id
 
-    # -- usage log ------------------------------------------------------------------------------
-
-    def _read(self, sql: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
-        with self._reader_lock:
-            return self._reader.execute(sql, tuple(params)).fetchall()
+    # -- usage log (read through `usage_log`, on its own connection) ----------------------------
 
     async def query_usage(self, query: UsageQuery) -> list[dict[str, Any]]:
-        where, params = self._usage_filter(query)
-        sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
-        params += [query.limit, query.offset]
-        rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, params)
-        records = [{"id": row[0], **dict(zip(USAGE_FIELDS, row[1:], strict=True))} for row in rows]
-        for record in records:
-            record["granted"] = bool(record["granted"])
-        return records
+        return await self.usage_log.query_usage(query)
 
-    async def usage_pages(
+    def usage_pages(
         self, query: UsageQuery, *, limit: int | None, page_rows: int = 5000
     ) -> AsyncIterator[list[tuple[Any, ...]]]:
-        """Every usage row matching `query` (newest first, `limit` rows at most, all when None), a page of
-        rows (id, *USAGE_FIELDS) at a time, each page read in a worker thread. Rows written after the first
-        page are left out, so the export is of the log as it was when it started."""
-        where, params = self._usage_filter(query)
-        loop = asyncio.get_running_loop()
-        newest = await loop.run_in_executor(None, self._read, "SELECT MAX(id) FROM usage", ())
-        cursor = (newest[0][0] or 0) + 1
-        skip, left = query.offset, limit
-        while left is None or left > 0:
-            size = page_rows if left is None else min(page_rows, left)
-            sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage WHERE {' AND '.join([*where, 'id < ?'])} "
-            sql += "ORDER BY id DESC LIMIT ? OFFSET ?"
-            rows = await loop.run_in_executor(None, self._read, sql, [*params, cursor, size, skip])
-            if not rows:
-                return
-            yield rows
-            skip, cursor = 0, rows[-1][0]
-            if left is not None:
-                left -= len(rows)
-
-    @staticmethod
-    def _usage_filter(query: UsageQuery) -> tuple[list[str], list[Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        if query.failed_only:
-            where.append("granted = 0")
-        for column in ("kind", "printer_id", "client_host"):
-            value = getattr(query, column)
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if query.since is not None:
-            where.append("at >= ?")
-            params.append(query.since)
-        if query.until is not None:
-            where.append("at < ?")
-            params.append(query.until)
-        if query.before is not None:
-            where.append("id < ?")
-            params.append(query.before)
-        return where, params
+        return self.usage_log.usage_pages(query, limit=limit, page_rows=page_rows)
 
     async def refusals_since(self, since: float) -> dict[str, int]:
-        """Refused print checks and checkouts at or after `since`, counted by reason (for the denial alert)."""
-        sql = (
-            "SELECT reason, SUM(count) FROM usage WHERE at >= ? AND granted = 0 "
-            f"AND kind IN {DENIAL_KINDS} GROUP BY reason"
-        )
-        rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, (since,))
-        return {str(reason): int(count) for reason, count in rows}
+        return await self.usage_log.refusals_since(since)
 
     async def report_inputs(
         self, since: float, until: float, bucket_s: float, printer_window_s: float
     ) -> tuple[list[UsageRecord], list[DenialCount]]:
-        """What `usage_report` needs for [since, until), read so that it stays small whatever the traffic.
-
-        Print checks: per printer, the first and last grant in each printer-window-long stretch (the grants in
-        between add nothing to the union of windows). Leases: their records from LEASE_LOOKBACK_S before
-        `since`, plus the first end record after `until` of leases still open then. Denials: counted per bucket.
-        """
-        fields = ", ".join(USAGE_FIELDS)
-        start = since - printer_window_s
-
-        def read() -> tuple[list[UsageRecord], list[DenialCount]]:
-            prints = self._read(
-                "SELECT printer_id, MIN(at), MAX(at) FROM usage WHERE kind = 'print' AND granted = 1 "
-                "AND at >= ? AND at < ? GROUP BY printer_id, CAST((at - ?) / ? AS INTEGER)",
-                (start, until, start, printer_window_s),
-            )
-            records = [
-                UsageRecord(at=at, kind="print", granted=True, reason="ok", printer_id=printer)
-                for printer, first, last in prints
-                for at in {first, last}
-            ]
-            leases = [
-                _usage_record(row)
-                for row in self._read(
-                    f"SELECT {fields} FROM usage WHERE lease_id != '' AND at >= ? AND at < ? ORDER BY at",
-                    (since - LEASE_LOOKBACK_S, until),
-                )
-            ]
-            closed = {r.lease_id for r in leases if r.kind == "checkin"}
-            open_ids = sorted({r.lease_id for r in leases if r.kind == "checkout" and r.granted} - closed)
-            if open_ids:
-                leases += [
-                    _usage_record(row[:-1])
-                    for row in self._read(
-                        f"SELECT {fields}, MIN(at) FROM usage WHERE kind = 'checkin' AND at >= ? "
-                        "AND lease_id IN (SELECT value FROM json_each(?)) GROUP BY lease_id",
-                        (until, msgspec.json.encode(open_ids).decode()),
-                    )
-                ]
-            denials = [
-                DenialCount(at=at, reason=reason, count=count)
-                for reason, at, count in self._read(
-                    f"SELECT reason, MIN(at), SUM(count) FROM usage WHERE granted = 0 AND kind IN {DENIAL_KINDS} "
-                    "AND at >= ? AND at < ? GROUP BY reason, CAST((at - ?) / ? AS INTEGER)",
-                    (since, until, since, bucket_s),
-                )
-            ]
-            return records + leases, denials
-
-        return await asyncio.get_running_loop().run_in_executor(None, read)
+        return await self.usage_log.report_inputs(since, until, bucket_s, printer_window_s)
 
     # -- usage rollups --------------------------------------------------------------------------
 
@@ -708,8 +472,8 @@ class SqliteJournal:
             return None
 
         def read() -> UsageReport | None:
-            with self._reader_lock:
-                conn = self._reader
+            with self.usage_log.lock:
+                conn = self.usage_log.connection
                 with self._write_lock:  # what the rollups' state says is what the read transaction sees
                     if not self.rollups.current(window_s):
                         return None
@@ -725,11 +489,10 @@ class SqliteJournal:
 
     async def own_usage_after(self, after_id: int, limit: int) -> list[tuple[int, UsageRecord]]:
         """Usage this server recorded itself (not taken from a backup partner), after row `after_id`, in order."""
-        sql = f"SELECT id, {', '.join(USAGE_FIELDS)} FROM usage WHERE id > ? AND server = '' ORDER BY id LIMIT ?"
-        rows = await asyncio.get_running_loop().run_in_executor(None, self._read, sql, (after_id, limit))
-        if rows:
+        rows = await self.usage_log.own_usage_after(after_id, limit)
+        if rows:  # handed to the backup partner: coalescing must not grow them any more
             self.refusals.shared_up_to = max(self.refusals.shared_up_to, rows[-1][0])
-        return [(row[0], _usage_record(row[1:])) for row in rows]
+        return rows
 
     @staticmethod
     def _last_own_usage_id(conn: sqlite3.Connection) -> int:
@@ -758,9 +521,9 @@ class SqliteJournal:
             # coalesced here: which row a refusal would join depends on what a member remembers, and
             # members that remember differently would keep different usage logs.
             with self._transaction() as conn:
-                rows = _unwritten(conn, rows)
-                _insert_usage_rows(conn, rows)
-                apply_rows(conn, self.rollups, [_rollup_row(row) for row in rows])
+                rows = unwritten(conn, rows)
+                insert_usage_rows(conn, rows)
+                apply_rows(conn, self.rollups, [rollup_row(row) for row in rows])
 
     async def rebase(self, state: LicenseState) -> None:
         """Make `state` the standalone starting point (after leaving a triad): snapshot it, drop the journal."""
@@ -802,5 +565,5 @@ class SqliteJournal:
         self._checkpoint_executor.shutdown(wait=True)
         self._checkpoint_wal()
         self._writer.close()
-        self._reader.close()
+        self.usage_log.connection.close()
         self._checkpointer.close()

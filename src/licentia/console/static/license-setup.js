@@ -2,6 +2,22 @@
 // which verifies its signature; its refusal (forged, expired, untrusted, duplicate) is shown as given.
 (() => {
   "use strict";
+  // The file chosen in `form`, or null after saying why not: none chosen (`missing`), or larger than the
+  // form's data-max-bytes (`what` names the kind of file in that sentence).
+  const chosenFile = (form, missing, what) => {
+    const file = form.elements.file.files[0];
+    if (!file) {
+      Console.say(form, missing, "error");
+      form.elements.file.focus();
+      return null;
+    }
+    if (file.size > Number(form.dataset.maxBytes)) {
+      Console.say(form, `${file.name} is ${file.size} bytes; ${what} is at most ${form.dataset.maxBytes}.`, "error");
+      return null;
+    }
+    return file;
+  };
+
   // Trust an issuer key: the chosen .pub file's text goes to the admin API, which checks it is an Ed25519
   // public key before keeping it; the server trusts it at once.
   const trustForm = (root) => {
@@ -10,16 +26,8 @@
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       Console.clear(form);
-      const file = form.elements.file.files[0];
-      if (!file) {
-        Console.say(form, "Choose the issuer's .pub file first.", "error");
-        form.elements.file.focus();
-        return;
-      }
-      if (file.size > Number(form.dataset.maxBytes)) {
-        Console.say(form, `${file.name} is ${file.size} bytes; an issuer public key file is at most ${form.dataset.maxBytes}.`, "error");
-        return;
-      }
+      const file = chosenFile(form, "Choose the issuer's .pub file first.", "an issuer public key file");
+      if (!file) return;
       const text = await file.text();
       await Console.busy(form.querySelector("button[type=submit]"), async () => {
         let trusted;
@@ -47,16 +55,8 @@
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       Console.clear(form);
-      const file = form.elements.file.files[0];
-      if (!file) {
-        Console.say(form, "Choose a license file first.", "error");
-        form.elements.file.focus();
-        return;
-      }
-      if (file.size > Number(form.dataset.maxBytes)) {
-        Console.say(form, `${file.name} is ${file.size} bytes; a license file is at most ${form.dataset.maxBytes}.`, "error");
-        return;
-      }
+      const file = chosenFile(form, "Choose a license file first.", "a license file");
+      if (!file) return;
       const text = await file.text();
       await Console.busy(form.querySelector("button[type=submit]"), async () => {
         let added;
