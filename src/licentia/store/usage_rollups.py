@@ -378,24 +378,30 @@ SELECT last + :window FROM (
 )"""
 
 
-def hour_events(conn: sqlite3.Connection, hour: float, window_s: float, as_of: float) -> list[Event]:
-    """The events of the hour from `hour`, read from the usage rows as the rollups count them: seat
-    checkouts and ends, denials, and printers starting and ending their use (ends from `as_of` on are
-    left out, as the rollups leave them). Reads the hour's rows and the print checks a printer window
-    before it; not one row more however long the report's range."""
-    end = hour + HOUR
+def hour_events(conn: sqlite3.Connection, starts: list[float], window_s: float, as_of: float) -> list[Event]:
+    """The events of the hour from `starts[0]`, read from the usage rows as the rollups count them: seat
+    checkouts and ends, and printers starting and ending their use (ends from `as_of` on are left out, as
+    the rollups leave them); denials counted per piece of the hour from each of `starts`, at its start.
+    Reads the hour's rows and the print checks a printer window before it, however long the report."""
+    hour, end = starts[0], starts[0] + HOUR
     events: list[Event] = []
-    for at, kind, granted, reason, product, lease_id, count in conn.execute(
-        "SELECT at, kind, granted, reason, product, lease_id, count FROM usage WHERE at >= ? AND at < ? "
-        "AND (kind IN ('checkout', 'checkin') OR (kind = 'print' AND granted = 0))",
+    for at, kind, product in conn.execute(
+        "SELECT at, kind, product FROM usage WHERE at >= ? AND at < ? AND lease_id != '' "
+        "AND ((kind = 'checkout' AND granted = 1) OR kind = 'checkin')",
         (hour, end),
     ):
-        if lease_id and kind == "checkout" and granted:
-            events += [(at, 1, SEATS, product), (at, 1, SEATS_TOTAL, "")]
-        elif lease_id and kind == "checkin":
-            events += [(at, -1, SEATS, product), (at, -1, SEATS_TOTAL, "")]
-        if not granted and kind in DENIAL_KINDS:
-            events.append((at, count, DENIALS, reason))
+        change = 1 if kind == "checkout" else -1
+        events += [(at, change, SEATS, product), (at, change, SEATS_TOTAL, "")]
+    cases = " ".join(f"WHEN at >= {start!r} THEN {start!r}" for start in reversed(starts[1:]))
+    piece = f"CASE {cases} ELSE {hour!r} END" if cases else repr(hour)
+    events += [
+        (start, count, DENIALS, reason)
+        for start, reason, count in conn.execute(
+            f"SELECT {piece} AS piece, reason, SUM(count) FROM usage "
+            f"WHERE at >= ? AND at < ? AND granted = 0 AND kind IN {DENIAL_KINDS} GROUP BY piece, reason",
+            (hour, end),
+        )
+    ]
     bounds = {"hour": hour, "end": end, "window": window_s, "as_of": as_of}
     events += [(at, 1, PRINTERS, "") for (at,) in conn.execute(_PRINTER_STARTS, bounds)]
     events += [(at, -1, PRINTERS, "") for (at,) in conn.execute(_PRINTER_ENDS, bounds)]
@@ -413,7 +419,7 @@ def split_cells(
     so that the counts of the hours after it stay exact."""
     starts = [hour, *sorted(edges)]
     pieces: dict[Series, dict[float, list[int]]] = defaultdict(dict)
-    for at, change, series, key in sorted(hour_events(conn, hour, window_s, as_of), key=lambda e: (e[0], e[1])):
+    for at, change, series, key in sorted(hour_events(conn, starts, window_s, as_of), key=lambda e: (e[0], e[1])):
         start = starts[bisect.bisect_right(starts, at) - 1]
         add_event(pieces[(series, key)].setdefault(start, [0, 0]), at == start, change)
     for name in {name for name, by_start in cells.items() if hour in by_start} | pieces.keys():
