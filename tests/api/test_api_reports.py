@@ -125,9 +125,12 @@ def test_a_database_from_before_rollups_builds_them_on_first_start_and_reports_t
         assert built in server.log_path.read_text()
         since = math.floor(start / 3600) * 3600 - 86400
         with server.admin() as admin:
-            for bucket, until in (("hour", since + 30 * 86400), ("day", since + 25 * 86400 + 0.5)):
-                body = admin.get(R, params={"bucket": bucket, "since": since, "until": until}).json()
-                expected = usage_report(records, [], [], since=since, until=until, bucket=bucket,
+            # On whole hours, and off them (edges cut hours: the rows of those hours are read)
+            for bucket, low, until in (("hour", since, since + 30 * 86400), ("day", since, since + 25 * 86400 + 0.5),
+                                       ("hour", since + 2 * 86400 + 1234.5, since + 9 * 86400 + 77.0),
+                                       ("day", since + 1800.5, since + 25 * 86400 + 4000.25)):
+                body = admin.get(R, params={"bucket": bucket, "since": low, "until": until}).json()
+                expected = usage_report(records, [], [], since=low, until=until, bucket=bucket,
                                         as_of=body["as_of"], printer_window_s=7 * 86400, lease_ttl_s=120)
                 denials = [(record.at, record.count) for record in records if not record.granted]
                 assert [b["printers"] for b in body["buckets"]] == [b.printers for b in expected.buckets]

@@ -198,42 +198,104 @@ def test_csv_cells_a_spreadsheet_would_run_are_text_and_the_rest_is_untouched(te
         assert spreadsheet_text(value) == value
 
 
-def test_usage_csv_export_streams_every_row_past_a_hundred_thousand(tmp_path, issuer):
-    """No silent cut-off: an export without a limit has every row of the log, oldest id last."""
+BULK_ROWS = 100_050
+
+
+@pytest.fixture(scope="module")
+def bulk_log(tmp_path_factory, shared_issuer):
+    """A server whose usage log holds BULK_ROWS refused print checks, one a second up to now, written in
+    bulk past its usage rollups (the server builds them on start); and their first time."""
     import sqlite3
 
     from harness import ServerProcess
 
     from licentia.store.usage_rows import USAGE_FIELDS
 
-    data = tmp_path / "server"
-    issuer.trust_in(data)
+    data = tmp_path_factory.mktemp("bulk") / "server"
+    shared_issuer.trust_in(data)
     ServerProcess(data).start().stop()
-    rows = 100_050
     columns = ("origin", "idx", "seq", *USAGE_FIELDS)
-    record = {"kind": "print", "granted": 0, "reason": "no_license", "printer_name": "=cmd"}
-    start = round(time.time()) - rows  # recent: the retention period keeps them
+    record = {"kind": "print", "granted": 0, "reason": "no_license", "printer_name": "=cmd", "count": 1}
+    start = round(time.time()) - BULK_ROWS  # recent: the retention period keeps them
     with sqlite3.connect(data / "licentia.db") as conn:
+        conn.execute("DELETE FROM meta WHERE key LIKE 'usage_rollup_%'")  # rows written past them: built anew
         conn.executemany(
             f"INSERT INTO usage ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
             (("bulk", n, 0, *({**record, "at": start + n}.get(f, "") for f in USAGE_FIELDS))
-             for n in range(rows)),
+             for n in range(BULK_ROWS)),
         )
     server = ServerProcess(data).start()
     try:
-        with server.admin() as admin:
-            answer = admin.get("/api/v1/admin/usage.csv", timeout=120)
-            assert answer.status_code == 200
-            exported = list(csv.reader(io.StringIO(answer.text)))
-            assert exported[0] == CSV_HEADER
-            assert len(exported) == 1 + rows
-            first = dict(zip(CSV_HEADER, exported[1], strict=True))
-            last = dict(zip(CSV_HEADER, exported[-1], strict=True))
-            assert int(first["id"]) > int(last["id"])  # newest first, as before
-            assert ISO_MILLISECONDS.fullmatch(last["at"]) and last["printer_name"] == "'=cmd"
-            oldest = datetime.strptime(last["at"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-            assert oldest == start
-            limited = list(csv.reader(io.StringIO(admin.get("/api/v1/admin/usage.csv?limit=3&offset=1").text)))
-            assert [row[0] for row in limited[1:]] == [row[0] for row in exported[2:5]]
+        yield server, start
     finally:
         server.kill()
+
+
+def test_usage_csv_export_streams_every_row_past_a_hundred_thousand(bulk_log):
+    """No silent cut-off: an export without a limit has every row of the log, oldest id last."""
+    server, start = bulk_log
+    rows = BULK_ROWS
+    with server.admin() as admin:
+        answer = admin.get("/api/v1/admin/usage.csv", timeout=120)
+        assert answer.status_code == 200
+        exported = list(csv.reader(io.StringIO(answer.text)))
+        assert exported[0] == CSV_HEADER
+        assert len(exported) == 1 + rows
+        first = dict(zip(CSV_HEADER, exported[1], strict=True))
+        last = dict(zip(CSV_HEADER, exported[-1], strict=True))
+        assert int(first["id"]) > int(last["id"])  # newest first, as before
+        assert ISO_MILLISECONDS.fullmatch(last["at"]) and last["printer_name"] == "'=cmd"
+        oldest = datetime.strptime(last["at"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+        assert oldest == start
+        limited = list(csv.reader(io.StringIO(admin.get("/api/v1/admin/usage.csv?limit=3&offset=1").text)))
+        assert [row[0] for row in limited[1:]] == [row[0] for row in exported[2:5]]
+        in_range = admin.get("/api/v1/admin/usage.csv", params={"since": start + 10, "until": start + 90_010},
+                             timeout=120)
+        assert len(list(csv.reader(io.StringIO(in_range.text)))) == 1 + 90_000
+
+
+def test_a_client_is_answered_while_every_row_is_exported_and_reported(bulk_log):
+    """Heavy reads run off the event loop: while the usage log's 100,000 rows are exported as CSV (twice at
+    once) and reported on, a probe asking /health/live every 10 ms is answered within a few hundred ms."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    server, start = bulk_log
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            while not done.is_set():
+                started = time.perf_counter()
+                assert client.get("/health/live").status_code == 200
+                latencies.append(time.perf_counter() - started)
+                done.wait(0.01)
+
+    def export() -> None:
+        with server.admin() as admin:
+            answer = admin.get("/api/v1/admin/usage.csv", timeout=120)
+            assert answer.status_code == 200 and answer.text.count("\n") == 1 + BULK_ROWS
+
+    def report() -> None:
+        with server.admin() as admin:
+            ranges = (("hour", start + 0.5, BULK_ROWS - 1), ("day", start - 86400 + 1234.5, BULK_ROWS))
+            for bucket, since, refused in ranges:
+                answer = admin.get("/api/v1/admin/reports/usage", params={"bucket": bucket, "since": since},
+                                   timeout=120)
+                assert answer.status_code == 200
+                assert sum(b["denials_total"] for b in answer.json()["buckets"]) == refused
+
+    with ThreadPoolExecutor(4) as pool:
+        prober = pool.submit(probe)
+        readers = [pool.submit(work) for work in (export, export, report)]
+        try:
+            for reader in readers:
+                reader.result(timeout=120)
+        finally:
+            done.set()
+        prober.result(timeout=10)
+    assert len(latencies) > 20
+    assert max(latencies) < 0.5, f"the slowest probe took {max(latencies) * 1000:.0f} ms"

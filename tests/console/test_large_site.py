@@ -94,6 +94,30 @@ def test_printer_usage_pages_searches_and_sorts_fifty_thousand_printers(page: Pa
     expect(page.locator('#groups-table tr[data-group="Default"]')).to_contain_text("50000")
 
 
+def test_a_live_refresh_sends_the_rows_on_screen_and_their_count_only(page: Page):
+    """Both pages refresh their tables every 2 s: a refresh is the page of rows on screen with its count
+    (and the next page's, once paged), never the whole table (17 MB for 10,000 seats when it was)."""
+    page.goto(f"{CONSOLE}/seats")
+    leases = page.locator("#leases")
+    expect(leases.locator("tbody tr")).to_have_count(100)
+    next_page = leases.get_by_role("link", name="Next page").get_attribute("href") or ""
+    page.goto(f"{CONSOLE}/printers")
+    expect(page.locator("#printers-table tbody tr")).to_have_count(100)
+    for url, row, count in (
+        (f"{CONSOLE}/seats?fragment=leases", 'data-lease-id="', "of 10,000 seats held"),
+        (f"{next_page}&fragment=leases", 'data-lease-id="', "of 10,000 seats held"),
+        (f"{CONSOLE}/printers?fragment=printers", 'data-printer-id="', "of 50,000 printers used"),
+    ):
+        answer = page.request.get(url)
+        assert answer.ok, url
+        html = answer.text()
+        assert html.count(row) == 100 and count in html, url
+        assert len(html) < 500_000, (url, len(html))  # 100 rows of under 5 kB; all of them would be 50+ MB
+    first_ids = page.request.get(f"{CONSOLE}/seats?fragment=leases").text().split('data-lease-id="')[1:]
+    second_ids = page.request.get(f"{next_page}&fragment=leases").text().split('data-lease-id="')[1:]
+    assert {i.split('"')[0] for i in first_ids}.isdisjoint(i.split('"')[0] for i in second_ids)
+
+
 class ClientLoad:
     """An application checking a printer and renewing its seat every 20 ms, timing each answer."""
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from harness import ADMIN_PASSWORD
 from playwright.sync_api import Page, expect
 
-from .console_support import CONSOLE, install, screenshot
+from .console_support import CONSOLE, install, log_in, screenshot
 
 REPORTS = f"{CONSOLE}/reports"
 
@@ -93,6 +96,38 @@ def test_usage_log_csv_download_applies_the_kind_and_refused_only_filters(page: 
     assert list(rows[0])[:5] == ["id", "at", "kind", "granted", "reason"]
     assert [(r["kind"], r["granted"], r["reason"]) for r in rows] == [("print", "False", "no_license")]
     screenshot(page, "usage-reports-usage-csv")
+
+
+def test_a_browser_half_an_hour_off_utc_gets_the_peaks_of_its_own_hours(browser, console_server, traffic):
+    """In India (UTC+5:30) the console asks for local hours, each cut by a UTC hour: the server answers them
+    from the rollups and the rows of the hours cut, with the same peaks."""
+    profile = browser.new_context(base_url=console_server.url, timezone_id="Asia/Kolkata",
+                                  viewport={"width": 1280, "height": 900})
+    try:
+        page = log_in(profile.new_page(), "admin", ADMIN_PASSWORD)
+        with page.expect_request(re.compile(r"/api/v1/admin/reports/usage\?")) as asked:
+            page.goto(REPORTS)
+        query = parse_qs(urlsplit(asked.value.url).query)
+        assert float(query["since"][0]) % 3600 == 1800 and float(query["until"][0]) % 3600 == 1800
+        expect(points(page, "chart-printers", "Printers")).to_have_count(24)
+        expect(page.locator('[data-summary="printers"]')).to_have_text("2")
+        expect(page.locator('[data-summary="seats"]')).to_have_text("1")
+        expect(page.locator('[data-summary="denials"]')).to_have_text("2")
+    finally:
+        profile.close()
+
+
+def test_the_usage_log_csv_link_asks_for_every_row_of_the_range_with_no_cut_off(page: Page, traffic):
+    """The page promises every request in the range: its link sets the range and no row limit, and the
+    export streams every row it is asked for (tests/api/test_api_usage_log.py: past 100,000 rows)."""
+    page.goto(REPORTS)
+    expect(points(page, "chart-printers", "Printers")).to_have_count(24)
+    page.get_by_label("Show", exact=True).select_option(label="Last 90 days")
+    link = page.get_by_role("link", name="Download usage log CSV")
+    expect(link).to_have_attribute("href", re.compile(r"since="))
+    query = parse_qs(urlsplit(link.get_attribute("href") or "").query)
+    assert set(query) == {"since", "until"}, query
+    assert float(query["until"][0]) - float(query["since"][0]) >= 90 * 86400
 
 
 @pytest.mark.expected_resource_failures(422)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -15,7 +17,7 @@ from licentia.core.commands import encode_command
 from licentia.core.model import ClientInfo, Lease, UsageRecord
 from licentia.store.backup import create_backup, restore_backup
 from licentia.store.journal import SqliteJournal
-from licentia.store.usage_report import UsageReport, usage_report
+from licentia.store.usage_report import UsageReport, bucket_count, usage_report
 from licentia.store.usage_rows import usage_rows
 
 T0 = 1_700_006_400.0  # a UTC midnight
@@ -146,17 +148,143 @@ def test_reports_from_rollups_equal_reports_from_the_rows_on_random_logs_and_ran
         asyncio.run(run(seed))
 
 
-def test_a_range_not_on_whole_hours_is_computed_from_the_rows(tmp_path: Path):
+def off_hour_ranges(rng: random.Random, as_of: float, count: int) -> list[tuple[float, float, str]]:
+    """Report ranges that start or end off the whole hours (a moment such as "90 days before now", or a
+    local midnight in a zone 30 or 45 minutes from UTC), in hour or day buckets, some past the log's end."""
+    ranges: list[tuple[float, float, str]] = []
+    while len(ranges) < count:
+        bucket = rng.choice(("hour", "day"))
+        since = T0 - 2 * DAY + rng.uniform(0, SPAN + 2 * DAY)
+        since = rng.choice((since, math.floor(since / HOUR) * HOUR + rng.choice((1800.0, 2700.0, 0.25)),
+                            math.floor(since / HOUR) * HOUR))
+        length = rng.uniform(0.2, 120) * HOUR if bucket == "hour" else rng.uniform(0.5, 15) * DAY
+        until = rng.choice((since + length, math.ceil((since + length) / HOUR) * HOUR, as_of + rng.uniform(1, DAY)))
+        if until > since and (since % HOUR or until % HOUR) and bucket_count(since, until, HOUR) <= 1000:
+            ranges.append((since, until, bucket))
+    return ranges
+
+
+def test_off_hour_reports_from_rollups_and_edge_rows_equal_reports_from_the_rows_on_random_logs(tmp_path: Path):
+    async def run(seed: int) -> None:
+        rng = random.Random(100 + seed)
+        batches, held, as_of = random_log(rng)
+        journal = SqliteJournal(tmp_path / f"usage-{seed}.db")
+        journal.load()
+        assert await journal.rollups_ready(WINDOW)
+        write_log(journal, batches)
+        ranges = off_hour_ranges(rng, as_of, 40)
+        ranges.append((as_of - 9 * DAY, as_of, "day"))  # "the last 9 days", from this very second
+        assert await assert_rollups_match_rows(journal, held, as_of, ranges) > len(ranges) / 2
+        await journal.close()
+
+    for seed in range(4):
+        asyncio.run(run(seed))
+
+
+def spread_log(rng: random.Random, rows: int, start: float, end: float) -> list[UsageRecord]:
+    """`rows` usage records spread evenly over [start, end), as bench/_scale_store.py writes them: a third
+    print checks of 100 printers, a third checkouts each checked in an hour later, a third refusals."""
+    records: list[UsageRecord] = []
+    for n in range(rows):
+        at = start + (n + rng.random()) * (end - start) / rows
+        if n % 3 == 0:
+            records.append(UsageRecord(at=at, kind="print", granted=True, reason="ok", product="Labels",
+                                       printer_id=f"P{rng.randrange(100)}"))
+        elif n % 3 == 1:
+            records += [UsageRecord(at=at, kind="checkout", granted=True, reason="ok", product="CAD", lease_id=f"L{n}"),
+                        UsageRecord(at=at + HOUR, kind="checkin", granted=True, reason="ok", product="CAD",
+                                    lease_id=f"L{n}")]
+        else:
+            records.append(UsageRecord(at=at, kind="print", granted=False, reason="limit_exceeded", product="Labels",
+                                       client_host=f"h{n}"))
+    return sorted(records, key=lambda record: record.at)
+
+
+@contextlib.contextmanager
+def vm_steps(conn: sqlite3.Connection) -> Iterator[list[int]]:
+    """Counts the SQLite virtual-machine steps run on `conn` meanwhile, in thousands: the work of reading,
+    whatever the machine's speed."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    conn.set_progress_handler(count, 1000)
+    try:
+        yield steps
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+async def api_report(journal: SqliteJournal, since: float, until: float, as_of: float) -> UsageReport:
+    """The report as the API answers it (reports_api._report): from the rollups when they can, else from the rows."""
+    report = await journal.rollup_report([], since=since, until=until, bucket="day", as_of=as_of, window_s=WINDOW)
+    if report is None:
+        records, denials = await journal.report_inputs(since, until, DAY, WINDOW)
+        report = usage_report(records, denials, [], since=since, until=until, bucket="day", as_of=as_of,
+                              printer_window_s=WINDOW, lease_ttl_s=TTL)
+    return report
+
+
+def test_a_90_day_report_from_this_second_reads_the_rows_of_its_edge_hours_only(tmp_path: Path):
+    """"The last 90 days" from now (not on a whole hour) in day buckets: ten times the rows cost the report
+    little more than the rows of the hours its edges cut (about 2 of every 24 hours), where reading the rows
+    costs ten times as much; and its answer is the rows' answer."""
+
     async def run() -> None:
-        rng = random.Random(11)
+        as_of = T0 + 100 * DAY + 1234.5
+        since, until = as_of - 90 * DAY, as_of
+        work: dict[int, tuple[int, int]] = {}
+        for rows in (3000, 30000):
+            journal = SqliteJournal(tmp_path / f"usage-{rows}.db")
+            journal.load()
+            assert await journal.rollups_ready(WINDOW)
+            records = spread_log(random.Random(rows), rows, as_of - 100 * DAY, as_of - 60.0)
+            write_log(journal, [records[i : i + 20] for i in range(0, len(records), 20)])
+            with vm_steps(journal._reader) as steps:
+                report = await api_report(journal, since, until, as_of)
+            with vm_steps(journal._reader) as steps_raw:
+                inputs, denials = await journal.report_inputs(since, until, DAY, WINDOW)
+            raw = usage_report(inputs, denials, [], since=since, until=until, bucket="day", as_of=as_of,
+                               printer_window_s=WINDOW, lease_ttl_s=TTL)
+            assert msgspec.to_builtins(report) == msgspec.to_builtins(raw)
+            assert max(b.printers for b in report.buckets) > 5
+            assert sum(b.denials_total for b in report.buckets) > rows / 4
+            work[rows] = steps[0], steps_raw[0]
+            await journal.close()
+        (small, small_raw), (large, large_raw) = work[3000], work[30000]
+        assert large - small < (large_raw - small_raw) / 4, work
+
+    asyncio.run(run())
+
+
+def test_an_off_hour_report_over_pruned_rows_keeps_the_counts_the_rollups_hold(tmp_path: Path):
+    """Rows older than the usage retention are pruned and their rollups kept: a report whose first edge
+    cuts the hour being pruned (as "the last 90 days" does with a 90-day retention) gives, from a printer
+    window after its start on, the numbers it gave before the pruning: the hour's change comes from the rollups."""
+
+    async def run() -> None:
+        rng = random.Random(21)
         batches, held, as_of = random_log(rng)
         journal = SqliteJournal(tmp_path / "usage.db")
         journal.load()
         await journal.rollups_ready(WINDOW)
         write_log(journal, batches)
-        since = T0 + 90 * 60
-        assert await journal.rollup_report(held, since=since, until=since + DAY, bucket="hour", as_of=as_of,
-                                           window_s=WINDOW) is None
+        grants = [r.at for batch in batches for r in batch if r.kind == "print" and r.granted and r.at > T0 + DAY]
+        since = next(at for at in grants if HOUR / 4 < at % HOUR < HOUR / 2) + 1.5  # a print check just before it
+        ranges = [(since, as_of, "day"), (since, since + 3 * DAY + 0.5, "hour")]
+        await assert_rollups_match_rows(journal, held, as_of, ranges)
+        before = [await journal.rollup_report(held, since=s, until=u, bucket=b, as_of=as_of, window_s=WINDOW)
+                  for s, u, b in ranges]
+        await journal.prune_usage(since)
+        assert journal._writer.execute("SELECT COUNT(*) FROM usage WHERE at < ?", (since,)).fetchone()[0] == 0
+        for (s, u, b), report in zip(ranges, before, strict=True):
+            after = await journal.rollup_report(held, since=s, until=u, bucket=b, as_of=as_of, window_s=WINDOW)
+            assert report is not None and after is not None
+            kept = [i for i, bucket in enumerate(report.buckets) if bucket.start >= since + WINDOW]
+            assert len(kept) >= 2 and any(report.buckets[i].printers for i in kept)
+            assert [after.buckets[i] for i in kept] == [report.buckets[i] for i in kept]
         await journal.close()
 
     asyncio.run(run())

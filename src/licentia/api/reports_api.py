@@ -3,10 +3,10 @@
 Buckets start at `since` and are an hour or a day long, so a caller that wants
 local days passes its local midnight as `since`. Without a range the report
 covers the last 24 hours (hour buckets) or 30 days (day buckets), on UTC
-boundaries. A range is at most MAX_BUCKETS buckets. A range on whole hours is
-answered from the usage log's hourly and daily rollups (store.usage_rollups: the
-same cost whatever the size of the log); any other from the log's rows.
-See docs/usage-reports.md.
+boundaries. A range is at most MAX_BUCKETS buckets. Every range is answered from
+the usage log's hourly and daily rollups (store.usage_rollups), and the rows of the
+hours a bucket's edge cuts, if any; from the log's rows only while the rollups
+cannot be brought up to date. See docs/usage-reports.md.
 """
 
 from __future__ import annotations

@@ -53,7 +53,6 @@ from licentia.store.usage_rollups import (
     apply_rows,
     rebuild_start,
     rollup_report,
-    rollups_answer,
 )
 from licentia.store.usage_rows import FIELD_AT, RefusalCoalescer, insert_usage_rows, rollup_row, unwritten, usage_rows
 
@@ -466,9 +465,9 @@ class SqliteJournal:
     async def rollup_report(
         self, held: list[Lease], *, since: float, until: float, bucket: str, as_of: float, window_s: float
     ) -> UsageReport | None:
-        """The usage report from the rollups, read in a worker thread; None when they cannot answer it (a
-        range not on whole hours, or rollups that could not be brought up to date): read the rows then."""
-        if not rollups_answer(since, until, as_of) or not await self.rollups_ready(window_s):
+        """The usage report from the rollups, read in a worker thread; None when they cannot answer it
+        (rollups that could not be brought up to date): read the rows then."""
+        if not await self.rollups_ready(window_s):
             return None
 
         def read() -> UsageReport | None:

@@ -27,6 +27,7 @@ the rebuild), so the rollups always agree with the rows written.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -336,17 +337,100 @@ def rebuild_start(state: RollupState, window_s: float) -> float:
 
 # -- reading -------------------------------------------------------------------------------------
 
-def rollups_answer(since: float, until: float, as_of: float) -> bool:
-    """Whether the rollups can answer a report of [since, until): its buckets start and end on whole hours
-    (the last one may end at `as_of`, the report's now). Other ranges are computed from the log's rows."""
-    return since % HOUR == 0 and (until % HOUR == 0 or until >= as_of)
-
-
 @dataclass(frozen=True)
 class Cell:
     start: float
     net: int
     peak: int
+
+
+Series = tuple[str, str]  # (series, key)
+
+
+def split_hours(edges: Sequence[float], stop: float) -> dict[float, list[float]]:
+    """The hours a report's bucket edge falls inside (not on their start), each with the edges in it, up
+    to `stop`: the rollups cannot tell which side of such an edge an hour's events are, the rows can."""
+    split: dict[float, list[float]] = defaultdict(list)
+    for edge in edges:
+        if edge <= stop and edge % HOUR:
+            split[cell_start(edge, HOUR)].append(edge)
+    return split
+
+
+# A printer's use starts with a grant with none in the printer window before it, and ends a window after a
+# grant with none in the window after it; the window is at least a day (settings), so a printer starts and
+# ends its use at most once an hour. Each query reads an hour of rows and looks up one grant per printer
+# by the (printer_id, at) index.
+_GRANTS = "kind = 'print' AND granted = 1"
+_PRINTER_STARTS = f"""
+SELECT first FROM (
+    SELECT printer_id, MIN(at) AS first FROM usage WHERE {_GRANTS} AND at >= :hour AND at < :end GROUP BY printer_id
+) AS used WHERE NOT EXISTS (
+    SELECT 1 FROM usage WHERE printer_id = used.printer_id AND at >= used.first - :window AND at < :hour AND {_GRANTS}
+)"""
+_PRINTER_ENDS = f"""
+SELECT last + :window FROM (
+    SELECT printer_id, MAX(at) AS last FROM usage
+    WHERE {_GRANTS} AND at >= :hour - :window AND at < :end - :window GROUP BY printer_id
+) AS used WHERE last + :window < :as_of AND NOT EXISTS (
+    SELECT 1 FROM usage WHERE printer_id = used.printer_id AND at > used.last AND at <= used.last + :window
+    AND {_GRANTS}
+)"""
+
+
+def hour_events(conn: sqlite3.Connection, starts: list[float], window_s: float, as_of: float) -> list[Event]:
+    """The events of the hour from `starts[0]`, read from the usage rows as the rollups count them: seat
+    checkouts and ends, and printers starting and ending their use (ends from `as_of` on are left out, as
+    the rollups leave them); denials counted per piece of the hour from each of `starts`, at its start.
+    Reads the hour's rows and the print checks a printer window before it, however long the report."""
+    hour, end = starts[0], starts[0] + HOUR
+    events: list[Event] = []
+    for at, kind, product in conn.execute(
+        "SELECT at, kind, product FROM usage WHERE at >= ? AND at < ? AND lease_id != '' "
+        "AND ((kind = 'checkout' AND granted = 1) OR kind = 'checkin')",
+        (hour, end),
+    ):
+        change = 1 if kind == "checkout" else -1
+        events += [(at, change, SEATS, product), (at, change, SEATS_TOTAL, "")]
+    cases = " ".join(f"WHEN at >= {start!r} THEN {start!r}" for start in reversed(starts[1:]))
+    piece = f"CASE {cases} ELSE {hour!r} END" if cases else repr(hour)
+    events += [
+        (start, count, DENIALS, reason)
+        for start, reason, count in conn.execute(
+            f"SELECT {piece} AS piece, reason, SUM(count) FROM usage "
+            f"WHERE at >= ? AND at < ? AND granted = 0 AND kind IN {DENIAL_KINDS} GROUP BY piece, reason",
+            (hour, end),
+        )
+    ]
+    bounds = {"hour": hour, "end": end, "window": window_s, "as_of": as_of}
+    events += [(at, 1, PRINTERS, "") for (at,) in conn.execute(_PRINTER_STARTS, bounds)]
+    events += [(at, -1, PRINTERS, "") for (at,) in conn.execute(_PRINTER_ENDS, bounds)]
+    return events
+
+
+def split_cells(
+    conn: sqlite3.Connection, cells: dict[Series, dict[float, list[int]]], hour: float, edges: list[float],
+    window_s: float, as_of: float,
+) -> None:
+    """Replace each series' cell of `hour` by one cell per piece of the hour between `edges`, from the rows.
+
+    The hour's net change stays the cell's: where the rows miss some of its events (rows older than the
+    usage retention are pruned; the rollups keep them), the difference is put in the hour's first piece,
+    so that the counts of the hours after it stay exact."""
+    starts = [hour, *sorted(edges)]
+    pieces: dict[Series, dict[float, list[int]]] = defaultdict(dict)
+    for at, change, series, key in sorted(hour_events(conn, starts, window_s, as_of), key=lambda e: (e[0], e[1])):
+        start = starts[bisect.bisect_right(starts, at) - 1]
+        add_event(pieces[(series, key)].setdefault(start, [0, 0]), at == start, change)
+    for name in {name for name, by_start in cells.items() if hour in by_start} | pieces.keys():
+        whole = cells[name].pop(hour, None)
+        parts = pieces.pop(name, {})
+        missing = (whole[0] if whole else 0) - sum(net for net, _ in parts.values())
+        if missing:
+            first = parts.setdefault(hour, [0, 0])
+            first[0] += missing
+            first[1] = max(first[1], first[0])
+        cells[name].update(parts)
 
 
 def rollup_report(
@@ -360,27 +444,32 @@ def rollup_report(
     window_s: float,
 ) -> UsageReport:
     """The usage report (as `usage_report.usage_report` computes it from the rows) from the rollups, read on
-    `conn`, inside a read transaction the caller opened once it saw the rollups current for `window_s`, and
-    for a range `rollups_answer` accepts."""
+    `conn`, inside a read transaction the caller opened once it saw the rollups current for `window_s`.
+
+    Whole hours (or UTC days) come from the rollups; an hour with a bucket's edge inside it (a range or
+    buckets that do not start on a whole hour) from its usage rows (`split_cells`), so a report reads the
+    rows of at most two hours per edge, not those of its range."""
     bucket_s = BUCKET_SECONDS[bucket]
     stop = min(until, as_of)
     edges = [min(since + i * bucket_s, until) for i in range(bucket_count(since, stop, bucket_s) + 1)]
-    daily = bucket == "day" and since % DAY == 0 and (until % DAY == 0 or until >= as_of)
+    split = split_hours(edges, stop)
+    daily = not split and bucket == "day" and since % DAY == 0 and (until % DAY == 0 or until >= as_of)
     table, grain = ("usage_daily", DAY) if daily else ("usage_hourly", HOUR)
+    first = cell_start(since, grain)
     day = cell_start(since, DAY)
-    base: dict[tuple[str, str], int] = defaultdict(int)
+    base: dict[Series, int] = defaultdict(int)
     for series, key, net in itertools.chain(
         conn.execute("SELECT series, key, SUM(net) FROM usage_daily WHERE start < ? GROUP BY series, key", (day,)),
         conn.execute(
             "SELECT series, key, SUM(net) FROM usage_hourly WHERE start >= ? AND start < ? GROUP BY series, key",
-            (day, since),
+            (day, first),
         ),
     ):
         base[(series, key)] += net
-    cells: dict[tuple[str, str], dict[float, list[int]]] = defaultdict(dict)
+    cells: dict[Series, dict[float, list[int]]] = defaultdict(dict)
     for start, series, key, net, peak in conn.execute(
         f"SELECT start, series, key, net, peak FROM {table} WHERE start >= ? AND start < ? ORDER BY start",
-        (since, stop),
+        (first, stop),
     ):
         cells[(series, key)][start] = [net, peak]
     # Printer ends no print check has passed yet (no printer was used since): applied here.
@@ -388,19 +477,14 @@ def rollup_report(
         "SELECT last_at FROM printer_use WHERE last_at < ? ORDER BY last_at", (as_of - window_s,)
     ):
         end = last + window_s
-        if end < since:
+        if end < first:
             base[(PRINTERS, "")] -= 1
         elif end < stop:
             start = cell_start(end, grain)
             add_event(cells[(PRINTERS, "")].setdefault(start, [0, 0]), end == start, -1)
-    lookback = cell_start(since - LEASE_LOOKBACK_S, HOUR)
-    products = {
-        key for (key,) in conn.execute(
-            "SELECT DISTINCT key FROM usage_hourly WHERE series = ? AND start >= ? AND start < ?",
-            (SEATS, lookback, until),
-        )
-    }
-    products |= {lease.product for lease in held}
+    for hour, inside in split.items():
+        split_cells(conn, cells, hour, inside, window_s, as_of)
+    products = _products(conn, since, until) | {lease.product for lease in held}
 
     def peaks(series: str, key: str) -> list[int]:
         ordered = sorted(cells.get((series, key), {}).items())
@@ -426,7 +510,30 @@ def rollup_report(
         if series != DENIALS:
             continue
         for start, (count, _) in by_start.items():
-            index = math.floor((start - since) / bucket_s)
+            index = bisect.bisect_right(edges, start) - 1  # a piece starts on its edge: no rounding across it
             if 0 <= index < len(refused) and count:
                 refused[index][reason] += count
     return assemble_report(since, until, bucket, bucket_s, as_of, edges, printers, seats_total, seats, refused)
+
+
+def _products(conn: sqlite3.Connection, since: float, until: float) -> set[str]:
+    """The products with a seat lease started or ended from LEASE_LOOKBACK_S before `since` to `until`: the
+    whole hours from the rollups, the hours cut at either end from the rows."""
+    low = since - LEASE_LOOKBACK_S
+    inner_low, inner_high = math.ceil(low / HOUR) * HOUR, cell_start(until, HOUR)
+    products = {
+        key for (key,) in conn.execute(
+            "SELECT DISTINCT key FROM usage_hourly WHERE series = ? AND start >= ? AND start < ?",
+            (SEATS, inner_low, inner_high),
+        )
+    }
+    for a, b in ((low, min(inner_low, until)), (max(inner_high, low), until)):
+        if a < b:
+            products |= {
+                key for (key,) in conn.execute(
+                    "SELECT DISTINCT product FROM usage WHERE at >= ? AND at < ? AND lease_id != '' "
+                    "AND ((kind = 'checkout' AND granted = 1) OR kind = 'checkin')",
+                    (a, b),
+                )
+            }
+    return products

@@ -4,7 +4,6 @@
   "use strict";
   const REPORT = "/api/v1/admin/reports/usage";
   const USAGE_CSV = "/api/v1/admin/usage.csv";
-  const USAGE_CSV_ROWS = 100000;
 
   // A local date from an <input type="date"> value ("2026-11-24"), at midnight here.
   const localDay = (value) => {
@@ -106,7 +105,8 @@
       const range = chosenRange(form);
       const params = new URLSearchParams({ bucket: range.bucket, since: range.since, until: range.until });
       root.getElementById("report-csv").href = `${REPORT}.csv?${params}`;
-      const usage = new URLSearchParams({ since: range.since, until: range.until, limit: USAGE_CSV_ROWS });
+      // Every row of the range: the export streams them all (no row limit, no silent cut-off).
+      const usage = new URLSearchParams({ since: range.since, until: range.until });
       const e = exportForm.elements;
       if (e.kind.value) usage.set("kind", e.kind.value);
       if (e.client_host.value.trim()) usage.set("client_host", e.client_host.value.trim());
