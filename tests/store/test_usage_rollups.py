@@ -242,9 +242,9 @@ def test_a_90_day_report_from_this_second_reads_the_rows_of_its_edge_hours_only(
             assert await journal.rollups_ready(WINDOW)
             records = spread_log(random.Random(rows), rows, as_of - 100 * DAY, as_of - 60.0)
             write_log(journal, [records[i : i + 20] for i in range(0, len(records), 20)])
-            with vm_steps(journal._reader) as steps:
+            with vm_steps(journal.usage_log.connection) as steps:
                 report = await api_report(journal, since, until, as_of)
-            with vm_steps(journal._reader) as steps_raw:
+            with vm_steps(journal.usage_log.connection) as steps_raw:
                 inputs, denials = await journal.report_inputs(since, until, DAY, WINDOW)
             raw = usage_report(inputs, denials, [], since=since, until=until, bucket="day", as_of=as_of,
                                printer_window_s=WINDOW, lease_ttl_s=TTL)
