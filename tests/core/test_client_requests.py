@@ -159,8 +159,8 @@ def test_printers_and_clients_unseen_for_longer_than_the_retention_are_pruned(st
     # The console's sorted lists forget them too (without a rebuild from scratch).
     listings = state._listings
     assert listings.matches(len(state.leases), len(state.printers), len(state.clients))
-    assert [key[-1] for key in listings.printers_by_name._keys] == [recent_printer]
-    assert [key[-1] for key in listings.clients_by_host._keys] == [recent_client]
+    assert [key[-1] for key in listings.printers_by_name.walk()] == [recent_printer]
+    assert [key[-1] for key in listings.clients_by_host.walk()] == [recent_client]
 
 
 def test_pruning_keeps_a_counted_printer_and_one_an_administrator_placed(state):
