@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from licentia.core.model import Client, Lease, Printer
 
@@ -44,6 +44,20 @@ def key_fits(key: Key, shape: tuple[type, ...]) -> bool:
     return len(key) == len(shape) and all(
         type(value) is kind or (kind is float and type(value) is int) for value, kind in zip(key, shape, strict=True)
     )
+
+
+class Order(Protocol):
+    """What the lists read: a sorted order of keys (`SortedIndex`, `GroupedIndex`)."""
+
+    shape: tuple[type, ...]
+
+    def __len__(self) -> int: ...
+
+    def walk(
+        self, *, low: Key | None = None, high: Key | None = None, after: Key | None = None, descending: bool = False
+    ) -> Iterator[Key]: ...
+
+    def count(self, low: Key | None = None, high: Key | None = None) -> int: ...
 
 
 class SortedIndex:
