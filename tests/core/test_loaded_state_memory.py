@@ -87,3 +87,18 @@ def test_an_expiring_set_filled_at_once_counts_like_one_filled_member_by_member(
         assert at_once.count_live(now) == one_by_one.count_live(now)
         assert at_once.live_count(now) == one_by_one.live_count(now)
         assert {key for _, key in members if key in at_once} == {key for _, key in members if key in one_by_one}
+
+
+def test_a_reloaded_lease_shares_the_time_it_was_granted_with_its_holder_last_seen_then(issuer):
+    state = _site(issuer)
+    later = ClientInfo(host="ws-9", user="late", application="Designer", version="2.1")
+    assert state.apply(c.Checkout(request_id="r9", lease_id="L9", product="Designer", client=later,
+                                  source_ip="10.0.0.9"), T0 + 50.5).ok
+    reloaded = _reloaded(state)
+    lease = reloaded.leases["L9"]
+    [holder] = [cl for cl in reloaded.clients.values() if cl.info is lease.client]
+    assert lease.granted_at is holder.last_seen
+    assert lease.granted_at == T0 + 50.5
+    # A holder seen again after its checkout keeps its own time.
+    assert all(lease.granted_at != holder.last_seen for lease in reloaded.leases.values()
+               for holder in reloaded.clients.values() if holder.info is lease.client and lease.lease_id != "L9")
