@@ -97,6 +97,22 @@ def test_a_retry_by_the_same_client_still_returns_its_lease_after_a_snapshot(sta
     assert retry.data["lease_id"] == "L-ann" and retry.data["repeated"] is True
 
 
+def test_two_clients_sharing_a_request_id_each_retry_to_their_own_lease_until_it_is_checked_in(state):
+    checkout(state, "L-ann")
+    checkout(state, "L-other", client=MALLORY, ip="10.0.0.66")  # the same request id, another client
+    checkout(state, "L-copy", ip="10.0.0.67")  # Ann's names and request id, from another address
+
+    for loaded in (state, LicenseState.from_snapshot(state.snapshot())):
+        assert checkout(loaded, "L-x", T0 + 2).data["lease_id"] == "L-ann"
+        assert checkout(loaded, "L-y", T0 + 2, client=MALLORY, ip="10.0.0.66").data["lease_id"] == "L-other"
+        assert checkout(loaded, "L-z", T0 + 2, ip="10.0.0.67").data["lease_id"] == "L-copy"
+        assert loaded.apply(Checkin(lease_id="L-other"), T0 + 3).ok
+        fresh = checkout(loaded, "L-new", T0 + 4, client=MALLORY, ip="10.0.0.66")
+        assert fresh.data["lease_id"] == "L-new" and fresh.data["repeated"] is False
+        assert checkout(loaded, "L-w", T0 + 5).data["lease_id"] == "L-ann"
+        assert checkout(loaded, "L-v", T0 + 5, client=MALLORY, ip="10.0.0.66").data["lease_id"] == "L-new"
+
+
 # -- finding 7: refused requests record nothing in the registries --------------------------------------
 
 

@@ -18,6 +18,7 @@ from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, canonical_rules, matching_rule, validate_rules
 from licentia.core.alert_settings import AlertSettings, alert_settings_problem
 from licentia.core.expiring import ExpiringSet
+from licentia.core.lease_requests import LeaseRequests
 from licentia.core.listing import Listings
 from licentia.core.model import (
     BLOCKED_GROUP,
@@ -101,7 +102,7 @@ class LicenseState:
         self.removed_licenses: dict[str, RemovedLicense] = {}
         self.printers: dict[str, Printer] = {}
         self.leases: dict[str, Lease] = {}
-        self.lease_by_request: dict[RequestKey, str] = {}
+        self.lease_by_request = LeaseRequests()
         self.clients: dict[str, Client] = {}
         self.groups: list[str] = list(BUILTIN_GROUPS)
         self.mapping_rules: list[MappingRule] = []
@@ -683,7 +684,7 @@ class LicenseState:
         del self.leases[lease.lease_id]
         self._listings.lease_dropped(lease)
         self._held_count[lease.license_id] -= 1
-        self.lease_by_request.pop(request_key(lease.client, lease.source_ip, lease.request_id), None)
+        self.lease_by_request.discard(lease)
         if lease.license_id in self._in_use:
             self._in_use[lease.license_id].discard(lease.lease_id)
 
@@ -770,8 +771,8 @@ class LicenseState:
         self.leases[lease.lease_id] = lease
         self._listings.lease_added(lease)
         self._held_count[chosen.id] = self._held_count.get(chosen.id, 0) + 1
-        holder = self._touch_client(cmd.client, cmd.source_ip, now)
-        self.lease_by_request[(holder.client_id, key[1], key[2])] = lease.lease_id  # the registry's own id string
+        self._touch_client(cmd.client, cmd.source_ip, now)
+        self.lease_by_request.add(lease)
         self._in_use[chosen.id].put(lease.lease_id, lease.expires_at)
         return Outcome(
             ok=True,
@@ -1050,18 +1051,14 @@ class LicenseState:
         """The state `snap` holds; its leases, printers and clients are made to share the values they repeat
         (`core.sharing`)."""
         state = cls()
-        pool = share_values(snap.leases, snap.printers, snap.clients)
+        share_values(snap.leases, snap.printers, snap.clients)
         state.licenses = {lic.id: lic for lic in snap.licenses}
         state.removed_licenses = {removed.license_id: removed for removed in snap.removed_licenses}
         state.printers = {p.printer_id: p for p in snap.printers}
         state.leases = {lease.lease_id: lease for lease in snap.leases}
         for lease in snap.leases:
             state._held_count[lease.license_id] = state._held_count.get(lease.license_id, 0) + 1
-        state.lease_by_request = {
-            (pool.text(client_id(lease.client)), lease.source_ip, lease.request_id): lease.lease_id
-            for lease in snap.leases
-        }
-        del pool
+        state.lease_by_request = LeaseRequests.of(snap.leases)
         state.clients = {cl.client_id: cl for cl in snap.clients}
         state.groups = list(snap.groups)
         state.mapping_rules = list(snap.mapping_rules)
