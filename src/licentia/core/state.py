@@ -1047,11 +1047,12 @@ class LicenseState:
         return msgspec.json.decode(self.snapshot_bytes(), type=Snapshot)
 
     @classmethod
-    def from_snapshot(cls, snap: Snapshot) -> LicenseState:
+    def from_snapshot(cls, snap: Snapshot, *, values_shared: bool = False) -> LicenseState:
         """The state `snap` holds; its leases, printers and clients are made to share the values they repeat
-        (`core.sharing`)."""
+        (`core.sharing`), unless `values_shared` says they were as they were decoded."""
         state = cls()
-        share_values(snap.leases, snap.printers, snap.clients)
+        if not values_shared:
+            share_values(snap.leases, snap.printers, snap.clients)
         state.licenses = {lic.id: lic for lic in snap.licenses}
         state.removed_licenses = {removed.license_id: removed for removed in snap.removed_licenses}
         state.printers = {p.printer_id: p for p in snap.printers}
