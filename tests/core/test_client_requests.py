@@ -98,6 +98,22 @@ def test_a_retry_by_the_same_client_still_returns_its_lease_after_a_snapshot(sta
     assert retry.result.lease_id == "L-ann" and retry.result.repeated is True
 
 
+def test_two_clients_sharing_a_request_id_each_retry_to_their_own_lease_until_it_is_checked_in(state):
+    checkout(state, "L-ann")
+    checkout(state, "L-other", client=MALLORY, ip="10.0.0.66")  # the same request id, another client
+    checkout(state, "L-copy", ip="10.0.0.67")  # Ann's names and request id, from another address
+
+    for loaded in (state, LicenseState.from_snapshot(state.snapshot())):
+        assert checkout(loaded, "L-x", T0 + 2).result.lease_id == "L-ann"
+        assert checkout(loaded, "L-y", T0 + 2, client=MALLORY, ip="10.0.0.66").result.lease_id == "L-other"
+        assert checkout(loaded, "L-z", T0 + 2, ip="10.0.0.67").result.lease_id == "L-copy"
+        assert loaded.apply(Checkin(lease_id="L-other"), T0 + 3).ok
+        fresh = checkout(loaded, "L-new", T0 + 4, client=MALLORY, ip="10.0.0.66")
+        assert fresh.result.lease_id == "L-new" and fresh.result.repeated is False
+        assert checkout(loaded, "L-w", T0 + 5).result.lease_id == "L-ann"
+        assert checkout(loaded, "L-v", T0 + 5, client=MALLORY, ip="10.0.0.66").result.lease_id == "L-new"
+
+
 # -- finding 7: refused requests record nothing in the registries --------------------------------------
 
 
@@ -160,8 +176,8 @@ def test_printers_and_clients_unseen_for_longer_than_the_retention_are_pruned(st
     # The console's sorted lists forget them too (without a rebuild from scratch).
     listings = state._listings
     assert listings.matches(len(state.leases), len(state.printers), len(state.clients))
-    assert [key[-1] for key in listings.printers_by_name._keys] == [recent_printer]
-    assert [key[-1] for key in listings.clients_by_host._keys] == [recent_client]
+    assert [key[-1] for key in listings.printers_by_name.walk()] == [recent_printer]
+    assert [key[-1] for key in listings.clients_by_host.walk()] == [recent_client]
 
 
 def test_pruning_keeps_a_counted_printer_and_one_an_administrator_placed(state):

@@ -15,7 +15,8 @@ import pytest
 from state_sample import sample_state
 
 from licentia.core.expiring import ExpiringSet
-from licentia.core.listing import SortedIndex
+from licentia.core.lease_requests import LeaseRequests
+from licentia.core.listing import GroupedIndex, SortedIndex
 from licentia.core.state import LicenseState, Snapshot
 from licentia.core.state_data import state_fields
 from licentia.store.snapshot_file import decode_snapshot_file, snapshot_chunks
@@ -56,8 +57,10 @@ def comparable(value: Any) -> Any:
     """An index as plain values: an expiring set's members and expiries, a sorted index's keys in order."""
     if isinstance(value, ExpiringSet):
         return comparable(value._expiry)
-    if isinstance(value, SortedIndex):
+    if isinstance(value, SortedIndex | GroupedIndex):
         return list(value.walk())
+    if isinstance(value, LeaseRequests):
+        return sorted((lease.request_id, lease.lease_id) for lease in value.leases())
     if isinstance(value, dict):
         return {key: comparable(item) for key, item in value.items()}
     if hasattr(value, "__dict__") and not isinstance(value, msgspec.Struct):

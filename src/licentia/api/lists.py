@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from licentia.api.errors import ApiError
-from licentia.core.listing import Key, SortedIndex, exact_range, key_fits, prefix_range, text_key
+from licentia.core.listing import Key, Order, exact_range, key_fits, prefix_range, text_key
 from licentia.core.state import DAY, LicenseState
 from licentia.core.views import printer_view
 
@@ -35,7 +35,7 @@ SCAN_BUDGET = 20 * MAX_LIMIT
 class SortOrder:
     """A `?sort=` value: the index it reads, and whether the index's own order is the descending one."""
 
-    index: Callable[[LicenseState], SortedIndex]
+    index: Callable[[LicenseState], Order]
     shape: tuple[type, ...]  # the index's key fields (to check a cursor)
     reversed_index: bool = False
     text: bool = True  # a column `q` can search
@@ -155,7 +155,7 @@ def list_query(kind: ListKind, params: Mapping[str, str], prefix: str = "") -> L
 
 
 def _read(
-    index: SortedIndex,
+    index: Order,
     query: ListQuery,
     descending: bool,
     view: Callable[[Key], dict[str, Any] | None],
@@ -222,7 +222,7 @@ def printer_page(
         low, high = exact_range(group)
         if recent:
             high = (group, window_start)
-        index = listings.printers_by_group
+        index: Order = listings.printers_by_group
         after = query.after and (group, *query.after)
         grouped = ListQuery(query.sort, query.order, "", after, query.limit)
         items, cursor = _read(index, grouped, descending, view, low, high)

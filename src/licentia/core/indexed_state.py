@@ -13,15 +13,13 @@ import msgspec
 from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, matching_rule
 from licentia.core.expiring import ExpiringSet
+from licentia.core.lease_requests import LeaseRequests, RequestKey
 from licentia.core.listing import Listings
 from licentia.core.model import BLOCKED_GROUP, Client, ClientInfo, Lease, License, Printer, UsageRecord
 from licentia.core.printers import client_id
 from licentia.core.state_data import StateData
 
 DAY = 86400.0
-
-RequestKey = tuple[str, str, str]  # (client id, source address, request id): whose retry a checkout is
-
 
 def request_key(client: ClientInfo, source_ip: str, request_id: str) -> RequestKey:
     return (client_id(client), source_ip, request_id)
@@ -51,7 +49,7 @@ def request_record(
 class IndexedState(StateData):
     def __init__(self) -> None:
         super().__init__()
-        self.lease_by_request: dict[RequestKey, str] = {}
+        self.lease_by_request = LeaseRequests()
         self._in_use: dict[str, ExpiringSet] = {}
         self._held_count: dict[str, int] = {}  # leases held per license, expired or not, until dropped
         self._listings = Listings()
@@ -138,7 +136,7 @@ class IndexedState(StateData):
         del self.leases[lease.lease_id]
         self._listings.lease_dropped(lease)
         self._held_count[lease.license_id] -= 1
-        self.lease_by_request.pop(request_key(lease.client, lease.source_ip, lease.request_id), None)
+        self.lease_by_request.discard(lease)
         if lease.license_id in self._in_use:
             self._in_use[lease.license_id].discard(lease.lease_id)
 

@@ -2,19 +2,19 @@
 
 The admin lists and the console's tables read pages of these orders: a page
 costs O(log n + page size), a count over a range O(log n), whatever the number
-of records. Each order is a sorted list of keys, a key being the sort fields
-followed by the record's id (so keys are unique and a key is also a page
-cursor). The state calls `lease_added`, `lease_dropped`, `printer_changed` and
+of records. Each order reads as a sorted list of keys, a key being the sort
+fields followed by the record's id (so keys are unique and a key is also a page
+cursor); it holds the records or their ids, not the keys (`SortedIndex`).
+The state calls `lease_added`, `lease_dropped`, `printer_changed` and
 `client_changed` where it changes those records; like the rest of the core,
 this module is deterministic and does no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
-
-from sortedcontainers import SortedList  # type: ignore[import-untyped]
+import bisect
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 from licentia.core.model import Client, Lease, Printer
 
@@ -46,27 +46,109 @@ def key_fits(key: Key, shape: tuple[type, ...]) -> bool:
     )
 
 
+class Order(Protocol):
+    """What the lists read: a sorted order of keys (`SortedIndex`, `GroupedIndex`)."""
+
+    shape: tuple[type, ...]
+
+    def __len__(self) -> int: ...
+
+    def walk(
+        self, *, low: Key | None = None, high: Key | None = None, after: Key | None = None, descending: bool = False
+    ) -> Iterator[Key]: ...
+
+    def count(self, low: Key | None = None, high: Key | None = None) -> int: ...
+
+
 class SortedIndex:
-    """One order of one kind of record. `shape` is the type of each key field (for checking cursors)."""
+    """One order of one kind of record: the records (or their ids) themselves, in sorted blocks.
 
-    __slots__ = ("_keys", "shape")
+    No key is stored per record: `key` computes an entry's key whenever it is compared (a few dozen
+    times per change, once per row read), so an order costs one list slot per record. At 300,000
+    leases and printers the orders held a tuple per record each (about 200 MB); now they hold ~10 MB.
+    An entry's key must stay the one it was filed with until it is removed: the orders of records that
+    change in place compute it from what `Listings` filed (see there), not from the record.
+    `shape` is the type of each key field (for checking cursors).
+    """
 
-    def __init__(self, *shape: type) -> None:
-        self._keys: SortedList = SortedList()
+    __slots__ = ("_blocks", "_key", "_len", "_maxes", "block", "shape")
+
+    def __init__(self, key: Callable[[Any], Key], *shape: type, block: int = 128) -> None:
+        self._key = key
+        self._blocks: list[list[Any]] = []
+        self._maxes: list[Key] = []  # the key of each block's last entry
+        self._len = 0
+        self.block = block  # entries per block when filled; a block splits at twice as many
         self.shape = shape
 
-    def fill(self, keys: list[Key]) -> None:
-        """Put many keys in at once (sorted once: far faster than one at a time)."""
-        self._keys.update(keys)
+    def fill(self, entries: Iterable[Any]) -> None:
+        """Put many entries in at once (sorted once: far faster than one at a time)."""
+        ordered = [entry for block in self._blocks for entry in block]
+        ordered.extend(entries)
+        ordered.sort(key=self._key)
+        size, key = self.block, self._key
+        self._blocks = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+        self._maxes = [key(block[-1]) for block in self._blocks]
+        self._len = len(ordered)
 
-    def add(self, key: Key) -> None:
-        self._keys.add(key)
+    def add(self, entry: Any) -> None:
+        key, blocks, maxes = self._key(entry), self._blocks, self._maxes
+        if not blocks:
+            blocks.append([entry])
+            maxes.append(key)
+            self._len += 1
+            return
+        if key < self._key(blocks[0][0]):  # before every entry (the newest of a newest-first order): first
+            i = 0
+            blocks[0].insert(0, entry)
+        else:
+            i = bisect.bisect_right(maxes, key)
+            if i == len(maxes):  # after every entry (the newest time, say): at the end of the last block
+                i -= 1
+                blocks[i].append(entry)
+                maxes[i] = key
+            else:
+                bisect.insort_right(blocks[i], entry, key=self._key)
+        self._len += 1
+        block = blocks[i]
+        if len(block) > 2 * self.block:
+            half = len(block) // 2
+            blocks[i : i + 1] = [block[:half], block[half:]]
+            maxes.insert(i, self._key(block[half - 1]))
 
-    def remove(self, key: Key) -> None:
-        self._keys.discard(key)
+    def remove(self, entry: Any) -> bool:
+        """Take `entry` out; False if it is not there. Its key must be the one it was filed with."""
+        key = self._key(entry)
+        maxes = self._maxes
+        i = bisect.bisect_left(maxes, key)
+        if i == len(maxes):
+            return False
+        block = self._blocks[i]
+        j = bisect.bisect_left(block, key, key=self._key)
+        if j == len(block) or (block[j] is not entry and self._key(block[j]) != key):
+            return False
+        del block[j]
+        self._len -= 1
+        if not block:
+            del self._blocks[i], maxes[i]
+        elif j == len(block):
+            maxes[i] = self._key(block[-1])
+        return True
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return self._len
+
+    def _position(self, key: Key, after: bool) -> tuple[int, int]:
+        """(block, offset) of the first entry whose key is >= `key` (> `key` when `after`)."""
+        find = bisect.bisect_right if after else bisect.bisect_left
+        i = find(self._maxes, key)
+        if i == len(self._maxes):
+            return i, 0
+        return i, find(self._blocks[i], key, key=self._key)
+
+    def _rank(self, position: tuple[int, int]) -> int:
+        i, j = position
+        return sum(len(block) for block in self._blocks[:i]) + j
 
     def walk(
         self, *, low: Key | None = None, high: Key | None = None, after: Key | None = None, descending: bool = False
@@ -77,13 +159,115 @@ class SortedIndex:
             low, low_inclusive = after, False
         if after is not None and descending and (high is None or after <= high):
             high, high_inclusive = after, False
-        return self._keys.irange(low, high, (low_inclusive, high_inclusive), reverse=descending)
+        start = (0, 0) if low is None else self._position(low, after=not low_inclusive)
+        end = (len(self._blocks), 0) if high is None else self._position(high, after=high_inclusive)
+        return self._keys_between(start, end, descending)
+
+    def _keys_between(self, start: tuple[int, int], end: tuple[int, int], descending: bool) -> Iterator[Key]:
+        if start >= end:
+            return
+        key, blocks = self._key, self._blocks
+        (first, offset), (last, stop) = start, end
+        if stop == 0:  # the end is the start of block `last`: block `last - 1` is read to its end
+            last, stop = last - 1, len(blocks[last - 1])
+        spans = [(i, offset if i == first else 0, stop if i == last else len(blocks[i]))
+                 for i in range(first, last + 1)]
+        if descending:
+            for i, lo, hi in reversed(spans):
+                block = blocks[i]
+                for j in range(hi - 1, lo - 1, -1):
+                    yield key(block[j])
+        else:
+            for i, lo, hi in spans:
+                block = blocks[i]
+                for j in range(lo, hi):
+                    yield key(block[j])
 
     def count(self, low: Key | None = None, high: Key | None = None) -> int:
         """How many keys are in [low, high)."""
-        end = len(self._keys) if high is None else self._keys.bisect_left(high)
-        start = 0 if low is None else self._keys.bisect_left(low)
+        end = self._len if high is None else self._rank(self._position(high, after=False))
+        start = 0 if low is None else self._rank(self._position(low, after=False))
         return max(0, end - start)
+
+
+class GroupedIndex:
+    """An order whose keys start with a group name: one `SortedIndex` per group (its keys without the name).
+
+    A record's group is not filed anywhere: a record that changed group is looked for in its new group's
+    order, then in the others (there are few groups). Reads as one `SortedIndex` of keys (group, ...).
+    """
+
+    __slots__ = ("_groups", "_key", "shape")
+
+    def __init__(self, key: Callable[[Any], Key], *shape: type) -> None:
+        self._key = key  # the key of an entry inside its group
+        self._groups: dict[str, SortedIndex] = {}
+        self.shape = shape
+
+    def fill(self, entries: Iterable[tuple[str, Any]]) -> None:
+        """Put many (group, entry) in at once."""
+        by_group: dict[str, list[Any]] = {}
+        for group, entry in entries:
+            by_group.setdefault(group, []).append(entry)
+        for group, members in by_group.items():
+            self._index(group).fill(members)
+
+    def _index(self, group: str) -> SortedIndex:
+        index = self._groups.get(group)
+        if index is None:
+            index = self._groups[group] = SortedIndex(self._key, *self.shape[1:])
+        return index
+
+    def add(self, group: str, entry: Any) -> None:
+        self._index(group).add(entry)
+
+    def contains(self, group: str, entry: Any) -> bool:
+        """Whether `entry` is filed in `group` (with the key it has now)."""
+        index = self._groups.get(group)
+        if index is None:
+            return False
+        key = self._key(entry)
+        return next(index.walk(low=key), None) == key
+
+    def remove(self, group: str, entry: Any) -> None:
+        """Take `entry` out of `group`, else out of the group it is in."""
+        for name in [group, *(name for name in self._groups if name != group)]:
+            index = self._groups.get(name)
+            if index is not None and index.remove(entry):
+                if not index:
+                    del self._groups[name]
+                return
+
+    def __len__(self) -> int:
+        return sum(len(index) for index in self._groups.values())
+
+    def _ranges(self, low: Key | None, high: Key | None) -> Iterator[tuple[str, Key | None, Key | None]]:
+        """Each group with keys in [low, high), and that range inside the group."""
+        for group in sorted(self._groups):
+            if (low is not None and low[0] > group) or (high is not None and (high[0] < group or high == (group,))):
+                continue
+            inner_low = low[1:] or None if low is not None and low[0] == group else None
+            inner_high = high[1:] if high is not None and high[0] == group else None
+            yield group, inner_low, inner_high
+
+    def walk(
+        self, *, low: Key | None = None, high: Key | None = None, after: Key | None = None, descending: bool = False
+    ) -> Iterator[Key]:
+        ranges = list(self._ranges(low, high))
+        for group, inner_low, inner_high in reversed(ranges) if descending else ranges:
+            inner_after = None
+            if after is not None:
+                if after[0] == group:
+                    inner_after = after[1:]
+                elif (after[0] < group) == descending:  # the cursor is past this whole group
+                    continue
+            for key in self._groups[group].walk(low=inner_low, high=inner_high, after=inner_after,
+                                                descending=descending):
+                yield (group, *key)
+
+    def count(self, low: Key | None = None, high: Key | None = None) -> int:
+        return sum(self._groups[group].count(inner_low, inner_high) for group, inner_low, inner_high in
+                   self._ranges(low, high))
 
 
 class Listings:
@@ -92,20 +276,28 @@ class Listings:
     - leases by product (then time granted) and by holder (user, else host);
     - printers by when last seen (newest first: the key is minus the time), by name, and by group then last seen;
     - clients by when last seen (newest first) and by host.
+
+    Leases never change their keys while held, nor printers their names: those orders compute keys from the
+    records. Printers and clients are changed in place before the state tells the orders, so what their keys
+    were filed with is kept here, one dict entry per field, holding the record's own objects (the time
+    last seen as the record's float, positive: its key holds minus it); a printer's group is not kept (see
+    `GroupedIndex`).
     """
 
     def __init__(self) -> None:
-        self.leases_by_product = SortedIndex(str, float, str)
-        self.leases_by_holder = SortedIndex(str, float, str)
-        self.printers_by_seen = SortedIndex(float, str)
-        self.printers_by_name = SortedIndex(str, str)
-        self.printers_by_group = SortedIndex(str, float, str)
-        self.clients_by_seen = SortedIndex(float, str)
-        self.clients_by_host = SortedIndex(str, str)
-        # Keys that change with the record, as they were filed (records are changed in place). A printer's
-        # is its by-group key; its by-seen key is that key without the group (one tuple less per printer).
-        self._printer_filed: dict[str, Key] = {}
-        self._client_filed: dict[str, Key] = {}
+        printer_seen: dict[str, float] = {}
+        client_seen: dict[str, float] = {}
+        client_host: dict[str, str] = {}
+        self.leases_by_product = SortedIndex(self.lease_product_key, str, float, str)
+        self.leases_by_holder = SortedIndex(self.lease_holder_key, str, float, str)
+        self.printers_by_seen = SortedIndex(lambda pid: (-printer_seen[pid], pid), float, str)
+        self.printers_by_name = SortedIndex(self.printer_name_key, str, str)
+        self.printers_by_group = GroupedIndex(lambda pid: (-printer_seen[pid], pid), str, float, str)
+        self.clients_by_seen = SortedIndex(lambda cid: (-client_seen[cid], cid), float, str)
+        self.clients_by_host = SortedIndex(lambda cid: (client_host[cid], cid), str, str)
+        self._printer_seen = printer_seen
+        self._client_seen = client_seen
+        self._client_host = client_host
 
     # -- leases: their keys never change while they are held --------------------------------------
 
@@ -113,13 +305,22 @@ class Listings:
     def holder(lease: Lease) -> str:
         return text_key(lease.client.user or lease.client.host or lease.source_ip)
 
+    @staticmethod
+    def lease_product_key(lease: Lease) -> Key:
+        return (lease.product, lease.granted_at, lease.lease_id)
+
+    @staticmethod
+    def lease_holder_key(lease: Lease) -> Key:
+        client = lease.client
+        return (text_key(client.user or client.host or lease.source_ip), lease.granted_at, lease.lease_id)
+
     def lease_added(self, lease: Lease) -> None:
-        self.leases_by_product.add((lease.product, lease.granted_at, lease.lease_id))
-        self.leases_by_holder.add((self.holder(lease), lease.granted_at, lease.lease_id))
+        self.leases_by_product.add(lease)
+        self.leases_by_holder.add(lease)
 
     def lease_dropped(self, lease: Lease) -> None:
-        self.leases_by_product.remove((lease.product, lease.granted_at, lease.lease_id))
-        self.leases_by_holder.remove((self.holder(lease), lease.granted_at, lease.lease_id))
+        self.leases_by_product.remove(lease)
+        self.leases_by_holder.remove(lease)
 
     # -- printers -----------------------------------------------------------------------------------
 
@@ -128,28 +329,32 @@ class Listings:
         """When the printer was last used here or (as a backup partner saw it) there."""
         return max(printer.last_used, printer.peer_last_used)
 
+    @staticmethod
+    def printer_name_key(printer: Printer) -> Key:
+        return (text_key(printer.identity.name), printer.printer_id)
+
     def printer_changed(self, printer: Printer) -> None:
         pid = printer.printer_id
-        seen = -self.printer_seen(printer)
-        new = (printer.group, seen, pid)
-        old = self._printer_filed.get(pid)
-        if old == new:
+        seen = self.printer_seen(printer)
+        filed = self._printer_seen.get(pid)
+        if filed is None:
+            self.printers_by_name.add(printer)
+        elif filed == seen and self.printers_by_group.contains(printer.group, pid):
             return
-        if old is None:
-            self.printers_by_name.add((text_key(printer.identity.name), pid))
         else:
-            self.printers_by_seen.remove(old[1:])
-            self.printers_by_group.remove(old)
-        self.printers_by_seen.add((seen, pid))
-        self.printers_by_group.add(new)
-        self._printer_filed[pid] = new
+            self.printers_by_seen.remove(pid)
+            self.printers_by_group.remove(printer.group, pid)
+        self._printer_seen[pid] = seen
+        self.printers_by_seen.add(pid)
+        self.printers_by_group.add(printer.group, pid)
 
     def printer_dropped(self, printer: Printer) -> None:
-        filed = self._printer_filed.pop(printer.printer_id, None)
-        if filed is not None:
-            self.printers_by_seen.remove(filed[1:])
-            self.printers_by_group.remove(filed)
-            self.printers_by_name.remove((text_key(printer.identity.name), printer.printer_id))
+        pid = printer.printer_id
+        if pid in self._printer_seen:
+            self.printers_by_seen.remove(pid)
+            self.printers_by_group.remove(printer.group, pid)
+            self.printers_by_name.remove(printer)
+            del self._printer_seen[pid]
 
     def group_count(self, group: str) -> int:
         return self.printers_by_group.count(*exact_range(group))
@@ -158,26 +363,27 @@ class Listings:
 
     def client_changed(self, client: Client) -> None:
         cid = client.client_id
-        new = (-client.last_seen, cid)
-        old = self._client_filed.get(cid)
-        if old == new:
+        filed = self._client_seen.get(cid)
+        if filed is None:
+            self._client_host[cid] = text_key(client.info.host or client.source_ip)
+            self.clients_by_host.add(cid)
+        elif filed == client.last_seen:
             return
-        if old is None:
-            self.clients_by_host.add((text_key(client.info.host or client.source_ip), cid))
         else:
-            self.clients_by_seen.remove(old)
-        self.clients_by_seen.add(new)
-        self._client_filed[cid] = new
+            self.clients_by_seen.remove(cid)
+        self._client_seen[cid] = client.last_seen
+        self.clients_by_seen.add(cid)
 
     def client_dropped(self, client: Client) -> None:
-        filed = self._client_filed.pop(client.client_id, None)
-        if filed is not None:
-            self.clients_by_seen.remove(filed)
-            self.clients_by_host.remove((text_key(client.info.host or client.source_ip), client.client_id))
+        cid = client.client_id
+        if cid in self._client_seen:
+            self.clients_by_seen.remove(cid)
+            self.clients_by_host.remove(cid)
+            del self._client_seen[cid], self._client_host[cid]
 
     def matches(self, leases: int, printers: int, clients: int) -> bool:
         """Whether these orders hold as many records as the state (a cheap check that none was missed)."""
-        return (len(self.leases_by_product), len(self._printer_filed), len(self._client_filed)) == (
+        return (len(self.leases_by_product), len(self._printer_seen), len(self._client_seen)) == (
             leases,
             printers,
             clients,
@@ -188,22 +394,17 @@ class Listings:
         """Built from scratch (after loading a snapshot), each order sorted once."""
         listings = cls()
         leases = list(leases)
-        listings.leases_by_product.fill([(lease.product, lease.granted_at, lease.lease_id) for lease in leases])
-        listings.leases_by_holder.fill([(cls.holder(lease), lease.granted_at, lease.lease_id) for lease in leases])
-        by_seen, by_group, by_name = [], [], []
+        listings.leases_by_product.fill(leases)
+        listings.leases_by_holder.fill(leases)
+        printers = list(printers)
         for printer in printers:
-            seen = -cls.printer_seen(printer)
-            filed = listings._printer_filed[printer.printer_id] = (printer.group, seen, printer.printer_id)
-            by_seen.append((seen, printer.printer_id))
-            by_group.append(filed)
-            by_name.append((text_key(printer.identity.name), printer.printer_id))
-        listings.printers_by_seen.fill(by_seen)
-        listings.printers_by_group.fill(by_group)
-        listings.printers_by_name.fill(by_name)
-        clients_by_host = []
+            listings._printer_seen[printer.printer_id] = cls.printer_seen(printer)
+        listings.printers_by_seen.fill(listings._printer_seen)
+        listings.printers_by_group.fill((printer.group, printer.printer_id) for printer in printers)
+        listings.printers_by_name.fill(printers)
         for client in clients:
-            listings._client_filed[client.client_id] = (-client.last_seen, client.client_id)
-            clients_by_host.append((text_key(client.info.host or client.source_ip), client.client_id))
-        listings.clients_by_seen.fill(list(listings._client_filed.values()))
-        listings.clients_by_host.fill(clients_by_host)
+            listings._client_seen[client.client_id] = client.last_seen
+            listings._client_host[client.client_id] = text_key(client.info.host or client.source_ip)
+        listings.clients_by_seen.fill(listings._client_seen)
+        listings.clients_by_host.fill(listings._client_host)
         return listings

@@ -98,8 +98,8 @@ class Seats(IndexedState):
         self.leases[lease.lease_id] = lease
         self._listings.lease_added(lease)
         self._held_count[chosen.id] = self._held_count.get(chosen.id, 0) + 1
-        holder = self._touch_client(cmd.client, cmd.source_ip, now)
-        self.lease_by_request[(holder.client_id, key[1], key[2])] = lease.lease_id  # the registry's own id string
+        self._touch_client(cmd.client, cmd.source_ip, now)
+        self.lease_by_request.add(lease)
         self._in_use[chosen.id].put(lease.lease_id, lease.expires_at)
         return Applied(
             granted_lease(lease, repeated=False),

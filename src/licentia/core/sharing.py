@@ -23,12 +23,13 @@ from licentia.core.model import Client, ClientInfo, Lease, Printer
 class ValuePool:
     """Equal strings, numbers and client details collapsed to one object each."""
 
-    __slots__ = ("_clients", "_numbers", "_texts")
+    __slots__ = ("_clients", "_numbers", "_texts", "_times")
 
     def __init__(self) -> None:
         self._texts: dict[str, str] = {}
         self._numbers: dict[float, float] = {}
         self._clients: dict[tuple[str, str, str, str], ClientInfo] = {}
+        self._times: dict[float, float] = {}  # when each client was last seen: a lease granted then shares it
 
     def text(self, value: str) -> str:
         return self._texts.setdefault(value, value)
@@ -42,19 +43,23 @@ class ValuePool:
     # The loops below call the pools' methods directly: they run for every record at start-up.
 
     def share_clients(self, clients: Iterable[Client]) -> None:
-        text, client_info = self._texts.setdefault, self.client
+        text, client_info, time = self._texts.setdefault, self.client, self._times.setdefault
         for client in clients:
             client.info = client_info(client.info)
             client.source_ip = text(client.source_ip, client.source_ip)
             client.client_id = text(client.client_id, client.client_id)  # request keys name clients by it
+            client.last_seen = time(client.last_seen, client.last_seen)
             if client.first_seen == client.last_seen != 0.0:
                 client.first_seen = client.last_seen
 
     def share_leases(self, leases: Iterable[Lease]) -> None:
-        """After `share_clients` of the same state (a lease takes its holder's `ClientInfo`)."""
-        text, number, client_info = self._texts.setdefault, self.number, self.client
+        """After `share_clients` of the same state (a lease takes its holder's `ClientInfo`, and the float of
+        the time its holder was last seen when that is when it was granted)."""
+        text, number, client_info, times = self._texts.setdefault, self.number, self.client, self._times
         for lease in leases:
             lease.client = client_info(lease.client)
+            # A lease's holder was last seen when it was granted, unless the holder asked again since.
+            lease.granted_at = times.get(lease.granted_at, lease.granted_at)
             lease.license_id = text(lease.license_id, lease.license_id)
             lease.product = text(lease.product, lease.product)
             if lease.feature is not None:

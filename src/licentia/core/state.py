@@ -21,9 +21,9 @@ import msgspec
 from licentia.core import commands as c
 from licentia.core.administration import Administration
 from licentia.core.indexed_state import DAY
+from licentia.core.lease_requests import LeaseRequests
 from licentia.core.listing import Listings
 from licentia.core.outcomes import Outcome, R, refused
-from licentia.core.printers import client_id
 from licentia.core.printing import Printing
 from licentia.core.relationships import Relationships
 from licentia.core.seats import Seats
@@ -80,19 +80,16 @@ class LicenseState(Seats, Printing, Administration, Relationships):
         return msgspec.json.decode(self.snapshot_bytes(), type=Snapshot)
 
     @classmethod
-    def from_snapshot(cls, snap: Snapshot) -> LicenseState:
+    def from_snapshot(cls, snap: Snapshot, *, values_shared: bool = False) -> LicenseState:
         """The state `snap` holds; its leases, printers and clients are made to share the values they repeat
-        (`core.sharing`)."""
+        (`core.sharing`), unless `values_shared` says they were as they were decoded."""
         state = cls()
-        pool = share_values(snap.leases, snap.printers, snap.clients)
+        if not values_shared:
+            share_values(snap.leases, snap.printers, snap.clients)
         state.restore(snap)
         for lease in snap.leases:
             state._held_count[lease.license_id] = state._held_count.get(lease.license_id, 0) + 1
-        state.lease_by_request = {
-            (pool.text(client_id(lease.client)), lease.source_ip, lease.request_id): lease.lease_id
-            for lease in snap.leases
-        }
-        del pool
+        state.lease_by_request = LeaseRequests.of(snap.leases)
         state._rebuild_in_use()
         state._listings = Listings.of(state.leases.values(), state.printers.values(), state.clients.values())
         return state

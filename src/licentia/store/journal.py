@@ -153,7 +153,7 @@ class SqliteJournal:
         found = read_snapshot_file(self.snapshot_file)
         if found:
             self.snapshot_index, snapshot = found
-            state = LicenseState.from_snapshot(snapshot)
+            state = LicenseState.from_snapshot(snapshot, values_shared=True)  # read_snapshot_file shared them
         else:
             state = LicenseState()
         index = self.snapshot_index

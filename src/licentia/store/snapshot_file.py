@@ -6,18 +6,29 @@ forked child (`store.forked_write`) and replaced atomically, so it is either the
 the new one; the journal's commands up to its index are deleted only once it is on disk. Keeping it
 out of the database means no free pages left behind by the previous snapshot and no WAL the size of
 the state.
+
+Reading it, the clients, leases and printers are decoded a thousand at a time, and each thousand made to
+share the values they repeat (`core.sharing`) before the next is decoded: the copies a record drops are
+freed while the next thousand is decoded, which takes their place. Decoded all at once and shared after,
+the copies' places stayed empty between the records that outlive them, in memory the process keeps: at
+50,000 leases and printers about 38 MB, a quarter of the loaded state.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
+from licentia.core.model import Client, Lease, Printer
+from licentia.core.sharing import ValuePool
 from licentia.core.state import LicenseState, Snapshot
 
 MAGIC = b"licentia-snapshot 1 "
 SUFFIX = ".snapshot"
+RECORDS_PER_CHUNK = 1000
 
 
 class SnapshotFileError(ValueError):
@@ -33,16 +44,61 @@ def snapshot_chunks(index: int, state: LicenseState) -> list[bytes]:
     return [MAGIC + b"%d\n" % index, msgspec.msgpack.encode(state.snapshot_struct())]
 
 
+# The records a large site holds hundreds of thousands of, in the order their values are shared (a lease
+# takes its holder's client details, see `core.sharing.share_values`).
+_RECORDS: dict[str, type[msgspec.Struct]] = {"clients": Client, "leases": Lease, "printers": Printer}
+
+
+def _field(info: msgspec.structs.FieldInfo) -> tuple[Any, ...]:
+    kind = list[msgspec.Raw] if info.name in _RECORDS else info.type
+    if info.default is not msgspec.NODEFAULT:
+        return (info.name, kind, info.default)
+    if info.default_factory is not msgspec.NODEFAULT:
+        return (info.name, kind, msgspec.field(default_factory=info.default_factory))
+    return (info.name, kind)
+
+
+# `Snapshot` with each record left encoded (a view of the file's bytes), to be decoded a chunk at a time.
+_UndecodedRecords = msgspec.defstruct("UndecodedRecords", [_field(info) for info in msgspec.structs.fields(Snapshot)])
+
+
+def _decode_shared(encoded: list[msgspec.Raw], kind: type[msgspec.Struct],
+                   share: Callable[[list[Any]], None]) -> list[Any]:
+    decoder = msgspec.msgpack.Decoder(list[kind])  # type: ignore[valid-type]
+    records: list[Any] = []
+    for start in range(0, len(encoded), RECORDS_PER_CHUNK):
+        part = encoded[start : start + RECORDS_PER_CHUNK]
+        chunk = decoder.decode(b"\xdd%b%b" % (len(part).to_bytes(4, "big"), b"".join(part)))  # a MessagePack array
+        share(chunk)
+        records += chunk
+    return records
+
+
+def decode_state(body: bytes | memoryview) -> Snapshot:
+    """The state encoded in `body`, its clients, leases and printers sharing the values they repeat (give it
+    to `LicenseState.from_snapshot` with `values_shared=True`)."""
+    undecoded = msgspec.msgpack.decode(body, type=_UndecodedRecords)
+    fields = msgspec.structs.asdict(undecoded)
+    pool = ValuePool()
+    shares: dict[str, Callable[[list[Any]], None]] = {
+        "clients": pool.share_clients, "leases": pool.share_leases, "printers": pool.share_printers}
+    for name, kind in _RECORDS.items():
+        fields[name] = _decode_shared(fields[name], kind, shares[name])
+        setattr(undecoded, name, [])
+    return Snapshot(**fields)
+
+
 def decode_snapshot_file(data: bytes) -> tuple[int, Snapshot]:
     heading, newline, _ = data[:64].partition(b"\n")
     if not newline or not heading.startswith(MAGIC) or not heading[len(MAGIC) :].isdigit():
         raise SnapshotFileError("not a Licentia state snapshot")
     body = memoryview(data)[len(heading) + 1 :]  # a view, not a copy of the state's bytes
-    return int(heading[len(MAGIC) :]), msgspec.msgpack.decode(body, type=Snapshot)
+    return int(heading[len(MAGIC) :]), decode_state(body)
 
 
 def read_snapshot_file(path: Path) -> tuple[int, Snapshot] | None:
-    """The snapshot's journal index and state, or None when there is no snapshot file yet."""
+    """The snapshot's journal index and state, or None when there is no snapshot file yet; its records share
+    the values they repeat (`decode_state`)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
