@@ -113,8 +113,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    """One cluster for the module's tests: each writes keys of its own, and the one that kills a member
+    waits until the supervisor has brought it back."""
+    tmp_path = tmp_path_factory.mktemp("etcd")
     loop = LoopThread()
     etcd = EtcdCluster(tmp_path, loop, EtcdTiming(heartbeat_ms=50, election_ms=500))
     try:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from harness import ADMIN_PASSWORD, BackupPairProcesses, Issuer, TriadCluster
+from harness import ADMIN_PASSWORD, BackupPairProcesses, Issuer, TriadCluster, wait_for
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from .console_support import CONSOLE, install, log_in, screenshot
@@ -167,7 +167,8 @@ def test_3_each_member_keeps_its_own_name_in_its_strip_login_page_and_tab_title(
     expect(strip.locator('[data-status="relationship"]')).to_have_text("Triad Labels · secondary")
     expect(page).to_have_title("This License Server · lic-b · Licentia Administration Console")
     expect(page.get_by_label("Server name")).to_have_value("lic-b")
-    page.wait_for_timeout(2500)  # one poll of the strip: it still names this member
+    polled = strip.locator('[data-status="at"]')  # the time of the strip's last answered poll
+    expect(polled).not_to_have_text(polled.inner_text(), timeout=5000)  # one poll more: it still names this member
     expect(strip.locator('[data-status="server"]')).to_have_text("lic-b")
     page.goto(f"{CONSOLE}/")
     expect(page.locator("main")).to_contain_text("Labels")  # the Licensing pages show the triad as one server
@@ -185,7 +186,10 @@ def test_4_a_change_on_a_standby_with_no_active_member_says_so_in_plain_words(me
     triad.cluster.servers["primary"].kill()
     triad.cluster.servers["secondary"].kill()
     try:
-        page.wait_for_timeout(3000)  # the tertiary's view of the election expires: it knows no member is active
+        tertiary = triad.cluster.servers["tertiary"]
+        # The tertiary's view of the election expires: it knows no member is active.
+        wait_for(lambda: httpx.get(f"{tertiary.url}/api/v1/server", timeout=2).json()["relationship"]["active"] is None,
+                 timeout=10, what="the tertiary knowing no member is active")
         form = page.locator("#rule-form")
         form.get_by_label("Who").select_option("user")
         form.get_by_label("Name or pattern").fill("nobody")

@@ -10,11 +10,12 @@ secondary takes over: its /health/active turns 200 and it counts a failover.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-from harness import ROLES, TriadCluster
+import pytest
+from harness import ROLES, Issuer, TriadCluster
 from metrics_lint import promtool_problems
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -67,8 +68,18 @@ def healthy_view(cluster: TriadCluster, role: str, active: str, peers_up: int) -
     )
 
 
-def test_each_member_reports_itself_and_only_the_active_one_says_active(start_triad, issuer):
-    cluster = start_triad()
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TriadCluster]:
+    """One triad for the module (forming one takes seconds): the first test only reads it, the second and
+    last kills its primary."""
+    triad = TriadCluster(tmp_path_factory.mktemp("metrics") / "triad", Issuer())
+    try:
+        yield triad.start()
+    finally:
+        triad.stop()
+
+
+def test_each_member_reports_itself_and_only_the_active_one_says_active(cluster: TriadCluster):
     for role in ROLES:
         wait_for(lambda role=role: healthy_view(cluster, role, "primary", 2), what=f"{role} in sync")
 
@@ -112,8 +123,7 @@ def test_each_member_reports_itself_and_only_the_active_one_says_active(start_tr
         assert promtool_problems(httpx.get(f"{cluster.servers[role].url}/metrics", timeout=5).text) == "", role
 
 
-def test_after_the_primary_is_killed_the_secondary_turns_active_and_counts_a_failover(start_triad, issuer):
-    cluster = start_triad()
+def test_after_the_primary_is_killed_the_secondary_turns_active_and_counts_a_failover(cluster: TriadCluster):
     wait_for(lambda: healthy_view(cluster, "secondary", "primary", 2), what="secondary in sync")
     assert health(cluster, "secondary", "active") == 503
 
