@@ -22,7 +22,7 @@ fi
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 python3 -m ruff check src tests bench
 python3 -m mypy  # the [tool.mypy] settings in pyproject.toml: src/licentia, every function typed
-python3 -m pytest -q
+python3 -m pytest -q --durations=25  # the slowest 25, so the next change to suite time starts from facts
 for bench in bench/*.py; do
     case "$bench" in */echo_app.py|*/_*.py) continue ;; esac
     echo "smoke: $bench --quick"
