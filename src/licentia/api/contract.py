@@ -14,6 +14,7 @@ import msgspec
 from licentia.api import responses as r
 from licentia.api.lists import CLIENTS, DEFAULT_LIMIT, LEASES, MAX_LIMIT, PRINTERS, ListKind
 from licentia.cluster.role_events import MAX_PAGE as ROLE_EVENTS_PAGE
+from licentia.cluster.triad_checkpoint import MEDIA_TYPE as CHECKPOINT_MEDIA_TYPE
 from licentia.cluster.triad_forward import ForwardedAnswer
 from licentia.core.commands import SharedConfig
 from licentia.store.journal import UsageQuery
@@ -21,6 +22,7 @@ from licentia.store.usage_report import UsageReport
 
 JSON = "application/json"
 CSV = "text/csv"
+CHECKPOINT = CHECKPOINT_MEDIA_TYPE
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,8 @@ CONTRACTS: dict[tuple[str, str], Contract] = {
     ("POST", f"{P}/swap"): Contract((ok(r.PeerSwapped),), (409,)),
     ("POST", f"{P}/leave"): Contract((ok(r.PeerLeft),)),
     ("POST", f"{P}/triad/forward"): Contract((ok(ForwardedAnswer),)),
-    ("POST", f"{P}/triad/checkpoint"): Contract((ok(r.JsonObject, description="This member's checkpoint"),)),
+    ("POST", f"{P}/triad/checkpoint"): Contract((Success(200, None, "This member's checkpoint (the state snapshot "
+                                                          "format, see cluster.triad_checkpoint)", CHECKPOINT),)),
 }
 
 STATUS_MEANINGS = {

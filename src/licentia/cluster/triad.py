@@ -20,37 +20,23 @@ import logging
 import shutil
 import time
 
-import httpx
 import msgspec
 
-from licentia.cluster import peer_auth
 from licentia.cluster.etcd_client import EtcdClient, EtcdUnavailable
 from licentia.cluster.etcd_member import EtcdMember, EtcdPeer, EtcdTiming
 from licentia.cluster.etcd_route import CHECK_EVERY_S, EtcdRoute
 from licentia.cluster.relationship import Host
 from licentia.cluster.relationship_status import TriadStatus
+from licentia.cluster.triad_checkpoint import CheckpointPeers, TriadCheckpoints
 from licentia.cluster.triad_election import KEEPALIVE_EVERY_S, TriadElection, probe
-from licentia.cluster.triad_log import (
-    APPLIED_PREFIX,
-    CHECKPOINT_AFTER_S,
-    AppliedEntry,
-    Checkpoint,
-    ClaimLost,
-    CommitFailed,
-    TriadLog,
-    write_checkpoint,
-    write_checkpoint_forked,
-)
+from licentia.cluster.triad_log import CHECKPOINT_AFTER_S, AppliedEntry, ClaimLost, CommitFailed, TriadLog
 from licentia.cluster.triad_status import Watchdog, triad_status
 from licentia.cluster.triad_tls import MemberTLS, ensure_member_tls
 from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
 from licentia.core.model import License, TriadMember
-from licentia.core.state import LicenseState, Outcome
+from licentia.core.state import Outcome
 from licentia.store import data_directory
-from licentia.store.forked_write import ForkedWriteFailed
 from licentia.store.journal import usage_rows
-from licentia.store.private_file import write_private
-from licentia.tls import CertificateRefused, ServerTrust
 
 __all__ = ["CommitFailed", "NotActive", "TriadConfig", "TriadNode"]
 
@@ -123,11 +109,14 @@ class TriadNode:
         self.config = config
         data = server.config.data_dir
         self.checkpoint_file = data / CHECKPOINT_FILE
+        self.earlier_checkpoint_file = data / data_directory.TRIAD_CHECKPOINT_JSON.name
         self.etcd_dir = data / ETCD_DIR
         self.tls_dir = data / ETCD_TLS_DIR
         self.election = TriadElection(config.member, config.members, config.name)
-        self.log = TriadLog(config.me, applied_revision, self._command_time, self._apply, self.checkpoint,
-                            self._fetch_peer_checkpoint)
+        self.log = TriadLog(config.me, applied_revision, self._command_time, self._apply,
+                            lambda: self.checkpoints.write(), lambda: self.checkpoints.fetch_from_peer())
+        peers = CheckpointPeers(config.name, config.me, config.secret, config.others())
+        self.checkpoints = TriadCheckpoints(self.checkpoint_file, server, self.log, peers)
         self.etcd: EtcdMember | None = None
         self.client: EtcdClient | None = None  # the route's current client (see `etcd_route`)
         self.route: EtcdRoute | None = None
@@ -148,8 +137,6 @@ class TriadNode:
         self.dissolved = False  # the dissolve is committed; this member leaves after leave_delay()
         self._leader_moved_at = 0.0
         self._tls: MemberTLS | None = None  # this member's certificates, loaded at start
-        self._checkpoint_lock = asyncio.Lock()
-        self._fork_checkpoints = True  # written by a forked child (see `checkpoint`) while that works
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -199,7 +186,7 @@ class TriadNode:
         self._tasks.clear()
         if self.log.applied_revision > self.log.checkpointed_revision:
             with contextlib.suppress(Exception):
-                await self.checkpoint(report=False)
+                await self.checkpoints.write(report=False)
         if self.route is not None:
             with contextlib.suppress(Exception):
                 await self.route.close()
@@ -217,6 +204,7 @@ class TriadNode:
         shutil.rmtree(self.etcd_dir, ignore_errors=True)
         shutil.rmtree(self.tls_dir, ignore_errors=True)
         self.checkpoint_file.unlink(missing_ok=True)
+        self.earlier_checkpoint_file.unlink(missing_ok=True)
 
     def leave_delay(self) -> float:
         """Long enough for every member to learn a commit, even through an etcd election."""
@@ -449,86 +437,6 @@ class TriadNode:
             loop.call_later(self.leave_delay(), lambda: loop.create_task(server.leave_triad(owners)))
         return outcome
 
-    async def checkpoint(self, report: bool = True) -> None:
-        """Write this member's checkpoint of what it has applied (synced), then tell etcd the revision it
-        reflects. A forked child encodes and writes it (`write_checkpoint_forked`): the loop only forks.
-        One checkpoint at a time; none is written when the last one is still current."""
-        async with self._checkpoint_lock:
-            revision = self.log.applied_revision
-            if revision == self.log.checkpointed_revision and self.checkpoint_file.exists():
-                return
-            try:
-                if self._fork_checkpoints:
-                    await write_checkpoint_forked(self.checkpoint_file, revision, self.server.state)
-                else:
-                    data = self.server.state.snapshot_bytes()
-                    await asyncio.to_thread(write_checkpoint, self.checkpoint_file, revision, data)
-            except ForkedWriteFailed as exc:
-                self._fork_checkpoints = False
-                log.error("Triad %s: could not write this member's checkpoint (%s); the next ones are written by "
-                          "this process.", self.config.name, exc)
-                return
-            self.log.checkpointed(revision)
-        if report:
-            await self._report_checkpointed(revision)
-
-    async def _report_checkpointed(self, revision: int) -> None:
-        """Tell etcd the revision this member's checkpoint reflects (the log is compacted below them all)."""
-        if self.client is not None:
-            with contextlib.suppress(EtcdUnavailable):
-                await self.client.put(APPLIED_PREFIX + self.config.me.encode(), str(revision).encode())
-
-    async def checkpoint_bytes(self) -> bytes:
-        """This member's checkpoint file, for a peer that fell behind a compaction, read by a thread: nothing
-        is encoded on the loop. The file as it is serves: the log is compacted only below what every member
-        has checkpointed, so the peer replays the log from its revision (one is written first if none is)."""
-        if not self.checkpoint_file.exists():
-            await self.checkpoint(report=False)
-        async with self._checkpoint_lock:
-            return await asyncio.to_thread(self.checkpoint_file.read_bytes)
-
-    async def _fetch_peer_checkpoint(self) -> int:
-        path = "/api/v1/peer/triad/checkpoint"
-        for member in self.config.others():
-            signed = peer_auth.sign(self.config.secret, self.config.me, "POST", path, b"", self.server.now())
-            base = member.api_url.rstrip("/")
-            trust = ServerTrust([member.tls_fingerprint] if member.tls_fingerprint else [])
-            try:
-                await trust.prepare(base)
-                async with httpx.AsyncClient(timeout=30.0, verify=trust.context) as http:
-                    answer = await http.post(base + path, headers={peer_auth.HEADER: signed.header})
-                if answer.status_code != 200:
-                    log.warning("Triad %s: %s refused its checkpoint: %s", self.config.name, member.name, answer.text)
-                    continue
-                if not peer_auth.answer_is_genuine(
-                    self.config.secret, signed, 200, answer.content, answer.headers.get(peer_auth.ANSWER_HEADER, "")
-                ):
-                    log.warning(
-                        "Triad %s: the checkpoint from %s is not signed with the triad's secret; it was ignored.",
-                        self.config.name, member.name,
-                    )
-                    continue
-                checkpoint = msgspec.json.decode(answer.content, type=Checkpoint)
-            except CertificateRefused as exc:
-                log.warning("Triad %s: %s is refused: %s", self.config.name, member.name, exc)
-                continue
-            except (httpx.HTTPError, msgspec.DecodeError) as exc:
-                log.warning("Triad %s: could not fetch a checkpoint from %s: %s", self.config.name, member.name, exc)
-                continue
-            if checkpoint.revision <= self.log.applied_revision:
-                continue
-            self.server.install_state(LicenseState.from_snapshot(checkpoint.snapshot))
-            self.log.restart_from(checkpoint.revision)
-            async with self._checkpoint_lock:  # the peer's checkpoint is this member's now, as it came
-                await asyncio.to_thread(write_private, self.checkpoint_file, answer.content)
-            await self._report_checkpointed(checkpoint.revision)
-            log.warning(
-                "Triad %s: installed %s's checkpoint at revision %d.", self.config.name, member.name,
-                checkpoint.revision,
-            )
-            return checkpoint.revision
-        raise CommitFailed("no other member could send a checkpoint")
-
     # -- loops ----------------------------------------------------------------------------------
 
     async def _lease_loop(self) -> None:
@@ -589,7 +497,7 @@ class TriadNode:
             await asyncio.sleep(CHECKPOINT_AFTER_S)
             try:
                 if self.log.applied_revision > self.log.checkpointed_revision:
-                    await self.checkpoint()
+                    await self.checkpoints.write()
                 if self.is_serving():
                     await self.log.compact([m.name for m in self.config.members])
             except EtcdUnavailable:
