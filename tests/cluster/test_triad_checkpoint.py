@@ -29,8 +29,8 @@ from licentia.config import Config
 from licentia.core import commands as c
 from licentia.core.model import ClientInfo, PrinterIdentity, TriadMember
 from licentia.core.state import LicenseState
-from licentia.store import data_directory
 from licentia.server import LicenseServer
+from licentia.store import data_directory
 from licentia.store.snapshot_file import decode_snapshot_file
 
 DAY = 86400.0
@@ -326,11 +326,11 @@ def test_the_watchdog_leaves_the_apply_loop_alone_while_it_fetches_a_peers_check
         now = asyncio.get_running_loop().time()
         node.log.last_applied_at = node.watchdog.behind_since = now - 10
         node.log.fetching_checkpoint = True
-        node._check_apply(now)
+        node.watchdog_loop.check_apply(now)
         assert node._tasks["apply"] is fetching and not fetching.cancelled()
         assert node.watchdog.apply_healthy
         node.log.fetching_checkpoint = False  # a loop that makes no progress otherwise is still restarted
-        node._check_apply(now + 10)
+        node.watchdog_loop.check_apply(now + 10)
         restarted = node._tasks["apply"]
         assert restarted is not fetching and not node.watchdog.apply_healthy
         for task in (fetching, restarted):

@@ -7,7 +7,7 @@ document `GET /api/v1/admin/relationship` answers (and the Redundancy page draws
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import msgspec
@@ -47,6 +47,9 @@ class TriadStatus:
     watchdog_events: Mapping[str, int]
     healthy: bool
     members: tuple[TriadMemberStatus, ...]
+    # Times this member started talking to etcd through another member's etcd ("another_member") or through
+    # its own again ("own"); see `cluster.etcd_route`.
+    etcd_route_switches: Mapping[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         return {"type": self.type, **msgspec.to_builtins(self)}
