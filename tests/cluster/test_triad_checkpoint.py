@@ -23,6 +23,7 @@ import pytest
 from harness import Issuer
 
 from licentia.cluster import peer_auth
+from licentia.cluster.role_events import RoleEvents
 from licentia.cluster.triad import TriadConfig, TriadNode
 from licentia.cluster.triad_checkpoint import CheckpointCopy, decode_checkpoint, read_checkpoint
 from licentia.config import Config
@@ -83,7 +84,8 @@ def member(tmp_path: Path, state: LicenseState, applied_revision: int) -> TriadN
                            raft_address=f"127.0.0.1:{9100 + 2 * n}")
                for n, role in enumerate(("primary", "secondary", "tertiary"))]
     config = TriadConfig(name="T1", me="primary", members=members, secret="s" * 32, origin="test")
-    server: Any = SimpleNamespace(config=SimpleNamespace(data_dir=tmp_path), state=state, now=time.time)
+    server: Any = SimpleNamespace(config=SimpleNamespace(data_dir=tmp_path), state=state, now=time.time,
+                                  clock=time.time, role_events=RoleEvents())
     return TriadNode(server, config, applied_revision)
 
 

@@ -104,9 +104,13 @@ def read_checkpoint(path: Path, earlier: Path | None = None) -> MemberCheckpoint
     """This member's checkpoint, or None when it has none. When only `earlier` (the JSON file of an earlier
     version) exists, it is read once, written again at `path` in this version's format, and removed."""
     try:
-        return decode_checkpoint(path.read_bytes())
+        found = decode_checkpoint(path.read_bytes())
     except FileNotFoundError:
         pass
+    else:
+        if earlier is not None:
+            earlier.unlink(missing_ok=True)  # rewritten by a start that stopped before removing it
+        return found
     if earlier is None or not earlier.exists():
         return None
     found = decode_checkpoint(earlier.read_bytes())
