@@ -25,7 +25,7 @@ from harness import Issuer
 from licentia.cluster import peer_auth
 from licentia.cluster.role_events import RoleEvents
 from licentia.cluster.triad import TriadConfig, TriadNode
-from licentia.cluster.triad_checkpoint import CheckpointCopy, decode_checkpoint, read_checkpoint
+from licentia.cluster.triad_checkpoint import CheckpointCopy, checkpoint_chunks, decode_checkpoint, read_checkpoint
 from licentia.config import Config
 from licentia.core import commands as c
 from licentia.core.model import ClientInfo, PrinterIdentity, TriadMember
@@ -120,9 +120,9 @@ async def while_changing(work: Any, state: LicenseState, changes_from: int) -> t
 
 
 def encoding_s(state: LicenseState) -> float:
-    """What encoding the state on the loop costs now: the stall a checkpoint caused before this work."""
+    """What encoding the checkpoint on the loop would cost now: the stall a checkpoint caused before this work."""
     started = time.perf_counter()
-    state.snapshot_bytes()
+    checkpoint_chunks(0, state)
     return time.perf_counter() - started
 
 

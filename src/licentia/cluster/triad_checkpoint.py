@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -252,6 +253,7 @@ class TriadCheckpoints:
             if checkpoint.revision <= self.log.applied_revision:
                 continue
             self.host.install_state(checkpoint.state)
+            gc.freeze()  # kept out of the collector's full passes, as `licentia serve` keeps the state it loads
             self.log.restart_from(checkpoint.revision)
             async with self._lock:  # the peer's checkpoint is this member's now
                 if is_snapshot_format(data):
