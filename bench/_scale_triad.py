@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 from bulk_load import PRINTER_PRODUCT, SEAT_PRODUCT, Site, site_commands
 from harness import ADMIN_PASSWORD, ROLES, Issuer, ServerProcess, TriadCluster
 
@@ -103,8 +104,7 @@ def build_triad(base: Path, site: Site) -> TriadCluster:
     epoch, now = state.active.epoch, time.time()
     commands = [UpdateSettings(changes={"lease_ttl_s": site.lease_ttl_s}), *site_commands(site)]
     for command in commands:
-        command.epoch = epoch
-        outcome = state.apply(command, now)
+        outcome = state.apply(msgspec.structs.replace(command, epoch=epoch), now)
         if not outcome.ok:
             raise RuntimeError(f"loading the triad's state refused a command: {outcome.message}")
     for server in cluster.servers.values():
