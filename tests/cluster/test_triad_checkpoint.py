@@ -157,8 +157,9 @@ def test_a_checkpoint_of_a_large_state_does_not_stall_the_loop_and_holds_the_sta
         node.log.applied_revision += 1
         await node.checkpoints.write(report=False)
 
-    # The loop pays for a fork, not for encoding (~0.25 s here; 1.4 s at 300k leases and 300k printers): on
-    # a quiet machine the longest stall is the fork's ~10 ms, on a loaded one the machine's own noise.
+    # The loop pays for a fork, not for encoding the checkpoint (a few tenths of a second here, over a second at
+    # 300k leases and 300k printers): on a quiet machine the longest stall is the fork's ~10 ms, on a loaded one
+    # the machine's own noise.
     tries = stall_ratios(3, next_checkpoint, state, LEASES + 10)
     assert min(stall / encode for stall, encode in tries) < 0.5, [f"{s * 1000:.0f}/{e * 1000:.0f} ms" for s, e in tries]
 
