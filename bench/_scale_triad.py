@@ -40,13 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 from bulk_load import PRINTER_PRODUCT, SEAT_PRODUCT, Site, site_commands
 from harness import ADMIN_PASSWORD, ROLES, Issuer, ServerProcess, TriadCluster
 
 from licentia.cluster.triad import CHECKPOINT_FILE
-from licentia.cluster.triad_log import read_checkpoint, write_checkpoint
+from licentia.cluster.triad_checkpoint import read_checkpoint, write_checkpoint
 from licentia.core.commands import UpdateSettings
-from licentia.core.state import LicenseState
 
 CHECKPOINT_AFTER_S = 4.0
 TRIAD_ENV = {
@@ -98,20 +98,19 @@ def build_triad(base: Path, site: Site) -> TriadCluster:
     _stop_all(list(cluster.servers.values()))
     checkpoints = {role: read_checkpoint(cluster.servers[role].data_dir / CHECKPOINT_FILE) for role in ROLES}
     newest = max((c for c in checkpoints.values() if c is not None), key=lambda c: c.revision)
-    state = LicenseState.from_snapshot(newest.snapshot)
+    state = newest.state
     if state.active is None:
         raise RuntimeError("the triad's checkpoint names no active member")
     epoch, now = state.active.epoch, time.time()
     commands = [UpdateSettings(changes={"lease_ttl_s": site.lease_ttl_s}), *site_commands(site)]
     for command in commands:
-        command.epoch = epoch
-        outcome = state.apply(command, now)
+        outcome = state.apply(msgspec.structs.replace(command, epoch=epoch), now)
         if not outcome.ok:
             raise RuntimeError(f"loading the triad's state refused a command: {outcome.message}")
-    data = state.snapshot_bytes()
     for server in cluster.servers.values():
-        write_checkpoint(server.data_dir / CHECKPOINT_FILE, newest.revision, data)
-    _log(f"checkpoints written at revision {newest.revision}: {len(data) / 1e6:.0f} MB each")
+        write_checkpoint(server.data_dir / CHECKPOINT_FILE, newest.revision, state)
+    size = (cluster.servers["primary"].data_dir / CHECKPOINT_FILE).stat().st_size
+    _log(f"checkpoints written at revision {newest.revision}: {size / 1e6:.0f} MB each")
     return cluster
 
 

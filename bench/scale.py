@@ -59,7 +59,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
 sys.path.insert(0, str(BENCH_DIR))
 
-from _scale_triad import peer_checkpoint, run_triad_size, wait_checkpoints  # noqa: E402
+from _scale_triad import CHECKPOINT_FILE, peer_checkpoint, run_triad_size, wait_checkpoints  # noqa: E402
 from bulk_load import PRINTER_PRODUCT, Site, load_site, printer_identity  # noqa: E402
 from harness import ADMIN_PASSWORD, Issuer, ServerProcess  # noqa: E402
 
@@ -338,7 +338,7 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
             log(f"{size.name}: checkpoint phase (until the active member wrote two checkpoints)")
             recorder.phase = "checkpoint"
             started = time.perf_counter()
-            triad["checkpoints_seen"] = await wait_checkpoints(server.data_dir / "triad-state.json", 2, 120)
+            triad["checkpoints_seen"] = await wait_checkpoints(server.data_dir / CHECKPOINT_FILE, 2, 120)
             snapshot_load_s = time.perf_counter() - started
             log(f"{size.name}: peer checkpoint phase (the tertiary away past a compaction, then back)")
             recorder.phase = "away"

@@ -39,7 +39,7 @@ from licentia.cluster.relationship_status import RelationshipStatus
 from licentia.cluster.role_events import RoleEvents
 from licentia.cluster.sealing import load_or_create_peer_key, public_b64
 from licentia.cluster.triad import CommitFailed, NotActive, TriadConfig, TriadNode
-from licentia.cluster.triad_log import read_checkpoint, write_checkpoint
+from licentia.cluster.triad_checkpoint import read_checkpoint, write_checkpoint
 from licentia.config import Config, ConfigError
 from licentia.core.commands import (
     AddLicense,
@@ -140,13 +140,13 @@ class LicenseServer:
         self.started_at = self.clock()
         if self.triad_file.exists():
             config = msgspec.json.decode(self.triad_file.read_bytes(), type=TriadConfig)
-            checkpoint = read_checkpoint(self.triad_state_file)
+            checkpoint = read_checkpoint(self.triad_state_file, files.triad_checkpoint_json)
             if checkpoint is None:
                 raise RuntimeError(
                     f"{data} belongs to a triad of an earlier Licentia version (replicated with Raft): dissolve "
                     "the triad with the earlier version, upgrade, then set the triad up again (see docs/triad.md)"
                 )
-            self.state = LicenseState.from_snapshot(checkpoint.snapshot)
+            self.state = checkpoint.state
             self.relation = TriadNode(self, config, checkpoint.revision)
         elif self.state.pair is not None and self.pair_key_file.exists():
             self.relation = BackupLink(self, self.pair_key_file.read_text().strip())
@@ -349,7 +349,7 @@ class LicenseServer:
         await self.journal.barrier()
         for stale in (data_directory.ETCD, data_directory.ETCD_TLS, data_directory.RAFT):
             shutil.rmtree(self.files.path(stale), ignore_errors=True)
-        await asyncio.to_thread(write_checkpoint, self.triad_state_file, 0, state.snapshot_bytes())
+        await asyncio.to_thread(write_checkpoint, self.triad_state_file, 0, state)
         write_private(self.triad_file, msgspec.json.encode(config))
         self.state = state
         node = TriadNode(self, config, 0)

@@ -52,7 +52,7 @@ def triad(me: str, active: str | None, reachable: dict[str, bool] | None = None,
                                         etcd_lease_alive=True, raft_leader=False, log_behind=0)
                       for n, r in roles.items()),
         active_until=None, has_quorum=True, in_sync_at=None, failovers_seen=0, etcd_restarts=0,
-        watchdog_events={}, healthy=True,
+        watchdog_events={}, healthy=True, etcd_route_switches={},
     )
 
 

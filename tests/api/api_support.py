@@ -93,7 +93,8 @@ def sample_triad_status() -> Any:
     )
     return TriadStatus(name="T1", me="lic-a", my_role="primary", serving=True, active="lic-a", epoch=4,
                        active_until=None, has_quorum=True, commit_index=120, applied_index=120, in_sync_at=1.7e9,
-                       failovers_seen=1, etcd_restarts=0, watchdog_events={"stall": 1}, healthy=True, members=members)
+                       failovers_seen=1, etcd_restarts=0, watchdog_events={"stall": 1}, healthy=True, members=members,
+                       etcd_route_switches={"another_member": 1, "own": 1})
 
 
 def sample_backup_pair_status() -> Any:

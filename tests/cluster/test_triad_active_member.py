@@ -356,7 +356,7 @@ def test_a_committed_dissolve_ends_the_relationship_and_the_member_leaves_throug
         node, host = member(tmp_path)
         elected(node, host, "p", claim=20)
         node.leave_delay = lambda: 0.0  # type: ignore[method-assign]
-        outcome = node._apply(DissolveTriad(), host.at, AppliedEntry(revision=21, position=0))
+        outcome = node._apply_committed(DissolveTriad(), host.at, AppliedEntry(revision=21, position=0))
         assert outcome.ok and node.ended
         await asyncio.sleep(0.05)
         assert host.left == [{}]

@@ -1,6 +1,8 @@
 """A triad member's checkpoint (its own, and the one it sends a peer that fell behind a compaction) is
 encoded and written off the event loop, from the state exactly as it was when the checkpoint began, and
-this works while the member's etcd client runs gRPC's threads."""
+this works while the member's etcd client runs gRPC's threads. It is in the standalone server's snapshot
+format and loaded by the same path (records sharing their values); an earlier version's JSON checkpoint
+is read once and written again in that format."""
 
 from __future__ import annotations
 
@@ -16,14 +18,21 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 from harness import Issuer
 
+from licentia.cluster import peer_auth
+from licentia.cluster.role_events import RoleEvents
 from licentia.cluster.triad import TriadConfig, TriadNode
-from licentia.cluster.triad_log import read_checkpoint
+from licentia.cluster.triad_checkpoint import CheckpointCopy, checkpoint_chunks, decode_checkpoint, read_checkpoint
+from licentia.config import Config
 from licentia.core import commands as c
 from licentia.core.model import ClientInfo, PrinterIdentity, TriadMember
 from licentia.core.state import LicenseState
+from licentia.server import LicenseServer
+from licentia.store import data_directory
+from licentia.store.snapshot_file import decode_snapshot_file
 
 DAY = 86400.0
 LEASES = 60_000
@@ -37,25 +46,36 @@ def checkout(n: int) -> c.Checkout:
                       source_ip="10.0.0.1", ttl_s=DAY)
 
 
-@pytest.fixture(scope="module")
-def large_state() -> Iterator[LicenseState]:
-    """LEASES seat leases and PRINTERS counted printers, applied to the core, and kept out of the cycle
-    collector's full passes as `licentia serve` keeps the state it loads."""
+def site_state(leases: int, printers: int) -> LicenseState:
+    """`leases` seat leases and `printers` counted printers, applied to the core."""
     issuer, now, state = Issuer(), time.time(), LicenseState()
-    for product, unit, count in (("CAD", "seats", 10 * LEASES), ("LBL", "printers", 10 * PRINTERS)):
+    for product, unit, count in (("CAD", "seats", 10 * leases), ("LBL", "printers", 10 * printers)):
         terms = issuer.terms(license_id=f"L-{unit}", product=product, unit=unit, count=count,
                              not_before=now - DAY, expires=now + 365 * DAY)
         assert state.apply(c.AddLicense(terms=terms, key_id="k", signature="YmVuY2g="), now).ok
-    for n in range(LEASES):
+    for n in range(leases):
         assert state.apply(checkout(n), now).ok
-    for n in range(PRINTERS):
+    for n in range(printers):
         print_check = c.PrintCheck(product="LBL", printer=PrinterIdentity(name=f"printer-{n}"),
                                    client=ClientInfo(host=f"pc-{n % 5000}", user="label"), source_ip="10.0.0.2")
         assert state.apply(print_check, now).ok
+    return state
+
+
+@pytest.fixture(scope="module")
+def large_state() -> Iterator[LicenseState]:
+    """LEASES seat leases and PRINTERS counted printers (large enough that encoding them on the loop is a
+    stall the tests can tell from a fork), kept out of the cycle collector's full passes as `licentia serve`
+    keeps the state it loads."""
+    state = site_state(LEASES, PRINTERS)
     gc.collect()
     gc.freeze()
     yield state
     gc.unfreeze()
+
+
+def same_state(one: LicenseState, other: LicenseState) -> bool:
+    return one.snapshot_bytes() == other.snapshot_bytes()
 
 
 def member(tmp_path: Path, state: LicenseState, applied_revision: int) -> TriadNode:
@@ -64,7 +84,8 @@ def member(tmp_path: Path, state: LicenseState, applied_revision: int) -> TriadN
                            raft_address=f"127.0.0.1:{9100 + 2 * n}")
                for n, role in enumerate(("primary", "secondary", "tertiary"))]
     config = TriadConfig(name="T1", me="primary", members=members, secret="s" * 32, origin="test")
-    server: Any = SimpleNamespace(config=SimpleNamespace(data_dir=tmp_path), state=state, now=time.time)
+    server: Any = SimpleNamespace(config=SimpleNamespace(data_dir=tmp_path), state=state, now=time.time,
+                                  clock=time.time, role_events=RoleEvents())
     return TriadNode(server, config, applied_revision)
 
 
@@ -99,9 +120,9 @@ async def while_changing(work: Any, state: LicenseState, changes_from: int) -> t
 
 
 def encoding_s(state: LicenseState) -> float:
-    """What encoding the state on the loop costs now: the stall a checkpoint caused before this work."""
+    """What encoding the checkpoint on the loop would cost now: the stall a checkpoint caused before this work."""
     started = time.perf_counter()
-    state.snapshot_bytes()
+    checkpoint_chunks(0, state)
     return time.perf_counter() - started
 
 
@@ -123,23 +144,30 @@ def test_a_checkpoint_of_a_large_state_does_not_stall_the_loop_and_holds_the_sta
     node = member(tmp_path, state, applied_revision=1000)
     node.log.applied_revision = 1234
 
-    expected, _, _ = asyncio.run(while_changing(lambda: node.checkpoint(report=False), state, LEASES))
+    expected, _, _ = asyncio.run(while_changing(lambda: node.checkpoints.write(report=False), state, LEASES))
 
     checkpoint = read_checkpoint(node.checkpoint_file)
     assert checkpoint is not None and checkpoint.revision == 1234
     assert node.log.checkpointed_revision == 1234
     # The checkouts applied while it was written are not in it: it is the state at revision 1234.
-    assert LicenseState.from_snapshot(checkpoint.snapshot).snapshot_bytes() == expected
+    assert checkpoint.state.snapshot_bytes() == expected
     assert len(state.leases) > LEASES
 
     async def next_checkpoint() -> None:
         node.log.applied_revision += 1
-        await node.checkpoint(report=False)
+        await node.checkpoints.write(report=False)
 
-    # The loop pays for a fork, not for encoding (~0.25 s here; 1.4 s at 300k leases and 300k printers): on
-    # a quiet machine the longest stall is the fork's ~10 ms, on a loaded one the machine's own noise.
+    # The loop pays for a fork, not for encoding the checkpoint (a few tenths of a second here, over a second at
+    # 300k leases and 300k printers): on a quiet machine the longest stall is the fork's ~10 ms, on a loaded one
+    # the machine's own noise.
     tries = stall_ratios(3, next_checkpoint, state, LEASES + 10)
     assert min(stall / encode for stall, encode in tries) < 0.5, [f"{s * 1000:.0f}/{e * 1000:.0f} ms" for s, e in tries]
+
+
+async def sent_to_peer(node: TriadNode) -> bytes:
+    """What this member streams to a peer that asks for its checkpoint."""
+    copy = await node.checkpoints.open_for_peer()
+    return b"".join([piece async for piece in copy.chunks()])
 
 
 def test_the_checkpoint_sent_to_a_peer_is_produced_without_stalling_the_loop(tmp_path, large_state):
@@ -147,16 +175,95 @@ def test_the_checkpoint_sent_to_a_peer_is_produced_without_stalling_the_loop(tmp
     node = member(tmp_path, state, applied_revision=10)
     node.log.applied_revision = 77  # and no checkpoint file yet: one is written first
 
-    expected, data, _ = asyncio.run(while_changing(node.checkpoint_bytes, state, 2 * LEASES))
+    expected, data, _ = asyncio.run(while_changing(lambda: sent_to_peer(node), state, 2 * LEASES))
 
-    assert data == b'{"revision":77,"snapshot":' + expected + b"}"
+    sent = decode_checkpoint(data)
+    assert sent.revision == 77 and sent.state.snapshot_bytes() == expected
 
     async def written_and_sent() -> bytes:
         node.checkpoint_file.unlink()
-        return await node.checkpoint_bytes()
+        return await sent_to_peer(node)
 
     tries = stall_ratios(3, written_and_sent, state, 2 * LEASES + 10)
     assert min(stall / encode for stall, encode in tries) < 0.5, [f"{s * 1000:.0f}/{e * 1000:.0f} ms" for s, e in tries]
+
+
+def test_a_checkpoint_is_a_state_snapshot_file_and_a_restarted_member_recovers_the_same_state_with_shared_values(
+    tmp_path,
+):
+    state = site_state(50, 50)
+    node = member(tmp_path, state, applied_revision=0)
+    node.log.applied_revision = 42
+
+    asyncio.run(node.checkpoints.write(report=False))
+
+    data = node.checkpoint_file.read_bytes()
+    assert node.checkpoint_file.name == data_directory.TRIAD_CHECKPOINT.name == "triad-state.snapshot"
+    revision, _ = decode_snapshot_file(data)  # the standalone server's snapshot format
+    assert revision == 42
+    restarted = read_checkpoint(node.checkpoint_file)
+    assert restarted is not None and restarted.revision == 42
+    assert same_state(restarted.state, state)
+    # Loaded by the standalone's path: the leases share one product name and one client record per holder.
+    leases = list(restarted.state.leases.values())
+    assert len({id(lease.product) for lease in leases}) == 1
+    holders = {(lease.client.host, lease.client.user) for lease in leases}
+    assert len({id(lease.client) for lease in leases}) == len(holders)
+
+
+def test_a_member_with_an_earlier_versions_json_checkpoint_starts_from_it_and_rewrites_it_once(tmp_path):
+    state = site_state(20, 20)
+    data = tmp_path / "data"
+    data.mkdir()
+    config = member(tmp_path, state, 0).config
+    (data / data_directory.TRIAD_CONFIG.name).write_bytes(msgspec.json.encode(config))
+    earlier = data / data_directory.TRIAD_CHECKPOINT_JSON.name
+    earlier.write_bytes(b'{"revision":314,"snapshot":' + state.snapshot_bytes() + b"}")
+    path = data / data_directory.TRIAD_CHECKPOINT.name
+
+    server = LicenseServer(Config(data_dir=data))
+    server.open()  # what `licentia serve` does first
+    try:
+        assert server.triad is not None and server.triad.log.applied_revision == 314
+        assert same_state(server.state, state)
+    finally:
+        asyncio.run(server.stop())
+
+    assert not earlier.exists()
+    revision, _ = decode_snapshot_file(path.read_bytes())
+    assert revision == 314
+    again = read_checkpoint(path, earlier)  # the next start reads the new file
+    assert again is not None and again.revision == 314 and same_state(again.state, state)
+    # A peer of an earlier version sends JSON: that is read too.
+    from_old_peer = decode_checkpoint(b'{"revision":9,"snapshot":' + state.snapshot_bytes() + b"}")
+    assert from_old_peer.revision == 9 and same_state(from_old_peer.state, state)
+
+
+def test_a_peer_is_sent_the_checkpoint_file_as_it_was_when_asked_signed_over_exactly_what_it_gets(tmp_path):
+    state = site_state(30, 30)
+    node = member(tmp_path, state, applied_revision=0)
+    node.log.applied_revision = 5
+
+    async def main() -> tuple[CheckpointCopy, bytes, bytes]:
+        await node.checkpoints.write(report=False)
+        copy = await node.checkpoints.open_for_peer()
+        on_disk = node.checkpoint_file.read_bytes()
+        assert state.apply(checkout(10_000), time.time()).ok
+        node.log.applied_revision = 6
+        await node.checkpoints.write(report=False)  # replaces the file while the copy is being sent
+        return copy, on_disk, b"".join([piece async for piece in copy.chunks()])
+
+    copy, on_disk, sent = asyncio.run(main())
+
+    assert sent == on_disk and copy.size == len(sent)
+    assert decode_checkpoint(sent).revision == 5
+    assert decode_checkpoint(node.checkpoint_file.read_bytes()).revision == 6
+    assert copy.file.closed
+    # The signature over the file read piece by piece is the one over its bytes (what the peer checks).
+    with node.checkpoint_file.open("rb") as file:
+        again = CheckpointCopy(file)
+        signature = again.signature("s" * 32, "m" * 64, 200)
+        assert signature == peer_auth.answer_signature("s" * 32, "m" * 64, 200, file.read())
 
 
 @pytest.mark.skipif(not os.access(ETCD, os.X_OK), reason="etcd-server is not installed")
@@ -170,7 +277,7 @@ def test_a_checkpoint_is_written_by_a_child_while_the_etcd_client_runs_grpcs_thr
         from harness import free_port
         from licentia.cluster.etcd_client import EtcdClient, EtcdUnavailable
         from licentia.cluster.etcd_member import EtcdMember, EtcdPeer, EtcdTiming
-        from licentia.cluster.triad_log import read_checkpoint, write_checkpoint_forked
+        from licentia.cluster.triad_checkpoint import read_checkpoint, write_checkpoint_forked
         from licentia.cluster.triad_tls import ensure_member_tls
         from licentia.core.state import LicenseState
 
@@ -196,8 +303,8 @@ def test_a_checkpoint_is_written_by_a_child_while_the_etcd_client_runs_grpcs_thr
 
                     watching = asyncio.create_task(watch())
                     for n in range(10):
-                        await write_checkpoint_forked(root / "cp.json", n, LicenseState())
-                        assert read_checkpoint(root / "cp.json").revision == n
+                        await write_checkpoint_forked(root / "cp", n, LicenseState())
+                        assert read_checkpoint(root / "cp").revision == n
                         await client.put(b"k", str(n).encode())
                     watching.cancel()
             finally:
@@ -222,11 +329,11 @@ def test_the_watchdog_leaves_the_apply_loop_alone_while_it_fetches_a_peers_check
         now = asyncio.get_running_loop().time()
         node.log.last_applied_at = node.watchdog.behind_since = now - 10
         node.log.fetching_checkpoint = True
-        node._check_apply(now)
+        node.watchdog_loop.check_apply(now)
         assert node._tasks["apply"] is fetching and not fetching.cancelled()
         assert node.watchdog.apply_healthy
         node.log.fetching_checkpoint = False  # a loop that makes no progress otherwise is still restarted
-        node._check_apply(now + 10)
+        node.watchdog_loop.check_apply(now + 10)
         restarted = node._tasks["apply"]
         assert restarted is not fetching and not node.watchdog.apply_healthy
         for task in (fetching, restarted):

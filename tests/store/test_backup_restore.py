@@ -198,7 +198,8 @@ def test_a_triad_members_relationship_files_go_along_but_not_its_raft_log(tmp_pa
     server.open()
     server.release()
     (data / "triad.json").write_text(json.dumps({"name": "T1", "me": "b", "secret": "s3cret"}))
-    (data / "triad-state.json").write_text("{}")
+    (data / "triad-state.snapshot").write_bytes(b"licentia-snapshot 1 7\n")
+    (data / "triad-state.json").write_text("{}")  # an earlier version's checkpoint, not yet rewritten
     (data / "raft").mkdir()
     (data / "raft" / "raft.journal").write_bytes(b"\0" * 64)
     (data / "initial-admin-password").write_text("first-start\n")
@@ -206,7 +207,7 @@ def test_a_triad_members_relationship_files_go_along_but_not_its_raft_log(tmp_pa
     manifest = create_backup(data, tmp_path / "member.tar.gz")
 
     names = {entry["name"] for entry in manifest["files"]}
-    assert {"triad.json", "triad-state.json"} <= names
+    assert {"triad.json", "triad-state.snapshot", "triad-state.json"} <= names
     assert not any(name.startswith("raft") for name in names) and "initial-admin-password" not in names
     assert manifest["relationship"] == {"type": "triad", "name": "T1", "me": "b"}
     restored = tmp_path / "again"

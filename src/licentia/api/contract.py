@@ -17,14 +17,15 @@ from licentia.cluster.backup_pair import PeerChanges
 from licentia.cluster.relationship_status import BackupPairStatus, TriadStatus
 from licentia.cluster.role_events import MAX_PAGE as ROLE_EVENTS_PAGE
 from licentia.cluster.role_events import RoleEventPage
+from licentia.cluster.triad_checkpoint import MEDIA_TYPE as CHECKPOINT_MEDIA_TYPE
 from licentia.cluster.triad_forward import ForwardedAnswer
-from licentia.cluster.triad_log import Checkpoint
 from licentia.core.commands import SharedConfig
 from licentia.store.usage_log import UsageQuery
 from licentia.store.usage_report import UsageReport
 
 JSON = "application/json"
 CSV = "text/csv"
+CHECKPOINT = CHECKPOINT_MEDIA_TYPE
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,8 @@ CONTRACTS: dict[tuple[str, str], Contract] = {
     ("POST", f"{P}/swap"): Contract((ok(r.PeerSwapped),), (409,)),
     ("POST", f"{P}/leave"): Contract((ok(r.PeerLeft),)),
     ("POST", f"{P}/triad/forward"): Contract((ok(ForwardedAnswer),)),
-    ("POST", f"{P}/triad/checkpoint"): Contract((ok(Checkpoint, description="This member's checkpoint"),)),
+    ("POST", f"{P}/triad/checkpoint"): Contract((Success(200, None, "This member's checkpoint (the state snapshot "
+                                                          "format, see cluster.triad_checkpoint)", CHECKPOINT),)),
 }
 
 STATUS_MEANINGS = {

@@ -365,6 +365,15 @@ class LicentiaCollector(Collector):
         for event in ("etcd_silent", "etcd_killed", "apply_restarted"):
             watchdog.add_metric([event], status.watchdog_events.get(event, 0))
         yield watchdog
+        switches = CounterMetricFamily(
+            "licentia_triad_etcd_route_switches",
+            "Times this member started talking to etcd through another member's etcd (to=another_member, its own "
+            "cannot reach etcd's leader) or through its own again (to=own)",
+            labels=["to"],
+        )
+        for to in ("another_member", "own"):
+            switches.add_metric([to], status.etcd_route_switches.get(to, 0))
+        yield switches
         if status.in_sync_at is not None:
             yield GaugeMetricFamily(
                 "licentia_triad_last_sync_timestamp_seconds",

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from licentia.api.auth import ROLE_RANK
 from licentia.api.errors import ApiError
@@ -24,6 +24,8 @@ from licentia.api.routing import Endpoint, decode_body, ok, read_body
 from licentia.api.this_server import this_server
 from licentia.cluster import peer_auth
 from licentia.cluster.backup_pair import BackupLink, PullRequest
+from licentia.cluster.triad_checkpoint import MEDIA_TYPE as CHECKPOINT_MEDIA_TYPE
+from licentia.cluster.triad_checkpoint import CheckpointCopy
 from licentia.cluster.triad_forward import FORWARDED_HEADER, ForwardedAnswer, ForwardedChange, encode
 from licentia.core.commands import SwapPairRoles
 
@@ -45,12 +47,16 @@ class PeerRequest:
         )
         return response
 
-    async def answer_large(self, response: Response) -> Response:
-        """`answer` for a large body: the signature is computed by a thread (hashing releases the GIL)."""
-        response.headers[peer_auth.ANSWER_HEADER] = await asyncio.to_thread(
-            peer_auth.answer_signature, self.secret, self.mac, response.status_code, bytes(response.body)
-        )
-        return response
+    async def answer_file(self, copy: CheckpointCopy, media_type: str) -> Response:
+        """`answer` with a large file as its body: signed by a thread (hashing releases the GIL), then sent a
+        piece at a time, so the file is never held in memory nor copied by the loop."""
+        try:
+            signature = await asyncio.to_thread(copy.signature, self.secret, self.mac, 200)
+        except BaseException:
+            copy.close()
+            raise
+        headers = {peer_auth.ANSWER_HEADER: signature, "content-length": str(copy.size)}
+        return StreamingResponse(copy.chunks(), media_type=media_type, headers=headers)
 
 
 def _peer_header(request: Request) -> str:
@@ -102,7 +108,7 @@ async def triad_checkpoint(request: Request) -> Response:
     if sender not in {m.name for m in node.config.others()}:
         raise ApiError("not_in_relationship", "the request is not signed by another member of this server's triad")
     peer = _check_signature(request, body, node.config.secret, sender, server)
-    return await peer.answer_large(Response(await node.checkpoint_bytes(), media_type="application/json"))
+    return await peer.answer_file(await node.checkpoints.open_for_peer(), CHECKPOINT_MEDIA_TYPE)
 
 
 async def triad_forward(request: Request) -> Response:

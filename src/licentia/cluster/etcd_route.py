@@ -11,9 +11,10 @@ So when a request through the route fails (a lease keep-alive that was not answe
 etcd member reports no leader, the route reads through its own etcd and through each other
 member's at once (a linearizable read: answered only through a working leader), and while its own
 cannot answer it talks to the first other member's etcd that did. Once a read through its own
-etcd answers again, it goes back. Nothing about safety changes: every batch is still a
-transaction compared against the election key's revision, whichever etcd member forwards it to
-the leader, and leases are measured by the leader as before.
+etcd answers again, it goes back. Each switch is logged as a sentence and counted in /metrics
+(`licentia_triad_etcd_route_switches_total`, by where requests go since). Nothing about safety
+changes: every batch is still a transaction compared against the election key's revision, whichever
+etcd member forwards it to the leader, and leases are measured by the leader as before.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class EtcdRoute:
         self.current = own
         self.via: str | None = None  # the other member whose etcd is used, None while it is the own one
         self.changes = 0
+        self.switches = {"another_member": 0, "own": 0}  # switches by where requests go since (for /metrics)
         self._on_change = on_change
         self._leaderless_checks = 0
         self._picked_at = -REPICK_EVERY_S
@@ -103,6 +105,7 @@ class EtcdRoute:
         previous, self.via = self.via, via
         self.current = self.own if via is None else self.others[via]
         self.changes += 1
+        self.switches["own" if via is None else "another_member"] += 1
         self._leaderless_checks = 0
         self._back_tried_at = asyncio.get_running_loop().time()
         if via is None:

@@ -46,6 +46,9 @@ class TriadStatus(msgspec.Struct, frozen=True, tag_field="type", tag="triad"):
     watchdog_events: Mapping[str, int]
     healthy: bool
     members: tuple[TriadMemberStatus, ...]
+    # Times this member started talking to etcd through another member's etcd ("another_member") or through
+    # its own again ("own"); see `cluster.etcd_route`.
+    etcd_route_switches: Mapping[str, int]
 
     def as_json(self) -> dict[str, object]:
         return msgspec.to_builtins(self)  # the tag first: {"type": "...", ...}

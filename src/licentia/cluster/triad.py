@@ -1,15 +1,18 @@
-"""A triad member: license state replicated through etcd, and the loop that decides who is active.
+"""A triad member: its lifecycle, its serving check and the server's seam; the parts it runs live beside it.
 
 Each member runs its own etcd member (a supervised child process, `etcd_member`), over TLS with
 certificates from the triad's CA (`triad_tls`). Every member applies the same committed batches to
-the same deterministic core (`triad_log`). Who may grant is decided by an election on etcd with
-etcd leases (`triad_election`): the primary, then the secondary, never the tertiary. Every command
-the active member commits carries its epoch and is committed only while its claim is the
-election's, so a deposed or partitioned member can never grant, whatever the members' clocks say.
+the same deterministic core: the replicated log (`triad_log`) hands each committed batch, in revision
+order, to `TriadNode._apply_committed`, on the loop. Who may grant is decided by the active-member
+election on etcd with etcd leases (`triad_election`): the primary, then the secondary, never the
+tertiary. Every command the active member commits carries its epoch and is committed only while its
+claim is the election's, so a deposed or partitioned member can never grant, whatever the members'
+clocks say; commands are stamped by `triad_clock`.
 
-A watchdog looks at etcd and at the apply loop twice a second: when either stops making
-progress the member stops serving, says so in `/health/ready` and `/health/active`, restarts
-what died, logs it as a sentence and counts it in `/metrics`.
+Beside it: the member's checkpoint (`triad_checkpoint`), its watchdog (`triad_watchdog`: when etcd or
+the apply loop stops making progress the member stops serving, says so in `/health/ready` and
+`/health/active`, restarts what died, logs it as a sentence and counts it in `/metrics`), the changes
+it tells people about (`triad_timeline`) and its status view (`triad_status`).
 """
 
 from __future__ import annotations
@@ -20,37 +23,26 @@ import logging
 import shutil
 import time
 
-import httpx
 import msgspec
 
-from licentia.cluster import peer_auth
 from licentia.cluster.etcd_client import EtcdClient, EtcdUnavailable
 from licentia.cluster.etcd_member import EtcdMember, EtcdPeer, EtcdTiming
 from licentia.cluster.etcd_route import CHECK_EVERY_S, EtcdRoute
 from licentia.cluster.relationship import Host
 from licentia.cluster.relationship_status import TriadStatus
-from licentia.cluster.triad_election import KEEPALIVE_EVERY_S, TriadElection, probe
-from licentia.cluster.triad_log import (
-    APPLIED_PREFIX,
-    CHECKPOINT_AFTER_S,
-    AppliedEntry,
-    Checkpoint,
-    ClaimLost,
-    CommitFailed,
-    TriadLog,
-    write_checkpoint,
-    write_checkpoint_forked,
-)
+from licentia.cluster.triad_checkpoint import CheckpointPeers, TriadCheckpoints
+from licentia.cluster.triad_clock import CommandClock
+from licentia.cluster.triad_election import KEEPALIVE_EVERY_S, TriadElection
+from licentia.cluster.triad_log import CHECKPOINT_AFTER_S, AppliedEntry, ClaimLost, CommitFailed, TriadLog
 from licentia.cluster.triad_status import Watchdog, triad_status
+from licentia.cluster.triad_timeline import ActiveTimeline
 from licentia.cluster.triad_tls import MemberTLS, ensure_member_tls
+from licentia.cluster.triad_watchdog import MemberWatchdog, WatchedParts
 from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
 from licentia.core.model import License, TriadMember
-from licentia.core.state import LicenseState, Outcome
+from licentia.core.state import Outcome
 from licentia.store import data_directory
-from licentia.store.forked_write import ForkedWriteFailed
 from licentia.store.journal import usage_rows
-from licentia.store.private_file import write_private
-from licentia.tls import CertificateRefused, ServerTrust
 
 __all__ = ["CommitFailed", "NotActive", "TriadConfig", "TriadNode"]
 
@@ -58,25 +50,11 @@ log = logging.getLogger("licentia.triad")
 
 LOOK_EVERY_S = 0.1
 SERVING_WAIT_S = 1.5
-LEADER_MOVE_EVERY_S = 5.0
-REACH_TIMEOUT_S = 0.3
-CLOCK_JUMP_S = 3.0  # the clock watch ticks every 0.1 s; a tick this late means a stop or a clock jump
-WATCHDOG_EVERY_S = 0.5
-ETCD_SILENT_AFTER_S = 3.0  # etcd not answering this long: not ready, not serving
-ETCD_HUNG_AFTER_S = 8.0  # ... and this long while its process runs: kill it (the supervisor restarts it)
-APPLY_STALLED_AFTER_S = 3.0
 BATCH_STRIDE = 4096  # usage-row key of a command: revision * BATCH_STRIDE + its position in the batch
-PROGRESS_PREFIX = b"licentia/progress/"
 CHECKPOINT_FILE = data_directory.TRIAD_CHECKPOINT.name
 ETCD_DIR = data_directory.ETCD.name
 ETCD_TLS_DIR = data_directory.ETCD_TLS.name
 ETCD_TIMING = EtcdTiming(heartbeat_ms=30, election_ms=300)
-
-
-def _behind(report: bytes) -> int | None:
-    """A member's progress report ("applied behind"): how many revisions it was behind."""
-    parts = report.split()
-    return int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
 
 
 class NotActive(Exception):
@@ -123,33 +101,37 @@ class TriadNode:
         self.config = config
         data = server.config.data_dir
         self.checkpoint_file = data / CHECKPOINT_FILE
+        self.earlier_checkpoint_file = data / data_directory.TRIAD_CHECKPOINT_JSON.name
         self.etcd_dir = data / ETCD_DIR
         self.tls_dir = data / ETCD_TLS_DIR
         self.election = TriadElection(config.member, config.members, config.name)
-        self.log = TriadLog(config.me, applied_revision, self._command_time, self._apply, self.checkpoint,
-                            self._fetch_peer_checkpoint)
+        self.log = TriadLog(config.me, applied_revision, self._command_time, self._apply_committed,
+                            lambda: self.checkpoints.write(), lambda: self.checkpoints.fetch_from_peer())
+        peers = CheckpointPeers(config.name, config.me, config.secret, config.others())
+        self.checkpoints = TriadCheckpoints(self.checkpoint_file, server, self.log, peers)
         self.etcd: EtcdMember | None = None
         self.client: EtcdClient | None = None  # the route's current client (see `etcd_route`)
         self.route: EtcdRoute | None = None
         self.watchdog = Watchdog()
-        self.failovers = 0
+        self.timeline = ActiveTimeline(config.name, config.me, config.member.role, server.role_events)
+        parts = WatchedParts(
+            client=lambda: self.client,
+            route=lambda: self.route,
+            etcd=lambda: self.etcd,
+            tls=lambda: self._tls,
+            etcd_endpoint=lambda member: etcd_peer(member).client_endpoint,
+            apply_task=lambda: self._tasks.get("apply"),
+            restart_apply=self._restart_apply,
+        )
+        self.watchdog_loop = MemberWatchdog(config.name, config.member, config.members, self.election, self.log,
+                                            self.timeline, self.watchdog, parts)
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._last_active: str | None = None
-        self._observed: tuple[str | None, int] = (None, 0)
-        self._active_seen_at: float | None = None  # Unix time the active member was last seen active and reachable
         self._serving_claim: int | None = None  # the claim this member serves under now
-        self._frame_claim: int | None = None  # the claim its command times were set up for
-        self._clock_base = 0.0  # command time when it started serving, advanced by the monotonic clock
-        self._clock_mono = 0.0
-        self._honour_from = 0.0  # command time from which leases are honoured for one more TTL (takeover, jump)
-        self._tick_command_time = 0.0  # the command time at the clock watch's last tick
-        self._clock_tick_mono = 0.0
+        self.clock = CommandClock(config.name, lambda: self.election.claim_revision,
+                                  lambda: max(server.clock(), server.state.time_floor))
         self._stopping = False
         self.dissolved = False  # the dissolve is committed; this member leaves after leave_delay()
-        self._leader_moved_at = 0.0
         self._tls: MemberTLS | None = None  # this member's certificates, loaded at start
-        self._checkpoint_lock = asyncio.Lock()
-        self._fork_checkpoints = True  # written by a forked child (see `checkpoint`) while that works
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -168,13 +150,13 @@ class TriadNode:
         self.client = own
         self.log.client = self.client
         self.watchdog.etcd_ok_at = asyncio.get_running_loop().time()
-        self._clock_tick_mono = self.watchdog.etcd_ok_at
+        self.clock.started(self.watchdog.etcd_ok_at)
         self.election.started()
         for name, loop in (
             ("apply", self.log.run),
             ("lease", self._lease_loop),
             ("election", self._election_loop),
-            ("watchdog", self._watchdog_loop),
+            ("watchdog", self.watchdog_loop.run),
             ("checkpoint", self._checkpoint_loop),
             ("clock", self._clock_loop),
             ("route", self._route_loop),
@@ -199,7 +181,7 @@ class TriadNode:
         self._tasks.clear()
         if self.log.applied_revision > self.log.checkpointed_revision:
             with contextlib.suppress(Exception):
-                await self.checkpoint(report=False)
+                await self.checkpoints.write(report=False)
         if self.route is not None:
             with contextlib.suppress(Exception):
                 await self.route.close()
@@ -217,44 +199,21 @@ class TriadNode:
         shutil.rmtree(self.etcd_dir, ignore_errors=True)
         shutil.rmtree(self.tls_dir, ignore_errors=True)
         self.checkpoint_file.unlink(missing_ok=True)
+        self.earlier_checkpoint_file.unlink(missing_ok=True)
 
     def leave_delay(self) -> float:
         """Long enough for every member to learn a commit, even through an etcd election."""
         return 1.5
 
-    # -- the clock commands are stamped with ------------------------------------------------------
+    # -- the clock commands are stamped with (`triad_clock`) -------------------------------------
 
     def _command_time(self) -> float:
-        """While serving: the time it started serving, advanced by this member's monotonic clock, so a
-        wall clock stepped while it serves moves no lease; otherwise the wall clock, never behind the state.
-
-        A monotonic clock that jumped (forwards by more than CLOCK_JUMP_S since the last tick of the
-        clock watch, which ticks every LOOK_EVERY_S, or backwards) moves no command time either."""
-        now = asyncio.get_running_loop().time()
-        self._watch_clock(now)
-        if self._in_frame():
-            return self._clock_base + (now - self._clock_mono)
-        # The wall clock as it reads now, not the server's never-backwards `now()`: a clock that ran ahead
-        # and was put back (seed 3008: +120 s for 6 s) must not stamp this member's next claim, and with it
-        # every lease it grants, two minutes ahead. The state's time floor keeps the log's times in order.
-        return max(self.server.clock(), self.server.state.time_floor)
-
-    def _in_frame(self) -> bool:
-        """Whether this member still holds the claim its command times were set up for."""
-        return self._frame_claim is not None and self._frame_claim == self.election.claim_revision
-
-    def _watch_clock(self, now: float) -> None:
-        gap = now - self._clock_tick_mono
-        if gap > CLOCK_JUMP_S or gap < -0.05:
-            self._clock_jumped(gap, now)
-        self._clock_tick_mono = now
-        if self._in_frame():
-            self._tick_command_time = self._clock_base + (now - self._clock_mono)
+        return self.clock.command_time(asyncio.get_running_loop().time())
 
     async def _clock_loop(self) -> None:
         """Ticks the clock watch (no I/O, so a slow etcd never makes a tick late)."""
         while True:
-            self._watch_clock(asyncio.get_running_loop().time())
+            self.clock.watch(asyncio.get_running_loop().time())
             await asyncio.sleep(LOOK_EVERY_S)
 
     # -- serving --------------------------------------------------------------------------------
@@ -303,38 +262,15 @@ class TriadNode:
                     raise
             await asyncio.sleep(0.02)
 
-    def _clock_jumped(self, gap: float, now: float) -> None:
-        """This loop slept far longer than it asked. A real stop that long would have cost this member its
-        etcd lease (and its claim); if it still holds them, its monotonic clock jumped. Commands then go on
-        from the time they had, not from the jump, and leases are honoured for a lease TTL as after a
-        takeover, so no lease expires because of the jump."""
-        if not self._in_frame():
-            return
-        log.warning(
-            "Triad %s: this member's monotonic clock jumped by %+.1f s while it served; its command times go on "
-            "from where they were, and every lease is honoured for one more of its TTL.",
-            self.config.name,
-            gap,
-        )
-        self._clock_base = self._tick_command_time
-        self._clock_mono = now
-        self._honour_from = self._clock_base
-
     def _start_serving(self, claim: int, now: float) -> None:
         self._serving_claim = claim
-        if claim == self._frame_claim:
-            return  # serving again under the same claim (its lease was unconfirmed for a moment): same times
-        self._frame_claim = claim
-        self._clock_base = max(self.server.clock(), self.server.state.time_floor)  # see _command_time
-        self._clock_mono = now
-        self._tick_command_time = self._clock_base
-        self._honour_from = self._clock_base
-        log.info(
-            "Triad %s: serving from revision %d; a lease that ran out during the change is honoured for one "
-            "more of its TTL.",
-            self.config.name,
-            claim,
-        )
+        if self.clock.frame(claim, now):
+            log.info(
+                "Triad %s: serving from revision %d; a lease that ran out during the change is honoured for one "
+                "more of its TTL.",
+                self.config.name,
+                claim,
+            )
 
     def is_serving(self) -> bool:
         try:
@@ -365,7 +301,7 @@ class TriadNode:
             epoch = await self._serving_epoch_soon()
             guard = self.election.claim_revision
             if isinstance(command, Heartbeat | ReclaimExpired | Checkout):
-                command = msgspec.structs.replace(command, epoch=epoch, honour_from=self._honour_from)
+                command = msgspec.structs.replace(command, epoch=epoch, honour_from=self.clock.honour_from)
             else:
                 command = msgspec.structs.replace(command, epoch=epoch)
         try:
@@ -433,7 +369,9 @@ class TriadNode:
 
     # -- applying committed batches -------------------------------------------------------------
 
-    def _apply(self, command: Command, at: float, entry: AppliedEntry) -> Outcome:
+    def _apply_committed(self, command: Command, at: float, entry: AppliedEntry) -> Outcome:
+        """One committed command, handed over by the log in revision order: applied to the server's state,
+        its usage rows recorded under the command's place in the log."""
         server = self.server
         outcome = server.state.apply(command, at)
         if outcome.usage:
@@ -448,86 +386,6 @@ class TriadNode:
             owners = dict(outcome.result.license_owners)
             loop.call_later(self.leave_delay(), lambda: loop.create_task(server.leave_triad(owners)))
         return outcome
-
-    async def checkpoint(self, report: bool = True) -> None:
-        """Write this member's checkpoint of what it has applied (synced), then tell etcd the revision it
-        reflects. A forked child encodes and writes it (`write_checkpoint_forked`): the loop only forks.
-        One checkpoint at a time; none is written when the last one is still current."""
-        async with self._checkpoint_lock:
-            revision = self.log.applied_revision
-            if revision == self.log.checkpointed_revision and self.checkpoint_file.exists():
-                return
-            try:
-                if self._fork_checkpoints:
-                    await write_checkpoint_forked(self.checkpoint_file, revision, self.server.state)
-                else:
-                    data = self.server.state.snapshot_bytes()
-                    await asyncio.to_thread(write_checkpoint, self.checkpoint_file, revision, data)
-            except ForkedWriteFailed as exc:
-                self._fork_checkpoints = False
-                log.error("Triad %s: could not write this member's checkpoint (%s); the next ones are written by "
-                          "this process.", self.config.name, exc)
-                return
-            self.log.checkpointed(revision)
-        if report:
-            await self._report_checkpointed(revision)
-
-    async def _report_checkpointed(self, revision: int) -> None:
-        """Tell etcd the revision this member's checkpoint reflects (the log is compacted below them all)."""
-        if self.client is not None:
-            with contextlib.suppress(EtcdUnavailable):
-                await self.client.put(APPLIED_PREFIX + self.config.me.encode(), str(revision).encode())
-
-    async def checkpoint_bytes(self) -> bytes:
-        """This member's checkpoint file, for a peer that fell behind a compaction, read by a thread: nothing
-        is encoded on the loop. The file as it is serves: the log is compacted only below what every member
-        has checkpointed, so the peer replays the log from its revision (one is written first if none is)."""
-        if not self.checkpoint_file.exists():
-            await self.checkpoint(report=False)
-        async with self._checkpoint_lock:
-            return await asyncio.to_thread(self.checkpoint_file.read_bytes)
-
-    async def _fetch_peer_checkpoint(self) -> int:
-        path = "/api/v1/peer/triad/checkpoint"
-        for member in self.config.others():
-            signed = peer_auth.sign(self.config.secret, self.config.me, "POST", path, b"", self.server.now())
-            base = member.api_url.rstrip("/")
-            trust = ServerTrust([member.tls_fingerprint] if member.tls_fingerprint else [])
-            try:
-                await trust.prepare(base)
-                async with httpx.AsyncClient(timeout=30.0, verify=trust.context) as http:
-                    answer = await http.post(base + path, headers={peer_auth.HEADER: signed.header})
-                if answer.status_code != 200:
-                    log.warning("Triad %s: %s refused its checkpoint: %s", self.config.name, member.name, answer.text)
-                    continue
-                if not peer_auth.answer_is_genuine(
-                    self.config.secret, signed, 200, answer.content, answer.headers.get(peer_auth.ANSWER_HEADER, "")
-                ):
-                    log.warning(
-                        "Triad %s: the checkpoint from %s is not signed with the triad's secret; it was ignored.",
-                        self.config.name, member.name,
-                    )
-                    continue
-                checkpoint = msgspec.json.decode(answer.content, type=Checkpoint)
-            except CertificateRefused as exc:
-                log.warning("Triad %s: %s is refused: %s", self.config.name, member.name, exc)
-                continue
-            except (httpx.HTTPError, msgspec.DecodeError) as exc:
-                log.warning("Triad %s: could not fetch a checkpoint from %s: %s", self.config.name, member.name, exc)
-                continue
-            if checkpoint.revision <= self.log.applied_revision:
-                continue
-            self.server.install_state(LicenseState.from_snapshot(checkpoint.snapshot))
-            self.log.restart_from(checkpoint.revision)
-            async with self._checkpoint_lock:  # the peer's checkpoint is this member's now, as it came
-                await asyncio.to_thread(write_private, self.checkpoint_file, answer.content)
-            await self._report_checkpointed(checkpoint.revision)
-            log.warning(
-                "Triad %s: installed %s's checkpoint at revision %d.", self.config.name, member.name,
-                checkpoint.revision,
-            )
-            return checkpoint.revision
-        raise CommitFailed("no other member could send a checkpoint")
 
     # -- loops ----------------------------------------------------------------------------------
 
@@ -589,7 +447,7 @@ class TriadNode:
             await asyncio.sleep(CHECKPOINT_AFTER_S)
             try:
                 if self.log.applied_revision > self.log.checkpointed_revision:
-                    await self.checkpoint()
+                    await self.checkpoints.write()
                 if self.is_serving():
                     await self.log.compact([m.name for m in self.config.members])
             except EtcdUnavailable:
@@ -597,189 +455,16 @@ class TriadNode:
             except Exception:
                 log.exception("Triad %s: writing the checkpoint failed.", self.config.name)
 
-    async def _watchdog_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        dog = self.watchdog
-        last_progress_put: tuple[int, int] | None = None
-        while True:
-            await asyncio.sleep(WATCHDOG_EVERY_S)
-            now = loop.time()
-            client = self.client
-            if client is None or self.route is None:
-                continue
-            own = self.route.own  # the health of this member's own etcd; the rest through the route
-            others = self.config.others()
-            # Whether a TCP connection to each peer's API opens: the network between the two works.
-            probed_at = time.time()
-            reached = await asyncio.gather(*(probe(m.api_url, REACH_TIMEOUT_S) for m in others))
-            reaches = {m.name: answer == "open" for m, answer in zip(others, reached, strict=True)}
-            self._note_reach_changes(dog.reaches, reaches)
-            dog.reaches = reaches
-            view = self.election.view
-            active = self._last_active
-            if active is not None and view is not None and view.holder == active and reaches.get(active, True):
-                self._active_seen_at = probed_at  # still active, and its API answered: what a failover counts from
-            try:
-                status = await own.status()
-                names = await own.member_names()
-                dog.leader_name = names.get(status.leader_id)
-                await self._keep_etcd_leader_on_the_tertiary(status.member_id, status.leader_id, names, now)
-                dog.etcd_ok_at = now
-                # How far behind this member is, as it knows it: the log's newest revision it has seen, less
-                # what it has applied (a report that is half a second old still says how far behind it was).
-                view = self.election.view
-                behind = max(0, view.log_revision - self.log.applied_revision) if view is not None else 0
-                if (self.log.applied_revision, behind) != last_progress_put:
-                    report = f"{self.log.applied_revision} {behind}".encode()
-                    await client.put(PROGRESS_PREFIX + self.config.me.encode(), report)
-                    last_progress_put = (self.log.applied_revision, behind)
-                kvs, _ = await client.get_prefix(PROGRESS_PREFIX)
-                dog.progress = {kv.key[len(PROGRESS_PREFIX) :].decode(): _behind(kv.value) for kv in kvs}
-            except EtcdUnavailable:
-                pass
-            silent = now - dog.etcd_ok_at
-            healthy = silent < ETCD_SILENT_AFTER_S
-            if healthy != dog.etcd_healthy:
-                dog.etcd_healthy = healthy
-                if not healthy:
-                    dog.count("etcd_silent")
-                    log.error(
-                        "Triad %s: this member's etcd has not answered for %.1f s; the member stops serving "
-                        "until it does.",
-                        self.config.name,
-                        silent,
-                    )
-                else:
-                    log.info("Triad %s: this member's etcd answers again.", self.config.name)
-            if silent > ETCD_HUNG_AFTER_S and self.etcd is not None and self.etcd.running:
-                dog.count("etcd_killed")
-                log.error(
-                    "Triad %s: this member's etcd runs but has not answered for %.1f s; killing it so that it "
-                    "restarts.",
-                    self.config.name,
-                    silent,
-                )
-                self.etcd.kill()
-                dog.etcd_ok_at = now
-            self._check_apply(now)
-            view = self.election.view
-            if dog.etcd_healthy and view is not None and self.log.applied_revision >= view.log_revision:
-                dog.in_sync_at = time.time()
-
-    async def _keep_etcd_leader_on_the_tertiary(
-        self, me_id: int, leader_id: int, names: dict[int, str], now: float
-    ) -> None:
-        """The tertiary asks for etcd leadership while things are calm, so that killing the active member
-        (or the secondary) never also costs an etcd election: that keeps a kill failover well under 1 s."""
-        if self.config.member.role != "tertiary" or leader_id in (0, me_id) or not self.watchdog.etcd_healthy:
-            return
-        if now - self._leader_moved_at < LEADER_MOVE_EVERY_S:
-            return
-        self._leader_moved_at = now
-        leader = next((m for m in self.config.members if m.name == names.get(leader_id)), None)
-        if leader is None or self._tls is None:
-            return
-        async with EtcdClient(etcd_peer(leader).client_endpoint, self._tls, timeout=2.0) as to_leader:
-            try:
-                await to_leader.move_leader(me_id)
-            except EtcdUnavailable as exc:
-                log.info("Triad %s: %s did not hand etcd leadership to the tertiary: %s", self.config.name,
-                         leader.name, exc)
-                return
-        log.info("Triad %s: %s handed etcd leadership to this member, the tertiary (it never serves, so losing "
-                 "the active member costs no etcd election).", self.config.name, leader.name)
-
-    def _check_apply(self, now: float) -> None:
-        dog = self.watchdog
+    def _restart_apply(self) -> None:
         task = self._tasks.get("apply")
-        view = self.election.view
-        behind = view is not None and view.log_revision > self.log.applied_revision
-        if not behind:
-            dog.behind_since = 0.0
-        elif not dog.behind_since:
-            dog.behind_since = now
-        stalled = (behind and not self.log.fetching_checkpoint
-                   and now - max(dog.behind_since, self.log.last_applied_at) > APPLY_STALLED_AFTER_S)
-        dead = task is None or task.done()
-        if dead or stalled:
-            dog.apply_healthy = False
-            dog.count("apply_restarted")
-            log.error(
-                "Triad %s: the apply loop %s at revision %d (the log is at %s); the member stops serving and "
-                "restarts it.",
-                self.config.name,
-                "died" if dead else "made no progress",
-                self.log.applied_revision,
-                view.log_revision if view is not None else "?",
-            )
-            if task is not None:
-                task.cancel()
-            self._tasks["apply"] = asyncio.create_task(self.log.run(), name="triad-apply")
-            self.log.last_applied_at = now
-            return
-        if not dog.apply_healthy and not behind:
-            dog.apply_healthy = True
-            log.info("Triad %s: the apply loop has caught up again.", self.config.name)
+        if task is not None:
+            task.cancel()
+        self._tasks["apply"] = asyncio.create_task(self.log.run(), name="triad-apply")
 
     def _observe(self) -> None:
-        """Log every change of the active member as one sentence."""
         view = self.election.view
-        holder = view.holder if view is not None else None
         active = self.server.state.active
-        epoch = active.epoch if active is not None else 0
-        if (holder, epoch) == self._observed:
-            return
-        previous = self._observed[0]
-        self._observed = (holder, epoch)
-        events = self.server.role_events
-        if holder is None:
-            log.warning(
-                "Triad %s: no member is active (%s's etcd lease is gone); license requests wait.",
-                self.config.name,
-                previous or "the previous active member",
-            )
-            if previous is not None:
-                events.record("no_active", f"No member is active: {previous}'s etcd lease is gone.", previous)
-            return
-        if holder == self.config.me:
-            log.warning("Triad %s: this server (%s, %s) is active in epoch %d.", self.config.name, holder,
-                        self.config.member.role, epoch)
-        else:
-            log.warning(
-                "Triad %s: %s is now active; this server (%s) redirects clients to it.",
-                self.config.name,
-                holder,
-                self.config.me,
-            )
-        if self._last_active is not None and holder != self._last_active:
-            self.failovers += 1
-            took = time.time() - self._active_seen_at if self._active_seen_at is not None else None
-            if took is not None:
-                text = (f"Failover to {holder} took {took:.1f} s, from when {self._last_active} was last seen active "
-                        "and reachable.")
-            else:
-                text = f"Failover to {holder}; {self._last_active} is no longer active."
-            events.record("failover", text, holder, round(took, 2) if took is not None else None)
-        elif self._last_active != holder or previous is None:
-            events.record("active", f"{holder} is active (epoch {epoch}).", holder)
-        if self._last_active != holder:
-            self._active_seen_at = time.time()
-        self._last_active = holder
-
-    def _note_reach_changes(self, before: dict[str, bool], now: dict[str, bool]) -> None:
-        """Record each member this member stopped (or started again) reaching, for the timeline."""
-        events = self.server.role_events
-        for name, reached in now.items():
-            if reached == before.get(name, True):
-                continue
-            if reached:
-                since = events.unreachable_since(name)
-                gone = f" after {time.time() - since:.0f} s" if since is not None else ""
-                log.warning("Triad %s: %s can be reached again%s.", self.config.name, name, gone)
-                events.record("reachable", f"{name} can be reached again{gone}.", name)
-            else:
-                log.warning("Triad %s: %s cannot be reached from this member.", self.config.name, name)
-                events.record("unreachable", f"{name} cannot be reached from this server.", name)
+        self.timeline.observe(view.holder if view is not None else None, active.epoch if active is not None else 0)
 
     # -- status ---------------------------------------------------------------------------------
 
@@ -797,7 +482,8 @@ class TriadNode:
             watchdog=self.watchdog,
             applied_revision=self.log.applied_revision,
             serving=self.is_serving(),
-            failovers=self.failovers,
+            failovers=self.timeline.failovers,
             etcd_restarts=self.etcd.restarts if self.etcd is not None else 0,
             now_mono=asyncio.get_running_loop().time(),
+            etcd_route_switches=self.route.switches if self.route is not None else None,
         )

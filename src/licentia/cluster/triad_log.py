@@ -11,8 +11,8 @@ to the same `LicenseState.apply`; the proposer answers its clients once its own 
 applied here, so an answer of success means the batch is on disk on a majority (etcd syncs its
 write-ahead log before it acknowledges) and in this member's state.
 
-Each member keeps its own checkpoint of the state (a file written and synced beside its
-database) with the revision it reflects, and tells etcd that revision under `APPLIED_PREFIX`;
+Each member keeps its own checkpoint of the state (`triad_checkpoint`: a file written and synced
+beside its database) with the revision it reflects, and tells etcd that revision under `APPLIED_PREFIX`;
 the active member compacts the log below what every member has checkpointed, so a member
 that restarts replays from its checkpoint. One that fell behind a compaction anyway (it was
 away too long) gets a peer's checkpoint over the authenticated peer API.
@@ -27,16 +27,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import msgspec
 
 from licentia.cluster.etcd_client import Compare, EtcdClient, EtcdUnavailable, Op, WatchCompacted
 from licentia.core.commands import AnyCommand, Command
-from licentia.core.state import LicenseState, Outcome, Snapshot
-from licentia.store.forked_write import write_forked
-from licentia.store.private_file import write_private
+from licentia.core.state import Outcome
 
 log = logging.getLogger("licentia.triad")
 
@@ -73,13 +70,6 @@ class LogBatch(msgspec.Struct, array_like=True):
     commands: list[AnyCommand]
 
 
-class Checkpoint(msgspec.Struct):
-    """A member's own copy of the state and the log revision it reflects (DATA/triad-state.json)."""
-
-    revision: int
-    snapshot: Snapshot
-
-
 _encode_batch = msgspec.msgpack.Encoder().encode
 _decode_batch = msgspec.msgpack.Decoder(LogBatch).decode
 
@@ -101,29 +91,6 @@ class AppliedEntry:
 
 
 ApplyCommand = Callable[[Command, float, AppliedEntry], Outcome]
-
-
-def checkpoint_chunks(revision: int, snapshot_bytes: bytes) -> list[bytes]:
-    """The checkpoint file's bytes: the revision and the encoded state (`LicenseState.snapshot_bytes`)."""
-    return [b'{"revision":%d,"snapshot":' % revision, snapshot_bytes, b"}"]
-
-
-def write_checkpoint(path: Path, revision: int, snapshot_bytes: bytes) -> None:
-    """Write the checkpoint durably (a private temporary file, synced, renamed over, directory synced)."""
-    write_private(path, *checkpoint_chunks(revision, snapshot_bytes))
-
-
-async def write_checkpoint_forked(path: Path, revision: int, state: LicenseState) -> None:
-    """Write the checkpoint of `state`, which reflects `revision`, from a forked child (`store.forked_write`):
-    the child encodes and syncs the state as it is at this moment, and the loop pays only for the fork,
-    however large the state, while it goes on applying the log and serving."""
-    await write_forked(path, lambda: checkpoint_chunks(revision, state.snapshot_bytes()))
-
-
-def read_checkpoint(path: Path) -> Checkpoint | None:
-    if not path.exists():
-        return None
-    return msgspec.json.decode(path.read_bytes(), type=Checkpoint)
 
 
 class TriadLog:

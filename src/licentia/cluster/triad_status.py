@@ -3,6 +3,7 @@ the alerts and the metrics read (computed from the election, the watchdog and th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from licentia.cluster.relationship_status import TriadMemberStatus, TriadStatus
@@ -41,6 +42,7 @@ def triad_status(
     failovers: int,
     etcd_restarts: int,
     now_mono: float,
+    etcd_route_switches: Mapping[str, int] | None = None,
 ) -> TriadStatus:
     view = election.fresh_view(now_mono)
     holder = view.holder if view is not None else None
@@ -89,4 +91,5 @@ def triad_status(
         watchdog_events=dict(dog.events),
         healthy=dog.etcd_healthy and dog.apply_healthy,
         members=tuple(seen),
+        etcd_route_switches=dict(etcd_route_switches or {}),
     )

@@ -63,8 +63,11 @@ GRANT_KEY = DataFile("grant.key", "the key that signs grants; the server id is d
 TOKEN_KEY = DataFile("token.key", "the secret that signs admin login tokens", InBackup.AS_IS)
 PEER_KEY = DataFile("peer.key", "the key relationship set-up secrets are sealed to", InBackup.AS_IS)
 TRIAD_CONFIG = DataFile("triad.json", "a triad member's relationship and secret", InBackup.AS_IS)
-TRIAD_CHECKPOINT = DataFile("triad-state.json", "a triad member's state and the etcd revision it reflects",
-                            InBackup.AS_IS)
+TRIAD_CHECKPOINT = DataFile("triad-state.snapshot", "a triad member's state and the etcd revision it reflects "
+                            "(cluster.triad_checkpoint)", InBackup.AS_IS)
+TRIAD_CHECKPOINT_JSON = DataFile("triad-state.json", "a triad member's checkpoint as an earlier version wrote it "
+                                 "(JSON); read once at start and written again as triad-state.snapshot",
+                                 InBackup.AS_IS)
 ALERTS_STATE = DataFile("alerts-state.json", "the open alert incidents", InBackup.AS_IS)
 BACKUP_PAIR_KEY = DataFile("backup-pair.key", "a backup pair's shared secret", InBackup.AS_IS)
 TRUSTED_ISSUERS = DataFile("trusted-issuers", "the public keys of the license issuers this server trusts",
@@ -86,6 +89,7 @@ RAFT = DataFile("raft", "a triad member's Raft log of an earlier version", InBac
 
 FILES: tuple[DataFile, ...] = (
     DATABASE, SNAPSHOT, DATABASE_WAL, DATABASE_SHM, TOKEN_KEY, PEER_KEY, GRANT_KEY, TRIAD_CONFIG, TRIAD_CHECKPOINT,
+    TRIAD_CHECKPOINT_JSON,
     ALERTS_STATE, BACKUP_PAIR_KEY, TRUSTED_ISSUERS, LOCK, INITIAL_PASSWORD, TLS_CERTIFICATE, TLS_KEY, ETCD, ETCD_TLS,
     RAFT,
 )
@@ -148,6 +152,10 @@ class DataDirectory:
     @property
     def triad_checkpoint(self) -> Path:
         return self.path(TRIAD_CHECKPOINT)
+
+    @property
+    def triad_checkpoint_json(self) -> Path:
+        return self.path(TRIAD_CHECKPOINT_JSON)
 
     @property
     def backup_pair_key(self) -> Path:
