@@ -447,7 +447,10 @@ def run_seed(seed: int, lab: NetnsLab, base: Path, issuer: Issuer) -> list[str]:
             for worker in workers:
                 worker.join(timeout=DRAIN_S + 10)
         clients_over = time.time()
-        cluster.wait_active(timeout=30)
+        # A member whose clocks were put back waits out ~120 s of stalled timers (seed 4022: the primary and the
+        # secondary both, so nothing could serve until the first of them came back).
+        stalls_end = max((end for spans in clock_stall_windows(record).values() for _, end in spans), default=0.0)
+        cluster.wait_active(timeout=max(30.0, stalls_end - time.time() + 30.0))
         # Let every quitter lease run out (TTL + grace), so rule 2 is checked on all of them.
         time.sleep(QUIT_TTL_S + 6)
         recovery = CLOCK_JUMP_RECOVERY_S if any(f.kind == "clock-jump" for f in record.faults) else 0.0
