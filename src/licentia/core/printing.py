@@ -21,6 +21,7 @@ from licentia.core.outcomes import (
     PrinterMoved,
     PrintGranted,
     Pruned,
+    Refused,
     refused,
 )
 from licentia.core.printers import GROUP_NAME, group_for, printer_id, validate_mapping_rules
@@ -110,23 +111,33 @@ class Printing(IndexedState):
         self._move_printer(printer, cmd.group)
         return Applied(PrinterMoved(printer_id=printer.printer_id, group=cmd.group), changed=True)
 
-    def _create_group(self, cmd: c.CreatePrinterGroup, now: float) -> Outcome[GroupNamed]:
-        if not GROUP_NAME.match(cmd.name):
+    def _new_group_name_refusal(self, name: str, *, replacing: str | None) -> Refused | None:
+        """Why `name` cannot name a group (in place of `replacing`, when renaming), or None."""
+        if not GROUP_NAME.match(name):
             return refused("invalid_group_name", "a group name is 1-64 letters, digits, spaces or . ( ) -")
-        if cmd.name.casefold() in {g.casefold() for g in self.groups}:
-            return refused("group_exists", f"printer group {cmd.name!r} already exists")
+        if name.casefold() in {g.casefold() for g in self.groups if g != replacing}:
+            return refused("group_exists", f"printer group {name!r} already exists")
+        return None
+
+    def _custom_group_refusal(self, name: str, verb: str) -> Refused | None:
+        """Why the group `name` cannot be `verb` (renamed, deleted): built in, or not there; or None."""
+        if name in BUILTIN_GROUPS:
+            return refused("group_protected", f"the built-in group {name!r} cannot be {verb}")
+        if name not in self.groups:
+            return refused("group_not_found", f"no printer group {name!r}")
+        return None
+
+    def _create_group(self, cmd: c.CreatePrinterGroup, now: float) -> Outcome[GroupNamed]:
+        if (refusal := self._new_group_name_refusal(cmd.name, replacing=None)) is not None:
+            return refusal
         self.groups.append(cmd.name)
         return Applied(GroupNamed(cmd.name), changed=True)
 
     def _rename_group(self, cmd: c.RenamePrinterGroup, now: float) -> Outcome[GroupNamed]:
-        if cmd.name in BUILTIN_GROUPS:
-            return refused("group_protected", f"the built-in group {cmd.name!r} cannot be renamed")
-        if cmd.name not in self.groups:
-            return refused("group_not_found", f"no printer group {cmd.name!r}")
-        if not GROUP_NAME.match(cmd.new_name):
-            return refused("invalid_group_name", "a group name is 1-64 letters, digits, spaces or . ( ) -")
-        if cmd.new_name.casefold() in {g.casefold() for g in self.groups if g != cmd.name}:
-            return refused("group_exists", f"printer group {cmd.new_name!r} already exists")
+        if (refusal := self._custom_group_refusal(cmd.name, "renamed")) is not None:
+            return refusal
+        if (refusal := self._new_group_name_refusal(cmd.new_name, replacing=cmd.name)) is not None:
+            return refusal
         self.groups[self.groups.index(cmd.name)] = cmd.new_name
         for printer in self.printers.values():
             if printer.group == cmd.name:
@@ -139,10 +150,8 @@ class Printing(IndexedState):
         return Applied(GroupNamed(cmd.new_name), changed=True)
 
     def _delete_group(self, cmd: c.DeletePrinterGroup, now: float) -> Outcome[GroupNamed]:
-        if cmd.name in BUILTIN_GROUPS:
-            return refused("group_protected", f"the built-in group {cmd.name!r} cannot be deleted")
-        if cmd.name not in self.groups:
-            return refused("group_not_found", f"no printer group {cmd.name!r}")
+        if (refusal := self._custom_group_refusal(cmd.name, "deleted")) is not None:
+            return refusal
         if any(rule.group == cmd.name for rule in self.mapping_rules):
             return refused("group_in_use", f"a mapping rule still sends printers to {cmd.name!r}")
         self.groups.remove(cmd.name)
