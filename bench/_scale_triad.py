@@ -12,7 +12,9 @@ to the same state gives every member the same state (that is the triad's premise
 log would take minutes per 100,000 commands.
 
 Measured (every member runs with `LICENTIA_TRIAD_CHECKPOINT_AFTER_S` = CHECKPOINT_AFTER_S, so each writes
-its checkpoint and the active member compacts the log every few seconds in every phase):
+its checkpoint and the active member compacts the log every few seconds in every phase; `--checkpoint-after-s 20`
+runs the members at the product's default instead, so the idle and console phases see no more checkpoints than
+a site would):
 
 - `restart_s`: the three members started on their checkpoints, until each answers (the slowest);
 - phases "idle" (client load only) and "console" (a logged-in console session loading every page and
@@ -76,12 +78,12 @@ def _stop_all(servers: list[ServerProcess]) -> None:
             future.result()
 
 
-def build_triad(base: Path, site: Site) -> TriadCluster:
+def build_triad(base: Path, site: Site, checkpoint_after_s: float = CHECKPOINT_AFTER_S) -> TriadCluster:
     """A stopped triad whose three members hold `site` in their checkpoints (see the module's text)."""
     issuer = Issuer()
     cluster = TriadCluster(base, issuer)
     for server in cluster.servers.values():
-        server.extra_env = dict(TRIAD_ENV)
+        server.extra_env = {**TRIAD_ENV, "LICENTIA_TRIAD_CHECKPOINT_AFTER_S": str(checkpoint_after_s)}
     cluster.start(timeout=60)
     active = cluster.wait_active()
     with cluster.servers[active].admin() as admin:
@@ -171,7 +173,8 @@ def run_triad_size(size: Any, workdir: Path, args: Any, measure_phases: Any) -> 
     """Build, start and measure a triad holding `size` (`measure_phases` is scale.py's phase runner)."""
     site = Site(printers=size.printers, leases=size.leases, clients=1000, lease_ttl_s=7 * 86400)
     started = time.perf_counter()
-    cluster = build_triad(workdir / size.name / "triad", site)
+    checkpoint_after_s = getattr(args, "checkpoint_after_s", None) or CHECKPOINT_AFTER_S
+    cluster = build_triad(workdir / size.name / "triad", site, checkpoint_after_s)
     load_s = time.perf_counter() - started
     try:
         servers = list(cluster.servers.values())
@@ -184,7 +187,8 @@ def run_triad_size(size: Any, workdir: Path, args: Any, measure_phases: Any) -> 
         rss = _rss_mb(server.process.pid)
     finally:
         cluster.stop()
-    result.update(load_s=round(load_s, 1), restart_s=round(restart_s, 2), rss_mb=rss, active=active)
+    result.update(load_s=round(load_s, 1), restart_s=round(restart_s, 2), rss_mb=rss, active=active,
+                  checkpoint_after_s=checkpoint_after_s)
     _log(f"{size.name}: {json.dumps({k: v for k, v in result.items() if k != 'pages'})}")
     return result
 

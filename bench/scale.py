@@ -434,6 +434,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep the data directories here (default: a temporary one)")
     parser.add_argument("--triad", action="store_true", help="a triad of three servers instead of one "
                         "(bench/_scale_triad.py): checkpoints, compaction and a peer's checkpoint under load")
+    parser.add_argument("--checkpoint-after-s", type=float, default=None,
+                        help="with --triad: each member's seconds between checkpoints (default 4, a stress; "
+                        "the product's default is 20)")
     args = parser.parse_args()
     if args.quick:
         sizes = [QUICK]
