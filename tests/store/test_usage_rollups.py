@@ -589,11 +589,13 @@ def test_rollup_tables_stay_small(tmp_path: Path):
         await journal.rollups_ready(WINDOW)
         write_log(journal, batches)
         conn = sqlite3.connect(tmp_path / "usage.db")
+        quarters = conn.execute("SELECT COUNT(*) FROM usage_quarter").fetchone()[0]
         hourly = conn.execute("SELECT COUNT(*) FROM usage_hourly").fetchone()[0]
         daily = conn.execute("SELECT COUNT(*) FROM usage_daily").fetchone()[0]
         series = conn.execute("SELECT COUNT(DISTINCT series || key) FROM usage_hourly").fetchone()[0]
         conn.close()
         assert hourly <= (SPAN / HOUR + 1) * series and daily <= (SPAN / DAY + 1) * series
+        assert hourly < quarters <= min(4 * hourly, (SPAN / 900 + 1) * series)
         await journal.close()
 
     asyncio.run(run())
