@@ -144,3 +144,73 @@ def test_a_database_from_before_rollups_builds_them_on_first_start_and_reports_t
         assert server.log_path.read_text().count("Built the usage report's") == 1  # (the empty one's is quiet)
     finally:
         server.kill()
+
+
+def test_rollups_without_quarter_hours_are_rebuilt_once_and_a_report_in_a_half_hour_zone_gives_the_rows_numbers(
+    tmp_path,
+):
+    """A data directory whose rollups have no quarter hours (as an earlier version left it): the next start
+    rebuilds them once and says so; the console's report in a zone 5 h 30 min from UTC (day buckets from local
+    midnights) then gives the numbers computed from the rows."""
+    import math
+    import random
+    import sqlite3
+
+    from harness import ServerProcess
+
+    from licentia.core.model import UsageRecord
+    from licentia.store.usage_report import usage_report
+    from licentia.store.usage_rows import USAGE_FIELDS
+
+    data = tmp_path / "server"
+    ServerProcess(data).start().stop()
+    rng = random.Random(15)
+    now = time.time()
+    start = now - 20 * 86400
+    records: list[UsageRecord] = []
+    for n in range(2000):
+        at = start + n * 860 + rng.uniform(0, 800)
+        if rng.random() < 0.5:
+            printer = f"P{rng.randrange(30)}"
+            records.append(UsageRecord(at=at, kind="print", granted=True, reason="ok", printer_id=printer))
+        else:
+            records += [UsageRecord(at=at, kind="checkout", granted=True, reason="ok", product="CAD", lease_id=f"L{n}"),
+                        UsageRecord(at=at + rng.uniform(60, 5 * 3600), kind="checkin", granted=True, reason="ok",
+                                    product="CAD", lease_id=f"L{n}")]
+    records.sort(key=lambda record: record.at)
+    columns = ("origin", "idx", "seq", *USAGE_FIELDS)
+    with sqlite3.connect(data / "licentia.db") as conn:
+        conn.execute("DELETE FROM meta WHERE key LIKE 'usage_rollup_%'")
+        conn.executemany(
+            f"INSERT INTO usage ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [("old", n, 0, *(getattr(record, f) for f in USAGE_FIELDS)) for n, record in enumerate(records)],
+        )
+    server = ServerProcess(data).start()
+    try:
+        deadline = time.time() + 30
+        while "Built the usage report's" not in server.log_path.read_text() and time.time() < deadline:
+            time.sleep(0.1)
+        server.stop()
+        with sqlite3.connect(data / "licentia.db") as conn:  # as an earlier version leaves its rollups
+            conn.execute("DROP TABLE usage_quarter")
+            conn.execute("DELETE FROM meta WHERE key = 'usage_rollup_quarters_from'")
+        server = ServerProcess(data).start()
+        rebuilt = "with quarter hours, once, from "
+        deadline = time.time() + 30
+        while rebuilt not in server.log_path.read_text() and time.time() < deadline:
+            time.sleep(0.1)
+        assert rebuilt in server.log_path.read_text()
+        zone = 5.5 * 3600
+        until = math.floor((now + zone) / 86400) * 86400 + 86400 - zone  # tomorrow's local midnight
+        with server.admin() as admin:
+            body = admin.get(R, params={"bucket": "day", "since": until - 19 * 86400, "until": until}).json()
+        expected = usage_report(records, [], [], since=until - 19 * 86400, until=until, bucket="day",
+                                as_of=body["as_of"], printer_window_s=7 * 86400, lease_ttl_s=120)
+        assert [b["printers"] for b in body["buckets"]] == [b.printers for b in expected.buckets]
+        assert [b["seats"] for b in body["buckets"]] == [b.seats for b in expected.buckets]
+        assert max(b["printers"] for b in body["buckets"]) > 10
+        server.stop()
+        server = ServerProcess(data).start()  # rebuilt once: a restart does not rebuild them again
+        assert server.log_path.read_text().count(rebuilt) == 1
+    finally:
+        server.kill()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import random
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from licentia.core import commands as c
 from licentia.core.commands import encode_command
@@ -181,6 +184,107 @@ def test_off_hour_reports_from_rollups_and_edge_rows_equal_reports_from_the_rows
         asyncio.run(run(seed))
 
 
+ZONES = (5.5 * HOUR, 5.75 * HOUR, -3.5 * HOUR, 9.5 * HOUR, 12.75 * HOUR, -9.5 * HOUR)  # zones off the whole hours
+
+
+def quarter_hour_ranges(rng: random.Random, as_of: float, count: int) -> list[tuple[float, float, str]]:
+    """Ranges as the console asks them in a zone 30 or 45 minutes from UTC (local midnights or hours: edges on
+    quarter hours inside the hours), up to a local midnight or hour, to this very second, or to a moment inside
+    a quarter hour; and ranges with a first edge inside a quarter hour."""
+    ranges: list[tuple[float, float, str]] = []
+    while len(ranges) < count:
+        zone, bucket = rng.choice(ZONES), rng.choice(("hour", "day"))
+        size = HOUR if bucket == "hour" else DAY
+        since = T0 - 2 * DAY + rng.uniform(0, SPAN + 2 * DAY)
+        since = rng.choice((math.floor((since + zone) / size) * size - zone,
+                            math.floor(since / 900) * 900 + rng.uniform(1, 899)))
+        length = rng.randrange(1, 100) * HOUR if bucket == "hour" else rng.randrange(1, 15) * DAY
+        until = rng.choice((since + length, as_of, since + length - rng.uniform(1, 899),
+                            math.floor((since + length) / 900) * 900))
+        if until > since and bucket_count(since, until, size) <= 1000:
+            ranges.append((since, until, bucket))
+    return ranges
+
+
+def test_quarter_hour_reports_from_rollups_equal_reports_from_the_rows_on_random_logs(tmp_path: Path):
+    async def run(seed: int) -> None:
+        rng = random.Random(200 + seed)
+        batches, held, as_of = random_log(rng)
+        journal = SqliteJournal(tmp_path / f"usage-{seed}.db")
+        journal.load()
+        assert await journal.rollups_ready(WINDOW)
+        write_log(journal, batches)
+        assert journal.rollups.quarters_from == -math.inf
+        assert await assert_rollups_match_rows(journal, held, as_of, quarter_hour_ranges(rng, as_of, 40)) > 20
+        await journal.close()
+
+    for seed in range(4):
+        asyncio.run(run(seed))
+
+
+def as_an_earlier_version_left_it(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Make the database at `path` one whose rollups an earlier version wrote (no quarter hours); its
+    hourly and daily cells."""
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("DROP TABLE usage_quarter")
+        conn.execute("DELETE FROM meta WHERE key = 'usage_rollup_quarters_from'")
+    cells = {table: conn.execute(f"SELECT * FROM {table} ORDER BY start, series, key").fetchall()
+             for table in ("usage_hourly", "usage_daily")}
+    conn.close()
+    return cells
+
+
+def test_rollups_of_an_earlier_version_get_quarter_hours_once_and_keep_the_cells_of_pruned_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """Rollups without quarter hours (as an earlier version wrote them) over a log whose oldest rows were
+    pruned: the next start rebuilds them once from the first day the rows determine (a printer window after
+    the oldest row), says so in the log, keeps the cells before that day (the pruned rows' counts), and then
+    answers every range, on quarter hours or not, as the rows do; the start after that has nothing to do."""
+
+    async def run() -> None:
+        rng = random.Random(31)
+        batches, held, as_of = random_log(rng)
+        path = tmp_path / "usage.db"
+        journal = SqliteJournal(path)
+        journal.load()
+        assert await journal.rollups_ready(WINDOW)
+        write_log(journal, batches)
+        pruned = T0 + 1.5 * DAY
+        await journal.prune_usage(pruned)
+        oldest = journal._writer.execute("SELECT MIN(at) FROM usage").fetchone()[0]
+        kept = [(since, until, bucket) for since, until, bucket in quarter_hour_ranges(rng, as_of, 60)
+                if since >= pruned + WINDOW]
+        before = [await journal.rollup_report(held, since=s, until=u, bucket=b, as_of=as_of, window_s=WINDOW)
+                  for s, u, b in kept]
+        await journal.close()
+        earlier = as_an_earlier_version_left_it(path)
+        journal = SqliteJournal(path)
+        journal.load()
+        assert not journal.rollups.current(WINDOW)
+        with caplog.at_level(logging.INFO, logger="licentia"):
+            assert await journal.rollups_ready(WINDOW)
+        first_day = math.floor((oldest + WINDOW) / DAY) * DAY + DAY
+        assert journal.rollups.quarters_from == first_day
+        rebuilt = [r.getMessage() for r in caplog.records if "with quarter hours, once" in r.getMessage()]
+        assert len(rebuilt) == 1 and "Rebuilt the usage report's rollups from " in rebuilt[0], rebuilt
+        cells = {table: journal._writer.execute(f"SELECT * FROM {table} WHERE start < ? ORDER BY start, series, key",
+                                                (first_day,)).fetchall() for table in earlier}
+        assert cells == {table: [row for row in rows if row[0] < first_day] for table, rows in earlier.items()}
+        after = [await journal.rollup_report(held, since=s, until=u, bucket=b, as_of=as_of, window_s=WINDOW)
+                 for s, u, b in kept]
+        assert len(kept) > 10 and after == before
+        ranges = [r for r in quarter_hour_ranges(rng, as_of, 60) if r[0] >= first_day - DAY]
+        assert await assert_rollups_match_rows(journal, held, as_of, ranges) > 10
+        await journal.close()
+        journal = SqliteJournal(path)  # rebuilt once: the next start has nothing to do
+        assert journal.rollups.current(WINDOW) and journal.rollups.quarters_from == first_day
+        await journal.close()
+
+    asyncio.run(run())
+
+
 def spread_log(rng: random.Random, rows: int, start: float, end: float) -> list[UsageRecord]:
     """`rows` usage records spread evenly over [start, end), as bench/_scale_store.py writes them: a third
     print checks of 100 printers, a third checkouts each checked in an hour later, a third refusals."""
@@ -259,6 +363,63 @@ def test_a_90_day_report_from_this_second_reads_the_rows_of_its_edge_hours_only(
     asyncio.run(run())
 
 
+@contextlib.contextmanager
+def usage_reads(conn: sqlite3.Connection) -> Iterator[list[str]]:
+    """The statements run on `conn` meanwhile that read the usage table's rows (not its rollups)."""
+    statements: list[str] = []
+
+    def seen(sql: str) -> None:
+        if re.search(r"\bFROM usage\b(?!_)", sql):
+            statements.append(sql)
+
+    conn.set_trace_callback(seen)
+    try:
+        yield statements
+    finally:
+        conn.set_trace_callback(None)
+
+
+def test_a_90_day_report_in_a_zone_30_minutes_from_utc_reads_rows_only_for_its_ends(tmp_path: Path):
+    """Day buckets from local midnights in a +5:30 zone: every edge falls inside an hour, on a quarter hour.
+    The console's range (up to tomorrow's local midnight) reads no usage rows at all, and the same from this
+    very second only those of the quarter hour it ends in, however many rows the log holds; both give the
+    rows' answer, and both cost about what the same report on whole hours costs."""
+
+    async def run() -> None:
+        as_of = T0 + 100 * DAY + 1234.5  # 20 min 34.5 s into an hour
+        zone = 5.5 * HOUR
+        tomorrow = math.floor((as_of + zone) / DAY) * DAY + DAY - zone  # the next local midnight, in UTC
+        ranges = [(tomorrow - 90 * DAY, tomorrow), (tomorrow - 90 * DAY, as_of)]
+        journal = SqliteJournal(tmp_path / "usage.db")
+        journal.load()
+        assert await journal.rollups_ready(WINDOW)
+        records = spread_log(random.Random(7), 30000, as_of - 100 * DAY, as_of - 60.0)
+        write_log(journal, [records[i : i + 20] for i in range(0, len(records), 20)])
+        conn = journal.usage_log.connection
+        steps_by_range, reads_by_range = [], []
+        for since, until in ranges:
+            with usage_reads(conn) as reads, vm_steps(conn) as steps:
+                report = await api_report(journal, since, until, as_of)
+            with vm_steps(conn) as whole_hours:  # the same range half an hour later: edges on whole hours
+                await api_report(journal, since + HOUR / 2, until + HOUR / 2, as_of + HOUR / 2)
+            inputs, denials = await journal.report_inputs(since, until, DAY, WINDOW)
+            raw = usage_report(inputs, denials, [], since=since, until=until, bucket="day", as_of=as_of,
+                               printer_window_s=WINDOW, lease_ttl_s=TTL)
+            assert msgspec.to_builtins(report) == msgspec.to_builtins(raw)
+            assert len(report.buckets) == 90 and max(b.printers for b in report.buckets) > 5
+            steps_by_range.append((steps[0], whole_hours[0]))
+            reads_by_range.append(reads)
+        console, from_now = reads_by_range
+        assert console == [], (steps_by_range, len(console))
+        times = [float(at) for sql in from_now for at in re.findall(r"\bat [<>]=? ([\d.]+)", sql)]
+        assert from_now and min(times) >= math.floor(as_of / 900) * 900, from_now  # the last quarter hour only
+        for steps, whole in steps_by_range:
+            assert steps < 1.25 * whole, steps_by_range
+        await journal.close()
+
+    asyncio.run(run())
+
+
 def test_an_off_hour_report_over_pruned_rows_keeps_the_counts_the_rollups_hold(tmp_path: Path):
     """Rows older than the usage retention are pruned and their rollups kept: a report whose first edge
     cuts the hour being pruned (as "the last 90 days" does with a 90-day retention) gives, from a printer
@@ -304,6 +465,33 @@ def test_rows_written_out_of_time_order_make_the_next_report_rebuild_the_rollups
         ranges = [*random_ranges(rng, as_of, 20), (T0, T0 + 10 * DAY, "day")]
         assert await assert_rollups_match_rows(journal, held, as_of, ranges) > len(ranges) / 2
         assert journal.rollups.current(WINDOW)
+        await journal.close()
+
+    asyncio.run(run())
+
+
+def test_a_rebuild_after_printing_stopped_keeps_the_end_of_the_last_printers_use(tmp_path: Path):
+    """No print check since a printer's use ended (its end is applied by the next print check or the report):
+    a rebuild from a later day, for rows written out of time order, still ends its use."""
+
+    async def run() -> None:
+        journal = SqliteJournal(tmp_path / "usage.db")
+        journal.load()
+        await journal.rollups_ready(WINDOW)
+
+        def refused(at: float, host: str) -> list[UsageRecord]:
+            return [UsageRecord(at=at, kind="checkout", granted=False, reason="limit_exceeded", client_host=host)]
+
+        print_check = UsageRecord(at=T0 + HOUR, kind="print", granted=True, reason="ok", printer_id="P1")
+        write_log(journal, [[print_check], refused(T0 + 3 * DAY, "h1")])
+        write_log(journal, [refused(T0 + 2.5 * DAY, "h2")])  # late: the rollups are rebuilt from T0 + 2 days
+        assert journal.rollups.dirty_since == T0 + 2.5 * DAY
+        as_of = T0 + 4 * DAY
+        for since, until, bucket in ((T0, as_of, "day"), (T0 + DAY, T0 + DAY + 5 * HOUR, "hour")):
+            rolled, raw = await both_reports(journal, [], as_of, since, until, bucket)
+            assert rolled is not None and msgspec.to_builtins(rolled) == msgspec.to_builtins(raw)
+            assert [b.printers for b in rolled.buckets] == [b.printers for b in raw.buckets]
+        assert [b.printers for b in raw.buckets] == [1, 0, 0, 0, 0]  # from T0 + 1 day, by hour: its use ends at 01:00
         await journal.close()
 
     asyncio.run(run())
@@ -401,11 +589,13 @@ def test_rollup_tables_stay_small(tmp_path: Path):
         await journal.rollups_ready(WINDOW)
         write_log(journal, batches)
         conn = sqlite3.connect(tmp_path / "usage.db")
+        quarters = conn.execute("SELECT COUNT(*) FROM usage_quarter").fetchone()[0]
         hourly = conn.execute("SELECT COUNT(*) FROM usage_hourly").fetchone()[0]
         daily = conn.execute("SELECT COUNT(*) FROM usage_daily").fetchone()[0]
         series = conn.execute("SELECT COUNT(DISTINCT series || key) FROM usage_hourly").fetchone()[0]
         conn.close()
         assert hourly <= (SPAN / HOUR + 1) * series and daily <= (SPAN / DAY + 1) * series
+        assert hourly < quarters <= min(4 * hourly, (SPAN / 900 + 1) * series)
         await journal.close()
 
     asyncio.run(run())

@@ -4,8 +4,8 @@ Buckets start at `since` and are an hour or a day long, so a caller that wants
 local days passes its local midnight as `since`. Without a range the report
 covers the last 24 hours (hour buckets) or 30 days (day buckets), on UTC
 boundaries. A range is at most MAX_BUCKETS buckets. Every range is answered from
-the usage log's hourly and daily rollups (store.usage_rollups), and the rows of the
-hours a bucket's edge cuts, if any; from the log's rows only while the rollups
+the usage log's quarter-hour, hourly and daily rollups (store.usage_rollups), and the
+rows of the quarter hours a bucket's edge cuts, if any; from the log's rows only while the rollups
 cannot be brought up to date. See docs/usage-reports.md.
 """
 

@@ -442,6 +442,7 @@ class SqliteJournal:
             if since == math.inf:
                 return
             rebuild = RollupRebuild(window_s, since)
+            adding_quarters, self.rollups.adding_quarters = self.rollups.adding_quarters, False
             started = time.perf_counter()
             loop = asyncio.get_running_loop()
             while not rebuild.done:
@@ -450,6 +451,10 @@ class SqliteJournal:
             if since == -math.inf and rebuild.rows:
                 log.warning("Built the usage report's hourly and daily rollups from %d usage rows in %.1f s.",
                             rebuild.rows, took)
+            elif adding_quarters:
+                log.warning("Rebuilt the usage report's rollups from %s on with quarter hours, once, from %d usage "
+                            "rows in %.1f s: reports whose edges fall on quarter hours no longer read usage rows.",
+                            datetime.fromtimestamp(since, UTC).date().isoformat(), rebuild.rows, took)
             elif rebuild.rows:
                 log.info("Rebuilt the usage report's rollups from %s on (%d usage rows) in %.2f s.",
                          datetime.fromtimestamp(since, UTC).date().isoformat(), rebuild.rows, took)
@@ -476,11 +481,12 @@ class SqliteJournal:
                 with self._write_lock:  # what the rollups' state says is what the read transaction sees
                     if not self.rollups.current(window_s):
                         return None
+                    quarters_from = self.rollups.quarters_from
                     conn.execute("BEGIN")
                     conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
                 try:
                     return rollup_report(conn, held, since=since, until=until, bucket=bucket, as_of=as_of,
-                                         window_s=window_s)
+                                         window_s=window_s, quarters_from=quarters_from)
                 finally:
                     conn.execute("COMMIT")
 

@@ -1,8 +1,8 @@
-"""Hourly and daily rollups of the usage log, kept up to date as its rows are written.
+"""Quarter-hour, hourly and daily rollups of the usage log, kept up to date as its rows are written.
 
 A usage report over 90 days reads a few thousand rollup rows, not the log: its cost is the same at
-10k and at 10M usage rows. Each rollup row (a "cell") is one series in one hour (`usage_hourly`) or one
-UTC day (`usage_daily`):
+10k and at 10M usage rows. Each rollup row (a "cell") is one series in one quarter hour (`usage_quarter`),
+hour (`usage_hourly`) or UTC day (`usage_daily`):
 
 - `printers`: printers in use. A printer's use starts with a granted print check when it was not in
   use, and ends a printer window after its last granted print check (the window is a setting; the
@@ -20,6 +20,12 @@ their times, and a row older than the newest applied (`through`) marks the rollu
 day on (`dirty_since`); the next report rebuilds them from that day (`RollupRebuild`) before it reads
 them. Printer ends are not rows: the printers in use and their last grant are kept in `printer_use`,
 and an end is applied once a later print check, or a report, passes it.
+
+Reports read whole hours (or days); an hour a bucket's edge cuts is read as its four quarter hours, so
+that a report in a time zone 30 or 45 minutes from UTC (every zone's offset is a multiple of 15 minutes)
+reads no usage rows, and only a quarter hour an edge cuts (a range from "now") is read from its rows.
+Rollups of an earlier version have no quarter hours: they are rebuilt once from the first day their rows
+determine (`RollupState.quarters_from` says from when the quarter hours are complete).
 
 Everything here runs inside the caller's SQLite transaction (the journal's usage writing paths and
 the rebuild), so the rollups always agree with the rows written.
@@ -39,14 +45,17 @@ from dataclasses import dataclass, field
 from licentia.core.model import Lease
 from licentia.store.usage_report import BUCKET_SECONDS, UsageReport, assemble_report, bucket_count
 
+QUARTER = 900.0
 HOUR = 3600.0
 DAY = 86400.0
-GRAINS = (("usage_hourly", HOUR), ("usage_daily", DAY))
+GRAINS = (("usage_quarter", QUARTER), ("usage_hourly", HOUR), ("usage_daily", DAY))
 PRINTERS, SEATS, SEATS_TOTAL, DENIALS = "printers", "seats", "seats_total", "denials"
 DENIAL_KINDS = ("print", "checkout")  # refused requests that count as denials (not lost heartbeats)
 LEASE_LOOKBACK_S = 7 * 86400.0  # a product is listed when one of its leases started or ended this long before
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage_quarter (start REAL NOT NULL, series TEXT NOT NULL, key TEXT NOT NULL,
+    net INTEGER NOT NULL, peak INTEGER NOT NULL, PRIMARY KEY (start, series, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage_hourly (start REAL NOT NULL, series TEXT NOT NULL, key TEXT NOT NULL,
     net INTEGER NOT NULL, peak INTEGER NOT NULL, PRIMARY KEY (start, series, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage_daily (start REAL NOT NULL, series TEXT NOT NULL, key TEXT NOT NULL,
@@ -75,6 +84,10 @@ class RollupState:
     dirty_since: float | None = None  # a row older than `through` was written: stale from this time on
     rebuild_from: float | None = None  # a rebuild from this time is under way (saved: a restart redoes it)
     rebuild_cursor: tuple[float, int] | None = None  # the rebuild has applied the rows up to (at, id)
+    # The quarter-hour cells are complete for the hours from this time on (-inf: all; a database of an earlier
+    # version gets them from a rebuild, `adding_quarters` meanwhile).
+    quarters_from: float = math.inf
+    adding_quarters: bool = False
     # The cells written last, as the database has them (the current hour and day): a write reads no cell
     # back that it wrote itself. A rollback starts from a state loaded anew, with none.
     cells: dict[CellKey, list[int]] = field(default_factory=dict, repr=False)
@@ -89,11 +102,33 @@ class RollupState:
         for name in ("usage_rollup_dirty_since", "usage_rollup_rebuild_from"):  # an unfinished rebuild is redone
             if name in meta:
                 state.mark_dirty(float(meta[name]))
-        state._saved = (state.window_s, state.dirty_since, None) if "usage_rollup_rebuild_from" not in meta else ()
+        quarters = meta.get("usage_rollup_quarters_from")
+        if quarters is not None:
+            state.quarters_from = float(quarters)
+        unfinished = "usage_rollup_rebuild_from" in meta
+        state._saved = () if unfinished else (state.window_s, state.dirty_since, None, state.quarters_from)
+        if quarters is None and state.window_s is not None:
+            state._plan_quarters(conn)
         return state
 
+    def _plan_quarters(self, conn: sqlite3.Connection) -> None:
+        """Rollups of an earlier version, without quarter hours: rebuild them from the first day the rows
+        determine exactly (a printer window after the oldest row: older rows may have been pruned, and the
+        cells before that day are kept as they are); a log shorter than that gets them from the next hour on."""
+        assert self.window_s is not None
+        (oldest,) = conn.execute("SELECT MIN(at) FROM usage").fetchone()
+        if oldest is None or not math.isfinite(self.through):
+            self.quarters_from = cell_start(self.through, HOUR) + HOUR if math.isfinite(self.through) else -math.inf
+            return
+        since = cell_start(oldest + self.window_s, DAY) + DAY
+        if since <= cell_start(self.through, DAY):
+            self.mark_dirty(since)
+            self.adding_quarters = True
+        else:
+            self.quarters_from = cell_start(self.through, HOUR) + HOUR
+
     def save(self, conn: sqlite3.Connection) -> None:
-        saved = (self.window_s, self.dirty_since, self.rebuild_from)
+        saved = (self.window_s, self.dirty_since, self.rebuild_from, self.quarters_from)
         if saved == self._saved:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('usage_rollup_through', ?)",
                          (repr(self.through),))
@@ -102,6 +137,7 @@ class RollupState:
         values = {"usage_rollup_through": repr(self.through)}
         if self.window_s is not None:
             values["usage_rollup_window_s"] = repr(self.window_s)
+            values["usage_rollup_quarters_from"] = repr(self.quarters_from)
         for name, value in (("usage_rollup_dirty_since", self.dirty_since),
                             ("usage_rollup_rebuild_from", self.rebuild_from)):
             if value is None:
@@ -145,7 +181,7 @@ class _Cells:
             rows = [(start, series, key, *cell) for (t, start, series, key), cell in self.cells.items() if t == table]
             if rows:
                 self.conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?)", rows)
-        if len(self.known) + len(self.cells) > 256:
+        if len(self.known) + len(self.cells) > 384:
             self.known.clear()
         self.known.update((name, list(cell)) for name, cell in self.cells.items())
 
@@ -305,21 +341,26 @@ class RollupRebuild:
         state.save(conn)
 
     def _begin(self, conn: sqlite3.Connection, state: RollupState) -> None:
-        """Drop the cells from `since` on and set `printer_use` to the printers in use just before it."""
+        """Drop the cells from `since` on and set `printer_use` to the printers in use just before it: those
+        with a print check in the window before it, and those whose use ended before it with no print check
+        since to apply the end (it is in no cell yet; the report or the next print check applies it)."""
         self._started = True
         since = self.since
         for table, _ in GRAINS:
             conn.execute(f"DELETE FROM {table} WHERE start >= ?", (since,))
         state.cells.clear()
-        conn.execute("DELETE FROM printer_use")
-        if since > -math.inf:
+        if since > -math.inf:  # the same printer window (another one rebuilds everything)
+            conn.execute("DELETE FROM printer_use WHERE last_at >= ?", (since - self.window_s,))
             conn.execute(
-                "INSERT INTO printer_use SELECT printer_id, MAX(at) FROM usage "
+                "INSERT OR REPLACE INTO printer_use SELECT printer_id, MAX(at) FROM usage "
                 "WHERE kind = 'print' AND granted = 1 AND at >= ? AND at < ? GROUP BY printer_id",
                 (since - self.window_s, since),
             )
+        else:
+            conn.execute("DELETE FROM printer_use")
         self.cursor = (since, 0) if since > -math.inf else (-math.inf, 0)
         state.window_s = self.window_s
+        state.quarters_from = min(state.quarters_from, since)
         state.through = since
         state.dirty_since = None
         state.rebuild_from, state.rebuild_cursor = since, self.cursor
@@ -349,7 +390,8 @@ Series = tuple[str, str]  # (series, key)
 
 def split_hours(edges: Sequence[float], stop: float) -> dict[float, list[float]]:
     """The hours a report's bucket edge falls inside (not on their start), each with the edges in it, up
-    to `stop`: the rollups cannot tell which side of such an edge an hour's events are, the rows can."""
+    to `stop`: the hourly rollups cannot tell which side of such an edge an hour's events are; its quarter
+    hours can when the edge is on one, and the rows always can."""
     split: dict[float, list[float]] = defaultdict(list)
     for edge in edges:
         if edge <= stop and edge % HOUR:
@@ -359,78 +401,89 @@ def split_hours(edges: Sequence[float], stop: float) -> dict[float, list[float]]
 
 # A printer's use starts with a grant with none in the printer window before it, and ends a window after a
 # grant with none in the window after it; the window is at least a day (settings), so a printer starts and
-# ends its use at most once an hour. Each query reads an hour of rows and looks up one grant per printer
-# by the (printer_id, at) index.
+# ends its use at most once in a piece (an hour at most). Each query reads the piece's rows and looks up one
+# grant per printer by the (printer_id, at) index.
 _GRANTS = "kind = 'print' AND granted = 1"
 _PRINTER_STARTS = f"""
 SELECT first FROM (
-    SELECT printer_id, MIN(at) AS first FROM usage WHERE {_GRANTS} AND at >= :hour AND at < :end GROUP BY printer_id
+    SELECT printer_id, MIN(at) AS first FROM usage WHERE {_GRANTS} AND at >= :start AND at < :end GROUP BY printer_id
 ) AS used WHERE NOT EXISTS (
-    SELECT 1 FROM usage WHERE printer_id = used.printer_id AND at >= used.first - :window AND at < :hour AND {_GRANTS}
+    SELECT 1 FROM usage WHERE printer_id = used.printer_id AND at >= used.first - :window AND at < :start AND {_GRANTS}
 )"""
 _PRINTER_ENDS = f"""
 SELECT last + :window FROM (
     SELECT printer_id, MAX(at) AS last FROM usage
-    WHERE {_GRANTS} AND at >= :hour - :window AND at < :end - :window GROUP BY printer_id
+    WHERE {_GRANTS} AND at >= :start - :window AND at < :end - :window GROUP BY printer_id
 ) AS used WHERE last + :window < :as_of AND NOT EXISTS (
     SELECT 1 FROM usage WHERE printer_id = used.printer_id AND at > used.last AND at <= used.last + :window
     AND {_GRANTS}
 )"""
 
 
-def hour_events(conn: sqlite3.Connection, starts: list[float], window_s: float, as_of: float) -> list[Event]:
-    """The events of the hour from `starts[0]`, read from the usage rows as the rollups count them: seat
-    checkouts and ends, and printers starting and ending their use (ends from `as_of` on are left out, as
-    the rollups leave them); denials counted per piece of the hour from each of `starts`, at its start.
-    Reads the hour's rows and the print checks a printer window before it, however long the report."""
-    hour, end = starts[0], starts[0] + HOUR
+def piece_events(
+    conn: sqlite3.Connection, starts: list[float], end: float, window_s: float, as_of: float, series: set[str]
+) -> list[Event]:
+    """The events of the piece [starts[0], end) (an hour or a quarter hour) of `series`, read from the usage
+    rows as the rollups count them: seat checkouts and ends, and printers starting and ending their use (ends
+    from `as_of` on are left out, as the rollups leave them); denials counted per part of the piece from each
+    of `starts`, at its start. Reads the piece's rows and the print checks a printer window before it."""
+    begin = starts[0]
     events: list[Event] = []
-    for at, kind, product in conn.execute(
-        "SELECT at, kind, product FROM usage WHERE at >= ? AND at < ? AND lease_id != '' "
-        "AND ((kind = 'checkout' AND granted = 1) OR kind = 'checkin')",
-        (hour, end),
-    ):
-        change = 1 if kind == "checkout" else -1
-        events += [(at, change, SEATS, product), (at, change, SEATS_TOTAL, "")]
-    cases = " ".join(f"WHEN at >= {start!r} THEN {start!r}" for start in reversed(starts[1:]))
-    piece = f"CASE {cases} ELSE {hour!r} END" if cases else repr(hour)
-    events += [
-        (start, count, DENIALS, reason)
-        for start, reason, count in conn.execute(
-            f"SELECT {piece} AS piece, reason, SUM(count) FROM usage "
-            f"WHERE at >= ? AND at < ? AND granted = 0 AND kind IN {DENIAL_KINDS} GROUP BY piece, reason",
-            (hour, end),
-        )
-    ]
-    bounds = {"hour": hour, "end": end, "window": window_s, "as_of": as_of}
-    events += [(at, 1, PRINTERS, "") for (at,) in conn.execute(_PRINTER_STARTS, bounds)]
-    events += [(at, -1, PRINTERS, "") for (at,) in conn.execute(_PRINTER_ENDS, bounds)]
+    if series & {SEATS, SEATS_TOTAL}:
+        for at, kind, product in conn.execute(
+            "SELECT at, kind, product FROM usage WHERE at >= ? AND at < ? AND lease_id != '' "
+            "AND ((kind = 'checkout' AND granted = 1) OR kind = 'checkin')",
+            (begin, end),
+        ):
+            change = 1 if kind == "checkout" else -1
+            events += [(at, change, SEATS, product), (at, change, SEATS_TOTAL, "")]
+    if DENIALS in series:
+        cases = " ".join(f"WHEN at >= {start!r} THEN {start!r}" for start in reversed(starts[1:]))
+        part = f"CASE {cases} ELSE {begin!r} END" if cases else repr(begin)
+        events += [
+            (start, count, DENIALS, reason)
+            for start, reason, count in conn.execute(
+                f"SELECT {part} AS part, reason, SUM(count) FROM usage "
+                f"WHERE at >= ? AND at < ? AND granted = 0 AND kind IN {DENIAL_KINDS} GROUP BY part, reason",
+                (begin, end),
+            )
+        ]
+    if PRINTERS in series:
+        bounds = {"start": begin, "end": end, "window": window_s, "as_of": as_of}
+        events += [(at, 1, PRINTERS, "") for (at,) in conn.execute(_PRINTER_STARTS, bounds)]
+        events += [(at, -1, PRINTERS, "") for (at,) in conn.execute(_PRINTER_ENDS, bounds)]
     return events
 
 
 def split_cells(
-    conn: sqlite3.Connection, cells: dict[Series, dict[float, list[int]]], hour: float, edges: list[float],
-    window_s: float, as_of: float,
+    conn: sqlite3.Connection, cells: dict[Series, dict[float, list[int]]], piece: float, length: float,
+    edges: list[float], window_s: float, as_of: float,
 ) -> None:
-    """Replace each series' cell of `hour` by one cell per piece of the hour between `edges`, from the rows.
+    """Replace each series' cell of the piece [piece, piece + length) (an hour or a quarter hour) by one cell
+    per part of it between `edges`, from the rows. Only the series with a cell there are read: the rollups
+    hold every event the rows hold, so a series with no cell had nothing in the piece.
 
-    The hour's net change stays the cell's: where the rows miss some of its events (rows older than the
-    usage retention are pruned; the rollups keep them), the difference is put in the hour's first piece,
-    so that the counts of the hours after it stay exact."""
-    starts = [hour, *sorted(edges)]
-    pieces: dict[Series, dict[float, list[int]]] = defaultdict(dict)
-    for at, change, series, key in sorted(hour_events(conn, starts, window_s, as_of), key=lambda e: (e[0], e[1])):
+    The piece's net change stays the cell's: where the rows miss some of its events (rows older than the
+    usage retention are pruned; the rollups keep them), the difference is put in the piece's first part,
+    so that the counts after it stay exact."""
+    present = {name for name, by_start in cells.items() if piece in by_start}
+    if not present:
+        return
+    starts = [piece, *sorted(edges)]
+    parts: dict[Series, dict[float, list[int]]] = defaultdict(dict)
+    events = piece_events(conn, starts, piece + length, window_s, as_of, {series for series, _ in present})
+    for at, change, series, key in sorted(events, key=lambda e: (e[0], e[1])):
         start = starts[bisect.bisect_right(starts, at) - 1]
-        add_event(pieces[(series, key)].setdefault(start, [0, 0]), at == start, change)
-    for name in {name for name, by_start in cells.items() if hour in by_start} | pieces.keys():
-        whole = cells[name].pop(hour, None)
-        parts = pieces.pop(name, {})
-        missing = (whole[0] if whole else 0) - sum(net for net, _ in parts.values())
+        add_event(parts[(series, key)].setdefault(start, [0, 0]), at == start, change)
+    for name in present | parts.keys():
+        whole = cells[name].pop(piece, None)
+        split = parts.pop(name, {})
+        missing = (whole[0] if whole else 0) - sum(net for net, _ in split.values())
         if missing:
-            first = parts.setdefault(hour, [0, 0])
+            first = split.setdefault(piece, [0, 0])
             first[0] += missing
             first[1] = max(first[1], first[0])
-        cells[name].update(parts)
+        cells[name].update(split)
 
 
 def rollup_report(
@@ -442,17 +495,21 @@ def rollup_report(
     bucket: str,
     as_of: float,
     window_s: float,
+    quarters_from: float,
 ) -> UsageReport:
     """The usage report (as `usage_report.usage_report` computes it from the rows) from the rollups, read on
-    `conn`, inside a read transaction the caller opened once it saw the rollups current for `window_s`.
+    `conn`, inside a read transaction the caller opened once it saw the rollups current for `window_s` (and
+    their quarter hours complete from `quarters_from` on).
 
     Whole hours (or UTC days) come from the rollups; an hour with a bucket's edge inside it (a range or
-    buckets that do not start on a whole hour) from its usage rows (`split_cells`), so a report reads the
-    rows of at most two hours per edge, not those of its range."""
+    buckets that do not start on a whole hour) from its quarter hours, and a quarter hour with an edge inside
+    it (or an hour before `quarters_from`) from its usage rows (`split_cells`): a report reads the rows of at
+    most a quarter hour per edge, and none for edges on quarter hours."""
     bucket_s = BUCKET_SECONDS[bucket]
     stop = min(until, as_of)
     edges = [min(since + i * bucket_s, until) for i in range(bucket_count(since, stop, bucket_s) + 1)]
     split = split_hours(edges, stop)
+    quartered = {hour for hour in split if hour >= quarters_from}
     daily = not split and bucket == "day" and since % DAY == 0 and (until % DAY == 0 or until >= as_of)
     table, grain = ("usage_daily", DAY) if daily else ("usage_hourly", HOUR)
     first = cell_start(since, grain)
@@ -471,7 +528,14 @@ def rollup_report(
         f"SELECT start, series, key, net, peak FROM {table} WHERE start >= ? AND start < ? ORDER BY start",
         (first, stop),
     ):
-        cells[(series, key)][start] = [net, peak]
+        if start not in quartered:
+            cells[(series, key)][start] = [net, peak]
+    for hour in sorted(quartered):  # the same events as the hour's cells, by quarter hour
+        for start, series, key, net, peak in conn.execute(
+            "SELECT start, series, key, net, peak FROM usage_quarter WHERE start >= ? AND start < ?",
+            (hour, min(hour + HOUR, stop)),
+        ):
+            cells[(series, key)][start] = [net, peak]
     # Printer ends no print check has passed yet (no printer was used since): applied here.
     for (last,) in conn.execute(
         "SELECT last_at FROM printer_use WHERE last_at < ? ORDER BY last_at", (as_of - window_s,)
@@ -480,11 +544,19 @@ def rollup_report(
         if end < first:
             base[(PRINTERS, "")] -= 1
         elif end < stop:
-            start = cell_start(end, grain)
+            start = cell_start(end, QUARTER if cell_start(end, HOUR) in quartered else grain)
             add_event(cells[(PRINTERS, "")].setdefault(start, [0, 0]), end == start, -1)
     for hour, inside in split.items():
-        split_cells(conn, cells, hour, inside, window_s, as_of)
-    products = _products(conn, since, until) | {lease.product for lease in held}
+        if hour not in quartered:
+            split_cells(conn, cells, hour, HOUR, inside, window_s, as_of)
+            continue
+        cut: dict[float, list[float]] = defaultdict(list)
+        for edge in inside:
+            if edge % QUARTER:
+                cut[cell_start(edge, QUARTER)].append(edge)
+        for quarter, within in cut.items():
+            split_cells(conn, cells, quarter, QUARTER, within, window_s, as_of)
+    products = _products(conn, since, until, quarters_from) | {lease.product for lease in held}
 
     def peaks(series: str, key: str) -> list[int]:
         ordered = sorted(cells.get((series, key), {}).items())
@@ -516,9 +588,16 @@ def rollup_report(
     return assemble_report(since, until, bucket, bucket_s, as_of, edges, printers, seats_total, seats, refused)
 
 
-def _products(conn: sqlite3.Connection, since: float, until: float) -> set[str]:
+_SEAT_PRODUCTS = (
+    "SELECT DISTINCT product FROM usage WHERE at >= ? AND at < ? AND lease_id != '' "
+    "AND ((kind = 'checkout' AND granted = 1) OR kind = 'checkin')"
+)
+
+
+def _products(conn: sqlite3.Connection, since: float, until: float, quarters_from: float) -> set[str]:
     """The products with a seat lease started or ended from LEASE_LOOKBACK_S before `since` to `until`: the
-    whole hours from the rollups, the hours cut at either end from the rows."""
+    whole hours from the hourly rollups, the whole quarter hours of the hours cut at either end from the
+    quarter-hour rollups (from `quarters_from` on), what is left of them from the rows."""
     low = since - LEASE_LOOKBACK_S
     inner_low, inner_high = math.ceil(low / HOUR) * HOUR, cell_start(until, HOUR)
     products = {
@@ -528,12 +607,19 @@ def _products(conn: sqlite3.Connection, since: float, until: float) -> set[str]:
         )
     }
     for a, b in ((low, min(inner_low, until)), (max(inner_high, low), until)):
-        if a < b:
+        if a >= b:
+            continue
+        rows = [(a, b)]
+        quarter_low, quarter_high = math.ceil(a / QUARTER) * QUARTER, cell_start(b, QUARTER)
+        if cell_start(a, HOUR) >= quarters_from and quarter_low <= quarter_high:
             products |= {
                 key for (key,) in conn.execute(
-                    "SELECT DISTINCT product FROM usage WHERE at >= ? AND at < ? AND lease_id != '' "
-                    "AND ((kind = 'checkout' AND granted = 1) OR kind = 'checkin')",
-                    (a, b),
+                    "SELECT DISTINCT key FROM usage_quarter WHERE series = ? AND start >= ? AND start < ?",
+                    (SEATS, quarter_low, quarter_high),
                 )
             }
+            rows = [(a, quarter_low), (quarter_high, b)]
+        for x, y in rows:
+            if x < y:
+                products |= {key for (key,) in conn.execute(_SEAT_PRODUCTS, (x, y))}
     return products
