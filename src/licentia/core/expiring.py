@@ -9,6 +9,16 @@ from __future__ import annotations
 
 import heapq
 
+import msgspec
+
+
+class Due(msgspec.Struct, gc=False, order=True):
+    """A heap entry: a member's time and key, ordered as the tuple (at, key) is. 32 bytes, where a tuple
+    takes 64 with the cycle collector's header (~38 MB at 300,000 leases and printers)."""
+
+    at: float
+    key: str
+
 
 class ExpiringSet:
     """Counts live members in amortized O(log n) without scanning every member."""
@@ -18,25 +28,26 @@ class ExpiringSet:
     def __init__(self, offset: float = 0.0) -> None:
         self.offset = offset  # a member expires this long after the time it was put with
         self._expiry: dict[str, float] = {}  # each member's time (its expiry minus the offset)
-        self._heap: list[tuple[float, str]] = []
+        self._heap: list[Due] = []
 
     def put(self, key: str, at: float) -> None:
         """`key` is a member until `at` + the offset."""
         self._expiry[key] = at
-        heapq.heappush(self._heap, (at, key))
+        heapq.heappush(self._heap, Due(at, key))
         if len(self._heap) > 2 * len(self._expiry) + 64:
-            self._heap = [(at, k) for k, at in self._expiry.items()]
+            self._heap = [Due(at, k) for k, at in self._expiry.items()]
             heapq.heapify(self._heap)
 
-    def fill(self, members: list[tuple[float, str]]) -> None:
-        """Put many (at, key) members in at once (the heap built once: far faster than one at a time).
-        Counts and membership come out as if each had been `put` in this order."""
-        for at, key in members:
-            self._expiry[key] = at
+    def fill(self, members: list[Due]) -> None:
+        """Put many members in at once (the heap built once: far faster than one at a time; the entries become
+        the heap's). Counts and membership come out as if each had been `put` in this order."""
+        expiry = self._expiry
+        for due in members:
+            expiry[due.key] = due.at
         self._heap.extend(members)
         heapq.heapify(self._heap)
         if len(self._heap) > 2 * len(self._expiry) + 64:
-            self._heap = [(at, k) for k, at in self._expiry.items()]
+            self._heap = [Due(at, k) for k, at in self._expiry.items()]
             heapq.heapify(self._heap)
 
     def discard(self, key: str) -> None:
@@ -48,15 +59,15 @@ class ExpiringSet:
     def live_count(self, now: float) -> int:
         """Drops the members expired at `now`: call it only where every replica calls it alike (when applying)."""
         heap, expiry, offset = self._heap, self._expiry, self.offset
-        while heap and heap[0][0] + offset <= now:
-            at, key = heapq.heappop(heap)
-            if expiry.get(key) == at:
-                del expiry[key]
+        while heap and heap[0].at + offset <= now:
+            due = heapq.heappop(heap)
+            if expiry.get(due.key) == due.at:
+                del expiry[due.key]
         return len(expiry)
 
     def count_live(self, now: float) -> int:
         """The live members at `now`, changing nothing: for reads at a local clock, outside the log."""
         offset = self.offset
-        if not self._heap or self._heap[0][0] + offset > now:
+        if not self._heap or self._heap[0].at + offset > now:
             return len(self._expiry)  # every member has a heap entry at its expiry, and none is due yet
         return sum(1 for at in self._expiry.values() if at + offset > now)
