@@ -8,6 +8,7 @@ string and number: at 300,000 leases and printers that roughly doubled the serve
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
 
 import msgspec
@@ -177,3 +178,19 @@ def test_an_expiring_set_costs_under_100_bytes_a_member():
     del spare
     assert expiring.count_live(T0 + 1013) == n // 3
     assert held / n < 100, f"{held / n:.0f} bytes a member"  # 120 with a tuple each
+
+
+def test_the_pool_of_client_details_keeps_no_decoded_copy_of_a_string_it_shares():
+    """It filed each client's details by the strings as decoded, which for a shared application name or
+    version were copies the record no longer held: kept until loading ended, then freed among the records
+    (42,000 holes at 20,000 clients, memory the process keeps)."""
+    from licentia.core.sharing import ValuePool
+
+    pool = ValuePool()
+    first = ClientInfo(host="ws-1", user="ann", application="".join(["CAD ", "Studio"]), version="9.1")
+    assert pool.client(first) is first
+    copy = "".join(["CAD ", "Studio"])  # equal to the shared name, another object, as decoding gives
+    second = ClientInfo(host="ws-2", user="bob", application=copy, version="9.1")
+    assert pool.client(second) is second
+    assert second.application is first.application
+    assert sys.getrefcount(copy) == 2  # this name and the call's argument: nothing else holds it
