@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator
+from operator import attrgetter
 from typing import Any, Protocol
 
 from licentia.core.model import Client, Lease, Printer
 
 Key = tuple[Any, ...]
+Passes = tuple[tuple[Callable[[Any], Any], bool], ...]  # (sort key, descending), applied in turn (`SortedIndex`)
 TOP = "\U0010ffff"  # sorts after every character a name can hold
 
 
@@ -68,13 +70,16 @@ class SortedIndex:
     leases and printers the orders held a tuple per record each (about 200 MB); now they hold ~10 MB.
     An entry's key must stay the one it was filed with until it is removed, or be named to `remove` (`filed`):
     a record that changes in place is taken out before it changes (see `Listings`).
-    `shape` is the type of each key field (for checking cursors).
+    `shape` is the type of each key field (for checking cursors). `passes` are sort keys that, applied in turn
+    (each sort stable; True: descending), put entries in the order of `key` from what the records hold, where
+    `key` makes a new object per record (minus a time: see `Listings.of`).
     """
 
-    __slots__ = ("_blocks", "_key", "_len", "_maxes", "block", "shape")
+    __slots__ = ("_blocks", "_key", "_len", "_maxes", "_passes", "block", "shape")
 
-    def __init__(self, key: Callable[[Any], Key], *shape: type, block: int = 128) -> None:
+    def __init__(self, key: Callable[[Any], Key], *shape: type, block: int = 128, passes: Passes = ()) -> None:
         self._key = key
+        self._passes = passes
         self._blocks: list[list[Any]] = []
         self._maxes: list[Key] = []  # the key of each block's last entry
         self._len = 0
@@ -85,7 +90,11 @@ class SortedIndex:
         """Put many entries in at once (sorted once: far faster than one at a time)."""
         ordered = [entry for block in self._blocks for entry in block]
         ordered.extend(entries)
-        ordered.sort(key=self._key)
+        if self._passes:
+            for by, descending in self._passes:
+                ordered.sort(key=by, reverse=descending)
+        else:
+            ordered.sort(key=self._key)
         size, key = self.block, self._key
         self._blocks = [ordered[i : i + size] for i in range(0, len(ordered), size)]
         self._maxes = [key(block[-1]) for block in self._blocks]
@@ -199,10 +208,11 @@ class GroupedIndex:
     order, then in the others (there are few groups). Reads as one `SortedIndex` of keys (group, ...).
     """
 
-    __slots__ = ("_groups", "_key", "shape")
+    __slots__ = ("_groups", "_key", "_passes", "shape")
 
-    def __init__(self, key: Callable[[Any], Key], *shape: type) -> None:
+    def __init__(self, key: Callable[[Any], Key], *shape: type, passes: Passes = ()) -> None:
         self._key = key  # the key of an entry inside its group
+        self._passes = passes
         self._groups: dict[str, SortedIndex] = {}
         self.shape = shape
 
@@ -217,7 +227,7 @@ class GroupedIndex:
     def _index(self, group: str) -> SortedIndex:
         index = self._groups.get(group)
         if index is None:
-            index = self._groups[group] = SortedIndex(self._key, *self.shape[1:])
+            index = self._groups[group] = SortedIndex(self._key, *self.shape[1:], passes=self._passes)
         return index
 
     def add(self, group: str, entry: Any) -> None:
@@ -285,12 +295,15 @@ class Listings:
     """
 
     def __init__(self) -> None:
+        # Newest first: by id, then by the time itself, descending (the sort is stable), not by minus the time.
+        printers_seen: Passes = ((attrgetter("printer_id"), False), (self.printer_seen, True))
+        clients_seen: Passes = ((attrgetter("client_id"), False), (attrgetter("last_seen"), True))
         self.leases_by_product = SortedIndex(self.lease_product_key, str, float, str)
         self.leases_by_holder = SortedIndex(self.lease_holder_key, str, float, str)
-        self.printers_by_seen = SortedIndex(self.printer_seen_key, float, str)
+        self.printers_by_seen = SortedIndex(self.printer_seen_key, float, str, passes=printers_seen)
         self.printers_by_name = SortedIndex(self.printer_name_key, str, str)
-        self.printers_by_group = GroupedIndex(self.printer_seen_key, str, float, str)
-        self.clients_by_seen = SortedIndex(self.client_seen_key, float, str)
+        self.printers_by_group = GroupedIndex(self.printer_seen_key, str, float, str, passes=printers_seen)
+        self.clients_by_seen = SortedIndex(self.client_seen_key, float, str, passes=clients_seen)
         self.clients_by_host = SortedIndex(self.client_host_key, str, str)
 
     # -- leases: their keys never change while they are held --------------------------------------
@@ -395,7 +408,13 @@ class Listings:
 
     @classmethod
     def of(cls, leases: Iterable[Lease], printers: Iterable[Printer], clients: Iterable[Client]) -> Listings:
-        """Built from scratch (after loading a snapshot), each order sorted once."""
+        """Built from scratch (after loading a snapshot), each order sorted once.
+
+        The newest-first orders are sorted by what the records hold (their `SortedIndex` passes), not by their
+        keys: minus a time is a float made per record, and the interpreter keeps the last hundred floats (and
+        thousands of the key tuples) freed in its free lists, scattered through the memory the keys took, where
+        the orders' blocks filed next took their places and kept it resident: 5.5 MB at 60,000 leases +
+        printers + clients, in as much time."""
         listings = cls()
         leases = list(leases)
         listings.leases_by_product.fill(leases)
