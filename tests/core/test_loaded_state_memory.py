@@ -194,3 +194,20 @@ def test_the_pool_of_client_details_keeps_no_decoded_copy_of_a_string_it_shares(
     assert pool.client(second) is second
     assert second.application is first.application
     assert sys.getrefcount(copy) == 2  # this name and the call's argument: nothing else holds it
+
+
+def test_renewals_and_print_checks_file_the_records_own_ids_in_the_in_use_sets(issuer):
+    """A heartbeat's lease ids and a print check's printer id are strings of the request: an in-use set that
+    filed them kept one per renewal until its heap was rebuilt (~80 bytes each, 43,000 in a run at 30,000
+    leases); it files the lease's and the printer's own."""
+    state = _reloaded(_site(issuer))
+    sent = "".join(["L", "1"])  # another object than the lease's own id, as a decoded request gives
+    assert state.apply(c.Heartbeat(lease_ids=[sent]), T0 + 30).ok
+    assert sys.getrefcount(sent) == 2  # this name and the call's argument: nothing of the state holds it
+    client = ClientInfo(host="ws-1", user="user-1", application="Designer", version="2.1")
+    printer = PrinterIdentity(name="Printer 1", driver="Label Driver 3", port="USB001", location="Dock")
+    assert state.apply(c.PrintCheck(product="Labels", printer=printer, client=client, source_ip="10.0.0.7"),
+                       T0 + 40).ok
+    seats, printers = state._in_use["LIC-seats"]._heap, state._in_use["LIC-printers"]._heap
+    assert all(due.key is state.leases[due.key].lease_id for due in seats)
+    assert all(due.key is state.printers[due.key].printer_id for due in printers)

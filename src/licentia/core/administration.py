@@ -55,7 +55,7 @@ class Administration(IndexedState):
                 continue
             if printer.last_used + window > now:
                 printer.license_id = license_id
-                self._in_use[license_id].put(pid, printer.last_used)
+                self._in_use[license_id].put(printer.printer_id, printer.last_used)
 
     def _remove_license(self, cmd: c.RemoveLicense, now: float) -> Outcome[LicenseChanged]:
         lic = self.licenses.get(cmd.license_id)

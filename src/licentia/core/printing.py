@@ -91,7 +91,7 @@ class Printing(IndexedState):
             self._listings.printer_added(printer)
         else:
             self._listings.printer_changed(printer)
-        self._in_use[chosen.id].put(pid, printer.last_used)  # the set's offset is the window
+        self._in_use[chosen.id].put(printer.printer_id, printer.last_used)  # its own id; the offset is the window
         if status == "ok" and self.used(chosen.id, now) > chosen.terms.count:
             status = "grace"
         return Applied(
