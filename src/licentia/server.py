@@ -22,6 +22,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -38,8 +39,7 @@ from licentia.cluster.relationship import Relationship, Standalone
 from licentia.cluster.relationship_status import RelationshipStatus
 from licentia.cluster.role_events import RoleEvents
 from licentia.cluster.sealing import load_or_create_peer_key, public_b64
-from licentia.cluster.triad import CommitFailed, NotActive, TriadConfig, TriadNode
-from licentia.cluster.triad_checkpoint import read_checkpoint, write_checkpoint
+from licentia.cluster.triad_seam import CommitFailed, NotActive, TriadConfig
 from licentia.config import Config, ConfigError
 from licentia.core.commands import (
     AddLicense,
@@ -64,6 +64,9 @@ from licentia.store.data_directory import DataDirectory, make_private, write_pri
 from licentia.store.journal import JournalFailure, SqliteJournal
 from licentia.store.revoked_tokens import RevokedTokens
 from licentia.tls import ServerCertificate
+
+if TYPE_CHECKING:
+    from licentia.cluster.triad import TriadNode
 
 log = logging.getLogger("licentia.server")
 
@@ -139,6 +142,10 @@ class LicenseServer:
         self.certificate = self._certificate()
         self.started_at = self.clock()
         if self.triad_file.exists():
+            # Imported here: a standalone server never loads a triad's etcd client (gRPC, ~13 MB) nor httpx.
+            from licentia.cluster.triad import TriadNode
+            from licentia.cluster.triad_checkpoint import read_checkpoint
+
             config = msgspec.json.decode(self.triad_file.read_bytes(), type=TriadConfig)
             checkpoint = read_checkpoint(self.triad_state_file, files.triad_checkpoint_json)
             if checkpoint is None:
@@ -172,6 +179,10 @@ class LicenseServer:
     @property
     def triad(self) -> TriadNode | None:
         """This server's part of a triad, for the triad's own endpoints; None unless it is a member."""
+        if isinstance(self.relation, Standalone):
+            return None  # without importing `cluster.triad` (see `open`)
+        from licentia.cluster.triad import TriadNode
+
         return self.relation if isinstance(self.relation, TriadNode) else None
 
     @property
@@ -328,6 +339,9 @@ class LicenseServer:
         """Become a triad member: the seed state plus the formation (with the other members' pooled
         licenses), then replicate through etcd. This server's licenses that are not in the pool are set
         aside in its triad file and come back when it leaves."""
+        from licentia.cluster.triad import TriadNode
+        from licentia.cluster.triad_checkpoint import write_checkpoint
+
         if self.relation.describe():
             raise ValueError(f"this server is already in {self.relation.describe()}")
         trusted = set(self.trusted.ids())

@@ -140,3 +140,32 @@ def test_a_cursor_the_list_never_gave_out_is_refused_with_a_sentence():
             list_query(PRINTERS, {"after": bad})
         assert "cursor" in refused.value.message
     assert isinstance(list_query(PRINTERS, {}), ListQuery)
+
+
+def test_clients_seen_again_from_another_address_or_merged_from_a_partner_stay_in_order(state, install):
+    """A client without a host name is listed by its address; the orders keep no copy of it, so the state
+    takes the client out before the address changes. Whatever changes, the orders equal ones built afresh."""
+    from licentia.core.commands import FormBackupPair, MergePeerChanges
+    from licentia.core.model import Client, PairMember
+
+    install(license_id="LIC-P", product="Labels", count=100)
+    for n in range(12):
+        client = ClientInfo(host="" if n % 2 else f"Host-{n % 3}", user=f"u{n % 4}", application="Labels")
+        command = PrintCheck(product="Labels", printer=PrinterIdentity(name=f"P{n % 5}"), client=client,
+                             source_ip=f"10.0.{n % 3}.{9 - n}")
+        assert state.apply(command, T0 + n).ok
+    assert state.apply(FormBackupPair(name="B1", main=PairMember("main", "http://10.0.0.1:8470"),
+                                      backup=PairMember("backup", "http://10.0.0.2:8470"), me="backup"), T0 + 20).ok
+    theirs = [msgspec.structs.replace(client, source_ip="10.9.9.9", last_seen=T0 + 30 + n)
+              for n, client in enumerate(state.clients.values())]
+    theirs.append(Client(client_id="new", info=ClientInfo(), source_ip="10.1.1.1", first_seen=T0, last_seen=T0 + 40))
+    merged = state.apply(MergePeerChanges(peer="main", up_to=5, usage_up_to=0, config=None, printers=[],
+                                          clients=theirs, usage=[]), T0 + 50)
+    assert merged.ok, merged
+
+    rebuilt = Listings.of(state.leases.values(), state.printers.values(), state.clients.values())
+    for name in ("clients_by_seen", "clients_by_host", "printers_by_seen", "printers_by_group"):
+        assert list(getattr(state.listings(), name).walk()) == list(getattr(rebuilt, name).walk()), name
+    hosts = [key[0] for key in state.listings().clients_by_host.walk()]
+    assert hosts.count("10.9.9.9") == 2 and "10.1.1.1" in hosts  # the two without a host name, and the new one
+    assert not any(host.startswith("10.0.") for host in hosts)

@@ -54,9 +54,9 @@ def test_equality_and_the_snapshot_see_a_change_in_every_declared_field(name):
 
 
 def comparable(value: Any) -> Any:
-    """An index as plain values: an expiring set's members and expiries, a sorted index's keys in order."""
+    """An index as plain values: an expiring set's offset, members and times, a sorted index's keys in order."""
     if isinstance(value, ExpiringSet):
-        return comparable(value._expiry)
+        return (value.offset, comparable(value._expiry))
     if isinstance(value, SortedIndex | GroupedIndex):
         return list(value.walk())
     if isinstance(value, LeaseRequests):

@@ -20,7 +20,6 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-import httpx
 import msgspec
 
 from licentia import __version__
@@ -115,6 +114,8 @@ def send_email_sync(config: AlertConfig, recipients: list[str], alert: Alert) ->
 
 
 async def post_webhook(url: str, alert: Alert, timeout: float = WEBHOOK_TIMEOUT_S) -> None:
+    import httpx  # imported when used: a standalone server never loads it (~5 MB)
+
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
         response = await http.post(
             url,

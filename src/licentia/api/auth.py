@@ -42,7 +42,7 @@ from licentia.api.passwords import (
 )
 from licentia.api.source_address import source_address
 from licentia.api.this_server import this_server
-from licentia.cluster.triad import CommitFailed, NotActive
+from licentia.cluster.triad_seam import CommitFailed, NotActive
 from licentia.core.commands import RehashAdminPassword
 from licentia.core.model import AdminUser, Role
 from licentia.store.journal import JournalFailure

@@ -17,8 +17,8 @@ from licentia.cluster.backup_pair import PeerChanges
 from licentia.cluster.relationship_status import BackupPairStatus, TriadStatus
 from licentia.cluster.role_events import MAX_PAGE as ROLE_EVENTS_PAGE
 from licentia.cluster.role_events import RoleEventPage
-from licentia.cluster.triad_checkpoint import MEDIA_TYPE as CHECKPOINT_MEDIA_TYPE
 from licentia.cluster.triad_forward import ForwardedAnswer
+from licentia.cluster.triad_seam import CHECKPOINT_MEDIA_TYPE
 from licentia.core.commands import SharedConfig
 from licentia.store.usage_log import UsageQuery
 from licentia.store.usage_report import UsageReport

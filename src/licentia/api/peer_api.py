@@ -10,9 +10,8 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -24,10 +23,12 @@ from licentia.api.routing import Endpoint, decode_body, ok, read_body
 from licentia.api.this_server import this_server
 from licentia.cluster import peer_auth
 from licentia.cluster.backup_pair import BackupLink, PullRequest
-from licentia.cluster.triad_checkpoint import MEDIA_TYPE as CHECKPOINT_MEDIA_TYPE
-from licentia.cluster.triad_checkpoint import CheckpointCopy
 from licentia.cluster.triad_forward import FORWARDED_HEADER, ForwardedAnswer, ForwardedChange, encode
+from licentia.cluster.triad_seam import CHECKPOINT_MEDIA_TYPE
 from licentia.core.commands import SwapPairRoles
+
+if TYPE_CHECKING:
+    from licentia.cluster.triad_checkpoint import CheckpointCopy
 
 log = logging.getLogger("licentia.api")
 
@@ -141,6 +142,8 @@ async def triad_forward(request: Request) -> Response:
     headers = {"Authorization": f"Bearer {token}", FORWARDED_HEADER: sender, "Accept": "application/json"}
     if change.content_type:
         headers["Content-Type"] = change.content_type
+    import httpx  # imported when used: a standalone server never loads it (~5 MB)
+
     started = time.monotonic()
     transport = httpx.ASGITransport(app=request.app, client=(request.client.host if request.client else "", 0))
     async with httpx.AsyncClient(transport=transport, base_url="http://forwarded") as inner:

@@ -22,7 +22,7 @@ from licentia.cluster.backup_pair import BackupLink, PeerUnreachable
 from licentia.cluster.role_events import MAX_PAGE
 from licentia.cluster.sealing import open_sealed
 from licentia.cluster.setup import SetupRefused, setup_backup_pair, setup_triad
-from licentia.cluster.triad import TriadConfig
+from licentia.cluster.triad_seam import TriadConfig
 from licentia.core.access import RequestOrigin
 from licentia.core.commands import DissolveTriad, FormBackupPair, SharedConfig, SwapPairRoles
 from licentia.core.model import PairMember, PooledLicense, TriadMember

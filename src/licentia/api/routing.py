@@ -20,8 +20,8 @@ from licentia.api.auth import require_role
 from licentia.api.errors import JSON, ApiError, error_response
 from licentia.api.this_server import this_server
 from licentia.api.validation_messages import explain
-from licentia.cluster.triad import CommitFailed, NotActive
 from licentia.cluster.triad_forward import FORWARDED_HEADER, ForwardedChange, ForwardFailed, encode, forward
+from licentia.cluster.triad_seam import CommitFailed, NotActive
 from licentia.core.model import AdminUser, Role
 
 Handler = Callable[..., Awaitable[Response]]

@@ -20,9 +20,8 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from licentia.cluster import network_failure, peer_auth
@@ -32,6 +31,9 @@ from licentia.core.commands import MAIN_OWNED, Command, MergePeerChanges, PeerUs
 from licentia.core.model import BackupPair, Client, PairMember, PairRole, PeerCursor, Printer
 from licentia.core.state import Outcome
 from licentia.tls import CertificateRefused, ServerTrust
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("licentia.backup")
 
@@ -218,6 +220,8 @@ class BackupLink:
 
     def _client(self) -> httpx.AsyncClient:
         """The HTTP client to the partner, trusting the certificate checked against the pinned fingerprint."""
+        import httpx  # imported when used: a standalone server never loads it (~5 MB)
+
         if self._http is None or self._http_generation != self.trust.generation:
             if self._http is not None:
                 self._retired.append(self._http)
@@ -229,6 +233,8 @@ class BackupLink:
 
     async def call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """A signed POST to the partner; raises PeerUnreachable when it cannot be reached or refuses."""
+        import httpx
+
         pair = self.pair
         data = msgspec.json.encode(body or {})
         signed = peer_auth.sign(self.secret, pair.myself.name, "POST", path, data, self.server.now())

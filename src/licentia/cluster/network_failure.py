@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def describe(exc: httpx.HTTPError) -> str:
     """"no connection could be made (…)" for httpx's ConnectError('All connection attempts failed'), etc."""
+    import httpx  # loaded already: `exc` is one of its errors
+
     if isinstance(exc, httpx.TimeoutException):
         return "it did not answer in time"
     if isinstance(exc, httpx.ConnectError):

@@ -14,10 +14,9 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import httpx
 import msgspec
 
 from licentia.cluster import network_failure
@@ -25,6 +24,9 @@ from licentia.cluster.license_pool import MemberHoldings, plan_pool
 from licentia.cluster.sealing import seal
 from licentia.core.state import Snapshot
 from licentia.tls import CertificateRefused, ServerTrust, fingerprint, normalize_fingerprint, presented_certificate
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class SetupRefused(Exception):
@@ -91,6 +93,8 @@ async def member_trust(spec: dict[str, Any]) -> ServerTrust:
 
 
 async def open_member(spec: dict[str, Any], username: str, password: str) -> MemberSession:
+    import httpx  # imported when used: a standalone server never loads it (~5 MB)
+
     trust = await member_trust(spec)
     http = httpx.AsyncClient(base_url=spec["api_url"].rstrip("/"), timeout=5.0, verify=trust.context)
     try:

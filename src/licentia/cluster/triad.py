@@ -33,13 +33,14 @@ from licentia.cluster.relationship_status import TriadStatus
 from licentia.cluster.triad_checkpoint import CheckpointPeers, TriadCheckpoints
 from licentia.cluster.triad_clock import CommandClock
 from licentia.cluster.triad_election import KEEPALIVE_EVERY_S, TriadElection
-from licentia.cluster.triad_log import CHECKPOINT_AFTER_S, AppliedEntry, ClaimLost, CommitFailed, TriadLog
+from licentia.cluster.triad_log import CHECKPOINT_AFTER_S, AppliedEntry, ClaimLost, TriadLog
+from licentia.cluster.triad_seam import CommitFailed, NotActive, TriadConfig
 from licentia.cluster.triad_status import Watchdog, triad_status
 from licentia.cluster.triad_timeline import ActiveTimeline
 from licentia.cluster.triad_tls import MemberTLS, ensure_member_tls
 from licentia.cluster.triad_watchdog import MemberWatchdog, WatchedParts
 from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
-from licentia.core.model import License, TriadMember
+from licentia.core.model import TriadMember
 from licentia.core.state import Outcome
 from licentia.store import data_directory
 from licentia.store.journal import usage_rows
@@ -55,36 +56,6 @@ CHECKPOINT_FILE = data_directory.TRIAD_CHECKPOINT.name
 ETCD_DIR = data_directory.ETCD.name
 ETCD_TLS_DIR = data_directory.ETCD_TLS.name
 ETCD_TIMING = EtcdTiming(heartbeat_ms=30, election_ms=300)
-
-
-class NotActive(Exception):
-    """This member may not serve license requests now; `active_url` names the one that can, if any."""
-
-    def __init__(self, message: str, active_url: str | None) -> None:
-        super().__init__(message)
-        self.active_url = active_url
-
-
-class TriadConfig(msgspec.Struct):
-    """What a member keeps in DATA/triad.json: the relationship and its secret (from which the triad's
-    CA is derived, see `triad_tls`)."""
-
-    name: str
-    me: str
-    members: list[TriadMember]
-    secret: str
-    origin: str
-    active_ttl_s: float = 0.8
-    own_name: str = ""  # this member's server name when it joined: the triad's settings carry the seed's
-    set_aside: list[License] = []  # this member's licenses that could not join the pool; back when it leaves
-
-
-    @property
-    def member(self) -> TriadMember:
-        return next(m for m in self.members if m.name == self.me)
-
-    def others(self) -> list[TriadMember]:
-        return [m for m in self.members if m.name != self.me]
 
 
 def etcd_peer(member: TriadMember) -> EtcdPeer:

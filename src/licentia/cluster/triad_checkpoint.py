@@ -33,7 +33,8 @@ import msgspec
 from licentia.cluster import peer_auth
 from licentia.cluster.etcd_client import EtcdUnavailable
 from licentia.cluster.relationship import Host
-from licentia.cluster.triad_log import APPLIED_PREFIX, CommitFailed, TriadLog
+from licentia.cluster.triad_log import APPLIED_PREFIX, TriadLog
+from licentia.cluster.triad_seam import CHECKPOINT_MEDIA_TYPE, CommitFailed
 from licentia.core.model import TriadMember
 from licentia.core.state import LicenseState, Snapshot
 from licentia.store.forked_write import ForkedWriteFailed, write_forked
@@ -43,9 +44,7 @@ from licentia.tls import CertificateRefused, ServerTrust
 
 log = logging.getLogger("licentia.triad")
 
-# Plain binary: the file names its own format in its heading line (`store.snapshot_file.MAGIC`), and generic
-# clients (openapi-python-client among them) read application/octet-stream as a file.
-MEDIA_TYPE = "application/octet-stream"
+MEDIA_TYPE = CHECKPOINT_MEDIA_TYPE
 CHUNK = 1 << 20  # bytes read (by a thread) per piece of a checkpoint sent to a peer
 
 

@@ -13,7 +13,6 @@ import base64
 import logging
 from typing import TYPE_CHECKING
 
-import httpx
 import msgspec
 
 from licentia.cluster import peer_auth
@@ -21,7 +20,7 @@ from licentia.core.model import TriadMember
 from licentia.tls import CertificateRefused, ServerTrust
 
 if TYPE_CHECKING:
-    from licentia.cluster.triad import TriadConfig
+    from licentia.cluster.triad_seam import TriadConfig
 
 log = logging.getLogger("licentia.triad")
 
@@ -70,6 +69,8 @@ def encode(data: bytes) -> str:
 
 async def forward(config: TriadConfig, active: TriadMember, change: ForwardedChange, now: float) -> ForwardedAnswer:
     """Send `change` to the active member, signed as this member; its genuine answer, or ForwardFailed."""
+    import httpx  # imported when used: a standalone server never loads it (~5 MB)
+
     body = msgspec.json.encode(change)
     signed = peer_auth.sign(config.secret, config.me, "POST", FORWARD_PATH, body, now)
     base = active.api_url.rstrip("/")

@@ -32,6 +32,7 @@ from typing import Any, cast
 import msgspec
 
 from licentia.cluster.etcd_client import Compare, EtcdClient, EtcdUnavailable, Op, WatchCompacted
+from licentia.cluster.triad_seam import CommitFailed
 from licentia.core.commands import AnyCommand, Command
 from licentia.core.state import Outcome
 
@@ -72,10 +73,6 @@ class LogBatch(msgspec.Struct, array_like=True):
 
 _encode_batch = msgspec.msgpack.Encoder().encode
 _decode_batch = msgspec.msgpack.Decoder(LogBatch).decode
-
-
-class CommitFailed(Exception):
-    """The command could not be committed to the triad's log (etcd has no quorum here, or it timed out)."""
 
 
 class ClaimLost(Exception):

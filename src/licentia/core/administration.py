@@ -11,7 +11,6 @@ import msgspec
 from licentia.core import commands as c
 from licentia.core.access import canonical_rules, validate_rules
 from licentia.core.alert_settings import alert_settings_problem
-from licentia.core.expiring import ExpiringSet
 from licentia.core.indexed_state import DAY, IndexedState
 from licentia.core.model import BLOCKED_GROUP, License, RemovedLicense
 from licentia.core.outcomes import Applied, LicenseChanged, Outcome, UserNamed, UserPut, Versioned, refused
@@ -41,7 +40,7 @@ class Administration(IndexedState):
             installed_at=now,
             grace_started_at=removed.grace_started_at if removed else None,
         )
-        self._in_use[terms.license_id] = ExpiringSet()
+        self._in_use[terms.license_id] = self._new_in_use(self.licenses[terms.license_id])
         if removed is not None and removed.product == terms.product and terms.unit == "printers":
             self._recount_printers(terms.license_id, removed.printer_ids, now)
         return Applied(LicenseChanged(terms.license_id), changed=True)
@@ -56,7 +55,7 @@ class Administration(IndexedState):
                 continue
             if printer.last_used + window > now:
                 printer.license_id = license_id
-                self._in_use[license_id].put(pid, printer.last_used + window)
+                self._in_use[license_id].put(printer.printer_id, printer.last_used)
 
     def _remove_license(self, cmd: c.RemoveLicense, now: float) -> Outcome[LicenseChanged]:
         lic = self.licenses.get(cmd.license_id)

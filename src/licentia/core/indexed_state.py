@@ -12,7 +12,7 @@ import msgspec
 
 from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, matching_rule
-from licentia.core.expiring import ExpiringSet
+from licentia.core.expiring import Due, ExpiringSet
 from licentia.core.lease_requests import LeaseRequests, RequestKey
 from licentia.core.listing import Listings
 from licentia.core.model import BLOCKED_GROUP, Client, ClientInfo, Lease, License, Printer, UsageRecord
@@ -81,17 +81,23 @@ class IndexedState(StateData):
     def _touch_client(self, info: ClientInfo, source_ip: str, now: float) -> Client:
         key = client_id(info)
         client = self.clients.get(key)
+        filed_host = None
         if client is None:
             client = self.clients[key] = Client(
                 client_id=key, info=info, source_ip=source_ip, first_seen=now, last_seen=now
             )
+        else:
+            filed_host = self._listings.client_changing(client)
         # Replace, never mutate: `client.info` may be the very ClientInfo a lease holds.
         client.info = msgspec.structs.replace(client.info, version=info.version)
         client.source_ip = source_ip
         client.last_seen = now
         client.requests += 1
         client.seq, client.via = self._mark(), ""
-        self._listings.client_changed(client)
+        if filed_host is None:
+            self._listings.client_added(client)
+        else:
+            self._listings.client_changed(client, filed_host)
         return client
 
     def _client_access(self, client: ClientInfo, source_ip: str, source_host: str | None) -> tuple[bool, str]:
@@ -108,6 +114,7 @@ class IndexedState(StateData):
 
     def _move_printer(self, printer: Printer, group: str, via: str = "") -> None:
         """Put a printer in a group; a blocked printer stops counting against a license at once."""
+        self._listings.printer_changing(printer)
         printer.group = group
         printer.seq, printer.via = self._mark(via), via
         self._listings.printer_changed(printer)
@@ -140,16 +147,20 @@ class IndexedState(StateData):
         if lease.license_id in self._in_use:
             self._in_use[lease.license_id].discard(lease.lease_id)
 
+    def _new_in_use(self, lic: License) -> ExpiringSet:
+        """A license's in-use set: its printers put with the time last used (the printer window is the set's
+        offset), its leases with the time they expire."""
+        return ExpiringSet(self.settings.printer_window_days * DAY if lic.terms.unit == "printers" else 0.0)
+
     def _rebuild_in_use(self) -> None:
-        window = self.settings.printer_window_days * DAY
-        members: dict[str, list[tuple[float, str]]] = {license_id: [] for license_id in self.licenses}
+        members: dict[str, list[Due]] = {license_id: [] for license_id in self.licenses}
         for printer in self.printers.values():
             if printer.license_id in members:
-                members[printer.license_id].append((printer.last_used + window, printer.printer_id))
+                members[printer.license_id].append(Due(printer.last_used, printer.printer_id))
         for lease in self.leases.values():
             if lease.license_id in members:
-                members[lease.license_id].append((lease.expires_at, lease.lease_id))
-        self._in_use = {license_id: ExpiringSet() for license_id in self.licenses}
+                members[lease.license_id].append(Due(lease.expires_at, lease.lease_id))
+        self._in_use = {license_id: self._new_in_use(lic) for license_id, lic in self.licenses.items()}
         for license_id, expiring in self._in_use.items():
             expiring.fill(members[license_id])
 

@@ -78,6 +78,8 @@ class Printing(IndexedState):
             printer = self.printers[pid] = Printer(
                 printer_id=pid, identity=cmd.printer, group=group, first_seen=now, last_used=0.0
             )
+        else:
+            self._listings.printer_changing(printer)
         self._touch_client(cmd.client, cmd.source_ip, now)
         if printer.license_id and printer.license_id != chosen.id and printer.license_id in self._in_use:
             self._in_use[printer.license_id].discard(pid)
@@ -85,8 +87,11 @@ class Printing(IndexedState):
         printer.last_used = now
         printer.uses += 1
         printer.seq, printer.via = self._mark(), ""
-        self._listings.printer_changed(printer)
-        self._in_use[chosen.id].put(pid, now + window)
+        if known is None:
+            self._listings.printer_added(printer)
+        else:
+            self._listings.printer_changed(printer)
+        self._in_use[chosen.id].put(printer.printer_id, printer.last_used)  # its own id; the offset is the window
         if status == "ok" and self.used(chosen.id, now) > chosen.terms.count:
             status = "grace"
         return Applied(

@@ -12,7 +12,6 @@ from typing import Any
 import msgspec
 
 from licentia.core import commands as c
-from licentia.core.expiring import ExpiringSet
 from licentia.core.indexed_state import IndexedState
 from licentia.core.model import (
     BUILTIN_GROUPS,
@@ -59,7 +58,7 @@ class Relationships(IndexedState):
             if license_id in self.licenses or pooled.member not in names:
                 continue  # never two copies of one license
             self.licenses[license_id] = pooled.license
-            self._in_use[license_id] = ExpiringSet()
+            self._in_use[license_id] = self._new_in_use(pooled.license)
             brought[license_id] = pooled.member
         self.triad = Triad(name=cmd.name, members=list(cmd.members), active_ttl_s=cmd.active_ttl_s, brought=brought)
         self.active = None
@@ -187,11 +186,13 @@ class Relationships(IndexedState):
                 seq=self._mark(via),
                 via=via,
             )
-            self._listings.printer_changed(self.printers[theirs.printer_id])
+            self._listings.printer_added(self.printers[theirs.printer_id])
             return
         changed = False
         if seen_there > mine.peer_last_used:
+            self._listings.printer_changing(mine)
             mine.peer_last_used = seen_there
+            self._listings.printer_changed(mine)
             changed = True
         if theirs.first_seen < mine.first_seen:
             mine.first_seen = theirs.first_seen
@@ -200,21 +201,21 @@ class Relationships(IndexedState):
             self._move_printer(mine, group, via)
         elif changed:
             mine.seq, mine.via = self._mark(via), via
-            self._listings.printer_changed(mine)
 
     def _merge_client(self, theirs: Client, via: str) -> None:
         mine = self.clients.get(theirs.client_id)
         if mine is None:
             self.clients[theirs.client_id] = msgspec.structs.replace(theirs, requests=0, seq=self._mark(via), via=via)
-            self._listings.client_changed(self.clients[theirs.client_id])
+            self._listings.client_added(self.clients[theirs.client_id])
             return
         if theirs.last_seen <= mine.last_seen and theirs.first_seen >= mine.first_seen:
             return
+        filed_host = self._listings.client_changing(mine)
         if theirs.last_seen > mine.last_seen:
             mine.info, mine.source_ip, mine.last_seen = theirs.info, theirs.source_ip, theirs.last_seen
         mine.first_seen = min(mine.first_seen, theirs.first_seen)
         mine.seq, mine.via = self._mark(via), via
-        self._listings.client_changed(mine)
+        self._listings.client_changed(mine, filed_host)
 
     def shared_config(self) -> c.SharedConfig:
         return c.SharedConfig(

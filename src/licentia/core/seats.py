@@ -144,7 +144,7 @@ class Seats(IndexedState):
                             denied[lease_id] = f"denied by access {why}"
                         continue
                 lease.expires_at = now + lease.ttl_s
-                self._in_use[lease.license_id].put(lease_id, lease.expires_at)
+                self._in_use[lease.license_id].put(lease.lease_id, lease.expires_at)  # not the request's string
                 renewed[lease_id] = lease.expires_at
             lost += gone
             for reason, ids in (("lease_expired", gone), ("access_denied", refused_here)):

@@ -88,8 +88,15 @@ class ValuePool:
         if found is None:
             info.host, info.application, info.version = (
                 self.text(info.host), self.text(info.application), self.text(info.version))
-            found = self._clients[key] = info
+            # Filed by the shared strings: a key holding the decoded copies would keep them until the pool goes.
+            found = self._clients[(info.host, info.user, info.application, info.version)] = info
         return found
+
+    def forget_clients(self) -> None:
+        """Drop what only the clients and leases share (call it once both are shared): the places it held in
+        memory are then taken by what is decoded next instead of staying empty among the records."""
+        self._clients = {}
+        self._times = {}
 
 
 def share_values(leases: Iterable[Lease], printers: Iterable[Printer], clients: Iterable[Client]) -> ValuePool:

@@ -85,6 +85,8 @@ def decode_state(body: bytes | memoryview) -> Snapshot:
     for name, kind in _RECORDS.items():
         fields[name] = _decode_shared(fields[name], kind, shares[name])
         setattr(undecoded, name, [])
+        if name == "leases":
+            pool.forget_clients()  # before the printers are decoded: they take the places it held
     return Snapshot(**fields)
 
 
