@@ -90,17 +90,19 @@ def is_snapshot_format(data: bytes) -> bool:
 
 def decode_checkpoint(data: bytes) -> MemberCheckpoint:
     """The checkpoint in `data`, in this version's format or the earlier JSON one (a peer not yet upgraded)."""
+    snapshot: Snapshot
     try:
         if is_snapshot_format(data):
-            revision, snapshot = decode_snapshot_file(data)
+            revision, stored = decode_snapshot_file(data)  # its records share their values already
+            snapshot, shared, orders = stored, True, stored.listing_orders
         elif data[:1] == b"{":
             old = msgspec.json.decode(data, type=_JsonCheckpoint)
-            revision, snapshot = old.revision, old.snapshot
+            revision, snapshot, shared, orders = old.revision, old.snapshot, False, None
         else:
             raise CheckpointError("not a Licentia triad checkpoint")
     except (msgspec.DecodeError, ValueError) as exc:
         raise CheckpointError(f"the checkpoint cannot be read: {exc}") from None
-    return MemberCheckpoint(revision, LicenseState.from_snapshot(snapshot))
+    return MemberCheckpoint(revision, LicenseState.from_snapshot(snapshot, values_shared=shared, orders=orders))
 
 
 def read_checkpoint(path: Path, earlier: Path | None = None) -> MemberCheckpoint | None:

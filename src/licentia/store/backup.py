@@ -73,7 +73,7 @@ def _summary(conn: sqlite3.Connection, snapshot: bytes | None) -> dict[str, Any]
     state, index = LicenseState(), 0
     if snapshot is not None:
         index, found = decode_snapshot_file(snapshot)
-        state = LicenseState.from_snapshot(found, values_shared=True)
+        state = LicenseState.from_snapshot(found, values_shared=True, orders=found.listing_orders)
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshot'").fetchone():
         row = conn.execute("SELECT idx, data FROM snapshot WHERE id = 1").fetchone()
         if row and row[0] > index:

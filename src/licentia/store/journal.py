@@ -153,7 +153,8 @@ class SqliteJournal:
         found = read_snapshot_file(self.snapshot_file)
         if found:
             self.snapshot_index, snapshot = found
-            state = LicenseState.from_snapshot(snapshot, values_shared=True)  # read_snapshot_file shared them
+            # read_snapshot_file shared their values; the file may hold the list orders
+            state = LicenseState.from_snapshot(snapshot, values_shared=True, orders=snapshot.listing_orders)
         else:
             state = LicenseState()
         index = self.snapshot_index
