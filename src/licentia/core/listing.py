@@ -319,12 +319,13 @@ def _packed(positions: Iterable[int]) -> bytes:
 
 
 def _unpacked(data: bytes, count: int) -> array[int]:
-    """The positions in `data`; ValueError unless they are `count` positions in a list of `count`."""
+    """The positions in `data`; ValueError unless there are `count` of them (one past the list: IndexError when
+    they are used)."""
     numbers = array("I")
     numbers.frombytes(data)
     if sys.byteorder == "big":
         numbers.byteswap()
-    if len(numbers) != count or (count and max(numbers) >= count):
+    if len(numbers) != count:
         raise ValueError(f"{len(numbers)} positions do not order {count} records")
     return numbers
 
@@ -474,36 +475,41 @@ class Listings:
         """Built from `orders` (`positions` of these very lists) with no sort and a key per block, not per record;
         None when the orders do not fit the lists (then build them with `of`)."""
         try:
-            by_product, by_holder = (_unpacked(orders.leases_by_product, len(leases)),
-                                     _unpacked(orders.leases_by_holder, len(leases)))
-            by_seen, by_name = (_unpacked(orders.printers_by_seen, len(printers)),
-                                _unpacked(orders.printers_by_name, len(printers)))
-            clients_by_seen, clients_by_host = (_unpacked(orders.clients_by_seen, len(clients)),
-                                                _unpacked(orders.clients_by_host, len(clients)))
-        except ValueError:
+            return cls()._filled_in_order(leases, printers, clients, orders)
+        except (ValueError, IndexError):  # not as many positions as records, or one past the end of its list
             return None
-        listings = cls()
+
+    def _filled_in_order(self, leases: Sequence[Lease], printers: Sequence[Printer], clients: Sequence[Client],
+                         orders: ListingOrders) -> Listings | None:
         printer_ids = list(map(attrgetter("printer_id"), printers))
         client_ids = list(map(attrgetter("client_id"), clients))
-        seen = map(max, map(attrgetter("last_used"), printers), map(attrgetter("peer_last_used"), printers))
-        listings._printer_seen.update(zip(printer_ids, seen, strict=True))
-        listings._client_seen.update(zip(client_ids, map(attrgetter("last_seen"), clients), strict=True))
+        seen = [peer if peer > used else used  # `printer_seen`: the very float max() returns
+                for used, peer in zip(map(attrgetter("last_used"), printers),
+                                      map(attrgetter("peer_last_used"), printers), strict=True)]
+        self._printer_seen.update(zip(printer_ids, seen, strict=True))
+        self._client_seen.update(zip(client_ids, map(attrgetter("last_seen"), clients), strict=True))
         hosts = [text_key(client.info.host or client.source_ip) for client in clients]
-        listings._client_host.update(zip(client_ids, hosts, strict=True))
+        self._client_host.update(zip(client_ids, hosts, strict=True))
+        by_seen = _unpacked(orders.printers_by_seen, len(printers))
         groups = list(map(attrgetter("group"), printers))
         by_group: dict[str, list[str]] = {}
         for i in by_seen:  # the printers by when last seen, group by group
             by_group.setdefault(groups[i], []).append(printer_ids[i])
         filled = (
-            listings.leases_by_product.fill_in_order(list(map(leases.__getitem__, by_product)))
-            and listings.leases_by_holder.fill_in_order(list(map(leases.__getitem__, by_holder)))
-            and listings.printers_by_seen.fill_in_order(list(map(printer_ids.__getitem__, by_seen)))
-            and listings.printers_by_name.fill_in_order(list(map(printers.__getitem__, by_name)))
-            and listings.printers_by_group.fill_in_order(by_group)
-            and listings.clients_by_seen.fill_in_order(list(map(client_ids.__getitem__, clients_by_seen)))
-            and listings.clients_by_host.fill_in_order(list(map(client_ids.__getitem__, clients_by_host)))
+            self.leases_by_product.fill_in_order(
+                list(map(leases.__getitem__, _unpacked(orders.leases_by_product, len(leases)))))
+            and self.leases_by_holder.fill_in_order(
+                list(map(leases.__getitem__, _unpacked(orders.leases_by_holder, len(leases)))))
+            and self.printers_by_seen.fill_in_order(list(map(printer_ids.__getitem__, by_seen)))
+            and self.printers_by_name.fill_in_order(
+                list(map(printers.__getitem__, _unpacked(orders.printers_by_name, len(printers)))))
+            and self.printers_by_group.fill_in_order(by_group)
+            and self.clients_by_seen.fill_in_order(
+                list(map(client_ids.__getitem__, _unpacked(orders.clients_by_seen, len(clients)))))
+            and self.clients_by_host.fill_in_order(
+                list(map(client_ids.__getitem__, _unpacked(orders.clients_by_host, len(clients)))))
         )
-        return listings if filled else None
+        return self if filled else None
 
     @classmethod
     def of(cls, leases: Iterable[Lease], printers: Iterable[Printer], clients: Iterable[Client]) -> Listings:
