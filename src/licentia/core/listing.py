@@ -492,9 +492,10 @@ class Listings:
         self._client_host.update(zip(client_ids, hosts, strict=True))
         by_seen = _unpacked(orders.printers_by_seen, len(printers))
         groups = list(map(attrgetter("group"), printers))
-        by_group: dict[str, list[str]] = {}
+        by_group: dict[str, list[str]] = {group: [] for group in set(groups)}
+        file_in = {group: members.append for group, members in by_group.items()}
         for i in by_seen:  # the printers by when last seen, group by group
-            by_group.setdefault(groups[i], []).append(printer_ids[i])
+            file_in[groups[i]](printer_ids[i])
         filled = (
             self.leases_by_product.fill_in_order(
                 list(map(leases.__getitem__, _unpacked(orders.leases_by_product, len(leases)))))
