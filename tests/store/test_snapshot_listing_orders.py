@@ -124,3 +124,17 @@ def test_orders_that_do_not_fit_the_records_are_sorted_again():
     loaded = LicenseState.from_snapshot(snapshot, values_shared=True, orders=wrong.listing_orders)
 
     assert _walks(loaded.listings()) == _walks(state.listings())
+
+
+def test_orders_whose_positions_are_not_in_key_order_are_sorted_again():
+    state = _site(1500)
+    _, snapshot = decode_snapshot_file(b"".join(snapshot_chunks(42, state)))
+    orders = snapshot.listing_orders
+    assert orders is not None
+    reversed_positions = b"".join(reversed([orders.leases_by_holder[i : i + 4]
+                                            for i in range(0, len(orders.leases_by_holder), 4)]))
+    scrambled = msgspec.structs.replace(orders, leases_by_holder=reversed_positions)
+
+    loaded = LicenseState.from_snapshot(snapshot, values_shared=True, orders=scrambled)
+
+    assert _walks(loaded.listings()) == _walks(state.listings())
