@@ -138,3 +138,16 @@ def test_orders_whose_positions_are_not_in_key_order_are_sorted_again():
     loaded = LicenseState.from_snapshot(snapshot, values_shared=True, orders=scrambled)
 
     assert _walks(loaded.listings()) == _walks(state.listings())
+
+
+def test_a_snapshot_is_written_without_orders_that_hold_a_record_the_state_does_not():
+    state = _site(1500)
+    order = state.listings().leases_by_product
+    lease = next(iter(state.leases.values()))
+    order.remove(lease)
+    order.add(msgspec.structs.replace(lease, lease_id="lease-not-held"))  # as many as the state holds, one wrong
+
+    _, snapshot = decode_snapshot_file(b"".join(snapshot_chunks(42, state)))
+
+    assert snapshot.listing_orders is None
+    assert LicenseState.from_snapshot(snapshot, values_shared=True) == state

@@ -454,12 +454,21 @@ class Listings:
         )
 
     def positions(self, leases: Sequence[Lease], printers: Sequence[Printer],
-                  clients: Sequence[Client]) -> ListingOrders:
-        """These orders as positions in these lists (every record of the state, as a snapshot lists them)."""
+                  clients: Sequence[Client]) -> ListingOrders | None:
+        """These orders as positions in these lists (every record of the state, as a snapshot lists them); None if
+        an order holds a record the lists do not (then the snapshot is written without them)."""
         lease_id, printer_id = attrgetter("lease_id"), attrgetter("printer_id")
         lease_at = _positions(map(lease_id, leases))
         printer_at = _positions(map(printer_id, printers))
         client_at = _positions(map(attrgetter("client_id"), clients))
+        try:
+            return self._positions_in(lease_at, printer_at, client_at)
+        except KeyError:
+            return None
+
+    def _positions_in(self, lease_at: dict[str, int], printer_at: dict[str, int],
+                      client_at: dict[str, int]) -> ListingOrders:
+        lease_id, printer_id = attrgetter("lease_id"), attrgetter("printer_id")
         return ListingOrders(
             leases_by_product=_packed(map(lease_at.__getitem__, map(lease_id, self.leases_by_product.entries()))),
             leases_by_holder=_packed(map(lease_at.__getitem__, map(lease_id, self.leases_by_holder.entries()))),

@@ -61,7 +61,8 @@ def snapshot_chunks(index: int, state: LicenseState) -> list[bytes]:
     leases, printers, clients = snapshot.leases, snapshot.printers, snapshot.clients
     if len(leases) + len(printers) + len(clients) >= ORDERS_FROM:
         orders = state.listings().positions(leases, printers, clients)
-        snapshot = StoredSnapshot(**msgspec.structs.asdict(snapshot), listing_orders=orders)
+        if orders is not None:
+            snapshot = StoredSnapshot(**msgspec.structs.asdict(snapshot), listing_orders=orders)
     return [MAGIC + b"%d\n" % index, msgspec.msgpack.encode(snapshot)]
 
 
