@@ -61,12 +61,12 @@ def _counting_key_calls(monkeypatch: Any) -> dict[str, int]:
     calls = {"keys": 0}
     original = SortedIndex.__init__
 
-    def counting(self: SortedIndex, key: Any, *shape: type, block: int = 128) -> None:
+    def counting(self: SortedIndex, key: Any, *shape: type, **options: Any) -> None:
         def counted(entry: Any) -> Any:
             calls["keys"] += 1
             return key(entry)
 
-        original(self, counted, *shape, block=block)
+        original(self, counted, *shape, **options)
 
     monkeypatch.setattr(SortedIndex, "__init__", counting)
     return calls

@@ -90,9 +90,8 @@ class ValuePool:
         key = (info.host, info.user, info.application, info.version)
         found = self._clients.get(key)
         if found is None:
-            text = self._texts.setdefault
             info.host, info.application, info.version = (
-                text(info.host, info.host), text(info.application, info.application), text(info.version, info.version))
+                self.text(info.host), self.text(info.application), self.text(info.version))
             found = self._clients[key] = info
         return found
 
