@@ -39,7 +39,7 @@ from licentia.core.model import TriadMember
 from licentia.core.state import LicenseState, Snapshot
 from licentia.store.forked_write import ForkedWriteFailed, write_forked
 from licentia.store.private_file import write_private
-from licentia.store.snapshot_file import MAGIC, decode_snapshot_file, snapshot_chunks
+from licentia.store.snapshot_file import MAGIC, load_snapshot_file, snapshot_chunks
 from licentia.tls import CertificateRefused, ServerTrust
 
 log = logging.getLogger("licentia.triad")
@@ -91,15 +91,13 @@ def decode_checkpoint(data: bytes) -> MemberCheckpoint:
     """The checkpoint in `data`, in this version's format or the earlier JSON one (a peer not yet upgraded)."""
     try:
         if is_snapshot_format(data):
-            revision, snapshot = decode_snapshot_file(data)
-        elif data[:1] == b"{":
-            old = msgspec.json.decode(data, type=_JsonCheckpoint)
-            revision, snapshot = old.revision, old.snapshot
-        else:
+            return MemberCheckpoint(*load_snapshot_file(data))
+        if data[:1] != b"{":
             raise CheckpointError("not a Licentia triad checkpoint")
+        old = msgspec.json.decode(data, type=_JsonCheckpoint)
     except (msgspec.DecodeError, ValueError) as exc:
         raise CheckpointError(f"the checkpoint cannot be read: {exc}") from None
-    return MemberCheckpoint(revision, LicenseState.from_snapshot(snapshot))
+    return MemberCheckpoint(old.revision, LicenseState.from_snapshot(old.snapshot))
 
 
 def read_checkpoint(path: Path, earlier: Path | None = None) -> MemberCheckpoint | None:

@@ -8,14 +8,22 @@ cursor); it holds the records or their ids, not the keys (`SortedIndex`).
 The state calls `lease_added`, `lease_dropped`, and for printers and clients
 `..._added`, `..._changing` (before it changes one), `..._changed` (after) and
 `..._dropped`; like the rest of the core, this module is deterministic and does no I/O.
+
+A snapshot of a large state holds the orders as positions of records (`ListingOrders`), so that loading it
+builds them without a key per record or a sort (`Listings.in_order`).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Iterator
+import itertools
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import attrgetter
 from typing import Any, Protocol
+
+import msgspec
 
 from licentia.core.model import Client, Lease, Printer
 
@@ -99,6 +107,21 @@ class SortedIndex:
         self._blocks = [ordered[i : i + size] for i in range(0, len(ordered), size)]
         self._maxes = [key(block[-1]) for block in self._blocks]
         self._len = len(ordered)
+
+    def fill_in_order(self, entries: list[Any]) -> bool:
+        """Put in `entries`, already in key order, in place of what there was: a key computed per block, not per
+        entry. False (and nothing changed) when the blocks' keys are not in order: they were not sorted."""
+        size, key = self.block, self._key
+        blocks = [entries[i : i + size] for i in range(0, len(entries), size)]
+        maxes = [key(block[-1]) for block in blocks]
+        if any(low >= high for low, high in itertools.pairwise(maxes)) or (blocks and key(blocks[0][0]) > maxes[0]):
+            return False
+        self._blocks, self._maxes, self._len = blocks, maxes, len(entries)
+        return True
+
+    def entries(self) -> Iterator[Any]:
+        """The entries (records or ids), in order."""
+        return itertools.chain.from_iterable(self._blocks)
 
     def add(self, entry: Any) -> None:
         key, blocks, maxes = self._key(entry), self._blocks, self._maxes
@@ -224,6 +247,10 @@ class GroupedIndex:
         for group, members in by_group.items():
             self._index(group).fill(members)
 
+    def fill_in_order(self, groups: dict[str, list[Any]]) -> bool:
+        """Each group's entries, already in order (`SortedIndex.fill_in_order`), into an empty order."""
+        return all(self._index(group).fill_in_order(entries) for group, entries in groups.items())
+
     def _index(self, group: str) -> SortedIndex:
         index = self._groups.get(group)
         if index is None:
@@ -277,6 +304,42 @@ class GroupedIndex:
     def count(self, low: Key | None = None, high: Key | None = None) -> int:
         return sum(self._groups[group].count(inner_low, inner_high) for group, inner_low, inner_high in
                    self._ranges(low, high))
+
+
+class ListingOrders(msgspec.Struct, frozen=True):
+    """The orders of a state as positions of their entries in the lists of its leases, printers and clients (as a
+    snapshot holds them), each an array of unsigned 32-bit little-endian numbers. The printers by group are the
+    printers by when last seen, taken group by group."""
+
+    leases_by_product: bytes
+    leases_by_holder: bytes
+    printers_by_seen: bytes
+    printers_by_name: bytes
+    clients_by_seen: bytes
+    clients_by_host: bytes
+
+
+def _packed(positions: Iterable[int]) -> bytes:
+    numbers = array("I", positions)
+    if sys.byteorder == "big":
+        numbers.byteswap()
+    return numbers.tobytes()
+
+
+def _unpacked(data: bytes, count: int) -> array[int]:
+    """The positions in `data`; ValueError unless there are `count` of them (one past the list: IndexError when
+    they are used)."""
+    numbers = array("I")
+    numbers.frombytes(data)
+    if sys.byteorder == "big":
+        numbers.byteswap()
+    if len(numbers) != count:
+        raise ValueError(f"{len(numbers)} positions do not order {count} records")
+    return numbers
+
+
+def _positions(ids: Iterable[str]) -> dict[str, int]:
+    return dict(zip(ids, itertools.count()))
 
 
 class Listings:
@@ -405,6 +468,63 @@ class Listings:
             printers,
             clients,
         )
+
+    def positions(self, leases: Sequence[Lease], printers: Sequence[Printer],
+                  clients: Sequence[Client]) -> ListingOrders | None:
+        """These orders as positions in these lists (every record of the state, as a snapshot lists them); None if
+        an order holds a record the lists do not (then the snapshot is written without them)."""
+        lease_id, printer_id = attrgetter("lease_id"), attrgetter("printer_id")
+        lease_at = _positions(map(lease_id, leases))
+        printer_at = _positions(map(printer_id, printers))
+        client_at = _positions(map(attrgetter("client_id"), clients))
+        try:
+            return self._positions_in(lease_at, printer_at, client_at)
+        except KeyError:
+            return None
+
+    def _positions_in(self, lease_at: dict[str, int], printer_at: dict[str, int],
+                      client_at: dict[str, int]) -> ListingOrders:
+        lease_id, printer_id, client_id = attrgetter("lease_id"), attrgetter("printer_id"), attrgetter("client_id")
+        return ListingOrders(
+            leases_by_product=_packed(map(lease_at.__getitem__, map(lease_id, self.leases_by_product.entries()))),
+            leases_by_holder=_packed(map(lease_at.__getitem__, map(lease_id, self.leases_by_holder.entries()))),
+            printers_by_seen=_packed(map(printer_at.__getitem__, map(printer_id, self.printers_by_seen.entries()))),
+            printers_by_name=_packed(map(printer_at.__getitem__, map(printer_id, self.printers_by_name.entries()))),
+            clients_by_seen=_packed(map(client_at.__getitem__, map(client_id, self.clients_by_seen.entries()))),
+            clients_by_host=_packed(map(client_at.__getitem__, map(client_id, self.clients_by_host.entries()))),
+        )
+
+    @classmethod
+    def in_order(cls, leases: Sequence[Lease], printers: Sequence[Printer], clients: Sequence[Client],
+                 orders: ListingOrders) -> Listings | None:
+        """Built from `orders` (`positions` of these very lists) with no sort and a key per block, not per record;
+        None when the orders do not fit the lists (then build them with `of`)."""
+        try:
+            return cls()._filled_in_order(leases, printers, clients, orders)
+        except (ValueError, IndexError):  # not as many positions as records, or one past the end of its list
+            return None
+
+    def _filled_in_order(self, leases: Sequence[Lease], printers: Sequence[Printer], clients: Sequence[Client],
+                         orders: ListingOrders) -> Listings | None:
+        by_seen = list(map(printers.__getitem__, _unpacked(orders.printers_by_seen, len(printers))))
+        by_group: dict[str, list[Printer]] = {}
+        for printer in by_seen:  # the printers by when last seen, group by group
+            by_group.setdefault(printer.group, []).append(printer)
+        filled = (
+            self.leases_by_product.fill_in_order(
+                list(map(leases.__getitem__, _unpacked(orders.leases_by_product, len(leases)))))
+            and self.leases_by_holder.fill_in_order(
+                list(map(leases.__getitem__, _unpacked(orders.leases_by_holder, len(leases)))))
+            and self.printers_by_seen.fill_in_order(by_seen)
+            and self.printers_by_name.fill_in_order(
+                list(map(printers.__getitem__, _unpacked(orders.printers_by_name, len(printers)))))
+            and self.printers_by_group.fill_in_order(by_group)
+            and self.clients_by_seen.fill_in_order(
+                list(map(clients.__getitem__, _unpacked(orders.clients_by_seen, len(clients)))))
+            and self.clients_by_host.fill_in_order(
+                list(map(clients.__getitem__, _unpacked(orders.clients_by_host, len(clients)))))
+        )
+        return self if filled else None
 
     @classmethod
     def of(cls, leases: Iterable[Lease], printers: Iterable[Printer], clients: Iterable[Client]) -> Listings:

@@ -55,7 +55,7 @@ class ValuePool:
     def share_leases(self, leases: Iterable[Lease]) -> None:
         """After `share_clients` of the same state (a lease takes its holder's `ClientInfo`, and the float of
         the time its holder was last seen when that is when it was granted)."""
-        text, number, client_info, times = self._texts.setdefault, self.number, self.client, self._times
+        text, numbers, client_info, times = self._texts.setdefault, self._numbers.setdefault, self.client, self._times
         for lease in leases:
             lease.client = client_info(lease.client)
             # A lease's holder was last seen when it was granted, unless the holder asked again since.
@@ -65,10 +65,12 @@ class ValuePool:
             if lease.feature is not None:
                 lease.feature = text(lease.feature, lease.feature)
             lease.source_ip = text(lease.source_ip, lease.source_ip)
-            lease.ttl_s = number(lease.ttl_s)
+            ttl = lease.ttl_s
+            if type(ttl) is float and (ttl or math.copysign(1.0, ttl) > 0):  # as `number`, without a call per lease
+                lease.ttl_s = numbers(ttl, ttl)
 
     def share_printers(self, printers: Iterable[Printer]) -> None:
-        text, number = self._texts.setdefault, self.number
+        text, numbers = self._texts.setdefault, self._numbers.setdefault
         for printer in printers:
             identity = printer.identity
             identity.driver = text(identity.driver, identity.driver)
@@ -77,7 +79,9 @@ class ValuePool:
             printer.group = text(printer.group, printer.group)
             if printer.license_id is not None:
                 printer.license_id = text(printer.license_id, printer.license_id)
-            printer.peer_last_used = number(printer.peer_last_used)
+            peer = printer.peer_last_used
+            if type(peer) is float and (peer or math.copysign(1.0, peer) > 0):  # as `number`, no call per printer
+                printer.peer_last_used = numbers(peer, peer)
             if printer.first_seen == printer.last_used != 0.0:  # a printer used once
                 printer.first_seen = printer.last_used
 

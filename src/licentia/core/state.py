@@ -22,7 +22,7 @@ from licentia.core import commands as c
 from licentia.core.administration import Administration
 from licentia.core.indexed_state import DAY
 from licentia.core.lease_requests import LeaseRequests
-from licentia.core.listing import Listings
+from licentia.core.listing import ListingOrders, Listings
 from licentia.core.outcomes import Outcome, R, refused
 from licentia.core.printing import Printing
 from licentia.core.relationships import Relationships
@@ -80,9 +80,11 @@ class LicenseState(Seats, Printing, Administration, Relationships):
         return msgspec.json.decode(self.snapshot_bytes(), type=Snapshot)
 
     @classmethod
-    def from_snapshot(cls, snap: Snapshot, *, values_shared: bool = False) -> LicenseState:
+    def from_snapshot(cls, snap: Snapshot, *, values_shared: bool = False,
+                      orders: ListingOrders | None = None) -> LicenseState:
         """The state `snap` holds; its leases, printers and clients are made to share the values they repeat
-        (`core.sharing`), unless `values_shared` says they were as they were decoded."""
+        (`core.sharing`), unless `values_shared` says they were as they were decoded. The list orders are taken
+        from `orders` (what the snapshot file holds, `Listings.positions`) where they fit, else sorted."""
         state = cls()
         if not values_shared:
             share_values(snap.leases, snap.printers, snap.clients)
@@ -91,7 +93,13 @@ class LicenseState(Seats, Printing, Administration, Relationships):
             state._held_count[lease.license_id] = state._held_count.get(lease.license_id, 0) + 1
         state.lease_by_request = LeaseRequests.of(snap.leases)
         state._rebuild_in_use()
-        state._listings = Listings.of(state.leases.values(), state.printers.values(), state.clients.values())
+        listings = None
+        if orders is not None and (len(state.leases), len(state.printers), len(state.clients)) == (
+                len(snap.leases), len(snap.printers), len(snap.clients)):  # no record listed twice
+            listings = Listings.in_order(snap.leases, snap.printers, snap.clients, orders)
+        if listings is None:
+            listings = Listings.of(state.leases.values(), state.printers.values(), state.clients.values())
+        state._listings = listings
         return state
 
 

@@ -45,7 +45,7 @@ from licentia import __version__
 from licentia.core.commands import decode_command
 from licentia.core.state import LicenseState, Snapshot
 from licentia.store import data_directory
-from licentia.store.snapshot_file import decode_snapshot_file, snapshot_path
+from licentia.store.snapshot_file import decode_snapshot_file, load_snapshot_file, snapshot_path
 
 FORMAT = "licentia-backup"
 FORMAT_VERSION = 1
@@ -72,8 +72,7 @@ def _summary(conn: sqlite3.Connection, snapshot: bytes | None) -> dict[str, Any]
     (a database of an earlier version holds its snapshot in a table), and count it."""
     state, index = LicenseState(), 0
     if snapshot is not None:
-        index, found = decode_snapshot_file(snapshot)
-        state = LicenseState.from_snapshot(found, values_shared=True)
+        index, state = load_snapshot_file(snapshot)
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshot'").fetchone():
         row = conn.execute("SELECT idx, data FROM snapshot WHERE id = 1").fetchone()
         if row and row[0] > index:

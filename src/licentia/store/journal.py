@@ -43,7 +43,7 @@ from licentia.core.model import Lease, UsageRecord
 from licentia.core.state import LicenseState, Snapshot
 from licentia.store.forked_write import ForkedWrite, ForkedWriteFailed
 from licentia.store.private_file import write_private
-from licentia.store.snapshot_file import read_snapshot_file, snapshot_chunks, snapshot_path
+from licentia.store.snapshot_file import load_snapshot_file, read_snapshot_file, snapshot_chunks, snapshot_path
 from licentia.store.usage_log import UsageLog, UsageQuery
 from licentia.store.usage_report import DenialCount, UsageReport
 from licentia.store.usage_rollups import SCHEMA as ROLLUP_SCHEMA
@@ -150,11 +150,9 @@ class SqliteJournal:
     def load(self) -> LicenseState:
         """Rebuild the state: latest snapshot, then every journaled command after it."""
         self._move_snapshot_out_of_database()
-        found = read_snapshot_file(self.snapshot_file)
-        if found:
-            self.snapshot_index, snapshot = found
-            state = LicenseState.from_snapshot(snapshot, values_shared=True)  # read_snapshot_file shared them
-        else:
+        try:
+            self.snapshot_index, state = load_snapshot_file(self.snapshot_file)
+        except FileNotFoundError:
             state = LicenseState()
         index = self.snapshot_index
         replayed = 0
