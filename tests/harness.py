@@ -245,6 +245,64 @@ def log_in_everywhere(servers: Iterable[ServerProcess]) -> None:
             client.close()
 
 
+def _environment() -> dict[str, str]:
+    """What a server launched now inherits, minus the variable pytest changes for every test."""
+    return {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
+
+
+class ServerPool:
+    """One default server (`ServerProcess` with no extra arguments) launched ahead of the test that will ask
+    for it, trusting an issuer made for it: a test gets a server that is already up, while the next one
+    starts beside it. Each server still serves one test only, with a data directory nobody used before."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.launched = 0
+        self.pending: ServerProcess | None = None
+        self.pending_issuer: Issuer | None = None
+        self.pending_env: dict[str, str] = {}
+
+    def issuer(self) -> Issuer:
+        """The issuer the next server trusts, if one is launched; otherwise a new one (and `take` finds none)."""
+        return self.pending_issuer or Issuer()
+
+    def take(self, issuer: Issuer, link: Path) -> ServerProcess | None:
+        """The launched server if it suits (it trusts `issuer`; the environment is the one it was launched
+        with; `link` does not exist yet), now answering, with `link` (and the log's usual path beside it)
+        pointing at its data directory; then the next one is launched. None if none suits."""
+        server = self.pending
+        suits = server is not None and self.pending_issuer is issuer and self.pending_env == _environment()
+        if server is None or not suits or link.exists():
+            return None
+        self.pending = self.pending_issuer = None
+        try:
+            server.wait_started()
+        except RuntimeError:
+            return None
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(server.data_dir, target_is_directory=True)
+        (link.parent / f"{link.name}-server.log").symlink_to(server.log_path)
+        self.launch()
+        return server
+
+    def launch(self) -> None:
+        """Launch the next server (after a test started one the usual way, or took the launched one)."""
+        if self.pending is not None and self.pending_env == _environment():
+            return
+        self.close()  # launched under an environment a test had changed
+        self.launched += 1
+        issuer = Issuer()
+        data_dir = self.base_dir / f"pooled{self.launched}" / "server"
+        issuer.trust_in(data_dir)
+        self.pending_env = _environment()
+        self.pending, self.pending_issuer = ServerProcess(data_dir).launch(), issuer
+
+    def close(self) -> None:
+        if self.pending is not None:
+            self.pending.kill()
+            self.pending = self.pending_issuer = None
+
+
 _PLANT_LICENSE = """
 import asyncio, sys
 import msgspec
