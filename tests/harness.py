@@ -15,7 +15,8 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,11 @@ class ServerProcess:
         return self._trust.context
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
+        return self.launch().wait_started(timeout)
+
+    def launch(self) -> ServerProcess:
+        """Start the process without waiting for it to answer (`wait_started` waits): servers launched
+        together start up side by side."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "LICENTIA_ADMIN_PASSWORD": self.admin_password or "", **self.extra_env}
         if self.admin_password and "LICENTIA_ADMIN_PASSWORD_HASH" not in env:
@@ -174,6 +180,11 @@ class ServerProcess:
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
         log.close()
+        return self
+
+    def wait_started(self, timeout: float = 20.0) -> ServerProcess:
+        """Wait until the launched server answers; kill it and fail after `timeout`."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -208,6 +219,88 @@ class ServerProcess:
                            json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10,
                             verify=self.verify)
+
+
+def start_servers(servers: Iterable[ServerProcess], timeout: float = 20.0) -> None:
+    """Start several servers at once (their start-ups overlap instead of following one another), then wait
+    until each answers."""
+    launched: list[ServerProcess] = []
+    try:
+        for server in servers:
+            launched.append(server.launch())
+        for server in launched:
+            server.wait_started(timeout)
+    except BaseException:
+        for server in launched:
+            server.kill()
+        raise
+
+
+def log_in_everywhere(servers: Iterable[ServerProcess]) -> None:
+    """Log in to each server at once, so that each checks the admin password (scrypt, ~0.3 s of a core) side
+    by side rather than when a relationship's setup logs in to one member after another (a server remembers
+    a password it has checked)."""
+    with ThreadPoolExecutor() as pool:
+        for client in pool.map(lambda server: server.admin(), servers):
+            client.close()
+
+
+def _environment() -> dict[str, str]:
+    """What a server launched now inherits, minus the variable pytest changes for every test."""
+    return {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
+
+
+class ServerPool:
+    """One default server (`ServerProcess` with no extra arguments) launched ahead of the test that will ask
+    for it, trusting an issuer made for it: a test gets a server that is already up, while the next one
+    starts beside it. Each server still serves one test only, with a data directory nobody used before."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.launched = 0
+        self.pending: ServerProcess | None = None
+        self.pending_issuer: Issuer | None = None
+        self.pending_env: dict[str, str] = {}
+
+    def issuer(self) -> Issuer:
+        """The issuer the next server trusts, if one is launched; otherwise a new one (and `take` finds none)."""
+        return self.pending_issuer or Issuer()
+
+    def take(self, issuer: Issuer, link: Path) -> ServerProcess | None:
+        """The launched server if it suits (it trusts `issuer`; the environment is the one it was launched
+        with; `link` does not exist yet), now answering, with `link` (and the log's usual path beside it)
+        pointing at its data directory; then the next one is launched. None if none suits."""
+        server = self.pending
+        suits = server is not None and self.pending_issuer is issuer and self.pending_env == _environment()
+        if server is None or not suits or link.exists():
+            return None
+        self.pending = self.pending_issuer = None
+        try:
+            server.wait_started()
+        except RuntimeError:
+            return None
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(server.data_dir, target_is_directory=True)
+        (link.parent / f"{link.name}-server.log").symlink_to(server.log_path)
+        self.launch()
+        return server
+
+    def launch(self) -> None:
+        """Launch the next server (after a test started one the usual way, or took the launched one)."""
+        if self.pending is not None and self.pending_env == _environment():
+            return
+        self.close()  # launched under an environment a test had changed
+        self.launched += 1
+        issuer = Issuer()
+        data_dir = self.base_dir / f"pooled{self.launched}" / "server"
+        issuer.trust_in(data_dir)
+        self.pending_env = _environment()
+        self.pending, self.pending_issuer = ServerProcess(data_dir).launch(), issuer
+
+    def close(self) -> None:
+        if self.pending is not None:
+            self.pending.kill()
+            self.pending = self.pending_issuer = None
 
 
 _PLANT_LICENSE = """
@@ -331,8 +424,8 @@ class TriadCluster:
         ]
 
     def start(self, seed: str = "primary", timeout: float = 20.0) -> TriadCluster:
-        for server in self.servers.values():
-            server.start()
+        start_servers(self.servers.values())
+        log_in_everywhere(self.servers.values())
         body = {"name": self.name, "seed": seed, "username": "admin", "password": ADMIN_PASSWORD,
                 "members": self.member_specs(), "active_ttl_s": self.active_ttl_s}
         with self.servers[seed].admin() as admin:
@@ -494,9 +587,9 @@ class BackupPairProcesses:
         return {"name": role, "api_url": server.url, **({"tls_fingerprint": server.fingerprint} if server.tls else {})}
 
     def start(self, *, join: bool = True, settings_from: str = "main") -> BackupPairProcesses:
-        for server in self.servers.values():
-            server.start()
+        start_servers(self.servers.values())
         if join:
+            log_in_everywhere(self.servers.values())
             self.join(settings_from=settings_from)
         return self
 

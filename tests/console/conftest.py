@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from harness import ADMIN_PASSWORD, Issuer, ServerProcess
+from harness import ADMIN_PASSWORD, Issuer, ServerPool, ServerProcess
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -103,18 +103,23 @@ def _describe(error: Error | object) -> str:
 
 
 @pytest.fixture(scope="module")
-def console_issuer() -> Issuer:
-    return Issuer()
+def console_issuer(server_pool: ServerPool) -> Issuer:
+    return server_pool.issuer()
 
 
 @pytest.fixture(scope="module")
-def console_server(tmp_path_factory: pytest.TempPathFactory, console_issuer: Issuer) -> Iterator[ServerProcess]:
-    """One real server for a module's tests (each test leaves it as other tests of the module expect)."""
+def console_server(tmp_path_factory: pytest.TempPathFactory, console_issuer: Issuer,
+                   server_pool: ServerPool) -> Iterator[ServerProcess]:
+    """One real server for a module's tests (each test leaves it as other tests of the module expect): the
+    one `server_pool` launched ahead, if it suits."""
     data_dir = tmp_path_factory.mktemp("console") / "server"
-    console_issuer.trust_in(data_dir)
-    server = ServerProcess(data_dir)
+    server = server_pool.take(console_issuer, data_dir)
+    if server is None:
+        console_issuer.trust_in(data_dir)
+        server = ServerProcess(data_dir).start()
+        server_pool.launch()
     try:
-        yield server.start()
+        yield server
     finally:
         server.kill()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import ADMIN_PASSWORD, Issuer, TriadCluster
+from harness import ADMIN_PASSWORD, Issuer, TriadCluster, start_servers
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from .console_support import CONSOLE, expect_no_horizontal_scroll, log_in, screenshot
@@ -24,8 +24,7 @@ def triad_servers(tmp_path: Path, console_issuer: Issuer) -> Iterator[TriadClust
     """Three servers started standalone, with Raft ports chosen; the wizard joins them into a triad."""
     cluster = TriadCluster(tmp_path / "triad", console_issuer, name="Labels")
     try:
-        for server in cluster.servers.values():
-            server.start()
+        start_servers(cluster.servers.values())
         yield cluster
     finally:
         cluster.stop()

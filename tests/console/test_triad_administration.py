@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from harness import ADMIN_PASSWORD, BackupPairProcesses, Issuer, TriadCluster, wait_for
+from harness import ADMIN_PASSWORD, BackupPairProcesses, Issuer, TriadCluster, start_servers, wait_for
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from .console_support import CONSOLE, install, log_in, screenshot
@@ -57,8 +57,8 @@ def triad(tmp_path_factory: pytest.TempPathFactory, console_issuer: Issuer) -> I
     cluster = TriadCluster(tmp_path_factory.mktemp("triad-admin") / "triad", console_issuer, name="Labels")
     licenses: dict[str, str] = {}
     try:
+        start_servers(cluster.servers.values())
         for role, server in cluster.servers.items():
-            server.start()
             with server.admin() as admin:
                 answer = admin.patch("/api/v1/admin/settings", json={"changes": {"server_name": NAMES[role]}})
                 assert answer.status_code == 200, answer.text

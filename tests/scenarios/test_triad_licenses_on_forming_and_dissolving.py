@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
-from harness import ADMIN_PASSWORD, Issuer, TriadCluster
+from harness import ADMIN_PASSWORD, Issuer, TriadCluster, start_servers
 
 JSON = {"Content-Type": "application/json"}
 
@@ -23,8 +23,7 @@ def test_licenses_that_cannot_join_are_named_before_forming_and_return_to_their_
     cluster = TriadCluster(tmp_path / "triad", vendor, name="Labels")
     other_vendor.trust_in(cluster.servers["secondary"].data_dir)  # only the secondary trusts this issuer
     try:
-        for server in cluster.servers.values():
-            server.start()
+        start_servers(cluster.servers.values())
         primary, secondary = cluster.servers["primary"], cluster.servers["secondary"]
         with primary.admin() as admin:
             admin.post("/api/v1/admin/licenses", content=vendor.license_bytes(license_id="SHARED", count=10),
