@@ -20,6 +20,9 @@ if [ -n "$NEED" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $NEED >/dev/null
 fi
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# An editable install is not compiled, and with PYTHONDONTWRITEBYTECODE set every server a test starts would
+# compile every module again (~0.1-0.35 s of CPU a start); compiled once here, as pip does for an installed server.
+python3 -m compileall -q src >/dev/null
 python3 -m ruff check src tests bench
 python3 -m mypy  # the [tool.mypy] settings in pyproject.toml: src/licentia, every function typed
 python3 -m pytest -q --durations=25  # the slowest 25, so the next change to suite time starts from facts
