@@ -13,6 +13,10 @@ A triad member forks too, while its etcd client runs gRPC's threads: the child n
 its pollers in the child, which abort once the child has closed their descriptors). The journal still
 falls back to in-process snapshots after a child fails.
 
+The child runs at the lowest CPU priority (`CHILD_NICENESS`): encoding a large state takes it seconds of CPU,
+and where cores are few (or a triad's three members share a machine) the process answering clients must come
+first; the child takes whatever CPU the server leaves, so a checkpoint takes longer only on a busy machine.
+
 A crash at any moment leaves the previous file or the new one, never a mix (`write_private`). For
 the tests, `LICENTIA_TEST_SNAPSHOT_PAUSE_S` makes the child pause after writing its first chunk.
 """
@@ -30,6 +34,7 @@ from pathlib import Path
 from licentia.store.private_file import write_private
 
 PAUSE_ENV = "LICENTIA_TEST_SNAPSHOT_PAUSE_S"
+CHILD_NICENESS = 19  # added to the server's: the lowest priority there is
 
 
 class ForkedWriteFailed(OSError):
@@ -39,6 +44,7 @@ class ForkedWriteFailed(OSError):
 def _child(path: Path, chunks: Callable[[], Sequence[bytes]]) -> int:
     try:
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        os.nice(CHILD_NICENESS)
         pause_s = float(os.environ.get(PAUSE_ENV) or 0)
         write_private(path, *chunks(), pause=(lambda: time.sleep(pause_s)) if pause_s else None)
         return 0
