@@ -32,18 +32,27 @@ def sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_private(path: Path, *chunks: bytes, pause: Callable[[], None] | None = None) -> None:
+def write_private(path: Path, *chunks: bytes, pause: Callable[[], None] | None = None, sync_every: int = 0) -> None:
     """Replace `path` with the concatenation of `chunks`, durably and atomically, readable by the owner only.
-    `pause` (for crash tests) is called after the first chunk is written."""
+    `pause` (for crash tests) is called after the first chunk is written. With `sync_every`, the data is synced
+    each time that many bytes were written: a large file (a snapshot, a checkpoint) then never has hundreds of
+    megabytes waiting to be flushed at once, which every other fsync on the disk would wait behind (etcd's log,
+    the journal's commits)."""
     temporary = path.with_name(f".{path.name}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        unsynced = 0
         for n, chunk in enumerate(chunks):
             if n == 1 and pause is not None:
                 pause()
             view = memoryview(chunk)
             while view:
-                view = view[os.write(fd, view) :]
+                written = os.write(fd, view[: sync_every or len(view)])
+                view = view[written:]
+                unsynced += written
+                if sync_every and unsynced >= sync_every:
+                    os.fdatasync(fd)
+                    unsynced = 0
         os.fsync(fd)
     finally:
         os.close(fd)
