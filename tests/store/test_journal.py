@@ -383,3 +383,33 @@ def test_a_snapshot_child_that_fails_loses_nothing_and_later_snapshots_are_writt
     asyncio.run(body())
     reloaded, last_index = reload(path)
     assert last_index == 12 and reloaded.snapshot_bytes() == state.snapshot_bytes()
+
+
+def test_the_space_of_a_burst_of_journaled_commands_is_given_back_once_a_snapshot_holds_them(tmp_path, issuer):
+    """A burst of changes with no snapshot between them (a bulk import, a long outage of the snapshot child)
+    leaves the database file full of free pages once the snapshot holds them; they are given back to the file
+    system, so the data directory stays about the size of the live data."""
+    path = tmp_path / "journal.db"
+    state = LicenseState()
+
+    async def body() -> None:
+        journal = SqliteJournal(path, snapshot_every=10**9)
+        journal.load()
+        for command, now in script(issuer)[:3]:
+            await execute(journal, state, command, now)
+        for n in range(3000):  # ~2.5 MB of journal: clients with long names
+            client = ClientInfo(host=f"ws-{n}-" + "x" * 180, user="u" * 200, application="a" * 200)
+            command = c.Checkout(request_id=f"r{n}", lease_id=f"L{n}", product="Designer", client=client)
+            await execute(journal, state, command, T0 + 20 + n)
+        await journal.close(state)  # the snapshot at close holds every command; the journal is emptied
+
+    asyncio.run(body())
+    conn = sqlite3.connect(path)
+    page_size, pages, free = (conn.execute(f"PRAGMA {name}").fetchone()[0]
+                              for name in ("page_size", "page_count", "freelist_count"))
+    journal_rows = conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
+    conn.close()
+    assert journal_rows == 0
+    assert free * page_size <= 1024 * 1024, f"{free} free pages of {pages} kept in the file"  # 4 MB before
+    reloaded, last_index = reload(path)
+    assert last_index == 3003 and reloaded.snapshot_bytes() == state.snapshot_bytes()

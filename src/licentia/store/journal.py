@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 PRUNE_ROWS_PER_TRANSACTION = 5000
 USAGE_DRAIN_DELAY_S = 0.02  # a triad member's usage rows are in its Raft log first; the SQLite copy may lag
 JOURNAL_ROWS_PER_DELETE = 2000  # journal rows deleted per transaction after a snapshot
+FREE_PAGES_KEPT = 256  # free pages a database keeps for the rows to come (1 MiB of 4 KiB pages)
+FREE_PAGES_PER_STEP = 1024  # pages given back per transaction (4 MiB)
 WAL_CHECKPOINT_EVERY_S = 1.0  # at most this often, after writes, a worker thread checkpoints the WAL
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # the WAL's bound: a commit checkpoints past it; cut back to it when it restarts
 
@@ -89,8 +91,12 @@ class JournalFailure(RuntimeError):
     """The journal could not make a command durable; the in-memory state can no longer be trusted."""
 
 
-def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+def _connect(path: Path, synchronous: str, *, new_database_vacuums: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    if new_database_vacuums and conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+        # A new database gives the pages it no longer needs back to the file system (`_give_back_free_pages`);
+        # SQLite takes this before the first table and before WAL mode. Databases of earlier versions keep them.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=5000")
@@ -109,7 +115,7 @@ class SqliteJournal:
         self.snapshot_file = snapshot_path(path)
         self.snapshot_every = snapshot_every
         self._synchronous = synchronous
-        self._writer = _connect(path, synchronous)
+        self._writer = _connect(path, synchronous, new_database_vacuums=True)
         self._writer.executescript(SCHEMA)
         self._writer.executescript(ROLLUP_SCHEMA)
         columns = {row[1] for row in self._writer.execute("PRAGMA table_info(usage)")}
@@ -301,7 +307,19 @@ class SqliteJournal:
                 ).rowcount
             if deleted < JOURNAL_ROWS_PER_DELETE:
                 break
+        self._give_back_free_pages()
         self._checkpoint_wal()
+
+    def _give_back_free_pages(self) -> None:
+        """Shorten the database file by its free pages (after a burst of commands the snapshot now holds, or
+        pruned usage rows), FREE_PAGES_PER_STEP at a time, so that the loop's writes wait little for the
+        connection; a database of an earlier version (no incremental vacuum) keeps them for its next rows."""
+        while True:
+            with self._transaction() as conn:
+                free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+                if free <= FREE_PAGES_KEPT or conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                    return
+                conn.execute(f"PRAGMA incremental_vacuum({FREE_PAGES_PER_STEP})").fetchall()
 
     def _checkpoint_wal(self) -> None:
         """Copy the WAL into the database without waiting for writers (PASSIVE); the next write after a
@@ -554,6 +572,7 @@ class SqliteJournal:
         loop = asyncio.get_running_loop()
         while await loop.run_in_executor(self._executor, prune) >= PRUNE_ROWS_PER_TRANSACTION:
             pass
+        await loop.run_in_executor(self._executor, self._give_back_free_pages)
 
     # -- shutdown -------------------------------------------------------------------------------
 
