@@ -413,3 +413,33 @@ def test_the_space_of_a_burst_of_journaled_commands_is_given_back_once_a_snapsho
     assert free * page_size <= 1024 * 1024, f"{free} free pages of {pages} kept in the file"  # 4 MB before
     reloaded, last_index = reload(path)
     assert last_index == 3003 and reloaded.snapshot_bytes() == state.snapshot_bytes()
+
+
+def test_a_snapshot_leaves_the_state_frozen_at_start_out_of_the_collectors_passes(tmp_path, issuer):
+    """`licentia serve` freezes the state it loads, so that the collector's full passes never walk it (at 300k
+    leases a pass over it stops the loop ~1 s). Writing a snapshot must not hand it back to the collector."""
+    import gc
+
+    path = tmp_path / "journal.db"
+    state = LicenseState()
+    frozen: list[list[int]] = [[n] for n in range(1000)]  # stands for the loaded state
+    gc.freeze()
+    frozen_at_start = gc.get_freeze_count()
+
+    async def body() -> int:
+        journal = SqliteJournal(path, snapshot_every=5)
+        journal.load()
+        for command, now in script(issuer)[:6]:
+            await execute(journal, state, command, now)
+        await journal.wait_for_snapshot()
+        assert journal.snapshot_index > 0  # a snapshot was written (by a forked child)
+        after = gc.get_freeze_count()
+        await journal.close()
+        return after
+
+    try:
+        assert asyncio.run(body()) >= frozen_at_start > 0
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        del frozen
