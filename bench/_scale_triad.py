@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import json
 import sys
 import time
@@ -176,6 +177,7 @@ def run_triad_size(size: Any, workdir: Path, args: Any, measure_phases: Any) -> 
     checkpoint_after_s = getattr(args, "checkpoint_after_s", None) or CHECKPOINT_AFTER_S
     cluster = build_triad(workdir / size.name / "triad", site, checkpoint_after_s)
     load_s = time.perf_counter() - started
+    gc.collect()  # the site's state built in this process, before anything is measured (see scale.py's run_size)
     try:
         servers = list(cluster.servers.values())
         restart_s = _start_all(servers, 900)
