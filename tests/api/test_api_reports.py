@@ -8,6 +8,7 @@ import time
 
 import pytest
 from api_support import assert_error, assert_log_clean, install_ok
+from harness import wait_for
 
 R = "/api/v1/admin/reports/usage"
 
@@ -77,18 +78,31 @@ def test_report_needs_a_login(server, client):
     assert_error(client.get(R), 401, "unauthorized")
 
 
+def _store_as_rows_without_rollups(data, records) -> None:
+    """`records` as usage rows of the stopped server's database, its rollups unknown (as before rollups)."""
+    import sqlite3
+
+    from licentia.store.usage_rows import USAGE_FIELDS
+
+    columns = ("origin", "idx", "seq", *USAGE_FIELDS)
+    with sqlite3.connect(data / "licentia.db") as conn:
+        conn.execute("DELETE FROM meta WHERE key LIKE 'usage_rollup_%'")
+        conn.executemany(
+            f"INSERT INTO usage ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [("old", n, 0, *(getattr(record, f) for f in USAGE_FIELDS)) for n, record in enumerate(records)],
+        )
+
+
 def test_a_database_from_before_rollups_builds_them_on_first_start_and_reports_the_rows_numbers(tmp_path):
     """Rows written without rollups (as by an earlier version): the first start builds them once, says so
     in the log, and a report from them gives the numbers computed from the rows themselves."""
     import math
     import random
-    import sqlite3
 
     from harness import ServerProcess
 
     from licentia.core.model import UsageRecord
     from licentia.store.usage_report import usage_report
-    from licentia.store.usage_rows import USAGE_FIELDS
 
     data = tmp_path / "server"
     ServerProcess(data).start().stop()
@@ -109,20 +123,11 @@ def test_a_database_from_before_rollups_builds_them_on_first_start_and_reports_t
         else:
             records.append(UsageRecord(at=at, kind="checkout", granted=False, reason="limit_exceeded", count=2))
     records.sort(key=lambda record: record.at)
-    columns = ("origin", "idx", "seq", *USAGE_FIELDS)
-    with sqlite3.connect(data / "licentia.db") as conn:
-        conn.execute("DELETE FROM meta WHERE key LIKE 'usage_rollup_%'")
-        conn.executemany(
-            f"INSERT INTO usage ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-            [("old", n, 0, *(getattr(record, f) for f in USAGE_FIELDS)) for n, record in enumerate(records)],
-        )
+    _store_as_rows_without_rollups(data, records)
     server = ServerProcess(data).start()
     try:
-        deadline = time.time() + 30
         built = f"Built the usage report's hourly and daily rollups from {len(records)} usage rows in "
-        while built not in server.log_path.read_text() and time.time() < deadline:
-            time.sleep(0.1)
-        assert built in server.log_path.read_text()
+        wait_for(lambda: built in server.log_path.read_text(), timeout=30, what="the rollups built")
         since = math.floor(start / 3600) * 3600 - 86400
         with server.admin() as admin:
             # On whole hours, and off them (edges cut hours: the rows of those hours are read)
@@ -160,7 +165,6 @@ def test_rollups_without_quarter_hours_are_rebuilt_once_and_a_report_in_a_half_h
 
     from licentia.core.model import UsageRecord
     from licentia.store.usage_report import usage_report
-    from licentia.store.usage_rows import USAGE_FIELDS
 
     data = tmp_path / "server"
     ServerProcess(data).start().stop()
@@ -178,28 +182,18 @@ def test_rollups_without_quarter_hours_are_rebuilt_once_and_a_report_in_a_half_h
                         UsageRecord(at=at + rng.uniform(60, 5 * 3600), kind="checkin", granted=True, reason="ok",
                                     product="CAD", lease_id=f"L{n}")]
     records.sort(key=lambda record: record.at)
-    columns = ("origin", "idx", "seq", *USAGE_FIELDS)
-    with sqlite3.connect(data / "licentia.db") as conn:
-        conn.execute("DELETE FROM meta WHERE key LIKE 'usage_rollup_%'")
-        conn.executemany(
-            f"INSERT INTO usage ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-            [("old", n, 0, *(getattr(record, f) for f in USAGE_FIELDS)) for n, record in enumerate(records)],
-        )
+    _store_as_rows_without_rollups(data, records)
     server = ServerProcess(data).start()
     try:
-        deadline = time.time() + 30
-        while "Built the usage report's" not in server.log_path.read_text() and time.time() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: "Built the usage report's" in server.log_path.read_text(), timeout=30,
+                 what="the rollups built")
         server.stop()
         with sqlite3.connect(data / "licentia.db") as conn:  # as an earlier version leaves its rollups
             conn.execute("DROP TABLE usage_quarter")
             conn.execute("DELETE FROM meta WHERE key = 'usage_rollup_quarters_from'")
         server = ServerProcess(data).start()
         rebuilt = "with quarter hours, once, from "
-        deadline = time.time() + 30
-        while rebuilt not in server.log_path.read_text() and time.time() < deadline:
-            time.sleep(0.1)
-        assert rebuilt in server.log_path.read_text()
+        wait_for(lambda: rebuilt in server.log_path.read_text(), timeout=30, what="the rollups rebuilt")
         zone = 5.5 * 3600
         until = math.floor((now + zone) / 86400) * 86400 + 86400 - zone  # tomorrow's local midnight
         with server.admin() as admin:
