@@ -28,13 +28,14 @@ the tests, `LICENTIA_TEST_SNAPSHOT_PAUSE_S` makes the child pause after writing 
 from __future__ import annotations
 
 import asyncio
-import gc
+import contextlib
 import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from licentia.store.collector import collector_paused
 from licentia.store.private_file import write_private
 
 PAUSE_ENV = "LICENTIA_TEST_SNAPSHOT_PAUSE_S"
@@ -60,12 +61,21 @@ def _child(path: Path, chunks: Callable[[], Sequence[bytes]]) -> int:
 
 
 class ForkedWrite:
-    """A child process writing one file; `wait` until it is on disk."""
+    """A child process writing one file; `wait` until it is on disk (always: the cycle collector waits until then).
+
+    While the child runs, the collector waits: walking the objects would copy every page they are on
+    (copy-on-write), which stalls the loop (`store.collector`)."""
 
     def __init__(self, path: Path, chunks: Callable[[], Sequence[bytes]]) -> None:
         """Fork now: the file will hold `chunks()` as computed from this process's memory at this moment."""
         self.path = path
-        pid = os.fork()
+        self._collector = contextlib.ExitStack()
+        self._collector.enter_context(collector_paused())
+        try:
+            pid = os.fork()
+        except OSError:
+            self._collector.close()
+            raise
         if pid == 0:  # pragma: no cover - the child leaves through os._exit
             code = 1
             try:
@@ -76,22 +86,15 @@ class ForkedWrite:
 
     async def wait(self) -> None:
         """Return once the file is on disk; ForkedWriteFailed if the child failed."""
-        _, status = await asyncio.to_thread(os.waitpid, self.pid, 0)
+        try:
+            _, status = await asyncio.to_thread(os.waitpid, self.pid, 0)
+        finally:
+            self._collector.close()
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
             raise ForkedWriteFailed(f"the process writing {self.path.name} exited with {code}")
 
 
 async def write_forked(path: Path, chunks: Callable[[], Sequence[bytes]]) -> None:
-    """Write `path` with the bytes `chunks()` returns for the memory as it is now, from a forked child.
-
-    While the child runs, the cycle collector waits: walking the objects would copy every page they are on
-    (copy-on-write), which stalls the loop. It is paused rather than given frozen objects, because
-    unfreezing would also hand it back what the server froze when it loaded its state."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        await ForkedWrite(path, chunks).wait()
-    finally:
-        if collecting:
-            gc.enable()
+    """Write `path` with the bytes `chunks()` returns for the memory as it is now, from a forked child."""
+    await ForkedWrite(path, chunks).wait()

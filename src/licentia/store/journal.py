@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import logging
 import math
 import sqlite3
@@ -134,7 +133,6 @@ class SqliteJournal:
         self._checkpointer = _connect(path, synchronous)
         self._checkpoint_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-wal")
         self._checkpoint_due = 0.0
-        self._collector_paused = False  # by a snapshot child running
         self._checkpoint_running = False
         self._pending: list[tuple[int, float, bytes, list[UsageRecord]]] = []
         self._pending_waiters: list[asyncio.Future[None]] = []
@@ -265,16 +263,9 @@ class SqliteJournal:
         loop = asyncio.get_running_loop()
         write: Awaitable[None]
         if self._fork_snapshots:
-            # While the child runs, the cycle collector waits: walking the objects would copy every page they are
-            # on (copy-on-write), which stalls the loop. It is paused, not given frozen objects: unfreezing after
-            # would hand it back the state `licentia serve` froze when it loaded it, and its next full pass over
-            # that state stops the loop (~1 s at 300k leases and printers).
-            self._collector_paused = gc.isenabled()
-            gc.disable()
-            try:
+            try:  # the collector waits until the child is done (`ForkedWrite`)
                 write = ForkedWrite(self.snapshot_file, lambda: snapshot_chunks(index, state)).wait()
             except OSError as exc:
-                self._resume_collector()
                 log.error("Could not start writing a snapshot (%s); the journal keeps every command meanwhile.", exc)
                 return
         else:  # encoded here, written by a worker thread
@@ -294,13 +285,7 @@ class SqliteJournal:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_journal_until, index)
             log.info("Wrote a snapshot at journal index %d.", index)
         finally:
-            self._resume_collector()
             self._snapshot_task = None
-
-    def _resume_collector(self) -> None:
-        if self._collector_paused:
-            self._collector_paused = False
-            gc.enable()
 
     def _drop_journal_until(self, index: int) -> None:
         """Delete the commands the snapshot holds, a few thousand per transaction (the loop's writes share

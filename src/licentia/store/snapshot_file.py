@@ -21,9 +21,7 @@ before (sorting them costs milliseconds), so their files are the very bytes earl
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from licentia.core.listing import ListingOrders
 from licentia.core.model import Client, Lease, Printer
 from licentia.core.sharing import ValuePool
 from licentia.core.state import LicenseState, Snapshot
+from licentia.store.collector import collector_paused
 
 MAGIC = b"licentia-snapshot 1 "
 SUFFIX = ".snapshot"
@@ -121,24 +120,13 @@ def decode_snapshot_file(data: bytes) -> tuple[int, StoredSnapshot]:
     return int(heading[len(MAGIC) :]), decode_state(body)
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
-
-
 def load_snapshot_file(source: bytes | Path) -> tuple[int, LicenseState]:
     """The journal index (or log revision) and the state in the file's bytes (or the file, then read and dropped
     before the state is built), as a server loads its snapshot and a triad member its checkpoint: the records
     decoded sharing their values (`decode_state`), the list orders taken from the file where it holds them. The
     cycle collector waits meanwhile: none of the records can be in a cycle, and each of its passes walked the
     large lists being built (at 300,000 leases and printers, a fifth of the load's time)."""
-    with _collector_paused():
+    with collector_paused():
         index, snapshot = decode_snapshot_file(source.read_bytes() if isinstance(source, Path) else source)
         return index, LicenseState.from_snapshot(snapshot, values_shared=True, orders=snapshot.listing_orders)
 
