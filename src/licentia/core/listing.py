@@ -239,17 +239,22 @@ class GroupedIndex:
         self._groups: dict[str, SortedIndex] = {}
         self.shape = shape
 
-    def fill(self, entries: Iterable[tuple[str, Any]]) -> None:
-        """Put many (group, entry) in at once."""
+    @staticmethod
+    def _by_group(entries: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:
         by_group: dict[str, list[Any]] = {}
         for group, entry in entries:
             by_group.setdefault(group, []).append(entry)
-        for group, members in by_group.items():
+        return by_group
+
+    def fill(self, entries: Iterable[tuple[str, Any]]) -> None:
+        """Put many (group, entry) in at once."""
+        for group, members in self._by_group(entries).items():
             self._index(group).fill(members)
 
-    def fill_in_order(self, groups: dict[str, list[Any]]) -> bool:
-        """Each group's entries, already in order (`SortedIndex.fill_in_order`), into an empty order."""
-        return all(self._index(group).fill_in_order(entries) for group, entries in groups.items())
+    def fill_in_order(self, entries: Iterable[tuple[str, Any]]) -> bool:
+        """(group, entry) pairs, each group's entries already in order (`SortedIndex.fill_in_order`), into an
+        empty order."""
+        return all(self._index(group).fill_in_order(members) for group, members in self._by_group(entries).items())
 
     def _index(self, group: str) -> SortedIndex:
         index = self._groups.get(group)
@@ -507,9 +512,6 @@ class Listings:
     def _filled_in_order(self, leases: Sequence[Lease], printers: Sequence[Printer], clients: Sequence[Client],
                          orders: ListingOrders) -> Listings | None:
         by_seen = list(map(printers.__getitem__, _unpacked(orders.printers_by_seen, len(printers))))
-        by_group: dict[str, list[Printer]] = {}
-        for printer in by_seen:  # the printers by when last seen, group by group
-            by_group.setdefault(printer.group, []).append(printer)
         filled = (
             self.leases_by_product.fill_in_order(
                 list(map(leases.__getitem__, _unpacked(orders.leases_by_product, len(leases)))))
@@ -518,7 +520,7 @@ class Listings:
             and self.printers_by_seen.fill_in_order(by_seen)
             and self.printers_by_name.fill_in_order(
                 list(map(printers.__getitem__, _unpacked(orders.printers_by_name, len(printers)))))
-            and self.printers_by_group.fill_in_order(by_group)
+            and self.printers_by_group.fill_in_order((printer.group, printer) for printer in by_seen)
             and self.clients_by_seen.fill_in_order(
                 list(map(clients.__getitem__, _unpacked(orders.clients_by_seen, len(clients)))))
             and self.clients_by_host.fill_in_order(
