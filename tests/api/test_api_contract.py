@@ -24,7 +24,7 @@ from licentia.cluster.relationship_status import (
     TriadMemberStatus,
     TriadStatus,
 )
-from licentia.cluster.triad_checkpoint import MEDIA_TYPE as CHECKPOINT_MEDIA_TYPE
+from licentia.cluster.triad_seam import CHECKPOINT_MEDIA_TYPE
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from licentia.cluster import peer_auth
 from licentia.cluster.etcd_client import EtcdUnavailable
 from licentia.cluster.relationship import Host
 from licentia.cluster.triad_log import APPLIED_PREFIX, TriadLog
-from licentia.cluster.triad_seam import CHECKPOINT_MEDIA_TYPE, CommitFailed
+from licentia.cluster.triad_seam import CommitFailed
 from licentia.core.model import TriadMember
 from licentia.core.state import LicenseState, Snapshot
 from licentia.store.forked_write import ForkedWriteFailed, write_forked
@@ -44,7 +44,6 @@ from licentia.tls import CertificateRefused, ServerTrust
 
 log = logging.getLogger("licentia.triad")
 
-MEDIA_TYPE = CHECKPOINT_MEDIA_TYPE
 CHUNK = 1 << 20  # bytes read (by a thread) per piece of a checkpoint sent to a peer
 
 

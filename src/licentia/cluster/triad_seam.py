@@ -42,7 +42,6 @@ class TriadConfig(msgspec.Struct):
     own_name: str = ""  # this member's server name when it joined: the triad's settings carry the seed's
     set_aside: list[License] = []  # this member's licenses that could not join the pool; back when it leaves
 
-
     @property
     def member(self) -> TriadMember:
         return next(m for m in self.members if m.name == self.me)
