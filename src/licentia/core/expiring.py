@@ -34,9 +34,7 @@ class ExpiringSet:
         """`key` is a member until `at` + the offset."""
         self._expiry[key] = at
         heapq.heappush(self._heap, Due(at, key))
-        if len(self._heap) > 2 * len(self._expiry) + 64:
-            self._heap = [Due(at, k) for k, at in self._expiry.items()]
-            heapq.heapify(self._heap)
+        self._drop_stale_entries()
 
     def fill(self, members: list[Due]) -> None:
         """Put many members in at once (the heap built once: far faster than one at a time; the entries become
@@ -46,6 +44,10 @@ class ExpiringSet:
             expiry[due.key] = due.at
         self._heap.extend(members)
         heapq.heapify(self._heap)
+        self._drop_stale_entries()
+
+    def _drop_stale_entries(self) -> None:
+        """Rebuild the heap from the members once most of its entries are stale (members put again or gone)."""
         if len(self._heap) > 2 * len(self._expiry) + 64:
             self._heap = [Due(at, k) for k, at in self._expiry.items()]
             heapq.heapify(self._heap)
