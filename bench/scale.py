@@ -394,6 +394,9 @@ def run_size(size: Size, workdir: Path, args: argparse.Namespace) -> dict[str, A
     # collector's first full pass over it would stop this process (its probe and its clients) for a second
     # in the middle of a phase, counted as the server's stall. Collected here, before anything is measured.
     gc.collect()
+    # The loader's hundreds of megabytes are still being written back to the disk: the server's first syncs would
+    # wait behind them (ext4 commits them with its journal), counted as the server's stall. Written out first.
+    os.sync()
     log(f"{size.name}: {commands} commands loaded in {load_s:.1f} s; starting the server")
     config = workdir / size.name / "licentia.toml"
     config.write_text(f"[server]\nsnapshot_every = {args.snapshot_every}\n")

@@ -23,6 +23,7 @@ from licentia.config import Config
 from licentia.core.commands import Checkout, Command, PrintCheck, UpdateSettings
 from licentia.core.model import ClientInfo, PrinterIdentity
 from licentia.server import LicenseServer
+from licentia.store.usage_rollups import DAY
 
 PRINTER_PRODUCT = "LabelStudio"
 SEAT_PRODUCT = "CADStudio"
@@ -130,6 +131,11 @@ def load_site(data_dir: Path, issuer: Issuer, site: Site) -> int:
                 if not outcome.ok and outcome.code != "license_exists":
                     raise RuntimeError(f"could not install the bulk license: {outcome}")
             await server.execute(UpdateSettings(changes={"lease_ttl_s": site.lease_ttl_s}))
+            # The usage rollups, kept as the rows are written, as a running server keeps them: a server started on a
+            # directory without them builds them from every usage row in the background first (at 1M rows, half a
+            # minute of a worker thread taking the interpreter's lock from its loop).
+            if not await server.journal.rollups_ready(server.state.settings.printer_window_days * DAY):
+                raise RuntimeError("the usage rollups could not be built before loading")
             return await _execute_all(server, site_commands(site))
         finally:
             await server.stop()

@@ -458,7 +458,7 @@ class LicenseServer:
             now = self.now()
             if not self.relation.may_reclaim():
                 continue
-            if any(lease.expires_at <= now for lease in self.state.leases.values()):
+            if self.state.leases_expire_by(now):
                 try:
                     outcome = await self.execute(ReclaimExpired())
                 except (NotActive, CommitFailed):

@@ -148,6 +148,43 @@ def test_reclaim_with_nothing_expired_changes_nothing(state, seats):
     assert state.snapshot_bytes() == before
 
 
+class CountedLeases(dict):
+    """The state's leases, counting the passes over them."""
+
+    passes = 0
+
+    def values(self):
+        CountedLeases.passes += 1
+        return super().values()
+
+
+def test_whether_a_lease_is_up_is_answered_without_a_pass_over_the_leases_until_one_may_be(state, seats):
+    checkout(state, "L1", T0)
+    checkout(state, "L2", T0 + 100)
+    state.leases = CountedLeases(state.leases)
+
+    assert not state.leases_expire_by(T0 + 1)  # one pass: the earliest expiry is T0 + TTL
+    CountedLeases.passes = 0
+    for second in range(2, 100):
+        assert not state.leases_expire_by(T0 + second)
+        state.apply(Heartbeat(lease_ids=["L2"]), T0 + second)  # renewals only push the earliest later
+    state.apply(ReclaimExpired(), T0 + 101)
+    assert CountedLeases.passes == 0
+
+    assert state.leases_expire_by(T0 + TTL)  # L1's time is up
+    assert state.apply(ReclaimExpired(), T0 + TTL).result.reclaimed == ["L1"]
+    assert not state.leases_expire_by(T0 + TTL + 1)  # L2 was renewed at T0 + 99
+
+
+def test_a_lease_granted_with_a_shorter_time_is_found_expired_before_the_earlier_ones(state, seats):
+    checkout(state, "L1", T0)
+    assert not state.leases_expire_by(T0 + 1)  # the earliest expiry: T0 + TTL
+    checkout(state, "L2", T0 + 2, ttl_s=20)
+    assert not state.leases_expire_by(T0 + 21)
+    assert state.leases_expire_by(T0 + 22)
+    assert state.apply(ReclaimExpired(), T0 + 22).result.reclaimed == ["L2"]
+
+
 def test_checkin_releases_seat(state, seats):
     checkout(state, "L1", T0)
     checkout(state, "L2", T0)
@@ -230,3 +267,4 @@ def test_request_id_reused_for_another_product_is_refused(state, seats):
 
     assert other.code == "request_conflict"
     assert "L2" not in state.leases
+

@@ -443,3 +443,77 @@ def test_a_snapshot_leaves_the_state_frozen_at_start_out_of_the_collectors_passe
     finally:
         gc.unfreeze()
         del frozen
+
+
+def test_commands_are_committed_beside_the_loop_while_a_snapshot_is_being_written(tmp_path, issuer, monkeypatch):
+    """A sync waits behind what else the disk is writing: while the snapshot child writes the state (hundreds of
+    megabytes at a large site), the commit thread writes the journal's batches, so the loop serves meanwhile;
+    and what it acknowledges is on disk all the same."""
+    import threading
+
+    from licentia.store import forked_write
+
+    monkeypatch.setenv(forked_write.PAUSE_ENV, "1.0")  # the child pauses after its first chunk
+    path = tmp_path / "journal.db"
+    state = LicenseState()
+    written_by: list[str] = []
+    original = SqliteJournal._write
+
+    def recording_write(self, batch):
+        written_by.append(threading.current_thread().name)
+        return original(self, batch)
+
+    monkeypatch.setattr(SqliteJournal, "_write", recording_write)
+
+    async def body() -> None:
+        journal = SqliteJournal(path, snapshot_every=5)
+        journal.load()
+        commands = script(issuer)
+        for command, now in commands[:5]:  # the fifth starts the snapshot
+            await execute(journal, state, command, now)
+        assert journal._snapshot_task is not None
+        on_loop = len(written_by)
+        for command, now in commands[5:8]:
+            await execute(journal, state, command, now)
+        assert journal._snapshot_task is not None  # still being written
+        assert all(name == threading.current_thread().name for name in written_by[:on_loop])
+        assert written_by[on_loop:] and all(name.startswith("licentia-commit") for name in written_by[on_loop:])
+        await journal.wait_for_snapshot()
+        await journal.close()
+
+    asyncio.run(body())
+    reloaded, last_index = reload(path)
+    assert last_index == 8 and reloaded.snapshot_bytes() == state.snapshot_bytes()
+
+
+def test_a_slow_commit_has_the_next_ones_written_beside_the_loop(tmp_path, issuer, monkeypatch):
+    import threading
+    import time
+
+    from licentia.store import journal as journal_module
+
+    path = tmp_path / "journal.db"
+    state = LicenseState()
+    written_by: list[str] = []
+    original = SqliteJournal._write
+
+    def slow_first_write(self, batch):
+        written_by.append(threading.current_thread().name)
+        if len(written_by) == 2:
+            time.sleep(journal_module.COMMIT_SLOW_S * 3)  # a sync behind another process's writes
+        return original(self, batch)
+
+    monkeypatch.setattr(SqliteJournal, "_write", slow_first_write)
+
+    async def body() -> None:
+        journal = SqliteJournal(path, snapshot_every=10**9)
+        journal.load()
+        for command, now in script(issuer)[:5]:
+            await execute(journal, state, command, now)
+        await journal.close()
+
+    asyncio.run(body())
+    loop_thread = threading.current_thread().name
+    assert written_by[:2] == [loop_thread, loop_thread]
+    assert written_by[2:] and all(name.startswith("licentia-commit") for name in written_by[2:])
+    assert reload(path)[1] == 5

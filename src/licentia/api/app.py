@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -16,10 +17,12 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from licentia.api import admin_api, alerts_api, client_api, peer_api, relationship_api, reports_api
 from licentia.api.errors import JSON, error_response
+from licentia.api.licensing_first import ClientRequests, LicensingFirst
 from licentia.api.metrics import ClientLatencyMiddleware, Metrics
 from licentia.api.openapi import openapi_document
 from licentia.api.routing import to_route
 from licentia.console.app import console_routes
+from licentia.console.views import compile_templates
 from licentia.server import LicenseServer
 from licentia.store.journal import JournalFailure
 
@@ -80,14 +83,17 @@ def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starl
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage_lifecycle:
             await server.start()
+        compiling = asyncio.get_running_loop().run_in_executor(None, compile_templates)
         try:
             yield
         finally:
+            await compiling
             if manage_lifecycle:
                 await server.stop()
 
     # /metrics and /health/* need no login (they expose no secrets); see docs/operations.md.
     metrics = Metrics(server, client_api.ENDPOINTS)
+    first = LicensingFirst()
     app = Starlette(
         routes=[
             *(to_route(e) for e in ENDPOINTS),
@@ -95,7 +101,8 @@ def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starl
             *metrics.routes(),
             *console_routes(server.config.console_path),
         ],
-        middleware=[*_proxy_headers(server), Middleware(ClientLatencyMiddleware, histograms=metrics.latency)],
+        middleware=[*_proxy_headers(server), Middleware(ClientRequests, first=first),
+                    Middleware(ClientLatencyMiddleware, histograms=metrics.latency)],
         exception_handlers={
             HTTPException: _http_error,
             JournalFailure: _journal_failure,
@@ -105,4 +112,5 @@ def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starl
     )
     app.state.server = server
     app.state.metrics = metrics
+    app.state.licensing_first = first
     return app

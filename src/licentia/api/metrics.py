@@ -180,7 +180,8 @@ class LicentiaCollector(Collector):
         yield GaugeMetricFamily(
             "licentia_leases_active",
             "Seat leases held now (not yet expired)",
-            value=sum(1 for lease in state.leases.values() if lease.expires_at > now),
+            value=sum(1 for lease in state.leases.values() if lease.expires_at > now)
+            if state.leases_expire_by(now) else len(state.leases),  # none expired: no pass over them
         )
         yield GaugeMetricFamily(
             "licentia_clients", "Client machines/users/applications known", value=len(state.clients)

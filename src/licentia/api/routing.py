@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from licentia.api.auth import require_role
 from licentia.api.errors import JSON, ApiError, error_response
+from licentia.api.licensing_first import licensing_first
 from licentia.api.this_server import this_server
 from licentia.api.validation_messages import explain
 from licentia.cluster.triad_forward import FORWARDED_HEADER, ForwardedChange, ForwardFailed, encode, forward
@@ -90,6 +91,8 @@ def to_route(endpoint: Endpoint) -> Route:
         data = b""
         try:
             user = await require_role(request, endpoint.role) if endpoint.role else None
+            if user is not None:  # admin work waits while client requests are in flight
+                await licensing_first(request).turn()
             args: list[Any] = [request]
             if endpoint.body is not None or endpoint.raw_body:
                 if not _content_type_ok(request):

@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from licentia.api.auth import ROLE_RANK
+from licentia.api.licensing_first import licensing_first
 from licentia.api.this_server import this_server
 from licentia.console.sessions import (
     ConsoleSession,
@@ -119,11 +120,15 @@ def page_route(page: Page) -> Route:
             return RedirectResponse(console_path(request) + "/password", 303)
         if not can(session, page.role):
             return render_refusal(request, f"The {page.title} page needs the {page.role} role.")
+        first = licensing_first(request)  # each step after client requests in flight were answered
+        await first.turn()
         try:
             context = await page.context(request, session)
         except PageNotFound as exc:
             return render_refusal(request, str(exc), 404)
+        await first.turn()
         full = {**await common_context(request, session, page), **context}
+        await first.turn()
         return render(request, page.template, full, in_slices=page.in_slices)
 
     return Route(page.path, endpoint, methods=["GET"], name=f"console:{page.nav}:{page.path}")

@@ -14,6 +14,7 @@ from typing import Any, get_args, get_type_hints
 
 from starlette.requests import Request
 
+from licentia.api.licensing_first import licensing_first
 from licentia.api.lists import PRINTERS, printer_page
 from licentia.api.this_server import this_server
 from licentia.console.pages import Page, can
@@ -61,6 +62,8 @@ async def printer_usage(request: Request, session: ConsoleSession) -> dict[str, 
         query = UsageQuery(kind="print", failed_only=failed_only, limit=RECENT_REQUESTS)
         context["requests"] = await server.journal.query_usage(query)
     if tab == "activity" and fragment in (None, "printers"):
+        await licensing_first(request).turn()
+        state = await server.read_state()
         printers = printer_page(state, server.now(), printer_query, recent=True)
         context.update(printers=printers.items, printer_table=table(request, PRINTERS, "printer_", printers))
     if tab == "permissions" and fragment in (None, "groups"):

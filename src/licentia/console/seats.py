@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from licentia.api.licensing_first import licensing_first
 from licentia.api.lists import CLIENTS, LEASES, client_page, lease_page
 from licentia.api.this_server import this_server
 from licentia.console.pages import Page
@@ -32,6 +33,8 @@ async def seats_and_clients(request: Request, session: ConsoleSession) -> dict[s
         leases = lease_page(state, server.now(), lease_query)
         context.update(leases=leases.items, lease_table=table(request, LEASES, "lease_", leases))
     if fragment in (None, "clients"):
+        await licensing_first(request).turn()
+        state = await server.read_state()
         clients = client_page(state, client_query)
         context.update(clients=clients.items, client_table=table(request, CLIENTS, "client_", clients))
     return context

@@ -8,6 +8,9 @@ per license and the sorted listings. The command handlers (`licentia.core.seats`
 
 from __future__ import annotations
 
+import math
+from operator import attrgetter
+
 import msgspec
 
 from licentia.core import commands as c
@@ -20,6 +23,7 @@ from licentia.core.printers import client_id
 from licentia.core.state_data import StateData
 
 DAY = 86400.0
+_EXPIRES_AT = attrgetter("expires_at")
 
 def request_key(client: ClientInfo, source_ip: str, request_id: str) -> RequestKey:
     return (client_id(client), source_ip, request_id)
@@ -53,6 +57,22 @@ class IndexedState(StateData):
         self._in_use: dict[str, ExpiringSet] = {}
         self._held_count: dict[str, int] = {}  # leases held per license, expired or not, until dropped
         self._listings = Listings()
+        # No lease expires before this time: a lease's expiry is filed here when it is granted or renewed
+        # (`_lease_expires`), while renewals and drops, by far the most changes, only push the true earliest later.
+        self._expiry_floor = -math.inf
+
+    def _lease_expires(self, at: float) -> None:
+        if at < self._expiry_floor:
+            self._expiry_floor = at
+
+    def leases_expire_by(self, now: float) -> bool:
+        """Whether a lease's time is up by `now`. Until `now` reaches the floor this looks at no lease; then one
+        pass over them (a C-level `min`, ~5 ms at 300,000 leases) sets the floor to the earliest expiry again.
+        Asked every few seconds by the server's reclaim loop, it had scanned every lease each time."""
+        if now < self._expiry_floor:
+            return False
+        self._expiry_floor = min(map(_EXPIRES_AT, self.leases.values()), default=math.inf)
+        return self._expiry_floor <= now
 
     def _mark(self, via: str = "") -> int:
         """The next change sequence number; a change made here (not taken from the partner) is also 'own'."""

@@ -96,6 +96,7 @@ class Seats(IndexedState):
             ttl_s=ttl,
         )
         self.leases[lease.lease_id] = lease
+        self._lease_expires(lease.expires_at)
         self._listings.lease_added(lease)
         self._held_count[chosen.id] = self._held_count.get(chosen.id, 0) + 1
         self._touch_client(cmd.client, cmd.source_ip, now)
@@ -144,6 +145,7 @@ class Seats(IndexedState):
                             denied[lease_id] = f"denied by access {why}"
                         continue
                 lease.expires_at = now + lease.ttl_s
+                self._lease_expires(lease.expires_at)
                 self._in_use[lease.license_id].put(lease.lease_id, lease.expires_at)  # not the request's string
                 renewed[lease_id] = lease.expires_at
             lost += gone
@@ -194,6 +196,8 @@ class Seats(IndexedState):
         )
 
     def _reclaim_expired(self, cmd: c.ReclaimExpired, now: float) -> Outcome[Reclaimed]:
+        if not self.leases_expire_by(now):
+            return Applied(Reclaimed([]), usage=[], changed=False)
         expired = [
             lease
             for lease in self.leases.values()

@@ -77,6 +77,8 @@ USAGE_DRAIN_DELAY_S = 0.02  # a triad member's usage rows are in its Raft log fi
 JOURNAL_ROWS_PER_DELETE = 2000  # journal rows deleted per transaction after a snapshot
 FREE_PAGES_KEPT = 256  # free pages a database keeps for the rows to come (1 MiB of 4 KiB pages)
 FREE_PAGES_PER_STEP = 1024  # pages given back per transaction (4 MiB)
+COMMIT_SLOW_S = 0.005  # a commit (with its sync) slower than this on the loop ...
+COMMIT_SLOW_FOR_S = 2.0  # ... has the next ones written by the commit thread for this long (`_flush`)
 WAL_CHECKPOINT_EVERY_S = 1.0  # at most this often, after writes, a worker thread checkpoints the WAL
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # the WAL's bound: a commit checkpoints past it; cut back to it when it restarts
 
@@ -134,6 +136,8 @@ class SqliteJournal:
         self._checkpoint_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-wal")
         self._checkpoint_due = 0.0
         self._checkpoint_running = False
+        self._commit_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-commit")
+        self._slow_commit_until = 0.0  # commits are written by the commit thread until then (`_flush`)
         self._pending: list[tuple[int, float, bytes, list[UsageRecord]]] = []
         self._pending_waiters: list[asyncio.Future[None]] = []
         self._snapshot_source: LicenseState | None = None  # a snapshot is due once all applied is durable
@@ -353,22 +357,33 @@ class SqliteJournal:
             asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        """Write what is pending on the event loop's own thread, one transaction (and fsync) at a time.
+        """Write what is pending, one transaction (and fsync) at a time: on the event loop's own thread while
+        the disk syncs fast, in the commit thread while it may not (`_commits_off_loop`).
 
-        Not in a worker thread: handing each batch to a thread and back cost ~0.7 ms of wake-ups per
-        batch on a busy 2-core host (the thread waits for a CPU and the GIL), more than the write
-        itself (~0.25 ms with its fsync); inline, the loop serves ~30% more license operations
-        (bench/README.md). While the loop waits for a commit no request is served, but every
-        license change waits for that commit anyway, and requests arriving meanwhile join the next
-        batch. Starting one turn of the loop later lets the requests read in this turn join too.
+        On the loop: handing each batch to a thread and back cost ~0.7 ms of wake-ups per batch on a busy
+        2-core host (the thread waits for a CPU and the GIL), more than the write itself (~0.25 ms with its
+        fsync); inline, the loop serves ~30% more license operations (bench/README.md). But while the loop
+        waits for a commit no request is served, and a sync waits behind whatever else the disk is writing:
+        at 300,000 leases, while the snapshot child wrote its 200 MB, commits held the loop for 25-55 ms, again
+        and again. So while a snapshot is being written, and for COMMIT_SLOW_FOR_S after a commit that took over
+        COMMIT_SLOW_S, the commit thread writes instead, and the loop serves on.
+        Either way requests arriving meanwhile join the next batch. Starting one turn of the loop later lets
+        the requests read in this turn join too.
         """
         await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
         try:
             while self._pending or self._pending_waiters:
                 batch, self._pending = self._pending, []
                 waiters, self._pending_waiters = self._pending_waiters, []
                 try:
-                    self._write(batch)
+                    if batch and self._commits_off_loop():
+                        await loop.run_in_executor(self._commit_executor, self._write, batch)
+                    elif batch:
+                        started = time.monotonic()
+                        self._write(batch)
+                        if time.monotonic() - started > COMMIT_SLOW_S:
+                            self._slow_commit_until = time.monotonic() + COMMIT_SLOW_FOR_S
                 except BaseException as exc:
                     self.failure = exc
                     log.critical("Could not write the journal (%s); refusing further changes.", exc)
@@ -386,6 +401,11 @@ class SqliteJournal:
         finally:
             self._flushing = False
         self._schedule_checkpoint()
+
+    def _commits_off_loop(self) -> bool:
+        """Whether the disk may be slow to sync now: a snapshot is being written, or a commit was slow a moment
+        ago (behind a WAL checkpoint, another process's writes)."""
+        return self._snapshot_task is not None or time.monotonic() < self._slow_commit_until
 
     def _write(self, batch: list[tuple[int, float, bytes, list[UsageRecord]]]) -> None:
         if not batch:
@@ -578,6 +598,7 @@ class SqliteJournal:
             self._start_snapshot()
             await self.wait_for_snapshot()
         self._executor.shutdown(wait=True)
+        self._commit_executor.shutdown(wait=True)
         self._checkpoint_executor.shutdown(wait=True)
         self._checkpoint_wal()
         self._writer.close()

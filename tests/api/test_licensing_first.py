@@ -1,0 +1,86 @@
+"""Console and admin work gives way to client requests in flight (`api.licensing_first`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.types import Receive, Scope, Send
+
+from licentia.api.licensing_first import MAX_WAIT_S, ClientRequests, LicensingFirst
+
+
+def test_a_console_slice_goes_on_at_once_when_no_client_request_is_in_flight() -> None:
+    async def main() -> float:
+        first = LicensingFirst()
+        started = asyncio.get_running_loop().time()
+        for _ in range(100):
+            await first.turn()
+        return asyncio.get_running_loop().time() - started
+
+    assert asyncio.run(main()) < MAX_WAIT_S
+
+
+def test_a_console_slice_waits_until_the_client_requests_in_flight_are_answered() -> None:
+    async def main() -> list[str]:
+        first = LicensingFirst()
+        events: list[str] = []
+        first.client_started()
+        first.client_started()
+
+        async def console() -> None:
+            await first.turn()
+            events.append("console slice")
+
+        task = asyncio.create_task(console())
+        await asyncio.sleep(0)
+        first.client_answered()
+        events.append("first client answered")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        first.client_answered()
+        events.append("second client answered")
+        await task
+        return events
+
+    assert asyncio.run(main()) == ["first client answered", "second client answered", "console slice"]
+
+
+def test_a_console_slice_waits_at_most_max_wait_under_a_steady_stream_of_clients() -> None:
+    async def main() -> tuple[float, int]:
+        first = LicensingFirst()
+        first.client_started()  # never answered
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await first.turn()
+        return loop.time() - started, first.in_flight
+
+    waited, in_flight = asyncio.run(main())
+    assert MAX_WAIT_S * 0.9 <= waited < MAX_WAIT_S + 0.5
+    assert in_flight == 1
+
+
+def test_only_the_client_api_counts_as_licensing_in_flight() -> None:
+    async def main() -> dict[str, int]:
+        first = LicensingFirst()
+        seen: dict[str, int] = {}
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            seen[scope["path"]] = first.in_flight
+
+        middleware = ClientRequests(app, first)
+        for path in ("/api/v1/leases/heartbeat", "/api/v1/print-checks", "/api/v1/admin/leases", "/console/seats",
+                     "/health/live", "/metrics"):
+            await middleware({"type": "http", "path": path}, _nothing, _ignore)
+        assert first.in_flight == 0
+        return seen
+
+    assert asyncio.run(main()) == {"/api/v1/leases/heartbeat": 1, "/api/v1/print-checks": 1, "/api/v1/admin/leases": 0,
+                                   "/console/seats": 0, "/health/live": 0, "/metrics": 0}
+
+
+async def _nothing() -> dict[str, object]:
+    return {"type": "http.request", "body": b""}
+
+
+async def _ignore(message: object) -> None:
+    return None
