@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from licentia import __version__
-from licentia.api.licensing_first import LicensingFirst, licensing_first
+from licentia.api.licensing_first import RequestTurns, licensing_first
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -152,7 +152,7 @@ def render(
 SLICE_BYTES = 4096  # about a quarter of a millisecond of rendering
 
 
-async def _slices(parts: Iterator[str], first: LicensingFirst) -> AsyncIterator[str]:
+async def _slices(parts: Iterator[str], first: RequestTurns) -> AsyncIterator[str]:
     """The HTML a slice at a time, each after client requests in flight were answered (`api.licensing_first`)."""
     buffered: list[str] = []
     size = 0
