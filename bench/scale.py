@@ -4,8 +4,11 @@ What it does (see bench/README.md, "scale.py"):
 
 1. for each size (10k, 100k and 300k leases with 50k, 50k and 300k printers; the last with 1M usage
    rows), fills a fresh data directory through the real core and store (tests/bulk_load.py: an
-   in-process `LicenseServer` executing every print check and checkout), then starts `licentia serve`
-   on it (tests/harness.py `ServerProcess`) and times how long it takes to answer (`restart_s`);
+   in-process `LicenseServer` executing every print check and checkout, keeping the usage rollups as a
+   running server keeps them), collects the loader's garbage and writes its data out (`os.sync`), then starts
+   `licentia serve` on it (tests/harness.py `ServerProcess`) and times how long it takes to answer
+   (`restart_s`). Before, the server built the rollups of the million rows in the background during the
+   first phases, and its first syncs waited behind the loader's writeback: both were counted as its stalls;
 2. runs client load at a fixed rate with aiohttp (333 heartbeats/s of one seat lease each and 100 print
    checks/s, the load of the site measured in issue #14)
    while a probe asks `/health/live` every 10 ms; `max_stall_ms` is the longest time between two
