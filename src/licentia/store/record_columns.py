@@ -105,9 +105,10 @@ class RecordColumns(msgspec.Struct, array_like=True):
             return list(map(attrgetter(name), records))
 
         identities = column(printers, "identity")
-        info_keys = list(dict.fromkeys(chain(map(_DETAILS, column(clients, "info")),
-                                             map(_DETAILS, column(leases, "client")))))
-        infos = _Table([info_keys])
+        client_details = list(map(_DETAILS, column(clients, "info")))
+        lease_details = list(map(_DETAILS, column(leases, "client")))
+        infos = _Table([client_details, lease_details])
+        info_keys = infos.values
         text_columns = {
             "hosts": list(map(itemgetter(0), info_keys)),
             "applications": list(map(itemgetter(2), info_keys)), "versions": list(map(itemgetter(3), info_keys)),
@@ -139,7 +140,7 @@ class RecordColumns(msgspec.Struct, array_like=True):
                                     version=text_at(text_columns["versions"])),
             clients=ClientColumns(
                 client_id=column(clients, "client_id"),
-                info=infos.positions(map(_DETAILS, column(clients, "info"))),
+                info=infos.positions(client_details),
                 source_ip=text_at(text_columns["client.source_ip"]),
                 first_seen=number_at(number_columns["client.first_seen"]),
                 last_seen=number_at(number_columns["client.last_seen"]),
@@ -149,7 +150,7 @@ class RecordColumns(msgspec.Struct, array_like=True):
                 lease_id=column(leases, "lease_id"), request_id=column(leases, "request_id"),
                 license_id=text_at(text_columns["lease.license_id"]), product=text_at(text_columns["lease.product"]),
                 feature=text_at(text_columns["lease.feature"]),
-                client=infos.positions(map(_DETAILS, column(leases, "client"))),
+                client=infos.positions(lease_details),
                 source_ip=text_at(text_columns["lease.source_ip"]),
                 granted_at=number_at(number_columns["lease.granted_at"]),
                 expires_at=column(leases, "expires_at"), ttl_s=number_at(number_columns["lease.ttl_s"])),
