@@ -7,7 +7,7 @@ the new one; the journal's commands up to its index are deleted only once it is 
 out of the database means no free pages left behind by the previous snapshot and no WAL the size of
 the state.
 
-Reading it, the clients, leases and printers are decoded a thousand at a time, and each thousand made to
+Reading a version 1 file, the clients, leases and printers are decoded a thousand at a time, and each thousand made to
 share the values they repeat (`core.sharing`) before the next is decoded: the copies a record drops are
 freed while the next thousand is decoded, which takes their place. Decoded all at once and shared after,
 the copies' places stayed empty between the records that outlive them, in memory the process keeps: at
@@ -15,7 +15,7 @@ the copies' places stayed empty between the records that outlive them, in memory
 
 A state of `ORDERS_FROM` records or more is written as version 2: its clients, leases and printers as columns over
 tables of the values they share (`store.record_columns`), which loading turns into records with no Python code
-run per record (~1.8 s of CPU less at 300,000 leases and printers); and with its list orders
+run per record (~1.2 s of CPU less at 300,000 leases and printers, of ~2.3); and with its list orders
 (`core.listing.ListingOrders`, one more key after the state's fields): loading builds them from the positions,
 where sorting them again took ~3 s of a restart at 300,000 leases and printers. Smaller states are written as
 before, version 1 (sorting them costs milliseconds), so their files are the very bytes earlier versions wrote.
