@@ -110,6 +110,18 @@ def test_a_large_snapshot_file_reads_back_the_state_with_the_values_its_records_
         assert list(getattr(loaded.listings(), order).walk()) == list(getattr(state.listings(), order).walk())
 
 
+def test_a_large_snapshot_file_keeps_every_time_as_it_was():
+    state = _site(600)
+    for printer in list(state.printers.values())[::3]:  # used again since first seen
+        printer.last_used += 7.5
+    for lease in list(state.leases.values())[::4]:  # granted before its holder was last seen
+        lease.granted_at -= 3.25
+
+    _, loaded = load_snapshot_file(_file_bytes(state))
+
+    assert loaded.snapshot_bytes() == state.snapshot_bytes()
+
+
 def test_a_large_snapshot_file_keeps_the_sign_of_a_zero_and_every_value_as_it_was():
     state = _site(600)
     printer = next(iter(state.printers.values()))

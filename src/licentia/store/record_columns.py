@@ -2,14 +2,14 @@
 file's version 2, `store.snapshot_file`).
 
 Version 1 held each record as a map of its fields: decoding made one object per field of every record, then
-Python code run per record made them share what they repeat (`core.sharing`), ~1.8 s of CPU at 300,000 leases
+Python code run per record made them share what they repeat (`core.sharing`), 1.5-1.8 s of CPU at 300,000 leases
 and printers. Here every string a record could share (products, license ids, groups, addresses, client details'
-strings...) is a position in one table of distinct strings, every time and TTL a position in one table of
-distinct floats (told apart by their bits: 0.0 and -0.0 stay two), every client details a position in one table
-of distinct `ClientInfo`; positions are unsigned 32-bit numbers, packed in bytes. Values unique to a record (its
-id, a printer's name, a lease's expiry, counters) are plain lists. Loading decodes the tables, then builds each
-record with one call of its type from C (`map`): no Python code runs per record, and equal values are one object,
-as `core.sharing` makes them (more: equal times anywhere are one float).
+strings...) is a position in one table of distinct strings, every time and TTL a position in one table of floats
+(holding one float for each value `core.sharing` shares, see `_numbers`), every client details a position in one
+table of distinct `ClientInfo`; positions are unsigned 32-bit numbers, packed in bytes. Values unique to a record
+(its id, a printer's name, a lease's expiry, counters, a user name) are plain lists. Loading decodes the tables,
+then builds each record with one call of its type from C (`map`): no Python code runs per record, and equal values
+are one object, as `core.sharing` makes them.
 """
 
 from __future__ import annotations
@@ -117,21 +117,15 @@ class RecordColumns(msgspec.Struct, array_like=True):
             **{f"identity.{name}": column(identities, name) for name in ("driver", "port", "location")},
             **{f"printer.{name}": column(printers, name) for name in ("group", "license_id", "via")},
         }
-        number_columns: dict[str, Sequence[Any]] = {
+        number_columns: dict[str, list[float]] = {
             **{f"client.{name}": column(clients, name) for name in ("first_seen", "last_seen")},
             **{f"lease.{name}": column(leases, name) for name in ("granted_at", "ttl_s")},
             **{f"printer.{name}": column(printers, name)
                for name in ("first_seen", "last_used", "peer_last_used")},
         }
         texts = _Table(text_columns.values())
-        if any(map(_holds_negative_zero, number_columns.values())):  # as a dict's key, -0.0 is 0.0: tell by bits
-            number_columns = {name: _bits(values) for name, values in number_columns.items()}
-            numbers = _Table(number_columns.values())
-            number_table = array("d", array("Q", numbers.values).tobytes())
-        else:
-            numbers = _Table(number_columns.values())
-            number_table = array("d", numbers.values)
-        text_at, number_at = texts.positions, numbers.positions
+        text_at = texts.positions
+        number_table, number_positions = _numbers(number_columns)
         return cls(
             texts=texts.values,
             numbers=_doubles_bytes(number_table),
@@ -142,8 +136,8 @@ class RecordColumns(msgspec.Struct, array_like=True):
                 client_id=column(clients, "client_id"),
                 info=infos.positions(client_details),
                 source_ip=text_at(text_columns["client.source_ip"]),
-                first_seen=number_at(number_columns["client.first_seen"]),
-                last_seen=number_at(number_columns["client.last_seen"]),
+                first_seen=number_positions["client.first_seen"],
+                last_seen=number_positions["client.last_seen"],
                 requests=column(clients, "requests"), seq=column(clients, "seq"),
                 via=text_at(text_columns["client.via"])),
             leases=LeaseColumns(
@@ -152,16 +146,16 @@ class RecordColumns(msgspec.Struct, array_like=True):
                 feature=text_at(text_columns["lease.feature"]),
                 client=infos.positions(lease_details),
                 source_ip=text_at(text_columns["lease.source_ip"]),
-                granted_at=number_at(number_columns["lease.granted_at"]),
-                expires_at=column(leases, "expires_at"), ttl_s=number_at(number_columns["lease.ttl_s"])),
+                granted_at=number_positions["lease.granted_at"],
+                expires_at=column(leases, "expires_at"), ttl_s=number_positions["lease.ttl_s"]),
             printers=PrinterColumns(
                 printer_id=column(printers, "printer_id"), name=column(identities, "name"),
                 driver=text_at(text_columns["identity.driver"]), port=text_at(text_columns["identity.port"]),
                 location=text_at(text_columns["identity.location"]), group=text_at(text_columns["printer.group"]),
-                first_seen=number_at(number_columns["printer.first_seen"]),
-                last_used=number_at(number_columns["printer.last_used"]),
+                first_seen=number_positions["printer.first_seen"],
+                last_used=number_positions["printer.last_used"],
                 license_id=text_at(text_columns["printer.license_id"]), uses=column(printers, "uses"),
-                peer_last_used=number_at(number_columns["printer.peer_last_used"]), seq=column(printers, "seq"),
+                peer_last_used=number_positions["printer.peer_last_used"], seq=column(printers, "seq"),
                 via=text_at(text_columns["printer.via"])),
         )
 
@@ -197,16 +191,54 @@ class RecordColumns(msgspec.Struct, array_like=True):
         )
 
 
+def _numbers(columns: dict[str, list[float]]) -> tuple[array[float], dict[str, bytes]]:
+    """The table of floats and each column's positions in it, sharing what `core.sharing` shares: one float per
+    distinct time a client was last seen, a lease granted then takes it; a client's (a printer's) first time seen
+    is its last time seen (used) when they are equal; one float per distinct TTL and partner's time used. The
+    printers' times used are placed as they come, and so is any other time (it is its record's own)."""
+    if any(map(_holds_negative_zero, columns.values())):  # as a dict's key -0.0 is 0.0: share floats by their bits
+        bits = {name: _bits(values) for name, values in columns.items()}
+        table = _Table(bits.values())
+        return array("d", array("Q", table.values).tobytes()), {name: table.positions(v) for name, v in bits.items()}
+    ttl_s, peer_last_used = columns["lease.ttl_s"], columns["printer.peer_last_used"]
+    pooled = _Table([ttl_s, peer_last_used])
+    floats = list(pooled.values)
+
+    def placed(value: float) -> int:
+        floats.append(value)
+        return len(floats) - 1
+
+    client_last = columns["client.last_seen"]
+    times = _Table([client_last], start=len(floats))
+    floats += times.values
+    time_at = times.at
+    last_seen = list(map(time_at.__getitem__, client_last))
+    first_seen = [at if first == last != 0.0 else placed(first)
+                  for first, last, at in zip(columns["client.first_seen"], client_last, last_seen, strict=True)]
+    granted_at = [at if (at := time_at.get(granted)) is not None else placed(granted)
+                  for granted in columns["lease.granted_at"]]
+    positions = {"client.last_seen": packed(last_seen), "client.first_seen": packed(first_seen),
+                 "lease.granted_at": packed(granted_at), "lease.ttl_s": pooled.positions(ttl_s),
+                 "printer.peer_last_used": pooled.positions(peer_last_used)}
+    printer_last, start = columns["printer.last_used"], len(floats)
+    floats += printer_last
+    positions["printer.last_used"] = packed(range(start, start + len(printer_last)))
+    positions["printer.first_seen"] = packed(
+        [start + i if first == last != 0.0 else placed(first)
+         for i, (first, last) in enumerate(zip(columns["printer.first_seen"], printer_last, strict=True))])
+    return array("d", floats), positions
+
+
 class _Table:
     """The distinct values of some columns and the position of each (writing)."""
 
-    def __init__(self, columns: Iterable[Iterable[Any]]) -> None:
-        self._at: dict[Any, int] = dict.fromkeys(chain.from_iterable(columns), 0)
-        self._at.update(zip(self._at, count()))  # the same keys: no new table
-        self.values = list(self._at)
+    def __init__(self, columns: Iterable[Iterable[Any]], start: int = 0) -> None:
+        self.at: dict[Any, int] = dict.fromkeys(chain.from_iterable(columns), 0)
+        self.at.update(zip(self.at, count(start)))  # the same keys: no new table
+        self.values = list(self.at)
 
     def positions(self, values: Iterable[Any]) -> bytes:
-        return packed(map(self._at.__getitem__, values))
+        return packed(map(self.at.__getitem__, values))
 
 
 def _at(table: list[V], positions: bytes, records: int) -> Iterator[V]:
