@@ -15,10 +15,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import pytest
+
 from licentia.core.commands import AddLicense, Checkout, PrintCheck, SetPrinterGroup, UpdateSettings
 from licentia.core.model import Client, ClientInfo, Lease, LicenseTerms, Printer, PrinterIdentity
 from licentia.core.state import LicenseState
-from licentia.store.snapshot_file import decode_snapshot_file, load_snapshot_file, snapshot_chunks
+from licentia.store.snapshot_file import (
+    SnapshotFileError,
+    StoredSnapshot,
+    decode_snapshot_file,
+    load_snapshot_file,
+    snapshot_chunks,
+)
 
 T0 = 1_700_000_000.0
 VERSION_1_FILE = Path(__file__).parent / "data" / "large-state-version-1.snapshot.gz"
@@ -156,3 +165,15 @@ def test_a_small_state_is_written_as_earlier_versions_wrote_it():
 
     assert data.startswith(b"licentia-snapshot 1 77\n")
     assert load_snapshot_file(data)[1].snapshot_bytes() == state.snapshot_bytes()
+
+
+def test_a_snapshot_file_whose_columns_do_not_fit_each_other_is_refused_not_loaded_short():
+    data = _file_bytes(_site(600))
+    heading, _, body = data.partition(b"\n")
+    stored = msgspec.msgpack.decode(body, type=StoredSnapshot)
+    assert stored.record_columns is not None
+    stored.record_columns.leases.product = stored.record_columns.leases.product[:-4]  # one lease's product missing
+    damaged = heading + b"\n" + msgspec.msgpack.encode(stored)
+
+    with pytest.raises(SnapshotFileError, match="damaged"):
+        load_snapshot_file(damaged)
