@@ -99,8 +99,8 @@ class RecordColumns(msgspec.Struct, array_like=True):
 
     @classmethod
     def of(cls, clients: Sequence[Client], leases: Sequence[Lease], printers: Sequence[Printer]) -> RecordColumns:
-        """The columns of these records (in the forked child that writes the snapshot: no Python code per record
-        here either)."""
+        """The columns of these records (in the forked child that writes the snapshot: calls from C, but for the
+        comprehensions placing the times, `_numbers`)."""
         def column(records: Sequence[Any], name: str) -> list[Any]:
             return list(map(attrgetter(name), records))
 
