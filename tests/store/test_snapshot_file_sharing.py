@@ -1,8 +1,10 @@
 """A snapshot file reads back the state it was written from, its records sharing what they repeat, compactly.
 
-Reading decodes the clients, leases and printers a thousand at a time and shares each thousand's values
-before the next is decoded (`store.snapshot_file.decode_state`): decoded all at once and shared after, the
-dropped copies left free space between the records, which the process kept (a quarter of the loaded state).
+Files of version 2 (a large state's records as columns, `store.record_columns`) share them as they are built.
+Reading version 1 files (earlier versions wrote them; the maps of every record's fields) decodes the clients,
+leases and printers a thousand at a time and shares each thousand's values before the next is decoded
+(`store.snapshot_file.decode_state`): decoded all at once and shared after, the dropped copies left free space
+between the records, which the process kept (a quarter of the loaded state).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import msgspec
 
 from licentia.core.commands import AddLicense, Checkout, PrintCheck, UpdateSettings
 from licentia.core.model import ClientInfo, LicenseTerms, PrinterIdentity
@@ -42,10 +46,15 @@ def _file_bytes(state: LicenseState) -> bytes:
     return b"".join(snapshot_chunks(42, state))
 
 
-def test_a_snapshot_file_reads_back_the_state_it_was_written_from_with_its_values_shared_across_chunks():
+def _version_1_file_bytes(state: LicenseState) -> bytes:
+    """The file an earlier version wrote (records as maps of their fields, no list orders)."""
+    return b"licentia-snapshot 1 42\n" + msgspec.msgpack.encode(state.snapshot_struct())
+
+
+def test_a_version_1_snapshot_file_reads_back_its_state_with_its_values_shared_across_chunks():
     state = _site(2 * RECORDS_PER_CHUNK + 300)  # three chunks of each kind of record
 
-    index, snap = decode_snapshot_file(_file_bytes(state))
+    index, snap = decode_snapshot_file(_version_1_file_bytes(state))
     loaded = LicenseState.from_snapshot(snap, values_shared=True)
 
     assert index == 42
@@ -71,7 +80,7 @@ gc.collect()
 before = rss()
 if sys.argv[2] == "file":
     state = LicenseState.from_snapshot(decode_snapshot_file(data)[1], values_shared=True)
-else:  # decoded at once, then shared (as before)
+else:  # a version 1 file decoded at once, then shared (as before chunks)
     state = LicenseState.from_snapshot(msgspec.msgpack.decode(body, type=Snapshot))
 del body, data
 gc.collect()
@@ -81,13 +90,16 @@ print(json.dumps(rss() - before))
 
 
 def test_a_state_read_from_its_snapshot_file_takes_a_fifth_less_memory_than_decoded_at_once(tmp_path: Path):
-    path = tmp_path / "licentia.snapshot"
-    path.write_bytes(_file_bytes(_site(8000)))
+    state = _site(8000)
+    version_1, version_2 = tmp_path / "version-1.snapshot", tmp_path / "licentia.snapshot"
+    version_1.write_bytes(_version_1_file_bytes(state))
+    version_2.write_bytes(_file_bytes(state))
 
-    def grown(how: str) -> int:
+    def grown(path: Path, how: str) -> int:
         run = subprocess.run([sys.executable, "-c", LOAD, str(path), how], capture_output=True, text=True,
                              check=True, timeout=120)
         return json.loads(run.stdout.strip().splitlines()[-1])
 
-    at_once, chunked = grown("at_once"), grown("file")
+    at_once, chunked, columns = grown(version_1, "at_once"), grown(version_1, "file"), grown(version_2, "file")
     assert chunked < 0.8 * at_once, (chunked, at_once)
+    assert columns < 0.8 * at_once, (columns, at_once)

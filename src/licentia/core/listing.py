@@ -324,14 +324,15 @@ class ListingOrders(msgspec.Struct, frozen=True):
     clients_by_host: bytes
 
 
-def _packed(positions: Iterable[int]) -> bytes:
+def packed(positions: Iterable[int]) -> bytes:
+    """`positions` as unsigned 32-bit little-endian numbers (also the columns of `store.record_columns`)."""
     numbers = array("I", positions)
     if sys.byteorder == "big":
         numbers.byteswap()
     return numbers.tobytes()
 
 
-def _unpacked(data: bytes, count: int) -> array[int]:
+def unpacked(data: bytes, count: int) -> array[int]:
     """The positions in `data`; ValueError unless there are `count` of them (one past the list: IndexError when
     they are used)."""
     numbers = array("I")
@@ -491,12 +492,12 @@ class Listings:
                       client_at: dict[str, int]) -> ListingOrders:
         lease_id, printer_id, client_id = attrgetter("lease_id"), attrgetter("printer_id"), attrgetter("client_id")
         return ListingOrders(
-            leases_by_product=_packed(map(lease_at.__getitem__, map(lease_id, self.leases_by_product.entries()))),
-            leases_by_holder=_packed(map(lease_at.__getitem__, map(lease_id, self.leases_by_holder.entries()))),
-            printers_by_seen=_packed(map(printer_at.__getitem__, map(printer_id, self.printers_by_seen.entries()))),
-            printers_by_name=_packed(map(printer_at.__getitem__, map(printer_id, self.printers_by_name.entries()))),
-            clients_by_seen=_packed(map(client_at.__getitem__, map(client_id, self.clients_by_seen.entries()))),
-            clients_by_host=_packed(map(client_at.__getitem__, map(client_id, self.clients_by_host.entries()))),
+            leases_by_product=packed(map(lease_at.__getitem__, map(lease_id, self.leases_by_product.entries()))),
+            leases_by_holder=packed(map(lease_at.__getitem__, map(lease_id, self.leases_by_holder.entries()))),
+            printers_by_seen=packed(map(printer_at.__getitem__, map(printer_id, self.printers_by_seen.entries()))),
+            printers_by_name=packed(map(printer_at.__getitem__, map(printer_id, self.printers_by_name.entries()))),
+            clients_by_seen=packed(map(client_at.__getitem__, map(client_id, self.clients_by_seen.entries()))),
+            clients_by_host=packed(map(client_at.__getitem__, map(client_id, self.clients_by_host.entries()))),
         )
 
     @classmethod
@@ -511,20 +512,20 @@ class Listings:
 
     def _filled_in_order(self, leases: Sequence[Lease], printers: Sequence[Printer], clients: Sequence[Client],
                          orders: ListingOrders) -> Listings | None:
-        by_seen = list(map(printers.__getitem__, _unpacked(orders.printers_by_seen, len(printers))))
+        by_seen = list(map(printers.__getitem__, unpacked(orders.printers_by_seen, len(printers))))
         filled = (
             self.leases_by_product.fill_in_order(
-                list(map(leases.__getitem__, _unpacked(orders.leases_by_product, len(leases)))))
+                list(map(leases.__getitem__, unpacked(orders.leases_by_product, len(leases)))))
             and self.leases_by_holder.fill_in_order(
-                list(map(leases.__getitem__, _unpacked(orders.leases_by_holder, len(leases)))))
+                list(map(leases.__getitem__, unpacked(orders.leases_by_holder, len(leases)))))
             and self.printers_by_seen.fill_in_order(by_seen)
             and self.printers_by_name.fill_in_order(
-                list(map(printers.__getitem__, _unpacked(orders.printers_by_name, len(printers)))))
+                list(map(printers.__getitem__, unpacked(orders.printers_by_name, len(printers)))))
             and self.printers_by_group.fill_in_order((printer.group, printer) for printer in by_seen)
             and self.clients_by_seen.fill_in_order(
-                list(map(clients.__getitem__, _unpacked(orders.clients_by_seen, len(clients)))))
+                list(map(clients.__getitem__, unpacked(orders.clients_by_seen, len(clients)))))
             and self.clients_by_host.fill_in_order(
-                list(map(clients.__getitem__, _unpacked(orders.clients_by_host, len(clients)))))
+                list(map(clients.__getitem__, unpacked(orders.clients_by_host, len(clients)))))
         )
         return self if filled else None
 
