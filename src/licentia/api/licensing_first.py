@@ -22,7 +22,8 @@ import asyncio
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from licentia.api.metrics import ADMIN_PREFIX, API_PREFIX
+ADMIN_PREFIX = "/api/v1/admin"
+API_PREFIX = "/api/v1/"
 
 MAX_WAIT_S = 0.02  # the longest a slice of console or admin work waits for client requests to be answered
 WAIT_BUDGET_S = 0.1  # the longest one console or admin request waits in all (`RequestTurns`)
@@ -92,6 +93,11 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def is_client_request(path: str) -> bool:
+    """Whether a request to `path` is the client API's (`/api/v1/...` outside `/api/v1/admin`): licensing."""
+    return path.startswith(API_PREFIX) and not path.startswith(ADMIN_PREFIX)
+
+
 def licensing_first(request: Request) -> RequestTurns:
     """The turns of `request` (one per request, whatever asks), on the app's `LicensingFirst` (`create_app` puts it
     in the app's state)."""
@@ -110,7 +116,7 @@ class ClientRequests:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(API_PREFIX) or path.startswith(ADMIN_PREFIX):
+        if scope["type"] != "http" or not is_client_request(path):
             await self.app(scope, receive, send)
             return
         self.first.client_started()

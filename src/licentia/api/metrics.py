@@ -35,6 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from licentia import __version__
+from licentia.api.licensing_first import is_client_request
 from licentia.api.this_server import this_server
 from licentia.cluster.relationship_status import BackupPairStatus
 from licentia.core.views import license_status
@@ -46,8 +47,6 @@ if TYPE_CHECKING:
 # Seconds; license requests usually take 1-5 ms (they wait for a durable commit).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-ADMIN_PREFIX = "/api/v1/admin"
-API_PREFIX = "/api/v1/"
 
 
 def _snake(name: str) -> str:
@@ -93,7 +92,7 @@ class ClientLatencyMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if not path.startswith(API_PREFIX) or path.startswith(ADMIN_PREFIX):
+        if not is_client_request(path):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
