@@ -50,8 +50,7 @@ class LicensingFirst:
         if self._in_flight == 0 and self._waiting:
             waiting, self._waiting = self._waiting, []
             for future in waiting:
-                if not future.done():
-                    future.set_result(None)
+                _resolve(future)
 
     async def turn(self, max_wait_s: float = MAX_WAIT_S) -> None:
         """Return when console or admin work may take the loop for one slice: at once (after the loop's other

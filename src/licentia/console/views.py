@@ -153,10 +153,10 @@ SLICE_BYTES = 4096  # about a quarter of a millisecond of rendering
 
 
 async def _slices(parts: Iterator[str], first: RequestTurns) -> AsyncIterator[str]:
-    """The HTML a slice at a time, each after client requests in flight were answered (`api.licensing_first`)."""
+    """The HTML a slice at a time, each after client requests in flight were answered (`api.licensing_first`;
+    the page's route takes the turn before the first)."""
     buffered: list[str] = []
     size = 0
-    await first.turn()
     for part in parts:
         buffered.append(part)
         size += len(part)
