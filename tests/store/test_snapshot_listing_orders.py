@@ -10,42 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from shuffled_site import T0, shuffled_site
 
-from licentia.core.commands import AddLicense, Checkin, Checkout, PrintCheck, SetPrinterGroup, UpdateSettings
+from licentia.core.commands import Checkin, PrintCheck, SetPrinterGroup
 from licentia.core.listing import Listings, SortedIndex
-from licentia.core.model import ClientInfo, LicenseTerms, PrinterIdentity
+from licentia.core.model import ClientInfo
 from licentia.core.state import LicenseState, Snapshot
 from licentia.store.snapshot_file import decode_snapshot_file, snapshot_chunks
 
-T0 = 1_700_000_000.0
 ORDERS = ("leases_by_product", "leases_by_holder", "printers_by_seen", "printers_by_name", "printers_by_group",
           "clients_by_seen", "clients_by_host")
-
-
-def _site(n: int) -> LicenseState:
-    """`n` leases and `n` printers whose orders differ from the order they were added in (times, names and
-    holders out of order, two groups, two products)."""
-    state = LicenseState()
-    for license_id, product, unit in (("LIC-P", "Labels", "printers"), ("LIC-S", "CAD", "seats"),
-                                      ("LIC-T", "Draw", "seats")):
-        terms = LicenseTerms(license_id=license_id, product=product, edition="pro", customer="Acme", unit=unit,
-                             count=2 * n, not_before=0.0, expires=T0 + 10**8)
-        assert state.apply(AddLicense(terms=terms, key_id="k", signature="cw=="), T0).ok
-    assert state.apply(UpdateSettings(changes={"lease_ttl_s": 86400.0}), T0).ok
-    for i in range(n):
-        j = (i * 7919) % n  # a permutation of 0..n-1
-        client = ClientInfo(host=f"WS-{j:06d}", user=f"User{(i * 31) % n:06d}" if i % 5 else "",
-                            application="CAD Studio", version="9.1")
-        assert state.apply(Checkout(request_id=f"r{i}", lease_id=f"lease-{j:07d}", product="CAD" if i % 3 else "Draw",
-                                    client=client, source_ip="10.8.0.1"), T0 + (i * 13) % n).ok
-        printer = PrinterIdentity(name=f"Prn-{(i * 17) % n:06d}", driver="ZDesigner ZD420", port=f"IP_{i}")
-        printing = ClientInfo(host=f"print-{i % 50:02d}", user="printing", application="Label Studio", version="3")
-        outcome = state.apply(PrintCheck(product="Labels", printer=printer, client=printing, source_ip="10.9.0.1"),
-                              T0 + n + (i * 11) % n)
-        assert outcome.ok
-        if i % 4 == 0:
-            assert state.apply(SetPrinterGroup(printer_id=outcome.result.printer_id, group="Blocked"), T0).ok
-    return state
 
 
 def _walks(listings: Listings) -> dict[str, list[Any]]:
@@ -79,7 +53,7 @@ def _load(data: bytes) -> LicenseState:
 
 
 def test_a_large_snapshot_loads_its_list_orders_without_a_sort_key_per_record(monkeypatch):
-    state = _site(3000)
+    state = shuffled_site(3000)
     records = len(state.leases) + len(state.printers) + len(state.clients)
     data = b"".join(snapshot_chunks(42, state))
     calls = _counting_key_calls(monkeypatch)
@@ -92,7 +66,7 @@ def test_a_large_snapshot_loads_its_list_orders_without_a_sort_key_per_record(mo
 
 
 def test_orders_loaded_from_a_snapshot_follow_later_changes_like_sorted_ones():
-    state = _site(1500)
+    state = shuffled_site(1500)
     loaded = _load(b"".join(snapshot_chunks(42, state)))
     for each in (state, loaded):
         client = ClientInfo(host="print-07", user="printing", application="Label Studio", version="3")
@@ -109,7 +83,7 @@ def test_orders_loaded_from_a_snapshot_follow_later_changes_like_sorted_ones():
 def test_a_snapshot_with_orders_is_refused_by_versions_that_cannot_read_its_records():
     """A state large enough for its orders to be written is written as version 2 (its records as columns,
     `store.record_columns`): versions before it read only version 1 and refuse the file by its heading."""
-    state = _site(1500)
+    state = shuffled_site(1500)
     heading, _, body = b"".join(snapshot_chunks(42, state)).partition(b"\n")
 
     assert heading == b"licentia-snapshot 2 42"
@@ -119,7 +93,7 @@ def test_a_snapshot_with_orders_is_refused_by_versions_that_cannot_read_its_reco
 
 
 def test_orders_that_do_not_fit_the_records_are_sorted_again():
-    state, other = _site(1500), _site(1600)
+    state, other = shuffled_site(1500), shuffled_site(1600)
     _, snapshot = decode_snapshot_file(b"".join(snapshot_chunks(42, state)))
     _, wrong = decode_snapshot_file(b"".join(snapshot_chunks(42, other)))
 
@@ -129,7 +103,7 @@ def test_orders_that_do_not_fit_the_records_are_sorted_again():
 
 
 def test_orders_whose_positions_are_not_in_key_order_are_sorted_again():
-    state = _site(1500)
+    state = shuffled_site(1500)
     _, snapshot = decode_snapshot_file(b"".join(snapshot_chunks(42, state)))
     orders = snapshot.listing_orders
     assert orders is not None
@@ -143,7 +117,7 @@ def test_orders_whose_positions_are_not_in_key_order_are_sorted_again():
 
 
 def test_a_snapshot_is_written_without_orders_that_hold_a_record_the_state_does_not():
-    state = _site(1500)
+    state = shuffled_site(1500)
     order = state.listings().leases_by_product
     lease = next(iter(state.leases.values()))
     order.remove(lease)

@@ -17,9 +17,9 @@ from typing import Any
 
 import msgspec
 import pytest
+from shuffled_site import shuffled_site
 
-from licentia.core.commands import AddLicense, Checkout, PrintCheck, SetPrinterGroup, UpdateSettings
-from licentia.core.model import Client, ClientInfo, Lease, LicenseTerms, Printer, PrinterIdentity
+from licentia.core.model import Client, ClientInfo, Lease, Printer, PrinterIdentity
 from licentia.core.state import LicenseState
 from licentia.store.snapshot_file import (
     SnapshotFileError,
@@ -29,34 +29,7 @@ from licentia.store.snapshot_file import (
     snapshot_chunks,
 )
 
-T0 = 1_700_000_000.0
 VERSION_1_FILE = Path(__file__).parent / "data" / "large-state-version-1.snapshot.gz"
-
-
-def _site(n: int) -> LicenseState:
-    """`n` leases and `n` printers (and their clients), times, names and holders out of the order they were added
-    in, two products, a quarter of the printers blocked: the state of `VERSION_1_FILE` at n=600."""
-    state = LicenseState()
-    for license_id, product, unit in (("LIC-P", "Labels", "printers"), ("LIC-S", "CAD", "seats"),
-                                      ("LIC-T", "Draw", "seats")):
-        terms = LicenseTerms(license_id=license_id, product=product, edition="pro", customer="Acme", unit=unit,
-                             count=2 * n, not_before=0.0, expires=T0 + 10**8)
-        assert state.apply(AddLicense(terms=terms, key_id="k", signature="cw=="), T0).ok
-    assert state.apply(UpdateSettings(changes={"lease_ttl_s": 86400.0}), T0).ok
-    for i in range(n):
-        j = (i * 7919) % n  # a permutation of 0..n-1
-        client = ClientInfo(host=f"WS-{j:06d}", user=f"User{(i * 31) % n:06d}" if i % 5 else "",
-                            application="CAD Studio", version="9.1")
-        assert state.apply(Checkout(request_id=f"r{i}", lease_id=f"lease-{j:07d}", product="CAD" if i % 3 else "Draw",
-                                    client=client, source_ip="10.8.0.1"), T0 + (i * 13) % n).ok
-        printer = PrinterIdentity(name=f"Prn-{(i * 17) % n:06d}", driver="ZDesigner ZD420", port=f"IP_{i}")
-        printing = ClientInfo(host=f"print-{i % 50:02d}", user="printing", application="Label Studio", version="3")
-        outcome = state.apply(PrintCheck(product="Labels", printer=printer, client=printing, source_ip="10.9.0.1"),
-                              T0 + n + (i * 11) % n)
-        assert outcome.ok
-        if i % 4 == 0:
-            assert state.apply(SetPrinterGroup(printer_id=outcome.result.printer_id, group="Blocked"), T0).ok
-    return state
 
 
 def _file_bytes(state: LicenseState) -> bytes:
@@ -81,7 +54,7 @@ def _python_calls_decoding(data: bytes) -> int:
 
 
 def test_decoding_a_large_snapshot_file_runs_no_python_code_per_record():
-    small, large = _file_bytes(_site(600)), _file_bytes(_site(1800))  # 1,850 and 5,450 records
+    small, large = _file_bytes(shuffled_site(600)), _file_bytes(shuffled_site(1800))  # 1,850 and 5,450 records
 
     _python_calls_decoding(small)  # once first: the first decoding of a type looks at its annotations
     more_calls = _python_calls_decoding(large) - _python_calls_decoding(small)
@@ -91,7 +64,7 @@ def test_decoding_a_large_snapshot_file_runs_no_python_code_per_record():
 
 
 def test_a_large_snapshot_file_reads_back_the_state_with_the_values_its_records_repeat_shared():
-    state = _site(1200)
+    state = shuffled_site(1200)
 
     index, loaded = load_snapshot_file(_file_bytes(state))
 
@@ -120,7 +93,7 @@ def test_a_large_snapshot_file_reads_back_the_state_with_the_values_its_records_
 
 
 def test_a_large_snapshot_file_keeps_every_time_as_it_was():
-    state = _site(600)
+    state = shuffled_site(600)
     for printer in list(state.printers.values())[::3]:  # used again since first seen
         printer.last_used += 7.5
     for lease in list(state.leases.values())[::4]:  # granted before its holder was last seen
@@ -132,7 +105,7 @@ def test_a_large_snapshot_file_keeps_every_time_as_it_was():
 
 
 def test_a_large_snapshot_file_keeps_the_sign_of_a_zero_and_every_value_as_it_was():
-    state = _site(600)
+    state = shuffled_site(600)
     printer = next(iter(state.printers.values()))
     printer.peer_last_used = -0.0
     other = list(state.printers.values())[1]
@@ -146,20 +119,20 @@ def test_a_large_snapshot_file_keeps_the_sign_of_a_zero_and_every_value_as_it_wa
 
 
 def test_a_large_snapshot_file_an_earlier_version_wrote_loads_as_the_same_state():
-    """`VERSION_1_FILE`: `_site(600)` written by the version before the columns (records as maps of fields)."""
+    """`VERSION_1_FILE`: `shuffled_site(600)` written by the version before the columns (records as maps of fields)."""
     written = gzip.decompress(VERSION_1_FILE.read_bytes())
     assert written.startswith(b"licentia-snapshot 1 77\n")
 
     index, loaded = load_snapshot_file(written)
 
-    state = _site(600)
+    state = shuffled_site(600)
     assert index == 77
     assert loaded.snapshot_bytes() == state.snapshot_bytes()
     assert _file_bytes(loaded) == _file_bytes(state) != written  # written again in the columns' layout
 
 
 def test_a_small_state_is_written_as_earlier_versions_wrote_it():
-    state = _site(100)
+    state = shuffled_site(100)
 
     data = _file_bytes(state)
 
@@ -168,7 +141,7 @@ def test_a_small_state_is_written_as_earlier_versions_wrote_it():
 
 
 def test_a_snapshot_file_whose_columns_do_not_fit_each_other_is_refused_not_loaded_short():
-    data = _file_bytes(_site(600))
+    data = _file_bytes(shuffled_site(600))
     heading, _, body = data.partition(b"\n")
     stored = msgspec.msgpack.decode(body, type=StoredSnapshot)
     assert stored.record_columns is not None
