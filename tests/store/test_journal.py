@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from licentia.core import commands as c
 from licentia.core.model import AdminUser, ClientInfo, PrinterIdentity
 from licentia.core.printers import printer_id
 from licentia.core.state import LicenseState, Outcome
+from licentia.store import forked_write
+from licentia.store import journal as journal_module
 from licentia.store.journal import SqliteJournal
 from licentia.store.snapshot_file import read_snapshot_file
 from licentia.store.usage_log import UsageQuery
@@ -321,8 +325,6 @@ def test_snapshot_kept_in_the_database_by_earlier_versions_moves_to_the_snapshot
 
 def test_the_wal_and_the_database_stay_bounded_under_steady_writes_and_snapshots(tmp_path, issuer, monkeypatch):
     """Snapshots live in their own file (replaced, not accumulated) and the WAL starts over at its limit."""
-    import licentia.store.journal as journal_module
-
     monkeypatch.setattr(journal_module, "WAL_SIZE_LIMIT", 1024 * 1024)
     path = tmp_path / "journal.db"
     wal = path.with_name(path.name + "-wal")
@@ -355,8 +357,6 @@ def test_the_wal_and_the_database_stay_bounded_under_steady_writes_and_snapshots
 def test_a_snapshot_child_that_fails_loses_nothing_and_later_snapshots_are_written_in_process(
     tmp_path, issuer, monkeypatch
 ):
-    from licentia.store import forked_write
-
     async def failing_wait(self) -> None:
         await asyncio.to_thread(os.waitpid, self.pid, 0)
         raise forked_write.ForkedWriteFailed("the child died")
@@ -445,25 +445,30 @@ def test_a_snapshot_leaves_the_state_frozen_at_start_out_of_the_collectors_passe
         del frozen
 
 
-def test_commands_are_committed_beside_the_loop_while_a_snapshot_is_being_written(tmp_path, issuer, monkeypatch):
-    """A sync waits behind what else the disk is writing: while the snapshot child writes the state (hundreds of
-    megabytes at a large site), the commit thread writes the journal's batches, so the loop serves meanwhile;
-    and what it acknowledges is on disk all the same."""
-    import threading
-
-    from licentia.store import forked_write
-
-    monkeypatch.setenv(forked_write.PAUSE_ENV, "1.0")  # the child pauses after its first chunk
-    path = tmp_path / "journal.db"
-    state = LicenseState()
+def threads_writing(monkeypatch, slow_write: int = 0) -> list[str]:
+    """The names of the threads that write the journal's batches, in order, as they are written; the write numbered
+    `slow_write` (from 1) takes three times COMMIT_SLOW_S first, as a sync behind another process's writes does."""
     written_by: list[str] = []
     original = SqliteJournal._write
 
     def recording_write(self, batch):
         written_by.append(threading.current_thread().name)
+        if len(written_by) == slow_write:
+            time.sleep(journal_module.COMMIT_SLOW_S * 3)
         return original(self, batch)
 
     monkeypatch.setattr(SqliteJournal, "_write", recording_write)
+    return written_by
+
+
+def test_commands_are_committed_beside_the_loop_while_a_snapshot_is_being_written(tmp_path, issuer, monkeypatch):
+    """A sync waits behind what else the disk is writing: while the snapshot child writes the state (hundreds of
+    megabytes at a large site), the commit thread writes the journal's batches, so the loop serves meanwhile;
+    and what it acknowledges is on disk all the same."""
+    monkeypatch.setenv(forked_write.PAUSE_ENV, "1.0")  # the child pauses after its first chunk
+    path = tmp_path / "journal.db"
+    state = LicenseState()
+    written_by = threads_writing(monkeypatch)
 
     async def body() -> None:
         journal = SqliteJournal(path, snapshot_every=5)
@@ -487,23 +492,9 @@ def test_commands_are_committed_beside_the_loop_while_a_snapshot_is_being_writte
 
 
 def test_a_slow_commit_has_the_next_ones_written_beside_the_loop(tmp_path, issuer, monkeypatch):
-    import threading
-    import time
-
-    from licentia.store import journal as journal_module
-
     path = tmp_path / "journal.db"
     state = LicenseState()
-    written_by: list[str] = []
-    original = SqliteJournal._write
-
-    def slow_first_write(self, batch):
-        written_by.append(threading.current_thread().name)
-        if len(written_by) == 2:
-            time.sleep(journal_module.COMMIT_SLOW_S * 3)  # a sync behind another process's writes
-        return original(self, batch)
-
-    monkeypatch.setattr(SqliteJournal, "_write", slow_first_write)
+    written_by = threads_writing(monkeypatch, slow_write=2)
 
     async def body() -> None:
         journal = SqliteJournal(path, snapshot_every=10**9)
