@@ -45,6 +45,34 @@ def test_a_console_slice_waits_until_the_client_requests_in_flight_are_answered(
     assert asyncio.run(main()) == ["first client answered", "second client answered", "console slice"]
 
 
+def test_a_client_request_read_while_a_console_slice_ran_goes_before_the_next_slice() -> None:
+    """A client's request read by the loop while a console slice ran starts in the loop's next turn, behind the
+    console work that yielded before it was read: the console's next slice still waits for it."""
+
+    async def main() -> list[str]:
+        first = LicensingFirst()
+        events: list[str] = []
+
+        async def console() -> None:
+            await first.turn()
+            events.append("console slice")
+
+        async def client() -> None:
+            first.client_started()
+            events.append("client started")
+            await asyncio.sleep(0.005)  # its commit
+            events.append("client answered")
+            first.client_answered()
+
+        console_task = asyncio.create_task(console())
+        await asyncio.sleep(0)  # the console slice yielded for its turn: queued to go on in the loop's next turn
+        client_task = asyncio.create_task(client())  # a request read meanwhile: queued behind it
+        await asyncio.gather(console_task, client_task)
+        return events
+
+    assert asyncio.run(main()) == ["client started", "client answered", "console slice"]
+
+
 def test_a_console_slice_waits_at_most_max_wait_under_a_steady_stream_of_clients() -> None:
     async def main() -> tuple[float, int]:
         first = LicensingFirst()

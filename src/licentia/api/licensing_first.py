@@ -54,10 +54,18 @@ class LicensingFirst:
 
     async def turn(self, max_wait_s: float = MAX_WAIT_S) -> None:
         """Return when console or admin work may take the loop for one slice: at once (after the loop's other
-        ready work) when no client request is in flight, else when none is, or after `max_wait_s`."""
-        if self._in_flight == 0 or max_wait_s <= 0:
+        ready work, and the client requests it read meanwhile) when no client request is in flight, else when none
+        is, or after `max_wait_s`."""
+        if max_wait_s <= 0:
             await asyncio.sleep(0)
             return
+        if self._in_flight == 0:
+            # Two of the loop's turns: in the first, the requests the loop read while the last slice ran are
+            # queued behind this one; in the second they have started, and are waited for like any in flight.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            if self._in_flight == 0:
+                return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._waiting.append(future)

@@ -64,6 +64,10 @@ def etcd_peer(member: TriadMember) -> EtcdPeer:
     return EtcdPeer(name=member.name, host=host, peer_port=int(port), client_port=int(port) + 1)
 
 
+# The member serving the clients writes its own checkpoint (a fork) only when its last one is this old and no other
+# member has a newer one to take.
+SERVING_FORKS_AFTER_S = 3 * CHECKPOINT_AFTER_S
+
 
 def first_checkpoint_after(me: str, members: list[str], every_s: float) -> float:
     """How long after its start a member writes its first checkpoint (then one every `every_s`): the members take
@@ -87,7 +91,7 @@ class TriadNode:
         self.tls_dir = data / ETCD_TLS_DIR
         self.election = TriadElection(config.member, config.members, config.name)
         self.log = TriadLog(config.me, applied_revision, self._command_time, self._apply_committed,
-                            lambda: self.checkpoints.write(), lambda: self.checkpoints.fetch_from_peer())
+                            self._checkpoint_turn, lambda: self.checkpoints.fetch_from_peer())
         peers = CheckpointPeers(config.name, config.me, config.secret, config.others())
         self.checkpoints = TriadCheckpoints(self.checkpoint_file, server, self.log, peers)
         self.etcd: EtcdMember | None = None
@@ -111,6 +115,8 @@ class TriadNode:
         self.clock = CommandClock(config.name, lambda: self.election.claim_revision,
                                   lambda: max(server.clock(), server.state.time_floor))
         self._stopping = False
+        self._checkpoint_turns = asyncio.Lock()  # one `_checkpoint_turn` at a time (the timer's, the log's)
+        self._checkpoint_at = 0.0  # the loop's time of this member's last checkpoint (its start's, at first)
         self.dissolved = False  # the dissolve is committed; this member leaves after leave_delay()
         self._tls: MemberTLS | None = None  # this member's certificates, loaded at start
 
@@ -132,6 +138,7 @@ class TriadNode:
         self.log.client = self.client
         self.watchdog.etcd_ok_at = asyncio.get_running_loop().time()
         self.clock.started(self.watchdog.etcd_ok_at)
+        self._checkpoint_at = self.watchdog.etcd_ok_at  # it started from its checkpoint
         self.election.started()
         for name, loop in (
             ("apply", self.log.run),
@@ -429,14 +436,33 @@ class TriadNode:
         while True:
             await asyncio.sleep(CHECKPOINT_AFTER_S)
             try:
-                if self.log.applied_revision > self.log.checkpointed_revision:
-                    await self.checkpoints.write()
+                await self._checkpoint_turn()
                 if self.is_serving():
                     await self.log.compact([m.name for m in self.config.members])
             except EtcdUnavailable:
                 continue
             except Exception:
                 log.exception("Triad %s: writing the checkpoint failed.", self.config.name)
+
+    async def _checkpoint_turn(self) -> None:
+        """This member's checkpoint, when it has applied more of the log since the last one (every
+        CHECKPOINT_AFTER_S, and after CHECKPOINT_EVERY batches). The member serving the clients takes another
+        member's newer checkpoint (`TriadCheckpoints.adopt_from_peer`) and forks to write its own only when its
+        last one is SERVING_FORKS_AFTER_S old and no other member has a newer one (they are away)."""
+        async with self._checkpoint_turns:
+            if self.log.applied_revision <= self.log.checkpointed_revision:
+                return
+            now = asyncio.get_running_loop().time()
+            if self.is_serving():
+                if await self.checkpoints.adopt_from_peer() is not None:
+                    self._checkpoint_at = now
+                    return
+                if now - self._checkpoint_at < SERVING_FORKS_AFTER_S:
+                    return
+                log.info("Triad %s: this member's checkpoint is %.0f s old and no other member has a newer one; "
+                         "this member writes its own.", self.config.name, now - self._checkpoint_at)
+            await self.checkpoints.write()
+            self._checkpoint_at = now
 
     def _restart_apply(self) -> None:
         task = self._tasks.get("apply")

@@ -132,14 +132,24 @@ def decode_columns(body: bytes | memoryview) -> StoredSnapshot:
     return msgspec.structs.replace(stored, clients=clients, leases=leases, printers=printers, record_columns=None)
 
 
-def decode_snapshot_file(data: bytes) -> tuple[int, StoredSnapshot]:
-    heading, newline, _ = data[:64].partition(b"\n")
+HEADING_MAX = 64  # bytes: the heading line is shorter
+
+
+def snapshot_heading(start: bytes) -> tuple[bytes, int, int]:
+    """The format version, the journal index (or log revision) and the body's offset, from the file's first
+    HEADING_MAX bytes (or more); SnapshotFileError when they are not a Licentia state snapshot's."""
+    heading, newline, _ = start[:HEADING_MAX].partition(b"\n")
     version, _, index = heading[len(MAGIC) :].partition(b" ")
     if (not newline or not heading.startswith(MAGIC) or version not in (RECORDS_AS_MAPS, RECORDS_AS_COLUMNS)
             or not index.isdigit()):
         raise SnapshotFileError("not a Licentia state snapshot")
-    body = memoryview(data)[len(heading) + 1 :]  # a view, not a copy of the state's bytes
-    return int(index), decode_columns(body) if version == RECORDS_AS_COLUMNS else decode_state(body)
+    return version, int(index), len(heading) + 1
+
+
+def decode_snapshot_file(data: bytes) -> tuple[int, StoredSnapshot]:
+    version, index, offset = snapshot_heading(data)
+    body = memoryview(data)[offset:]  # a view, not a copy of the state's bytes
+    return index, decode_columns(body) if version == RECORDS_AS_COLUMNS else decode_state(body)
 
 
 def load_snapshot_file(source: bytes | Path) -> tuple[int, LicenseState]:
