@@ -16,7 +16,10 @@ What it does (see bench/README.md, "scale.py"):
 3. phase "idle": client load only, the baseline (`client_p99_ms_idle`);
    phase "console": a logged-in browser session (the console's session cookie) loads every console
    page, the live-refresh fragments and every admin list, one after the other, repeatedly
-   (`client_p99_ms_console_open`, and each page's p95: `page_p95_ms` is the worst);
+   (`client_p99_ms_console_open`, and each page's p95: `page_p95_ms` is the worst). The two alternate in
+   windows of `--window-s` (5 s), `--phase-s` of each in all: on this shared machine the syncs' latency drifts
+   over a minute, and with all the idle phase first and all the console phase after, the drift fell on one of
+   them (the same code gave 1.07x to 2.1x in 30-second phases, 1.05x to 1.24x alternating);
    phase "snapshot": print checks as fast as the server takes them until the journal writes a snapshot
    (config `snapshot_every`), to see what a snapshot costs the probe;
 4. then times batch heartbeats of 1000 leases, the usage report over 90 days (day buckets up to the
@@ -153,18 +156,22 @@ def dir_mb(path: Path) -> float:
 @dataclass
 class Recorder:
     phase: str = "idle"
+    window: int = 0  # a phase entered again (the idle and console phases alternate) is a new window of it
     client: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     client_errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    probe_answers: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    probe_answers: dict[tuple[str, int], list[float]] = field(default_factory=lambda: defaultdict(list))
     pages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     page_bytes: dict[str, int] = field(default_factory=dict)
 
+    def enter(self, phase: str) -> None:
+        self.phase, self.window = phase, self.window + 1
+
     def stall(self, phase: str) -> float | None:
-        """The longest time between two answers of the probe during `phase`."""
-        answers = sorted(self.probe_answers[phase])
-        if len(answers) < 2:
-            return None
-        return max(b - a for a, b in itertools.pairwise(answers))
+        """The longest time the probe waited for an answer asked during `phase`: between two answers, the later
+        one asked during `phase` (the first answer of a window counts from the last of the window before)."""
+        answers = sorted((at, name) for (name, _), times in self.probe_answers.items() for at in times)
+        gaps = [b - a for (a, _), (b, name) in itertools.pairwise(answers) if name == phase]
+        return max(gaps, default=None)
 
 
 async def probe(url: str, recorder: Recorder, stop: asyncio.Event) -> None:
@@ -172,11 +179,11 @@ async def probe(url: str, recorder: Recorder, stop: asyncio.Event) -> None:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def one() -> None:
-            phase = recorder.phase
+            phase, window = recorder.phase, recorder.window
             try:
                 async with session.get(f"{url}/health/live", timeout=aiohttp.ClientTimeout(total=60)) as answer:
                     await answer.read()
-                recorder.probe_answers[phase].append(time.perf_counter())
+                recorder.probe_answers[phase, window].append(time.perf_counter())
             except (TimeoutError, aiohttp.ClientError):
                 pass
 
@@ -314,9 +321,10 @@ async def report_seconds(session: aiohttp.ClientSession, url: str, tries: int = 
 
 
 async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tuple[float, float],
-                  snapshot_every: int, quick: bool, cluster: Any = None) -> dict[str, Any]:
+                  snapshot_every: int, quick: bool, cluster: Any = None, window_s: float = 0.0) -> dict[str, Any]:
     """The phases against `server`; with `cluster` (a triad, `server` its active member), the snapshot phase
-    is a checkpoint phase and a member is made to fetch a peer's checkpoint (bench/_scale_triad.py)."""
+    is a checkpoint phase and a member is made to fetch a peer's checkpoint (bench/_scale_triad.py). With
+    `window_s`, the idle and console phases alternate in windows of about that long, `phase_s` of each in all."""
     recorder = Recorder()
     triad: dict[str, Any] = {}
     stop = asyncio.Event()
@@ -328,26 +336,29 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
         await asyncio.sleep(1.0)  # warm up, not counted
         recorder.probe_answers.clear()
         recorder.client.clear()
-        log(f"{size.name}: idle phase, {phase_s:.0f} s")
-        recorder.phase = "idle"
-        await asyncio.sleep(phase_s)
-        log(f"{size.name}: console phase (every page, fragment and admin list, repeatedly)")
-        recorder.phase = "console"
-        await browse(session, url, recorder, time.perf_counter() + phase_s)
+        windows = max(1, round(phase_s / window_s)) if window_s > 0 else 1
+        each_s = phase_s / windows
+        log(f"{size.name}: idle and console phases (the console: every page, fragment and admin list, repeatedly), "
+            f"{windows} window(s) of {each_s:.0f} s each, alternating")
+        for _ in range(windows):
+            recorder.enter("idle")
+            await asyncio.sleep(each_s)
+            recorder.enter("console")
+            await browse(session, url, recorder, time.perf_counter() + each_s)
         if cluster is None:
             log(f"{size.name}: snapshot phase")
-            recorder.phase = "snapshot"
+            recorder.enter("snapshot")
             snapshot_load_s = await force_snapshot(url, size, snapshot_every)
         else:
             log(f"{size.name}: checkpoint phase (until the active member wrote two checkpoints)")
-            recorder.phase = "checkpoint"
+            recorder.enter("checkpoint")
             started = time.perf_counter()
             triad["checkpoints_seen"] = await wait_checkpoints(server.data_dir / CHECKPOINT_FILE, 2, 120)
             snapshot_load_s = time.perf_counter() - started
             log(f"{size.name}: peer checkpoint phase (the tertiary away past a compaction, then back)")
-            recorder.phase = "away"
+            recorder.enter("away")
             triad.update(await peer_checkpoint(cluster, recorder))
-        recorder.phase = "after"
+        recorder.enter("after")
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*background)
@@ -409,7 +420,7 @@ def run_size(size: Size, workdir: Path, args: argparse.Namespace) -> dict[str, A
     restart_s = time.perf_counter() - started
     try:
         result = asyncio.run(measure(server, size, args.phase_s, (args.heartbeat_rate, args.print_rate),
-                                     args.snapshot_every, args.quick))
+                                     args.snapshot_every, args.quick, window_s=args.window_s))
         assert server.process is not None
         rss, peak = rss_mb(server.process.pid)
     finally:
@@ -431,7 +442,7 @@ def run_size(size: Size, workdir: Path, args: argparse.Namespace) -> dict[str, A
 async def triad_phases(server: ServerProcess, size: Size, args: argparse.Namespace, cluster: Any) -> dict[str, Any]:
     """`measure` against a triad's active member (`run_triad_size` builds and starts the triad)."""
     return await measure(server, size, args.phase_s, (args.heartbeat_rate, args.print_rate), args.snapshot_every,
-                         args.quick, cluster)
+                         args.quick, cluster, window_s=args.window_s)
 
 
 def main() -> None:
@@ -439,6 +450,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small site and short phases (CI smoke run)")
     parser.add_argument("--sizes", default="10k,100k,300k", help=f"comma-separated, of: {', '.join(SIZES)}")
     parser.add_argument("--phase-s", type=float, default=10.0, help="seconds of the idle and console phases")
+    parser.add_argument("--window-s", type=float, default=5.0,
+                        help="the idle and console phases alternate in windows of about this many seconds, so "
+                        "that the machine's drift over a run falls on both alike; 0: all the idle phase, then all "
+                        "the console phase (before 2026-12-07)")
     parser.add_argument("--heartbeat-rate", type=float, default=333.0, help="heartbeat requests/s (one lease each)")
     parser.add_argument("--print-rate", type=float, default=100.0, help="print checks/s")
     parser.add_argument("--snapshot-every", type=int, default=10_000, help="the server's snapshot_every")
