@@ -271,17 +271,19 @@ class TriadCheckpoints:
             yield answer, signed
 
     async def adopt_from_peer(self) -> int | None:
-        """Take the newest checkpoint another member reported, when it is newer than this member's, as this
-        member's own (see the module's text), without a fork: streamed into a private temporary file a piece at a
-        time, its signature checked and the file synced by a thread, then renamed over this member's file. Its
-        revision, or None when no member has a newer one or none could send it (the caller writes its own)."""
+        """Take the newest checkpoint another member reported as this member's own (see the module's text), when
+        it is newer than this member's and this member has applied the log that far (what a member reports never
+        runs ahead of what it has applied: the log is compacted below it). Without a fork: streamed into a private
+        temporary file a piece at a time, its signature checked and the file synced by a thread, then renamed
+        over this member's file. Its revision, or None when no member has one to take or none could send it (the
+        caller writes its own)."""
         client = self.log.client
         if client is None:
             return None
         kvs, _ = await client.get_prefix(APPLIED_PREFIX)
         reported = {kv.key[len(APPLIED_PREFIX) :].decode(): int(kv.value) for kv in kvs}
-        mine = self.log.checkpointed_revision
-        newer = sorted((m for m in self.peers.others if reported.get(m.name, 0) > mine),
+        mine, applied = self.log.checkpointed_revision, self.log.applied_revision
+        newer = sorted((m for m in self.peers.others if mine < reported.get(m.name, 0) <= applied),
                        key=lambda m: -reported.get(m.name, 0))
         for member in newer:
             started = time.perf_counter()
@@ -305,9 +307,9 @@ class TriadCheckpoints:
         return None
 
     async def _adopt(self, member: TriadMember) -> tuple[int, int] | None:
-        """`member`'s checkpoint made this member's: its revision and size, or None when it was refused or is not
-        newer than this member's."""
-        temporary = self.path.with_name(f".{self.path.name}.{member.name}")
+        """`member`'s checkpoint made this member's: its revision and size, or None when it was refused, or is not
+        newer than this member's, or is ahead of what this member has applied."""
+        temporary = self.path.with_name(f".{self.path.name}.taking")
         async with self._asking(member) as (answer, signed):
             if answer.status_code != 200:
                 text = (await answer.aread()).decode(errors="replace")
@@ -318,7 +320,7 @@ class TriadCheckpoints:
             try:
                 buffered: list[bytes] = []
                 size = pending = 0
-                async for piece in answer.aiter_raw():
+                async for piece in answer.aiter_bytes():
                     buffered.append(piece)
                     pending += len(piece)
                     if pending >= CHUNK:
@@ -333,7 +335,7 @@ class TriadCheckpoints:
                 raise
             os.close(fd)
         async with self._lock:
-            if revision <= self.log.checkpointed_revision:
+            if not self.log.checkpointed_revision < revision <= self.log.applied_revision:
                 temporary.unlink(missing_ok=True)
                 return None
             await asyncio.to_thread(_replace_synced, temporary, self.path)
@@ -383,5 +385,4 @@ class TriadCheckpoints:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
-        for taking in self.path.parent.glob(f".{self.path.name}.*"):  # another member's, left by a stop mid-way
-            taking.unlink(missing_ok=True)
+        self.path.with_name(f".{self.path.name}.taking").unlink(missing_ok=True)  # left by a stop mid-way
