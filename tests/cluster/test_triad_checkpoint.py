@@ -384,3 +384,47 @@ def test_the_watchdog_leaves_the_apply_loop_alone_while_it_fetches_a_peers_check
         await asyncio.gather(fetching, restarted, return_exceptions=True)
 
     asyncio.run(main())
+
+
+def test_the_serving_member_forks_its_own_checkpoint_only_when_none_was_taken_for_three_intervals(tmp_path,
+                                                                                                 monkeypatch):
+    """The member serving the clients takes a standby's newer checkpoint; with none to take (the standbys are away)
+    it writes its own, by a fork, only once its last checkpoint is SERVING_FORKS_AFTER_S old."""
+    from licentia.cluster.triad import SERVING_FORKS_AFTER_S
+
+    node = member(tmp_path, LicenseState(), applied_revision=5)
+    node.log.applied_revision = 9
+    events: list[str] = []
+    to_take: list[int | None] = []
+
+    async def adopt_from_peer() -> int | None:
+        taken = to_take.pop(0)
+        events.append(f"took {taken}" if taken is not None else "none to take")
+        if taken is not None:
+            node.log.checkpointed(taken)
+        return taken
+
+    async def write(report: bool = True) -> None:
+        events.append("wrote its own")
+        node.log.checkpointed(node.log.applied_revision)
+
+    monkeypatch.setattr(node.checkpoints, "adopt_from_peer", adopt_from_peer)
+    monkeypatch.setattr(node.checkpoints, "write", write)
+    monkeypatch.setattr(node, "is_serving", lambda: True)
+
+    async def main() -> None:
+        now = asyncio.get_running_loop().time()
+        node._checkpoint_at = now
+        to_take.extend([7, None])
+        await node._checkpoint_turn()  # a standby's newer one: taken
+        await node._checkpoint_turn()  # none to take, its last one is recent: nothing written
+        node._checkpoint_at = now - SERVING_FORKS_AFTER_S - 1
+        to_take.append(None)
+        await node._checkpoint_turn()  # none to take, its last one is old: it writes its own
+        node.log.applied_revision = 12
+        monkeypatch.setattr(node, "is_serving", lambda: False)
+        await node._checkpoint_turn()  # a standby writes its own, never takes one
+
+    asyncio.run(main())
+    assert events == ["took 7", "none to take", "none to take", "wrote its own", "wrote its own"]
+    assert node.log.checkpointed_revision == 12
