@@ -162,6 +162,7 @@ class Recorder:
     probe_answers: dict[tuple[str, int], list[float]] = field(default_factory=lambda: defaultdict(list))
     pages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     page_bytes: dict[str, int] = field(default_factory=dict)
+    writing_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # a state file being written
 
     def enter(self, phase: str) -> None:
         self.phase, self.window = phase, self.window + 1
@@ -197,6 +198,24 @@ async def probe(url: str, recorder: Recorder, stop: asyncio.Event) -> None:
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
         if tasks:
             await asyncio.wait(tasks, timeout=60)
+
+
+# What the server writes its state to while it writes it (`store.private_file.write_private`'s temporary file; a
+# triad member's checkpoint taken from another member arrives in `.taking`).
+WRITING = (".licentia.snapshot.tmp", f".{CHECKPOINT_FILE}.tmp", f".{CHECKPOINT_FILE}.taking")
+
+
+async def state_writes(data_dir: Path, recorder: Recorder, stop: asyncio.Event) -> None:
+    """How long, in each phase, the server was writing a snapshot or checkpoint (seen every 20 ms): one falls in
+    whichever phase it falls in, and raises that phase's client p99."""
+    paths = [data_dir / name for name in WRITING]
+    last = time.perf_counter()
+    while not stop.is_set():
+        await asyncio.sleep(0.02)
+        now = time.perf_counter()
+        if any(path.exists() for path in paths):
+            recorder.writing_s[recorder.phase] += now - last
+        last = now
 
 
 async def client_load(
@@ -332,10 +351,12 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
     session = await console_session(url)
     try:
         background = [asyncio.create_task(probe(url, recorder, stop)),
-                      asyncio.create_task(client_load(url, size, recorder, stop, rates))]
+                      asyncio.create_task(client_load(url, size, recorder, stop, rates)),
+                      asyncio.create_task(state_writes(server.data_dir, recorder, stop))]
         await asyncio.sleep(1.0)  # warm up, not counted
         recorder.probe_answers.clear()
         recorder.client.clear()
+        recorder.writing_s.clear()
         windows = max(1, round(phase_s / window_s)) if window_s > 0 else 1
         each_s = phase_s / windows
         log(f"{size.name}: idle and console phases (the console: every page, fragment and admin list, repeatedly), "
@@ -384,6 +405,7 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
         "client_errors": dict(recorder.client_errors),
         "max_stall_ms": max((s for s in stalls.values() if s is not None), default=None),
         "stall_ms_by_phase": stalls,
+        "state_written_s_by_phase": {phase: round(recorder.writing_s[phase], 1) for phase in phases},
         "page_p95_ms": max((p["p95_ms"] for p in pages.values() if p["p95_ms"] is not None), default=None),
         "worst_page": max(pages, key=lambda path: pages[path]["p95_ms"] or 0) if pages else None,
         "pages": pages,

@@ -101,3 +101,30 @@ def _sizes(applied_revisions: list[int]) -> list[int]:
     for revision in applied_revisions:
         sizes[revision] = sizes.get(revision, 0) + 1
     return [sizes[r] for r in sorted(sizes)]
+
+
+def test_a_checkpoint_turn_that_wrote_nothing_is_asked_for_again_only_checkpoint_every_batches_later() -> None:
+    """The member serving the clients may have no checkpoint to take at its turn (the member that reported the
+    newest is stopped): the log then asked for a turn again at every batch, each sending that member a request."""
+    from licentia.cluster.triad_log import CHECKPOINT_EVERY
+
+    turns: list[int] = []
+
+    async def scenario() -> int:
+        async def checkpoint_turn() -> None:
+            turns.append(log._since_checkpoint)  # writes nothing: the log's checkpointed revision stays
+
+        async def no_fetch() -> int:
+            raise AssertionError("not expected")
+
+        log = TriadLog("primary", 0, lambda: 1000.0, lambda *_: Applied(Reclaimed([])), checkpoint_turn, no_fetch)
+        log._since_checkpoint = CHECKPOINT_EVERY
+        for _ in range(5):  # five more batches applied, each checking whether a checkpoint is due
+            if log._since_checkpoint >= CHECKPOINT_EVERY:
+                log._start_checkpoint()
+            await asyncio.sleep(0)
+            log._since_checkpoint += 1
+        return log._since_checkpoint
+
+    assert asyncio.run(scenario()) == 5
+    assert len(turns) == 1

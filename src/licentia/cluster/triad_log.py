@@ -311,7 +311,10 @@ class TriadLog:
                 await asyncio.sleep(0.1)
 
     def _start_checkpoint(self) -> None:
-        """Write a checkpoint in the background: applying goes on while a child process writes it."""
+        """Write a checkpoint in the background: applying goes on while a child process writes it. The next is
+        asked for CHECKPOINT_EVERY batches later, whether or not this turn wrote one (the member serving the
+        clients may have none to take: asking again at every batch sent a request to a stopped member each)."""
+        self._since_checkpoint = 0
         if self._checkpoint_task is None or self._checkpoint_task.done():
             self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint_logged(),
                                                                            name="triad-checkpoint")
