@@ -188,7 +188,19 @@ class ServerTrust:
         # Bumped whenever `context` is replaced: OpenSSL does not apply certificates added to a context
         # that has already made connections, so a new certificate means a new context (and HTTP client).
         self.generation = 0
-        self.context = self._new_context()
+        self._context: ssl.SSLContext | None = None
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """Made when first asked for: the system CAs' context takes ~80 ms to load, on the caller's loop."""
+        if self._context is None:
+            self._context = self._new_context()
+        return self._context
+
+    def verify_for(self, url: str) -> ssl.SSLContext | bool:
+        """What an HTTP client to `url` verifies its server with: `context` over HTTPS, nothing over plain HTTP
+        (a triad's members on one machine's loopback), where no context is made."""
+        return self.context if url.startswith("https:") else False
 
     def _new_context(self) -> ssl.SSLContext:
         if not self.pins:
@@ -224,7 +236,7 @@ class ServerTrust:
             )
         if der not in self._accepted:
             self._accepted.append(der)
-            self.context = self._new_context()
+            self._context = self._new_context()
             self.generation += 1
         self._prepared.add(_endpoint(url))
 

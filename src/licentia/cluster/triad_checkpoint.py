@@ -272,7 +272,7 @@ class TriadCheckpoints:
         base = member.api_url.rstrip("/")
         trust = ServerTrust([member.tls_fingerprint] if member.tls_fingerprint else [])
         await trust.prepare(base)
-        async with (httpx.AsyncClient(timeout=30.0, verify=trust.context) as http,
+        async with (httpx.AsyncClient(timeout=30.0, verify=trust.verify_for(base)) as http,
                     http.stream("POST", base + CHECKPOINT_PATH, headers={peer_auth.HEADER: signed.header}) as answer):
             yield answer, signed
 

@@ -77,7 +77,7 @@ async def forward(config: TriadConfig, active: TriadMember, change: ForwardedCha
     trust = ServerTrust([active.tls_fingerprint] if active.tls_fingerprint else [])
     try:
         await trust.prepare(base)
-        async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S, verify=trust.context) as http:
+        async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S, verify=trust.verify_for(base)) as http:
             answer = await http.post(
                 base + FORWARD_PATH,
                 content=body,
