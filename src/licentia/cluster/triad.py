@@ -30,7 +30,7 @@ from licentia.cluster.etcd_member import EtcdMember, EtcdPeer, EtcdTiming
 from licentia.cluster.etcd_route import CHECK_EVERY_S, EtcdRoute
 from licentia.cluster.relationship import Host
 from licentia.cluster.relationship_status import TriadStatus
-from licentia.cluster.triad_checkpoint import CheckpointPeers, TriadCheckpoints
+from licentia.cluster.triad_checkpoint import CheckpointPeers, TriadCheckpoints, load_peer_client
 from licentia.cluster.triad_clock import CommandClock
 from licentia.cluster.triad_election import KEEPALIVE_EVERY_S, TriadElection
 from licentia.cluster.triad_log import CHECKPOINT_AFTER_S, AppliedEntry, ClaimLost, TriadLog
@@ -127,6 +127,7 @@ class TriadNode:
         tls = await asyncio.to_thread(
             ensure_member_tls, self.tls_dir, self.config.secret, self.config.name, me.name, etcd_peer(me).host
         )
+        await asyncio.to_thread(load_peer_client)
         peers = [etcd_peer(m) for m in self.config.members]
         self.etcd = EtcdMember(self.etcd_dir, etcd_peer(me), peers, self.config.origin, self.tls_dir, ETCD_TIMING)
         await self.etcd.start()
