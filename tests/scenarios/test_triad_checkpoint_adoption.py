@@ -48,6 +48,7 @@ def test_the_serving_member_takes_a_standbys_checkpoint_as_its_own_and_restarts_
         member, revision = wait_for(settled_on_a_taken_checkpoint, 30, 0.2,
                                     "the active member's checkpoint being the newest, taken from a standby")
         assert member in ("secondary", "tertiary")
+        assert file_revision(cluster.servers[member].data_dir / CHECKPOINT_FILE) == revision
         assert (primary.data_dir / CHECKPOINT_FILE).read_bytes() == (
             cluster.servers[member].data_dir / CHECKPOINT_FILE).read_bytes()
         assert "writes its own" not in primary.log_path.read_text(errors="replace")
