@@ -156,21 +156,17 @@ def dir_mb(path: Path) -> float:
 @dataclass
 class Recorder:
     phase: str = "idle"
-    window: int = 0  # a phase entered again (the idle and console phases alternate) is a new window of it
     client: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     client_errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    probe_answers: dict[tuple[str, int], list[float]] = field(default_factory=lambda: defaultdict(list))
+    probe_answers: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     pages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     page_bytes: dict[str, int] = field(default_factory=dict)
     writing_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # a state file being written
 
-    def enter(self, phase: str) -> None:
-        self.phase, self.window = phase, self.window + 1
-
     def stall(self, phase: str) -> float | None:
         """The longest time the probe waited for an answer asked during `phase`: between two answers, the later
         one asked during `phase` (the first answer of a window counts from the last of the window before)."""
-        answers = sorted((at, name) for (name, _), times in self.probe_answers.items() for at in times)
+        answers = sorted((at, name) for name, times in self.probe_answers.items() for at in times)
         gaps = [b - a for (a, _), (b, name) in itertools.pairwise(answers) if name == phase]
         return max(gaps, default=None)
 
@@ -180,11 +176,11 @@ async def probe(url: str, recorder: Recorder, stop: asyncio.Event) -> None:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def one() -> None:
-            phase, window = recorder.phase, recorder.window
+            phase = recorder.phase
             try:
                 async with session.get(f"{url}/health/live", timeout=aiohttp.ClientTimeout(total=60)) as answer:
                     await answer.read()
-                recorder.probe_answers[phase, window].append(time.perf_counter())
+                recorder.probe_answers[phase].append(time.perf_counter())
             except (TimeoutError, aiohttp.ClientError):
                 pass
 
@@ -362,24 +358,24 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
         log(f"{size.name}: idle and console phases (the console: every page, fragment and admin list, repeatedly), "
             f"{windows} window(s) of {each_s:.0f} s each, alternating")
         for _ in range(windows):
-            recorder.enter("idle")
+            recorder.phase = "idle"
             await asyncio.sleep(each_s)
-            recorder.enter("console")
+            recorder.phase = "console"
             await browse(session, url, recorder, time.perf_counter() + each_s)
         if cluster is None:
             log(f"{size.name}: snapshot phase")
-            recorder.enter("snapshot")
+            recorder.phase = "snapshot"
             snapshot_load_s = await force_snapshot(url, size, snapshot_every)
         else:
             log(f"{size.name}: checkpoint phase (until the active member wrote two checkpoints)")
-            recorder.enter("checkpoint")
+            recorder.phase = "checkpoint"
             started = time.perf_counter()
             triad["checkpoints_seen"] = await wait_checkpoints(server.data_dir / CHECKPOINT_FILE, 2, 120)
             snapshot_load_s = time.perf_counter() - started
             log(f"{size.name}: peer checkpoint phase (the tertiary away past a compaction, then back)")
-            recorder.enter("away")
+            recorder.phase = "away"
             triad.update(await peer_checkpoint(cluster, recorder))
-        recorder.enter("after")
+        recorder.phase = "after"
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*background)

@@ -135,4 +135,9 @@ def answer_signature_of(secret: str, request_mac: str, status: int, body: Iterab
 
 def answer_is_genuine(secret: str, request: SignedRequest, status: int, body: bytes, header: str) -> bool:
     """True when the answer's signature proves the partner sent exactly this answer to this request."""
-    return hmac.compare_digest(header.encode(), answer_signature(secret, request.mac, status, body).encode())
+    return answer_is_genuine_of(secret, request, status, (body,), header)
+
+
+def answer_is_genuine_of(secret: str, request: SignedRequest, status: int, body: Iterable[bytes], header: str) -> bool:
+    """`answer_is_genuine` of a body given in pieces (a large file read back a piece at a time)."""
+    return hmac.compare_digest(header.encode(), answer_signature_of(secret, request.mac, status, body).encode())

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hmac
 import logging
 import os
 import time
@@ -40,12 +39,12 @@ import msgspec
 from licentia.cluster import peer_auth
 from licentia.cluster.etcd_client import EtcdUnavailable
 from licentia.cluster.relationship import Host
-from licentia.cluster.triad_log import APPLIED_PREFIX, TriadLog
+from licentia.cluster.triad_log import APPLIED_PREFIX, TriadLog, reported_checkpoints
 from licentia.cluster.triad_seam import CommitFailed
 from licentia.core.model import TriadMember
 from licentia.core.state import LicenseState, Snapshot
 from licentia.store.forked_write import SYNC_EVERY, ForkedWriteFailed, write_forked
-from licentia.store.private_file import sync_directory, write_private
+from licentia.store.private_file import put_in_place, write_private
 from licentia.store.snapshot_file import (
     HEADING_MAX,
     MAGIC,
@@ -171,19 +170,12 @@ def _received_revision(fd: int, secret: str, signed: peer_auth.SignedRequest, si
     """The revision of the checkpoint received into the open file `fd`, synced, once its signature proves the
     peer sent exactly these bytes (read back a piece at a time: hashing releases the GIL, in a thread)."""
     os.fsync(fd)
-    size = os.fstat(fd).st_size
-    expected = peer_auth.answer_signature_of(secret, signed.mac, 200, _pieces(fd, size))
-    if not hmac.compare_digest(signature.encode(), expected.encode()):
+    if not peer_auth.answer_is_genuine_of(secret, signed, 200, _pieces(fd, os.fstat(fd).st_size), signature):
         raise CheckpointError("it is not signed with the triad's secret")
     try:
         return snapshot_heading(os.pread(fd, HEADING_MAX, 0))[1]
     except SnapshotFileError:
         raise CheckpointError("it is not in this version's checkpoint format") from None
-
-
-def _replace_synced(temporary: Path, path: Path) -> None:
-    os.replace(temporary, path)
-    sync_directory(path.parent)
 
 
 class CheckpointCopy:
@@ -295,8 +287,7 @@ class TriadCheckpoints:
         client = self.log.client
         if client is None:
             return None
-        kvs, _ = await client.get_prefix(APPLIED_PREFIX)
-        reported = {kv.key[len(APPLIED_PREFIX) :].decode(): int(kv.value) for kv in kvs}
+        reported = await reported_checkpoints(client)
         mine, applied = self.log.checkpointed_revision, self.log.applied_revision
         newer = sorted((m for m in self.peers.others if mine < reported.get(m.name, 0) <= applied),
                        key=lambda m: -reported.get(m.name, 0))
@@ -353,7 +344,7 @@ class TriadCheckpoints:
             if not self.log.checkpointed_revision < revision <= self.log.applied_revision:
                 temporary.unlink(missing_ok=True)
                 return None
-            await asyncio.to_thread(_replace_synced, temporary, self.path)
+            await asyncio.to_thread(put_in_place, temporary, self.path)
             self.log.checkpointed(revision)
         return revision, size
 

@@ -375,8 +375,7 @@ class TriadLog:
         client = self.client
         if client is None:
             return
-        kvs, _ = await client.get_prefix(APPLIED_PREFIX)
-        reported = {kv.key[len(APPLIED_PREFIX) :].decode(): int(kv.value) for kv in kvs}
+        reported = await reported_checkpoints(client)
         if not reported:
             return
         newest = max(reported.values())
@@ -391,6 +390,12 @@ class TriadLog:
             return
         self.compacted_revision = target
         log.info("Compacted the triad's log below revision %d, which every member has checkpointed.", target)
+
+
+async def reported_checkpoints(client: EtcdClient) -> dict[str, int]:
+    """The revision each member told etcd its checkpoint reflects (`APPLIED_PREFIX`), by member name."""
+    kvs, _ = await client.get_prefix(APPLIED_PREFIX)
+    return {kv.key[len(APPLIED_PREFIX) :].decode(): int(kv.value) for kv in kvs}
 
 
 def _fail(futures: list[asyncio.Future[Outcome]], exc: Exception) -> None:

@@ -56,6 +56,11 @@ def write_private(path: Path, *chunks: bytes, pause: Callable[[], None] | None =
         os.fsync(fd)
     finally:
         os.close(fd)
+    put_in_place(temporary, path)
+
+
+def put_in_place(temporary: Path, path: Path) -> None:
+    """Rename the synced file `temporary` over `path`, and sync the directory so that the new name is on disk."""
     os.replace(temporary, path)
     sync_directory(path.parent)
 
