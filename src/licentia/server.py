@@ -93,7 +93,7 @@ class LicenseServer:
         self.relation: Relationship = Standalone(self)
         self._leaving: TriadNode | None = None  # the triad this server is leaving (see leave_triad)
         self.role_events = RoleEvents()  # the Redundancy page's timeline (cluster.role_events)
-        self.heartbeats = HeartbeatCoalescer(self.execute, lambda lease_id: lease_id in self.state.leases)
+        self.heartbeats = HeartbeatCoalescer(self.execute, lambda: self.state.leases)
         self.host_names = VerifiedHostNames()
         self._grant_cache: dict[tuple[str, str, str], tuple[float, dict[str, object]]] = {}
         self.alerts = AlertService(self)

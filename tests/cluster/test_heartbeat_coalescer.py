@@ -24,7 +24,7 @@ def test_unknown_lease_ids_are_answered_expired_but_only_the_first_is_journaled(
         return Applied(Renewals(renewed=renewed, expired=lost, denied={}))
 
     async def body() -> list[Outcome]:
-        coalescer = HeartbeatCoalescer(execute, HELD.__contains__)
+        coalescer = HeartbeatCoalescer(execute, lambda: HELD)
         ghosts = [f"ghost-{n}" for n in range(1000)]
         return await asyncio.gather(
             coalescer.renew([*ghosts, "L1"], "10.0.0.5", ""),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from licentia.core.commands import Checkout, PrintCheck, SetAccessRules
+from licentia.core.commands import Checkout, Heartbeat, PrintCheck, Renewal, SetAccessRules
 from licentia.core.model import AccessRule, ClientInfo, PrinterIdentity
 from licentia.core.state import LicenseState, Outcome
 
@@ -69,6 +69,19 @@ def test_default_policy_deny_refuses_unmatched_requests(state):
     denied = print_check(state, ip="10.2.4.4", printer="Zebra-2")
     assert denied.code == "access_denied"
     assert "default policy (deny)" in denied.message
+
+
+def test_default_policy_deny_with_no_rules_refuses_a_heartbeat_and_allow_renews_it(state):
+    assert checkout(state, "L1").ok and checkout(state, "L2", ip="10.0.0.3").ok
+    set_rules(state, default_policy="deny")
+
+    refused = state.apply(Heartbeat(renewals=[Renewal(["L1"], "10.0.0.9", "")]), T0 + 2)
+    assert refused.result.renewed == {}
+    assert refused.result.denied == {"L1": "denied by access default policy (deny)"}
+
+    set_rules(state, default_policy="allow")
+    renewed = state.apply(Heartbeat(renewals=[Renewal(["L1", "L2"], "10.0.0.9", "")]), T0 + 3)
+    assert set(renewed.result.renewed) == {"L1", "L2"} and renewed.result.denied == {}
 
 
 @pytest.mark.parametrize(

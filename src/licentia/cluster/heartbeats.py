@@ -12,7 +12,7 @@ a heartbeat naming a thousand made-up ids journals one of them, not a thousand.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 
 from licentia.core.commands import Heartbeat, Renewal
 from licentia.core.outcomes import Applied, Outcome, Renewals
@@ -22,8 +22,9 @@ MAX_BATCH = 5000
 
 class HeartbeatCoalescer:
     def __init__(
-        self, execute: Callable[[Heartbeat], Awaitable[Outcome[Renewals]]], held: Callable[[str], bool]
+        self, execute: Callable[[Heartbeat], Awaitable[Outcome[Renewals]]], held: Callable[[], Container[str]]
     ) -> None:
+        """`held` gives the ids of the leases this server holds now (its state's leases)."""
         self._execute = execute
         self._held = held
         self._pending: list[tuple[Renewal, asyncio.Future[Outcome[Renewals]]]] = []
@@ -76,8 +77,9 @@ class HeartbeatCoalescer:
             self._running = False
 
     def _without_unknown(self, renewal: Renewal) -> Renewal:
-        held = [lease_id for lease_id in renewal.lease_ids if self._held(lease_id)]
-        unknown = next((lease_id for lease_id in renewal.lease_ids if not self._held(lease_id)), None)
-        if unknown is None:
+        leases = self._held()
+        held = [lease_id for lease_id in renewal.lease_ids if lease_id in leases]
+        if len(held) == len(renewal.lease_ids):
             return renewal
+        unknown = next(lease_id for lease_id in renewal.lease_ids if lease_id not in leases)
         return Renewal([unknown, *held], renewal.source_ip, renewal.source_host)

@@ -9,6 +9,7 @@ never the name the client declares.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 
@@ -97,6 +98,12 @@ def _where_matches(rule: AccessRule, origin: RequestOrigin) -> bool:
     if rule.where_kind == "ip":
         return address == ipaddress.ip_address(canonical_address(rule.where))
     return address in ipaddress.ip_network(_canonical_network(rule.where), strict=False)
+
+
+@functools.cache
+def default_decision(policy: str) -> tuple[bool, str]:
+    """(allowed, why) where no rule matched: the default policy's (one tuple per policy, not one per lease)."""
+    return policy == "allow", f"default policy ({policy})"
 
 
 def matching_rule(rules: list[AccessRule], origin: RequestOrigin) -> AccessRule | None:

@@ -21,7 +21,13 @@ class Due(msgspec.Struct, gc=False, order=True):
 
 
 class ExpiringSet:
-    """Counts live members in amortized O(log n) without scanning every member."""
+    """Counts live members in amortized O(log n) without scanning every member.
+
+    Every member has a heap entry at or before its time. A member put again with a later time (a lease renewed,
+    a printer used again: by far the most puts) only has its time changed; its entry stays where it was and is
+    filed again at the member's time when it comes due (`live_count`). So a renewal costs a dictionary write,
+    and the heap does not grow by one entry per renewal (it was rebuilt each time it reached twice the members:
+    ~50 ms at 300,000 leases, every 300,000 renewals, while a command was applied)."""
 
     __slots__ = ("_expiry", "_heap", "offset")
 
@@ -32,9 +38,11 @@ class ExpiringSet:
 
     def put(self, key: str, at: float) -> None:
         """`key` is a member until `at` + the offset."""
+        before = self._expiry.get(key)
         self._expiry[key] = at
-        heapq.heappush(self._heap, Due(at, key))
-        self._drop_stale_entries()
+        if before is None or at < before:  # else its entry, at or before `before`, is at or before `at` too
+            heapq.heappush(self._heap, Due(at, key))
+            self._drop_stale_entries()
 
     def fill(self, members: list[Due]) -> None:
         """Put many members in at once (the heap built once: far faster than one at a time; the entries become
@@ -47,7 +55,8 @@ class ExpiringSet:
         self._drop_stale_entries()
 
     def _drop_stale_entries(self) -> None:
-        """Rebuild the heap from the members once most of its entries are stale (members put again or gone)."""
+        """Rebuild the heap from the members once most of its entries are stale (members gone, or put again
+        earlier)."""
         if len(self._heap) > 2 * len(self._expiry) + 64:
             self._heap = [Due(at, k) for k, at in self._expiry.items()]
             heapq.heapify(self._heap)
@@ -63,13 +72,28 @@ class ExpiringSet:
         heap, expiry, offset = self._heap, self._expiry, self.offset
         while heap and heap[0].at + offset <= now:
             due = heapq.heappop(heap)
-            if expiry.get(due.key) == due.at:
+            at = expiry.get(due.key)
+            if at is None or at < due.at:
+                continue  # gone, or filed again at an earlier time (that entry speaks for it)
+            if at + offset <= now:
                 del expiry[due.key]
+            elif at != due.at:
+                heapq.heappush(heap, Due(at, due.key))  # put again later meanwhile: filed at its time now
         return len(expiry)
 
     def count_live(self, now: float) -> int:
-        """The live members at `now`, changing nothing: for reads at a local clock, outside the log."""
-        offset = self.offset
-        if not self._heap or self._heap[0].at + offset > now:
-            return len(self._expiry)  # every member has a heap entry at its expiry, and none is due yet
-        return sum(1 for at in self._expiry.values() if at + offset > now)
+        """The live members at `now`, changing nothing: for reads at a local clock, outside the log. It looks at
+        the heap's entries due by `now` only (each member expired by then has one), not at every member."""
+        heap, expiry, offset = self._heap, self._expiry, self.offset
+        expired: set[str] = set()
+        stack = [0] if heap and heap[0].at + offset <= now else []
+        while stack:
+            i = stack.pop()
+            due = heap[i]
+            at = expiry.get(due.key)
+            if at is not None and at + offset <= now:
+                expired.add(due.key)
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < len(heap) and heap[child].at + offset <= now:
+                    stack.append(child)
+        return len(expiry) - len(expired)

@@ -14,7 +14,7 @@ from operator import attrgetter
 import msgspec
 
 from licentia.core import commands as c
-from licentia.core.access import RequestOrigin, matching_rule
+from licentia.core.access import RequestOrigin, default_decision, matching_rule
 from licentia.core.expiring import Due, ExpiringSet
 from licentia.core.lease_requests import LeaseRequests, RequestKey
 from licentia.core.listing import Listings
@@ -121,6 +121,8 @@ class IndexedState(StateData):
         return client
 
     def _client_access(self, client: ClientInfo, source_ip: str, source_host: str | None) -> tuple[bool, str]:
+        if not self.access_rules:  # the default policy decides: no origin to build (once per lease of a batch)
+            return default_decision(self.settings.default_access_policy)
         return self.access_decision(RequestOrigin(user=client.user, host=client.host, ip=source_ip,
                                                   source_host=source_host))
 
@@ -128,8 +130,7 @@ class IndexedState(StateData):
         """(allowed, why) for a request from `origin`; `why` names the rule that decided."""
         rule = matching_rule(self.access_rules, origin)
         if rule is None:
-            allowed = self.settings.default_access_policy == "allow"
-            return allowed, f"default policy ({self.settings.default_access_policy})"
+            return default_decision(self.settings.default_access_policy)
         return rule.action == "allow", f"rule {rule.rule_id!r} ({rule.action})"
 
     def _move_printer(self, printer: Printer, group: str, via: str = "") -> None:

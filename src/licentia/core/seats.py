@@ -122,6 +122,7 @@ class Seats(IndexedState):
         lost: list[str] = []
         denied: dict[str, str] = {}
         usage: list[UsageRecord] = []
+        renewed_in: set[str] = set()  # the licenses whose in-use sets renewals changed
         renewals = [(renewal, True) for renewal in cmd.renewals]
         if cmd.lease_ids:
             renewals.append((c.Renewal(cmd.lease_ids, "", ""), False))
@@ -147,12 +148,18 @@ class Seats(IndexedState):
                 lease.expires_at = now + lease.ttl_s
                 self._lease_expires(lease.expires_at)
                 self._in_use[lease.license_id].put(lease.lease_id, lease.expires_at)  # not the request's string
+                renewed_in.add(lease.license_id)
                 renewed[lease_id] = lease.expires_at
             lost += gone
             for reason, ids in (("lease_expired", gone), ("access_denied", refused_here)):
                 if ids:
                     usage.append(UsageRecord(at=now, kind="heartbeat", granted=False, reason=reason,
                                              lease_id=ids[0], source_ip=renewal.source_ip))
+        for license_id in renewed_in:
+            # A renewal leaves the lease's entry in the in-use heap where it was: entries come due here as the
+            # leases they were filed for are renewed, and are filed again at their time (`ExpiringSet`), so a
+            # count read at the console looks at the few entries due, not at every lease.
+            self._in_use[license_id].live_count(now)
         return Applied(
             Renewals(renewed=renewed, expired=lost, denied=denied),
             usage=usage,
