@@ -18,6 +18,7 @@ counted, nor preferred.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,6 +28,8 @@ API_PREFIX = "/api/v1/"
 
 MAX_WAIT_S = 0.02  # the longest a slice of console or admin work waits for client requests to be answered
 WAIT_BUDGET_S = 0.1  # the longest one console or admin request waits in all (`RequestTurns`)
+REST_PER_SLICE = 1.0  # after its slices, a console or admin request leaves the loop free this many times as long
+MIN_REST_S = 0.001  # rest owed is taken once it is this long (the loop's timers count whole milliseconds)
 
 
 class LicensingFirst:
@@ -80,19 +83,33 @@ class RequestTurns:
     """One console or admin request's turns: each waits as `LicensingFirst.turn` does, until the request has waited
     WAIT_BUDGET_S in all; then its slices only yield. Where every client request is in flight for long (a triad's,
     which waits for etcd's commit, the loop idle meanwhile), a page of 30 slices otherwise waited 30 times
-    MAX_WAIT_S: at 300,000 leases the Printer Usage page's p95 went from 15 ms to 0.9 s."""
+    MAX_WAIT_S: at 300,000 leases the Printer Usage page's p95 went from 15 ms to 0.9 s.
 
-    __slots__ = ("_first", "waited_s")
+    Before that, a turn rests REST_PER_SLICE times as long as the request's slices since its last rest took, so
+    console work takes at most about half of the server's time however fast pages are asked for: the loop is
+    free for client requests, and the processor for whatever else the machine runs (bench/README.md: console pages
+    asked for back to back on a busy 2-core machine). At 300,000 leases a page is a few milliseconds of work, so
+    this costs a page as much again."""
+
+    __slots__ = ("_first", "_rest_owed", "_slice_started", "waited_s")
 
     def __init__(self, first: LicensingFirst) -> None:
         self._first = first
         self.waited_s = 0.0
+        self._slice_started: float | None = None  # perf_counter: the loop's clock counts whole milliseconds
+        self._rest_owed = 0.0
 
     async def turn(self) -> None:
+        if self._slice_started is not None:
+            self._rest_owed += (time.perf_counter() - self._slice_started) * REST_PER_SLICE
+            if self._rest_owed >= MIN_REST_S:
+                await asyncio.sleep(self._rest_owed)
+                self._rest_owed = 0.0
         loop = asyncio.get_running_loop()
         started = loop.time()
         await self._first.turn(min(MAX_WAIT_S, WAIT_BUDGET_S - self.waited_s))
         self.waited_s += loop.time() - started
+        self._slice_started = time.perf_counter()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
