@@ -75,3 +75,21 @@ def test_leases_kept_by_heartbeats_alone_leave_no_entry_due_in_their_licenses_in
     assert in_use._heap[0].at > now
     assert state.counted_at(license_id, now + 119) == 20
     assert state.counted_at(license_id, now + 120) == 0
+
+
+def test_a_count_after_most_members_went_looks_at_the_members_left_not_at_every_entry_due():
+    members = ExpiringSet()
+    members.fill([Due(100.0 + i * 0.001, f"lease-{i}") for i in range(50_000)])
+    for i in range(49_990):  # checked in: their entries stay in the heap until something applied drops them
+        members.discard(f"lease-{i}")
+    looked: list[str] = []
+
+    class Watched(dict[str, float]):
+        def values(self):  # type: ignore[override]
+            looked.append("every member")
+            return super().values()
+
+    members._expiry = Watched(members._expiry)
+    assert members.count_live(200.0) == 0
+    assert members.count_live(149.9945) == 5
+    assert looked == ["every member", "every member"]  # ten members read, not 50,000 entries due

@@ -83,11 +83,16 @@ class ExpiringSet:
 
     def count_live(self, now: float) -> int:
         """The live members at `now`, changing nothing: for reads at a local clock, outside the log. It looks at
-        the heap's entries due by `now` only (each member expired by then has one), not at every member."""
+        the heap's entries due by `now` only (each member expired by then has one), or at every member's time
+        when those entries are more (members gone in numbers, whose entries nothing applied has dropped yet)."""
         heap, expiry, offset = self._heap, self._expiry, self.offset
         expired: set[str] = set()
         stack = [0] if heap and heap[0].at + offset <= now else []
+        looked = 0
         while stack:
+            looked += 1
+            if looked > len(expiry):
+                return sum(1 for at in expiry.values() if at + offset > now)
             i = stack.pop()
             due = heap[i]
             at = expiry.get(due.key)
