@@ -7,7 +7,7 @@ import random
 import pytest
 
 from licentia.core.commands import Checkout, Heartbeat, Renewal
-from licentia.core.expiring import Due, ExpiringSet
+from licentia.core.expiring import ExpiringSet
 from licentia.core.model import ClientInfo
 
 T0 = 1_700_000_000.0
@@ -15,13 +15,13 @@ T0 = 1_700_000_000.0
 
 def test_renewing_every_member_again_and_again_files_no_new_heap_entry():
     members = ExpiringSet()
-    members.fill([Due(100.0 + i, f"lease-{i}") for i in range(1000)])
+    members.fill([100.0 + i for i in range(1000)], [f"lease-{i}" for i in range(1000)])
     for round_ in range(1, 11):
         for i in range(1000):
             members.put(f"lease-{i}", 100.0 + 50 * round_ + i)
     # One entry per member, as after the fill: before, each renewal pushed one and the heap was rebuilt from
     # every member each time it reached twice their number (~50 ms at 300,000 leases).
-    assert len(members._heap) == 1000
+    assert len(members.entries()) == 1000
     # Each member's time is now 600 + i: at 1000, those with i > 400 are live.
     assert members.count_live(1000.0) == 599
     assert members.live_count(1000.0) == 599
@@ -72,14 +72,14 @@ def test_leases_kept_by_heartbeats_alone_leave_no_entry_due_in_their_licenses_in
         renewed = state.apply(Heartbeat(renewals=[Renewal([f"L{n}" for n in range(20)], "10.0.0.2", "")]), now)
         assert len(renewed.result.renewed) == 20
     in_use = state._in_use[license_id]
-    assert in_use._heap[0].at > now
+    assert in_use.entries()[0][0] > now
     assert state.counted_at(license_id, now + 119) == 20
     assert state.counted_at(license_id, now + 120) == 0
 
 
 def test_a_count_after_most_members_went_looks_at_the_members_left_not_at_every_entry_due():
     members = ExpiringSet()
-    members.fill([Due(100.0 + i * 0.001, f"lease-{i}") for i in range(50_000)])
+    members.fill([100.0 + i * 0.001 for i in range(50_000)], [f"lease-{i}" for i in range(50_000)])
     for i in range(49_990):  # checked in: their entries stay in the heap until something applied drops them
         members.discard(f"lease-{i}")
     looked: list[str] = []

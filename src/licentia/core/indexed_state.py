@@ -15,7 +15,7 @@ import msgspec
 
 from licentia.core import commands as c
 from licentia.core.access import RequestOrigin, default_decision, matching_rule
-from licentia.core.expiring import Due, ExpiringSet
+from licentia.core.expiring import ExpiringSet
 from licentia.core.lease_requests import LeaseRequests, RequestKey
 from licentia.core.listing import Listings
 from licentia.core.model import BLOCKED_GROUP, Client, ClientInfo, Lease, License, Printer, UsageRecord
@@ -174,16 +174,19 @@ class IndexedState(StateData):
         return ExpiringSet(self.settings.printer_window_days * DAY if lic.terms.unit == "printers" else 0.0)
 
     def _rebuild_in_use(self) -> None:
-        members: dict[str, list[Due]] = {license_id: [] for license_id in self.licenses}
+        times: dict[str, list[float]] = {license_id: [] for license_id in self.licenses}
+        keys: dict[str, list[str]] = {license_id: [] for license_id in self.licenses}
         for printer in self.printers.values():
-            if printer.license_id in members:
-                members[printer.license_id].append(Due(printer.last_used, printer.printer_id))
+            if printer.license_id in times:
+                times[printer.license_id].append(printer.last_used)
+                keys[printer.license_id].append(printer.printer_id)
         for lease in self.leases.values():
-            if lease.license_id in members:
-                members[lease.license_id].append(Due(lease.expires_at, lease.lease_id))
+            if lease.license_id in times:
+                times[lease.license_id].append(lease.expires_at)
+                keys[lease.license_id].append(lease.lease_id)
         self._in_use = {license_id: self._new_in_use(lic) for license_id, lic in self.licenses.items()}
         for license_id, expiring in self._in_use.items():
-            expiring.fill(members[license_id])
+            expiring.fill(times[license_id], keys[license_id])
 
     def listings(self) -> Listings:
         """The sorted orders of leases, printers and clients (rebuilt if a record was ever put in without them)."""
