@@ -195,17 +195,44 @@ def lease_view(state: LicenseState, lease_id: str, now: float) -> dict[str, Any]
     return {**msgspec.to_builtins(lease), "expires_in_s": round(lease.expires_at - now, 1)}
 
 
-def lease_page(state: LicenseState, now: float, query: ListQuery) -> ListPage:
+def lease_page(state: LicenseState, now: float, query: ListQuery, *, license_id: str | None = None) -> ListPage:
+    """Seat leases held now (of the license `license_id`: in its product's range of the by-product order)."""
     index = LEASES.sorts[query.sort].index(state)
-    items, cursor = _read(index, query, _descending(LEASES, query), lambda key: lease_view(state, key[-1], now))
-    total = index.count(*prefix_range(text_key(query.q))) if query.q else len(index)
-    return ListPage(items, cursor, total, query)
+    if license_id is None:
+        items, cursor = _read(index, query, _descending(LEASES, query), lambda key: lease_view(state, key[-1], now))
+        total = index.count(*prefix_range(text_key(query.q))) if query.q else len(index)
+        return ListPage(items, cursor, total, query)
+
+    def view(key: Key) -> dict[str, Any] | None:
+        lease = state.leases.get(key[-1])
+        return lease_view(state, key[-1], now) if lease is not None and lease.license_id == license_id else None
+
+    lic = state.licenses[license_id]
+    low, high = exact_range(lic.terms.product) if query.sort == "product" else (None, None)
+    items, cursor = _read(index, query, _descending(LEASES, query), view, low, high)
+    return ListPage(items, cursor, None if query.q else state.counted_at(license_id, now), query)
 
 
 def printer_page(
-    state: LicenseState, now: float, query: ListQuery, *, group: str | None = None, recent: bool = False
+    state: LicenseState,
+    now: float,
+    query: ListQuery,
+    *,
+    group: str | None = None,
+    recent: bool = False,
+    license_id: str | None = None,
 ) -> ListPage:
-    """Printers (of `group`; only those used inside the printer window when `recent`)."""
+    """Printers (of `group`; only those used inside the printer window when `recent`; only those counted against
+    the license `license_id` now, a filter read in the window's range of the by-last-used order)."""
+    page = _printer_page(state, now, query, group, recent or license_id is not None, license_id)
+    if license_id is None or query.q:
+        return page
+    return ListPage(page.items, page.next, state.counted_at(license_id, now), query)
+
+
+def _printer_page(
+    state: LicenseState, now: float, query: ListQuery, group: str | None, recent: bool, license_id: str | None
+) -> ListPage:
     listings = state.listings()
     window_start = -(now - state.settings.printer_window_days * DAY)  # keys hold minus the time last seen
     descending = _descending(PRINTERS, query)
@@ -214,7 +241,11 @@ def printer_page(
         printer = state.printers[key[-1]]
         if group is not None and printer.group != group:
             return None
+        if license_id is not None and printer.license_id != license_id:
+            return None
         shown = printer_view(state, printer, now)
+        if license_id is not None:
+            return shown if shown["counted"] else None
         return shown if shown["in_window"] or not recent else None
 
     if query.sort == "last_used" and group is not None:

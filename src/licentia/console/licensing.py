@@ -12,12 +12,14 @@ from typing import Any
 
 from starlette.requests import Request
 
+from licentia.api.lists import LEASES, PRINTERS, lease_page, printer_page
 from licentia.api.this_server import this_server
 from licentia.console.pages import Page, can
+from licentia.console.paging import table, table_query
 from licentia.console.sessions import ConsoleSession
 from licentia.console.views import PageNotFound
 from licentia.core.state import DAY, LicenseState
-from licentia.core.views import license_status, printer_view
+from licentia.core.views import license_status
 
 
 @dataclass
@@ -114,6 +116,8 @@ async def license_setup(request: Request, session: ConsoleSession) -> dict[str, 
 
 
 async def license_details(request: Request, session: ConsoleSession) -> dict[str, Any]:
+    """A license's terms, its count in use, and one page of the printers or seats counted against it (paged like
+    the Printer Usage and Seats pages: a license can have 300,000 printers)."""
     server = this_server(request)
     state = await server.read_state()
     now = server.now()
@@ -123,18 +127,19 @@ async def license_details(request: Request, session: ConsoleSession) -> dict[str
         raise PageNotFound(f"No license {license_id} is installed on this server.")
     view = license_status(state, lic, now)
     view["expires_in_days"] = (view["expires"] - now) / DAY
-    printers = [printer_view(state, p, now) for p in state.printers.values() if p.license_id == license_id]
-    printers = sorted((p for p in printers if p["counted"]), key=lambda p: -p["last_used"])
-    leases = sorted(
-        (lease for lease in state.leases.values() if lease.license_id == license_id and lease.expires_at > now),
-        key=lambda lease: lease.granted_at,
-    )
-    return {"license": view, "printers": printers, "leases": leases, "now": now, "server_id": server.server_id}
+    context: dict[str, Any] = {"license": view, "now": now, "server_id": server.server_id}
+    if lic.terms.unit == "printers":
+        printers = printer_page(state, now, table_query(request, PRINTERS, "printer_"), license_id=license_id)
+        context.update(printers=printers.items, printer_table=table(request, PRINTERS, "printer_", printers))
+    else:
+        leases = lease_page(state, now, table_query(request, LEASES, "lease_"), license_id=license_id)
+        context.update(leases=leases.items, lease_table=table(request, LEASES, "lease_", leases))
+    return context
 
 
 PAGES = [
     Page("overview", "/", "Overview", "overview.html", overview, script="overview.js"),
     Page("license-setup", "/licenses", "License Setup", "license_setup.html", license_setup, script="license-setup.js"),
     Page("license-setup", "/licenses/{license_id:path}", "License details", "license_details.html", license_details,
-         script="license-setup.js"),
+         script="license-setup.js", in_slices=True),
 ]
