@@ -92,7 +92,7 @@ SIZES = {
 QUICK = Size("quick", 2_000, 2_000, 6_000)
 HEARTBEAT_LEASES = 1  # leases per heartbeat of the client load: one application, one seat
 
-CONSOLE_PAGES = [
+CONSOLE_PAGES = [  # and each license's details page (`browse`)
     "/console/",
     "/console/licenses",
     "/console/this-server",
@@ -274,9 +274,12 @@ async def console_session(url: str) -> aiohttp.ClientSession:
 
 async def browse(session: aiohttp.ClientSession, url: str, recorder: Recorder, until: float) -> None:
     """Every console page, live fragment and admin list in turn, until `until` (at least one round)."""
+    async with session.get(f"{url}/api/v1/admin/licenses") as answer:
+        licenses = (await answer.json())["licenses"]
+    details = [f"/console/licenses/{lic['license_id']}" for lic in licenses]  # each license's details page
     rounds = 0
     while rounds == 0 or time.perf_counter() < until:
-        for path in CONSOLE_PAGES + LIVE_REFRESH + ADMIN_LISTS:
+        for path in CONSOLE_PAGES + details + LIVE_REFRESH + ADMIN_LISTS:
             started = time.perf_counter()
             async with session.get(url + path, timeout=aiohttp.ClientTimeout(total=600)) as answer:
                 body = await answer.read()

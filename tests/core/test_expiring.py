@@ -85,9 +85,9 @@ def test_a_count_after_most_members_went_looks_at_the_members_left_not_at_every_
     looked: list[str] = []
 
     class Watched(dict[str, float]):
-        def values(self):  # type: ignore[override]
+        def items(self):  # type: ignore[override]
             looked.append("every member")
-            return super().values()
+            return super().items()
 
     members._expiry = Watched(members._expiry)
     assert members.count_live(200.0) == 0

@@ -179,8 +179,7 @@ class LicentiaCollector(Collector):
         yield GaugeMetricFamily(
             "licentia_leases_active",
             "Seat leases held now (not yet expired)",
-            value=sum(1 for lease in state.leases.values() if lease.expires_at > now)
-            if state.leases_expire_by(now) else len(state.leases),  # none expired: no pass over them
+            value=len(state.leases) - len(state.expired_leases(now)),  # no pass over every lease
         )
         yield GaugeMetricFamily(
             "licentia_clients", "Client machines/users/applications known", value=len(state.clients)

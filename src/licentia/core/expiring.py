@@ -38,12 +38,16 @@ class ExpiringSet:
     The heap is two parallel arrays, the times filed (8 bytes each) and the keys (the member's own string, a
     reference), ordered by time: 16 bytes an entry. An entry was a record of its own (32 bytes, and 8 for the
     list's reference: ~14 MB more at 300,000 leases and 300,000 printers). Members due at the same time come out
-    in any order: nothing counted depends on it."""
+    in any order: nothing counted depends on it.
 
-    __slots__ = ("_expiry", "_keys", "_times", "offset")
+    With `lapsed`, each member `live_count` finds expired is also added to that set: a license's seats set notes
+    there the leases that ran out, for the state to reclaim them without a pass over every lease."""
 
-    def __init__(self, offset: float = 0.0) -> None:
+    __slots__ = ("_expiry", "_keys", "_times", "lapsed", "offset")
+
+    def __init__(self, offset: float = 0.0, lapsed: set[str] | None = None) -> None:
         self.offset = offset  # a member expires this long after the time it was put with
+        self.lapsed = lapsed
         self._expiry: dict[str, float] = {}  # each member's time (its expiry minus the offset)
         self._times: array[float] = array("d")  # the heap: entry i is (_times[i], _keys[i])
         self._keys: list[str] = []
@@ -132,13 +136,27 @@ class ExpiringSet:
                 continue
             if at is not None and at >= filed:
                 del expiry[key]  # expired (else gone, or filed again at an earlier time: that entry speaks for it)
+                if self.lapsed is not None:
+                    self.lapsed.add(key)
             self._drop_first()
         return len(expiry)
 
     def count_live(self, now: float) -> int:
-        """The live members at `now`, changing nothing: for reads at a local clock, outside the log. It looks at
-        the heap's entries due by `now` only (each member expired by then has one), or at every member's time
-        when those entries are more (members gone in numbers, whose entries nothing applied has dropped yet)."""
+        """The live members at `now`, changing nothing: for reads at a local clock, outside the log."""
+        return len(self._expiry) - len(self.expired_by(now))
+
+    def expired_by(self, now: float) -> set[str]:
+        """The members expired at `now` that no `live_count` dropped yet, changing nothing. It looks at the heap's
+        entries due by `now` only (each member expired by then has one), or at every member's time when those
+        entries are more (members gone in numbers, whose entries nothing applied has dropped yet)."""
+        return self._expired_due(now, stop_at_first=False)
+
+    def any_expired_by(self, now: float) -> bool:
+        """Whether a member expired at `now` that no `live_count` dropped yet (the same look as `expired_by`,
+        stopping at the first)."""
+        return bool(self._expired_due(now, stop_at_first=True))
+
+    def _expired_due(self, now: float, stop_at_first: bool) -> set[str]:
         times, keys, expiry, offset = self._times, self._keys, self._expiry, self.offset
         expired: set[str] = set()
         stack = [0] if keys and times[0] + offset <= now else []
@@ -146,13 +164,15 @@ class ExpiringSet:
         while stack:
             looked += 1
             if looked > len(expiry):
-                return sum(1 for at in expiry.values() if at + offset > now)
+                return {key for key, at in expiry.items() if at + offset <= now}
             i = stack.pop()
             key = keys[i]
             at = expiry.get(key)
             if at is not None and at + offset <= now:
                 expired.add(key)
+                if stop_at_first:
+                    return expired
             for child in (2 * i + 1, 2 * i + 2):
                 if child < n and times[child] + offset <= now:
                     stack.append(child)
-        return len(expiry) - len(expired)
+        return expired

@@ -8,8 +8,7 @@ per license and the sorted listings. The command handlers (`licentia.core.seats`
 
 from __future__ import annotations
 
-import math
-from operator import attrgetter
+from collections.abc import Iterator
 
 import msgspec
 
@@ -23,7 +22,6 @@ from licentia.core.printers import client_id
 from licentia.core.state_data import StateData
 
 DAY = 86400.0
-_EXPIRES_AT = attrgetter("expires_at")
 
 def request_key(client: ClientInfo, source_ip: str, request_id: str) -> RequestKey:
     return (client_id(client), source_ip, request_id)
@@ -57,22 +55,29 @@ class IndexedState(StateData):
         self._in_use: dict[str, ExpiringSet] = {}
         self._held_count: dict[str, int] = {}  # leases held per license, expired or not, until dropped
         self._listings = Listings()
-        # No lease expires before this time: a lease's expiry is filed here when it is granted or renewed
-        # (`_lease_expires`), while renewals and drops, by far the most changes, only push the true earliest later.
-        self._expiry_floor = -math.inf
+        # Leases that ran out, noted by their license's in-use set when it dropped them (`ExpiringSet.lapsed`), or
+        # held for no installed license: where `_reclaim_expired` looks, instead of at every lease. Some may have
+        # been renewed (honoured after a failover) or dropped since: each is looked at again there.
+        self._lapsed: set[str] = set()
 
-    def _lease_expires(self, at: float) -> None:
-        if at < self._expiry_floor:
-            self._expiry_floor = at
+    def _seat_sets(self) -> Iterator[ExpiringSet]:
+        return (expiring for expiring in self._in_use.values() if expiring.lapsed is not None)
+
+    def expired_leases(self, now: float) -> list[Lease]:
+        """The leases held whose time is up by `now`, not yet reclaimed, changing nothing: the lapsed ones and
+        the members the seats sets have expired (their entries due by `now`), not a pass over every lease."""
+        found = set().union(*(expiring.expired_by(now) for expiring in self._seat_sets()))
+        found.update(self._lapsed)
+        return [lease for lease_id in found if (lease := self.leases.get(lease_id)) is not None
+                and lease.expires_at <= now]
 
     def leases_expire_by(self, now: float) -> bool:
-        """Whether a lease's time is up by `now`. Until `now` reaches the floor this looks at no lease; then one
-        pass over them (a C-level `min`, ~5 ms at 300,000 leases) sets the floor to the earliest expiry again.
-        Asked every few seconds by the server's reclaim loop, it had scanned every lease each time."""
-        if now < self._expiry_floor:
-            return False
-        self._expiry_floor = min(map(_EXPIRES_AT, self.leases.values()), default=math.inf)
-        return self._expiry_floor <= now
+        """Whether a lease's time is up by `now` (as `expired_leases`, stopping at the first). Asked every few
+        seconds by the server's reclaim loop; it scanned every lease (~7 ms at 300,000) once one had expired."""
+        if any((lease := self.leases.get(lease_id)) is not None and lease.expires_at <= now
+               for lease_id in self._lapsed):
+            return True
+        return any(expiring.any_expired_by(now) for expiring in self._seat_sets())
 
     def _mark(self, via: str = "") -> int:
         """The next change sequence number; a change made here (not taken from the partner) is also 'own'."""
@@ -167,11 +172,14 @@ class IndexedState(StateData):
         self.lease_by_request.discard(lease)
         if lease.license_id in self._in_use:
             self._in_use[lease.license_id].discard(lease.lease_id)
+        self._lapsed.discard(lease.lease_id)
 
     def _new_in_use(self, lic: License) -> ExpiringSet:
         """A license's in-use set: its printers put with the time last used (the printer window is the set's
-        offset), its leases with the time they expire."""
-        return ExpiringSet(self.settings.printer_window_days * DAY if lic.terms.unit == "printers" else 0.0)
+        offset), its leases with the time they expire (noting those that run out in `_lapsed`)."""
+        if lic.terms.unit == "printers":
+            return ExpiringSet(self.settings.printer_window_days * DAY)
+        return ExpiringSet(0.0, self._lapsed)
 
     def _rebuild_in_use(self) -> None:
         times: dict[str, list[float]] = {license_id: [] for license_id in self.licenses}
@@ -184,6 +192,8 @@ class IndexedState(StateData):
             if lease.license_id in times:
                 times[lease.license_id].append(lease.expires_at)
                 keys[lease.license_id].append(lease.lease_id)
+            else:
+                self._lapsed.add(lease.lease_id)  # no set will note it: reclaimed once its time is up
         self._in_use = {license_id: self._new_in_use(lic) for license_id, lic in self.licenses.items()}
         for license_id, expiring in self._in_use.items():
             expiring.fill(times[license_id], keys[license_id])

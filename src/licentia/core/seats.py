@@ -25,6 +25,10 @@ from licentia.core.outcomes import (
 )
 
 
+def _ran_out_order(lease: Lease) -> tuple[float, str]:
+    return lease.expires_at, lease.lease_id
+
+
 def granted_lease(lease: Lease, *, repeated: bool) -> LeaseGranted:
     return LeaseGranted(
         lease_id=lease.lease_id,
@@ -96,7 +100,6 @@ class Seats(IndexedState):
             ttl_s=ttl,
         )
         self.leases[lease.lease_id] = lease
-        self._lease_expires(lease.expires_at)
         self._listings.lease_added(lease)
         self._held_count[chosen.id] = self._held_count.get(chosen.id, 0) + 1
         self._touch_client(cmd.client, cmd.source_ip, now)
@@ -146,7 +149,6 @@ class Seats(IndexedState):
                             denied[lease_id] = f"denied by access {why}"
                         continue
                 lease.expires_at = now + lease.ttl_s
-                self._lease_expires(lease.expires_at)
                 self._in_use[lease.license_id].put(lease.lease_id, lease.expires_at)  # not the request's string
                 renewed_in.add(lease.license_id)
                 renewed[lease_id] = lease.expires_at
@@ -203,13 +205,19 @@ class Seats(IndexedState):
         )
 
     def _reclaim_expired(self, cmd: c.ReclaimExpired, now: float) -> Outcome[Reclaimed]:
-        if not self.leases_expire_by(now):
-            return Applied(Reclaimed([]), usage=[], changed=False)
-        expired = [
-            lease
-            for lease in self.leases.values()
-            if lease.expires_at <= now and cmd.honour_from + lease.ttl_s <= now
-        ]
+        """Drop the leases whose time is up (and, with `honour_from`, that have outlived one TTL from then too),
+        in the order they ran out. The seats sets note in `_lapsed` the leases they expire, so this looks at
+        those, not at every lease (it did: 10-16 ms at 300,000 leases, each reclaim while any ran out)."""
+        for expiring in self._seat_sets():
+            expiring.live_count(now)  # notes in `_lapsed` what ran out since it last counted
+        expired: list[Lease] = []
+        for lease_id in list(self._lapsed):
+            lease = self.leases.get(lease_id)
+            if lease is None or lease.expires_at > now:  # dropped, or renewed since (and in its set again)
+                self._lapsed.discard(lease_id)
+            elif cmd.honour_from + lease.ttl_s <= now:
+                expired.append(lease)
+        expired.sort(key=_ran_out_order)  # the set's order differs between processes: the log's replicas agree on this
         for lease in expired:
             self._drop_lease(lease)
         return Applied(
