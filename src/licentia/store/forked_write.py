@@ -15,7 +15,8 @@ falls back to in-process snapshots after a child fails.
 
 The child runs at the lowest CPU priority (`CHILD_NICENESS`): encoding a large state takes it seconds of CPU,
 and where cores are few (or a triad's three members share a machine) the process answering clients must come
-first; the child takes whatever CPU the server leaves, so a checkpoint takes longer only on a busy machine.
+first; the child takes whatever CPU the server leaves, so a checkpoint takes longer only on a busy machine. Its
+I/O is in the idle class (`_lowest_io_priority`), so the disk serves the commits' syncs before its writes.
 For the same reason it syncs every few megabytes it writes (`SYNC_EVERY`) rather than once at the end: a sync of
 hundreds of megabytes makes every other sync on the disk wait behind it, and etcd's log and the journal's
 commits sync on every write (at 300k leases, etcd reported 350 ms applies and late heartbeats while three
@@ -29,7 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
+import platform
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -40,6 +44,8 @@ from licentia.store.private_file import write_private
 
 PAUSE_ENV = "LICENTIA_TEST_SNAPSHOT_PAUSE_S"
 CHILD_NICENESS = 19  # added to the server's: the lowest priority there is
+IOPRIO_IDLE = 3 << 13  # Linux's idle I/O class (3), shifted by IOPRIO_CLASS_SHIFT
+_IOPRIO_SET = {"x86_64": 251, "aarch64": 30}  # ioprio_set's syscall number (the C library has no wrapper)
 SYNC_EVERY = 4 << 20  # bytes the child writes between syncs (`write_private`'s `sync_every`)
 
 
@@ -47,10 +53,20 @@ class ForkedWriteFailed(OSError):
     """The child could not write the file; the previous version (if any) is still in place."""
 
 
+def _lowest_io_priority() -> None:
+    """This process's reads, writes and syncs in the idle I/O class (Linux `ioprio_set`; elsewhere nothing): the
+    disk serves the server's own syncs (the journal's commits, etcd's log) first, and this process's after them or
+    once they have waited the scheduler's longest (mq-deadline's `prio_aging_expire`, 10 s by default)."""
+    number = _IOPRIO_SET.get(platform.machine())
+    if sys.platform == "linux" and number is not None:
+        ctypes.CDLL(None, use_errno=True).syscall(number, 1, 0, IOPRIO_IDLE)  # IOPRIO_WHO_PROCESS, this process
+
+
 def _child(path: Path, chunks: Callable[[], Sequence[bytes]]) -> int:
     try:
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         os.nice(CHILD_NICENESS)
+        _lowest_io_priority()
         pause_s = float(os.environ.get(PAUSE_ENV) or 0)
         write_private(path, *chunks(), pause=(lambda: time.sleep(pause_s)) if pause_s else None,
                       sync_every=SYNC_EVERY)
