@@ -130,9 +130,13 @@ def test_a_licenses_details_page_shows_one_page_of_its_fifty_thousand_printers_a
     expect(page.locator(".details .usage-numbers")).to_have_text("50000 / 50000")
     first_page = _rows(page, "#license-printers")
     printers.get_by_role("link", name="Next page").click()
+    page.wait_for_url("**printer_after=*")
     expect(printers.locator("tbody tr")).to_have_count(100)
     assert not set(first_page) & set(_rows(page, "#license-printers"))
     printers.get_by_role("link", name="First page").click()
+    page.wait_for_url(lambda url: "printer_after" not in url)
+    expect(printers.locator("tbody tr")).to_have_count(100)
+    expect(printers.locator("tbody tr td:first-child strong").first).to_have_text(first_page[0])
     assert _rows(page, "#license-printers") == first_page
 
 
