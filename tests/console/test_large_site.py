@@ -12,7 +12,7 @@ import httpx
 import pytest
 from bulk_load import PRINTER_PRODUCT, Site, load_site, printer_identity
 from harness import Issuer, ServerProcess
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from .console_support import CONSOLE, screenshot
 
@@ -118,15 +118,21 @@ def test_a_live_refresh_sends_the_rows_on_screen_and_their_count_only(page: Page
     assert {i.split('"')[0] for i in first_ids}.isdisjoint(i.split('"')[0] for i in second_ids)
 
 
+def _open_license_details(page: Page, license_id: str, table: str, count: str) -> Locator:
+    """A license's details page, opened: small, its table under `count` holding one page of 100 rows."""
+    answer = page.goto(f"{CONSOLE}/licenses/{license_id}")
+    assert answer is not None and answer.ok
+    assert len(answer.body()) < 500_000, len(answer.body())
+    rows = page.locator(table)
+    expect(rows.locator(".pager-count")).to_have_text(count)
+    expect(rows.locator("tbody tr")).to_have_count(100)
+    return rows
+
+
 def test_a_licenses_details_page_shows_one_page_of_its_fifty_thousand_printers_and_pages_through(page: Page):
     """It listed every printer counted against the license on one page, built and sorted on the loop: 50,000
     rows (~20 MB of HTML at 300,000 printers, seconds with no client answered)."""
-    answer = page.goto(f"{CONSOLE}/licenses/BULK-PRN")
-    assert answer is not None and answer.ok
-    assert len(answer.body()) < 500_000, len(answer.body())
-    printers = page.locator("#license-printers")
-    expect(printers.locator(".pager-count")).to_have_text("100 shown of 50,000 printers counted.")
-    expect(printers.locator("tbody tr")).to_have_count(100)
+    printers = _open_license_details(page, "BULK-PRN", "#license-printers", "100 shown of 50,000 printers counted.")
     expect(page.locator(".details .usage-numbers")).to_have_text("50000 / 50000")
     first_page = _rows(page, "#license-printers")
     printers.get_by_role("link", name="Next page").click()
@@ -141,12 +147,7 @@ def test_a_licenses_details_page_shows_one_page_of_its_fifty_thousand_printers_a
 
 
 def test_a_licenses_details_page_shows_one_page_of_its_ten_thousand_seats_oldest_first(page: Page):
-    answer = page.goto(f"{CONSOLE}/licenses/BULK-SEATS")
-    assert answer is not None and answer.ok
-    assert len(answer.body()) < 500_000, len(answer.body())
-    seats = page.locator("#license-leases")
-    expect(seats.locator(".pager-count")).to_have_text("100 shown of 10,000 seats held.")
-    expect(seats.locator("tbody tr")).to_have_count(100)
+    seats = _open_license_details(page, "BULK-SEATS", "#license-leases", "100 shown of 10,000 seats held.")
     expect(seats.locator("tbody tr").first).to_contain_text("user000000 @ ws-000000")
     seats.get_by_role("link", name="Next page").click()
     expect(seats.locator("tbody tr").first).to_contain_text("user000100 @ ws-000100")

@@ -198,19 +198,22 @@ def lease_view(state: LicenseState, lease_id: str, now: float) -> dict[str, Any]
 def lease_page(state: LicenseState, now: float, query: ListQuery, *, license_id: str | None = None) -> ListPage:
     """Seat leases held now (of the license `license_id`: in its product's range of the by-product order)."""
     index = LEASES.sorts[query.sort].index(state)
-    if license_id is None:
-        items, cursor = _read(index, query, _descending(LEASES, query), lambda key: lease_view(state, key[-1], now))
-        total = index.count(*prefix_range(text_key(query.q))) if query.q else len(index)
-        return ListPage(items, cursor, total, query)
+    low, high = None, None
+    if license_id is not None and query.sort == "product":
+        low, high = exact_range(state.licenses[license_id].terms.product)
 
     def view(key: Key) -> dict[str, Any] | None:
         lease = state.leases.get(key[-1])
-        return lease_view(state, key[-1], now) if lease is not None and lease.license_id == license_id else None
+        if lease is None or (license_id is not None and lease.license_id != license_id):
+            return None
+        return lease_view(state, key[-1], now)
 
-    lic = state.licenses[license_id]
-    low, high = exact_range(lic.terms.product) if query.sort == "product" else (None, None)
     items, cursor = _read(index, query, _descending(LEASES, query), view, low, high)
-    return ListPage(items, cursor, None if query.q else state.counted_at(license_id, now), query)
+    if license_id is not None:
+        total = None if query.q else state.counted_at(license_id, now)
+    else:
+        total = index.count(*prefix_range(text_key(query.q))) if query.q else len(index)
+    return ListPage(items, cursor, total, query)
 
 
 def printer_page(
