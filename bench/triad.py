@@ -422,6 +422,7 @@ class FailoverBench:
         await asyncio.sleep(random.uniform(0.2, 0.6))
 
         pid = server.process.pid
+        log_offsets = {role: member_log_size(s.log_path) for role, s in self.cluster.servers.items()}
         signalled = time.perf_counter()
         os.kill(pid, signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
         try:
@@ -476,6 +477,11 @@ class FailoverBench:
             f"{result.new_active}, seats lost {result.seats_lost}/{result.seats_held} (heartbeat retries "
             f"{result.verify_retries}), primary back in {result.recovery_s}s, failback gap {result.failback_gap_s}s"
             + (f", ERROR {result.error}" if result.error else ""))
+        if result.error:
+            # What the members said about it: enough to tell a stuck election from a stuck apply loop in CI.
+            for role, member in self.cluster.servers.items():
+                for line in member_log_sentences(member.log_path, log_offsets[role]):
+                    log(f"    {role}: {line}")
         return result
 
     async def watch_active(self, since: float, exclude: str) -> float | None:
@@ -561,6 +567,25 @@ def failover_summary(trials: list[Trial], kind: str) -> dict[str, Any]:
         "failback_gap_p50_s": rounded(percentile([t.failback_gap_s for t in mine if t.failback_gap_s], 0.5)),
         "failback_gap_max_s": rounded(max([t.failback_gap_s for t in mine if t.failback_gap_s] or [0.0])),
     }
+
+
+def member_log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def member_log_sentences(path: Path, offset: int, limit: int = 40) -> list[str]:
+    """The warnings and errors a member logged after `offset` (its access log lines left out), the last `limit`."""
+    try:
+        with path.open("rb") as file:
+            file.seek(offset)
+            text = file.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    said = [line[:300] for line in text.splitlines() if " WARNING " in line or " ERROR " in line]
+    return said[-limit:]
 
 
 # -- main ----------------------------------------------------------------------------------------
