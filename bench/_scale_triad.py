@@ -179,6 +179,7 @@ def run_triad_size(size: Any, workdir: Path, args: Any, measure_phases: Any) -> 
     cluster = build_triad(workdir / size.name / "triad", site, checkpoint_after_s)
     load_s = time.perf_counter() - started
     gc.collect()  # the site's state built in this process, before anything is measured (see scale.py's run_size)
+    gc.freeze()  # and what is left kept out of this process's collector passes (see scale.py's run_size)
     os.sync()  # the checkpoints just written, out before the members' first syncs (see scale.py's run_size)
     try:
         servers = list(cluster.servers.values())
