@@ -12,7 +12,8 @@ What it does (see bench/README.md, "scale.py"):
 2. runs client load at a fixed rate with aiohttp (333 heartbeats/s of one seat lease each and 100 print
    checks/s, the load of the site measured in issue #14)
    while a probe asks `/health/live` every 10 ms; `max_stall_ms` is the longest time between two
-   answers of the probe;
+   answers of the probe. Both run in a process of their own (`SiteClients`), so that this process's
+   pauses (its collector, its page loads) are not counted as the server's;
 3. phase "idle": client load only, the baseline (`client_p99_ms_idle`);
    phase "console": a logged-in browser session (the console's session cookie) loads every console
    page, the live-refresh fragments and every admin list, one after the other, repeatedly
