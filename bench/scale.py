@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 BENCH_DIR = Path(__file__).resolve().parent
 MP = multiprocessing.get_context("spawn")  # the site clients' process: a fresh interpreter, not a copy of this one
@@ -171,6 +172,22 @@ class Recorder:
     pages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     page_bytes: dict[str, int] = field(default_factory=dict)
     writing_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # a state file being written
+    # The server's own loop: its ticks (`licentia_event_loop_lateness_seconds`) by lateness bound, by phase.
+    late_ticks: dict[str, dict[float, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
+
+    def loop_late_ms(self, phase: str) -> float | str | None:
+        """The server loop's longest lateness in `phase`, as the histogram's bound (ms): the smallest bound that
+        held every tick of the phase ("over 5000" past the last one; None without ticks)."""
+        ticks = self.late_ticks.get(phase)
+        if not ticks or not ticks.get(math.inf):
+            return None
+        bound = next(bound for bound in sorted(ticks) if ticks[bound] >= ticks[math.inf])
+        return ms(bound) if bound != math.inf else "over 5000"
+
+    def loop_late_over(self, phase: str, bound: float) -> int:
+        """Ticks of the server's loop later than `bound` (a histogram bound) in `phase`."""
+        ticks = self.late_ticks.get(phase) or {}
+        return round(ticks.get(math.inf, 0) - ticks.get(bound, 0))
 
     @property
     def phase(self) -> str:
@@ -333,6 +350,15 @@ class SiteClients:
             self._process.join(10)
 
 
+async def loop_lateness(session: aiohttp.ClientSession, url: str) -> dict[float, float]:
+    """The server's `licentia_event_loop_lateness_seconds` histogram: ticks up to each bound (cumulative)."""
+    async with session.get(f"{url}/metrics") as answer:
+        text = await answer.text()
+    return {float(sample.labels["le"]): sample.value for family in text_string_to_metric_families(text)
+            if family.name == "licentia_event_loop_lateness_seconds"
+            for sample in family.samples if sample.name.endswith("_bucket")}
+
+
 async def console_session(url: str) -> aiohttp.ClientSession:
     """A browser's session: the console's login form (its CSRF value and cookie), then the session cookie."""
     session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
@@ -432,29 +458,40 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
             raise RuntimeError("the site clients' process did not start")
         await asyncio.sleep(1.0)  # warm up: filed under "warm-up", not counted
         recorder.writing_s.clear()
+        ticks = await loop_lateness(session, url)
+        entered = recorder.phase
+
+        async def enter(phase: str) -> None:
+            """Leave the phase entered last (filing the server loop's ticks since under it), enter `phase`."""
+            nonlocal ticks, entered
+            now = await loop_lateness(session, url)
+            for bound, count in now.items():
+                recorder.late_ticks[entered][bound] += count - ticks.get(bound, 0)
+            ticks, entered = now, phase
+            recorder.phase = phase
         windows = max(1, round(phase_s / window_s)) if window_s > 0 else 1
         each_s = phase_s / windows
         log(f"{size.name}: idle and console phases (the console: every page, fragment and admin list, repeatedly), "
             f"{windows} window(s) of {each_s:.0f} s each, alternating")
         for _ in range(windows):
-            recorder.phase = "idle"
+            await enter("idle")
             await asyncio.sleep(each_s)
-            recorder.phase = "console"
+            await enter("console")
             await browse(session, url, recorder, time.perf_counter() + each_s)
         if cluster is None:
             log(f"{size.name}: snapshot phase")
-            recorder.phase = "snapshot"
+            await enter("snapshot")
             snapshot_load_s = await force_snapshot(url, size, snapshot_every)
         else:
             log(f"{size.name}: checkpoint phase (until the active member wrote two checkpoints)")
-            recorder.phase = "checkpoint"
+            await enter("checkpoint")
             started = time.perf_counter()
             triad["checkpoints_seen"] = await wait_checkpoints(server.data_dir / CHECKPOINT_FILE, 2, 120)
             snapshot_load_s = time.perf_counter() - started
             log(f"{size.name}: peer checkpoint phase (the tertiary away past a compaction, then back)")
-            recorder.phase = "away"
+            await enter("away")
             triad.update(await peer_checkpoint(cluster, recorder))
-        recorder.phase = "after"
+        await enter("after")
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.gather(*background)
@@ -471,6 +508,7 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
     phases = ("idle", "console", "snapshot") if cluster is None else ("idle", "console", "checkpoint", "away",
                                                                        "peer_checkpoint")
     stalls = {phase: ms(recorder.stall(phase)) for phase in phases}
+    loop_phases = [phase for phase in phases if phase != "peer_checkpoint"]  # filed under "away", entered before it
     return {
         "leases": size.leases,
         "printers": size.printers,
@@ -482,6 +520,10 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
         "client_errors": dict(recorder.client_errors),
         "max_stall_ms": max((s for s in stalls.values() if s is not None), default=None),
         "stall_ms_by_phase": stalls,
+        # The server's own event loop (`licentia_event_loop_lateness_seconds`): by phase, the histogram bound that
+        # held its latest tick, and how many ticks were over 50 ms. A probe gap with no late tick is not the loop.
+        "server_loop_late_ms_by_phase": {phase: recorder.loop_late_ms(phase) for phase in loop_phases},
+        "server_loop_ticks_over_50ms_by_phase": {phase: recorder.loop_late_over(phase, 0.05) for phase in loop_phases},
         "state_written_s_by_phase": {phase: round(recorder.writing_s[phase], 1) for phase in phases},
         "page_p95_ms": max((p["p95_ms"] for p in pages.values() if p["p95_ms"] is not None), default=None),
         "worst_page": max(pages, key=lambda path: pages[path]["p95_ms"] or 0) if pages else None,
@@ -603,6 +645,8 @@ def main() -> None:
         "report_rows_s_1m_rows_off_hour": reports.get("1000000_rows", {}).get("report_rows_s"),
         "reports": reports,
         "heartbeat_batch_leases_per_s": figure(largest, "heartbeat_batch_leases_per_s"),
+        "server_loop_late_ms_by_phase": figure(largest, "server_loop_late_ms_by_phase"),
+        "server_loop_ticks_over_50ms_by_phase": figure(largest, "server_loop_ticks_over_50ms_by_phase"),
         "largest_size": largest,
         "quick": args.quick,
         "triad": args.triad,

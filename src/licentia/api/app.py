@@ -84,9 +84,13 @@ def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starl
         if manage_lifecycle:
             await server.start()
         compiling = asyncio.get_running_loop().run_in_executor(None, compile_templates)
+        ticking = asyncio.create_task(metrics.loop_lateness.run(), name="loop-lateness")
         try:
             yield
         finally:
+            ticking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticking
             await compiling
             if manage_lifecycle:
                 await server.stop()

@@ -9,8 +9,9 @@ Almost everything is computed at scrape time from the server's state by
 - `LicenseServer.execute` adds one to `server.outcomes[(command type, outcome code)]`
   (a dict increment), which the collector turns into counters;
 - `ClientLatencyMiddleware` times the client API (`/api/v1/...`, not the admin
-  API) into `LatencyHistogram`s: a `bisect` and two additions per request, no
-  lock (everything runs on the event loop's thread).
+  API) into `Histogram`s: a `bisect` and two additions per request, no
+  lock (everything runs on the event loop's thread);
+- `LoopLateness` (`api.loop_lateness`) times a 10 ms timer on the loop: how long it answered nothing.
 
 Metrics and health need no login: they expose counts, timings, license ids and
 products and the relationship layout (member names, roles); never a key, a
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import re
 import time
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -35,7 +35,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from licentia import __version__
+from licentia.api.histogram import Histogram
 from licentia.api.licensing_first import is_client_request
+from licentia.api.loop_lateness import LoopLateness
 from licentia.api.this_server import this_server
 from licentia.cluster.relationship_status import BackupPairStatus
 from licentia.core.views import license_status
@@ -53,28 +55,6 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-class LatencyHistogram:
-    """A Prometheus-style histogram without locks: only the event loop's thread observes and scrapes."""
-
-    __slots__ = ("counts", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.sum += seconds
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        out = []
-        total = 0
-        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.counts, strict=True):
-            total += count
-            out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
-        return out
-
-
 class ClientLatencyMiddleware:
     """Times the client API's requests (`/api/v1/...` outside `/api/v1/admin`) by method and route template.
 
@@ -83,7 +63,7 @@ class ClientLatencyMiddleware:
     client endpoint (404, 405, auth, admin) are not recorded.
     """
 
-    def __init__(self, app: ASGIApp, histograms: dict[tuple[str, str], LatencyHistogram]) -> None:
+    def __init__(self, app: ASGIApp, histograms: dict[tuple[str, str], Histogram]) -> None:
         self.app = app
         self.histograms = histograms
 
@@ -113,9 +93,11 @@ def _gauge(name: str, documentation: str, labels: Iterable[str] = ()) -> GaugeMe
 class LicentiaCollector(Collector):
     """Every Licentia metric, computed from the server's state when Prometheus scrapes."""
 
-    def __init__(self, server: LicenseServer, latency: dict[tuple[str, str], LatencyHistogram]) -> None:
+    def __init__(self, server: LicenseServer, latency: dict[tuple[str, str], Histogram],
+                 loop_lateness: LoopLateness) -> None:
         self.server = server
         self.latency = latency
+        self.loop_lateness = loop_lateness
         self._names: dict[type, str] = {}
 
     def describe(self) -> list[Metric]:
@@ -131,6 +113,7 @@ class LicentiaCollector(Collector):
         yield from self._outcome_metrics(server)
         yield from self._login_metrics(server)
         yield from self._latency_metrics()
+        yield from self._loop_metrics()
         yield from self._relationship_metrics(server, now)
 
     # -- groups -------------------------------------------------------------------------------
@@ -231,6 +214,20 @@ class LicentiaCollector(Collector):
         yield GaugeMetricFamily(
             "licentia_revoked_tokens", "Logged-out tokens not yet expired (refused until then)",
             value=len(server.revoked_tokens),
+        )
+
+    def _loop_metrics(self) -> Iterator[Metric]:
+        lateness = self.loop_lateness
+        family = HistogramMetricFamily(
+            "licentia_event_loop_lateness_seconds",
+            "How late the event loop ran a 10 ms timer: how long it answered nothing (a handler, a collector pass, "
+            "the process not scheduled)",
+        )
+        family.add_metric([], lateness.histogram.cumulative(), lateness.histogram.sum)
+        yield family
+        yield GaugeMetricFamily(
+            "licentia_event_loop_lateness_max_seconds", "The longest the event loop was late since the server started",
+            value=lateness.longest,
         )
 
     def _latency_metrics(self) -> Iterator[Metric]:
@@ -429,9 +426,10 @@ class Metrics:
 
     def __init__(self, server: LicenseServer, client_endpoints: Iterable[Endpoint]) -> None:
         self.server = server
-        self.latency = {(e.method, e.path): LatencyHistogram() for e in client_endpoints}
+        self.latency = {(e.method, e.path): Histogram(LATENCY_BUCKETS) for e in client_endpoints}
+        self.loop_lateness = LoopLateness()  # its ticks run while the app does (`api.app`'s lifespan)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(LicentiaCollector(server, self.latency))
+        self.registry.register(LicentiaCollector(server, self.latency, self.loop_lateness))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
