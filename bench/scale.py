@@ -319,7 +319,7 @@ class SiteClients:
     In the bench's process they shared one event loop with the console's session and with the loader's hundreds
     of megabytes of objects: a full pass of that process's cycle collector (73-93 ms at 300k) or a `stat` of the
     state files that waited on the disk (51-71 ms, `state_writes`) stopped the probe, and was counted as the
-    server's stall although the server's own loop was never late by more than 30 ms (2026-12-07, bench/README)."""
+    server's stall (2026-12-07, bench/README). The server's own lateness is read from its `/metrics` for each phase."""
 
     def __init__(self, url: str, size: Size, recorder: Recorder, rates: tuple[float, float]) -> None:
         self.recorder = recorder
