@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from licentia.api.loop_lateness import LoopLateness
 from licentia.api.metrics import LicentiaCollector
 from licentia.cluster import etcd_route
 from licentia.cluster.etcd_client import EtcdUnavailable
@@ -86,7 +87,7 @@ def triad_status(switches: dict[str, int]) -> TriadStatus:
 def test_the_route_switches_are_a_counter_in_metrics_that_promtool_accepts():
     status = triad_status({"another_member": 3, "own": 2})
     server: Any = SimpleNamespace(relation=SimpleNamespace(status=lambda: status), server_id="srv")
-    collector = LicentiaCollector(server, {})
+    collector = LicentiaCollector(server, {}, LoopLateness())
 
     class Relationship(Collector):
         def collect(self) -> Iterator[Any]:
