@@ -168,7 +168,8 @@ class Recorder:
     shared_phase: Any = field(default_factory=lambda: MP.Value("i", 0, lock=False))
     client: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     client_errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    probe_answers: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # Each probe answer: when it came, and the server loop thread's time waiting for a processor by then (ns).
+    probe_answers: dict[str, list[tuple[float, int]]] = field(default_factory=lambda: defaultdict(list))
     pages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     page_bytes: dict[str, int] = field(default_factory=dict)
     writing_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # a state file being written
@@ -197,16 +198,43 @@ class Recorder:
     def phase(self, phase: str) -> None:
         self.shared_phase.value = PHASES.index(phase)
 
+    def gaps(self, phase: str) -> list[tuple[float, float]]:
+        """Each time the probe waited between two answers, the later one asked during `phase` (the first answer of a
+        window counts from the last of the window before): (the gap, the part of it the server's event-loop thread
+        spent ready to run but waiting for a processor), in seconds."""
+        answers = sorted((at, waited, name) for name, times in self.probe_answers.items() for at, waited in times)
+        return [(b - a, max(0, min(b - a, (waited_b - waited_a) / 1e9)))
+                for (a, waited_a, _), (b, waited_b, name) in itertools.pairwise(answers) if name == phase]
+
     def stall(self, phase: str) -> float | None:
-        """The longest time the probe waited for an answer asked during `phase`: between two answers, the later
-        one asked during `phase` (the first answer of a window counts from the last of the window before)."""
-        answers = sorted((at, name) for name, times in self.probe_answers.items() for at in times)
-        gaps = [b - a for (a, _), (b, name) in itertools.pairwise(answers) if name == phase]
-        return max(gaps, default=None)
+        """The longest time the probe waited for an answer asked during `phase` (`gaps`)."""
+        return max((gap for gap, _ in self.gaps(phase)), default=None)
+
+    def stall_cpu_wait(self, phase: str) -> float | None:
+        """Of the longest gap of `phase`, the time the server's loop thread waited for a processor."""
+        return max(self.gaps(phase), default=(None, None))[1]
+
+    def stall_less_cpu_wait(self, phase: str) -> float | None:
+        """The longest gap of `phase` less, within it, the time the server's loop thread waited for a processor:
+        the time the server itself held its loop (running, or waiting on its own locks or the disk)."""
+        return max((gap - waited for gap, waited in self.gaps(phase)), default=None)
 
 
-async def probe(url: str, recorder: Recorder, stop: asyncio.Event) -> None:
-    """GET /health/live every 10 ms (each on its own, so a stalled answer does not delay the next asks)."""
+def runqueue_ns(pid: int) -> int:
+    """How long the main thread of process `pid` (a server's event loop) has waited, runnable, for a processor:
+    the second field of /proc/PID/task/PID/schedstat, in ns (0 when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as stat:
+            return int(stat.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+async def probe(url: str, server_pid: int, recorder: Recorder, stop: asyncio.Event) -> None:
+    """GET /health/live every 10 ms (each on its own, so a stalled answer does not delay the next asks). With each
+    answer, how long the server's loop thread has waited for a processor so far (`runqueue_ns`): the part of a gap
+    that was the machine's other processes, not the server (on this two-processor machine a triad's three members
+    and etcds, the clients and the bench share the processors that a site's machines each have to themselves)."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def one() -> None:
@@ -214,7 +242,7 @@ async def probe(url: str, recorder: Recorder, stop: asyncio.Event) -> None:
             try:
                 async with session.get(f"{url}/health/live", timeout=aiohttp.ClientTimeout(total=60)) as answer:
                     await answer.read()
-                recorder.probe_answers[phase].append(time.perf_counter())
+                recorder.probe_answers[phase].append((time.perf_counter(), runqueue_ns(server_pid)))
             except (TimeoutError, aiohttp.ClientError):
                 pass
 
@@ -291,8 +319,8 @@ async def client_load(
             await asyncio.wait(tasks, timeout=60)
 
 
-def _site_clients(url: str, leases: int, printers: int, rates: tuple[float, float], shared_phase: Any,
-                  ready: Any, stop: Any, results: Any) -> None:
+def _site_clients(url: str, server_pid: int, leases: int, printers: int, rates: tuple[float, float],
+                  shared_phase: Any, ready: Any, stop: Any, results: Any) -> None:
     """The child process of `SiteClients`: the probe and the client load until `stop` is set, then what they saw."""
     gc.freeze()  # what the imports left: this process's collector passes stay small
     recorder = Recorder(shared_phase=shared_phase)
@@ -300,7 +328,7 @@ def _site_clients(url: str, leases: int, printers: int, rates: tuple[float, floa
     async def run() -> None:
         done = asyncio.Event()
         size = Size("clients", leases, printers, 0)
-        tasks = [asyncio.create_task(probe(url, recorder, done)),
+        tasks = [asyncio.create_task(probe(url, server_pid, recorder, done)),
                  asyncio.create_task(client_load(url, size, recorder, done, rates))]
         ready.set()
         while not stop.is_set():
@@ -321,14 +349,14 @@ class SiteClients:
     state files that waited on the disk (51-71 ms, `state_writes`) stopped the probe, and was counted as the
     server's stall (2026-12-07, bench/README). The server's own lateness is read from its `/metrics` for each phase."""
 
-    def __init__(self, url: str, size: Size, recorder: Recorder, rates: tuple[float, float]) -> None:
+    def __init__(self, url: str, server_pid: int, size: Size, recorder: Recorder, rates: tuple[float, float]) -> None:
         self.recorder = recorder
         self._stop = MP.Event()
         self.ready = MP.Event()
         self._results, child_end = MP.Pipe(duplex=False)
         self._process = MP.Process(target=_site_clients, name="site-clients", daemon=True,
-                                   args=(url, size.leases, size.printers, rates, recorder.shared_phase, self.ready,
-                                         self._stop, child_end))
+                                   args=(url, server_pid, size.leases, size.printers, rates, recorder.shared_phase,
+                                         self.ready, self._stop, child_end))
         self._process.start()
         child_end.close()
 
@@ -451,7 +479,8 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
     stop = asyncio.Event()
     url = server.url
     session = await console_session(url)
-    clients = SiteClients(url, size, recorder, rates)
+    assert server.process is not None
+    clients = SiteClients(url, server.process.pid, size, recorder, rates)
     try:
         background = [asyncio.create_task(state_writes(server.data_dir, recorder, stop))]
         if not await asyncio.to_thread(clients.ready.wait, 120):
@@ -520,6 +549,14 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
         "client_errors": dict(recorder.client_errors),
         "max_stall_ms": max((s for s in stalls.values() if s is not None), default=None),
         "stall_ms_by_phase": stalls,
+        # Of the longest gap of each phase, the time the server's loop thread was ready to run and waited for a
+        # processor (its /proc schedstat, read by the probe with each answer); and the longest gap less that wait,
+        # the time the server itself held its loop. On this machine the clients, the bench and (--triad) the other
+        # members and the etcds share two processors; on a site each has its own.
+        "stall_cpu_wait_ms_by_phase": {phase: ms(recorder.stall_cpu_wait(phase)) for phase in phases},
+        "max_stall_ms_less_cpu_wait": max((s for phase in phases
+                                           if (s := ms(recorder.stall_less_cpu_wait(phase))) is not None),
+                                          default=None),
         # The server's own event loop (`licentia_event_loop_lateness_seconds`): by phase, the histogram bound that
         # held its latest tick, and how many ticks were over 50 ms. A probe gap with no late tick is not the loop.
         "server_loop_late_ms_by_phase": {phase: recorder.loop_late_ms(phase) for phase in loop_phases},
@@ -633,6 +670,9 @@ def main() -> None:
     summary = {
         "max_stall_ms": max((r["max_stall_ms"] for r in results.values() if r["max_stall_ms"] is not None),
                             default=None),
+        "max_stall_ms_less_cpu_wait": max((r["max_stall_ms_less_cpu_wait"] for r in results.values()
+                                           if r["max_stall_ms_less_cpu_wait"] is not None), default=None),
+        "stall_cpu_wait_ms_by_phase": figure(largest, "stall_cpu_wait_ms_by_phase"),
         "client_p99_ms_idle": figure(largest, "client_p99_ms_idle"),
         "client_p99_ms_console_open": figure(largest, "client_p99_ms_console_open"),
         "page_p95_ms": max((r["page_p95_ms"] for r in results.values() if r["page_p95_ms"] is not None), default=None),
