@@ -12,8 +12,11 @@ everything applied is durable, a forked child writes the state as it was at the 
 file beside the database (`store.snapshot_file`), and only once that file is on disk are the journal's
 commands up to its index deleted. A crash at any point of that leaves the previous snapshot with the
 whole journal after it, or the new one. The WAL is checkpointed by a worker thread (passively, so that
-it never waits for the loop's writes); should it still reach WAL_SIZE_LIMIT under a steady stream of
+it never waits for the journal's batches); should it still reach WAL_SIZE_LIMIT under a steady stream of
 writes, the next commit finishes the checkpoint, which lets the WAL start over, cut back to that size.
+
+The journal's batches are committed, and synced, by a thread of their own (`_flush`): a sync that waits
+behind the disk's other writes never holds the event loop.
 
 The usage rows are built and inserted by `store.usage_rows` and read by `store.usage_log`, on a connection
 of its own; the journal owns the writer connection and its transactions.
@@ -77,8 +80,6 @@ USAGE_DRAIN_DELAY_S = 0.02  # a triad member's usage rows are in its Raft log fi
 JOURNAL_ROWS_PER_DELETE = 2000  # journal rows deleted per transaction after a snapshot
 FREE_PAGES_KEPT = 256  # free pages a database keeps for the rows to come (1 MiB of 4 KiB pages)
 FREE_PAGES_PER_STEP = 1024  # pages given back per transaction (4 MiB)
-COMMIT_SLOW_S = 0.005  # a commit (with its sync) slower than this on the loop ...
-COMMIT_SLOW_FOR_S = 2.0  # ... has the next ones written by the commit thread for this long (`_flush`)
 WAL_CHECKPOINT_EVERY_S = 1.0  # at most this often, after writes, a worker thread checkpoints the WAL
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # the WAL's bound: a commit checkpoints past it; cut back to it when it restarts
 
@@ -101,7 +102,7 @@ def _connect(path: Path, synchronous: str, *, new_database_vacuums: bool = False
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=5000")
-    # The checkpoint thread copies the WAL into the database; a commit checkpoints (on the loop) only when the
+    # The checkpoint thread copies the WAL into the database; a commit checkpoints (in the commit thread) only when the
     # WAL still reaches WAL_SIZE_LIMIT, and then has little left to copy.
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_SIZE_LIMIT // 4096}")
     conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
@@ -137,7 +138,6 @@ class SqliteJournal:
         self._checkpoint_due = 0.0
         self._checkpoint_running = False
         self._commit_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="licentia-commit")
-        self._slow_commit_until = 0.0  # commits are written by the commit thread until then (`_flush`)
         self._pending: list[tuple[int, float, bytes, list[UsageRecord]]] = []
         self._pending_waiters: list[asyncio.Future[None]] = []
         self._snapshot_source: LicenseState | None = None  # a snapshot is due once all applied is durable
@@ -206,7 +206,7 @@ class SqliteJournal:
 
     @contextlib.contextmanager
     def _transaction(self, *, lazy: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction on the writer connection, which the event loop (journal batches) and
+        """One write transaction on the writer connection, which the commit thread (journal batches) and
         the worker thread (triad usage rows, pruning, rebase) share: one at a time, rolled back on error.
 
         `lazy`: a commit that may wait for the next one's sync (no fsync of its own: synchronous=NORMAL in
@@ -292,7 +292,7 @@ class SqliteJournal:
             self._snapshot_task = None
 
     def _drop_journal_until(self, index: int) -> None:
-        """Delete the commands the snapshot holds, a few thousand per transaction (the loop's writes share
+        """Delete the commands the snapshot holds, a few thousand per transaction (the journal's batches share
         the connection), then checkpoint the WAL. `meta.compacted_to` says up to where they may be missing
         (a backup checks that the snapshot file it copies is at least that recent)."""
         with self._transaction() as conn:
@@ -310,7 +310,7 @@ class SqliteJournal:
 
     def _give_back_free_pages(self) -> None:
         """Shorten the database file by its free pages (after a burst of commands the snapshot now holds, or
-        pruned usage rows), FREE_PAGES_PER_STEP at a time, so that the loop's writes wait little for the
+        pruned usage rows), FREE_PAGES_PER_STEP at a time, so that the journal's batches wait little for the
         connection; a database of an earlier version (no incremental vacuum) keeps them for its next rows."""
         while True:
             with self._transaction() as conn:
@@ -357,18 +357,16 @@ class SqliteJournal:
             asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        """Write what is pending, one transaction (and fsync) at a time: on the event loop's own thread while
-        the disk syncs fast, in the commit thread while it may not (`_commits_off_loop`).
+        """Write what is pending, one transaction (and fsync) at a time, in the commit thread; requests arriving
+        meanwhile join the next batch. Starting one turn of the loop later lets the requests read in this turn join.
 
-        On the loop: handing each batch to a thread and back cost ~0.7 ms of wake-ups per batch on a busy
-        2-core host (the thread waits for a CPU and the GIL), more than the write itself (~0.25 ms with its
-        fsync); inline, the loop serves ~30% more license operations (bench/README.md). But while the loop
-        waits for a commit no request is served, and a sync waits behind whatever else the disk is writing:
-        at 300,000 leases, while the snapshot child wrote its 200 MB, commits held the loop for 25-55 ms, again
-        and again. So while a snapshot is being written, and for COMMIT_SLOW_FOR_S after a commit that took over
-        COMMIT_SLOW_S, the commit thread writes instead, and the loop serves on.
-        Either way requests arriving meanwhile join the next batch. Starting one turn of the loop later lets
-        the requests read in this turn join too.
+        Never on the loop's own thread: a sync waits behind whatever else the disk is writing (a snapshot child's
+        hundreds of megabytes, a WAL checkpoint, another process), and while the loop waits no request is served.
+        Until 2026-12-07 commits ran on the loop while the disk synced fast (handing a batch to a thread and back
+        had cost ~0.7 ms of wake-ups, ~30% of the license operations, early on) and went to the thread only after
+        one had been slow: that first slow one held the loop for its whole sync, 73 and 80 ms at 300k leases. In
+        the same session `bench/checkout.py` served as many operations with every commit in the thread
+        (1,689 and 1,570 ops/s against 1,643 and 1,523; bench/README.md).
         """
         await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
@@ -377,13 +375,8 @@ class SqliteJournal:
                 batch, self._pending = self._pending, []
                 waiters, self._pending_waiters = self._pending_waiters, []
                 try:
-                    if batch and self._commits_off_loop():
+                    if batch:
                         await loop.run_in_executor(self._commit_executor, self._write, batch)
-                    elif batch:
-                        started = time.monotonic()
-                        self._write(batch)
-                        if time.monotonic() - started > COMMIT_SLOW_S:
-                            self._slow_commit_until = time.monotonic() + COMMIT_SLOW_FOR_S
                 except BaseException as exc:
                     self.failure = exc
                     log.critical("Could not write the journal (%s); refusing further changes.", exc)
@@ -401,11 +394,6 @@ class SqliteJournal:
         finally:
             self._flushing = False
         self._schedule_checkpoint()
-
-    def _commits_off_loop(self) -> bool:
-        """Whether the disk may be slow to sync now: a snapshot is being written, or a commit was slow a moment
-        ago (behind a WAL checkpoint, another process's writes)."""
-        return self._snapshot_task is not None or time.monotonic() < self._slow_commit_until
 
     def _write(self, batch: list[tuple[int, float, bytes, list[UsageRecord]]]) -> None:
         if not batch:
@@ -574,7 +562,7 @@ class SqliteJournal:
 
     async def prune_usage(self, older_than: float) -> None:
         """Delete usage rows older than `older_than`, a few thousand per transaction, so that a journal
-        write on the event loop never waits long for the shared connection."""
+        batch never waits long for the shared connection."""
 
         def prune() -> int:
             with self._write_lock:
