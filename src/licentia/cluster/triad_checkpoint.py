@@ -226,6 +226,9 @@ class TriadCheckpoints:
         self.peers = peers
         self._lock = asyncio.Lock()
         self._fork = True  # written by a forked child while that works, else by this process
+        # One trust per member and pinned fingerprint, kept: its context and the certificate it has checked serve
+        # every checkpoint taken from that member (a new one per checkpoint made a context and a TLS handshake more).
+        self._trusts: dict[tuple[str, str], ServerTrust] = {}
 
     async def write(self, report: bool = True) -> None:
         """Write the checkpoint of what this member has applied (synced), then tell etcd the revision it
@@ -271,11 +274,19 @@ class TriadCheckpoints:
         peers = self.peers
         signed = peer_auth.sign(peers.secret, peers.me, "POST", CHECKPOINT_PATH, b"", self.host.now())
         base = member.api_url.rstrip("/")
-        trust = ServerTrust([member.tls_fingerprint] if member.tls_fingerprint else [])
+        trust = self._trust(member)
         await trust.prepare(base)
         async with (httpx.AsyncClient(timeout=30.0, verify=trust.verify_for(base)) as http,
                     http.stream("POST", base + CHECKPOINT_PATH, headers={peer_auth.HEADER: signed.header}) as answer):
             yield answer, signed
+
+    def _trust(self, member: TriadMember) -> ServerTrust:
+        """How `member`'s certificate is checked: by its pinned fingerprint, the same `ServerTrust` each time."""
+        fingerprint = member.tls_fingerprint or ""
+        key = (member.name, fingerprint)
+        if key not in self._trusts:
+            self._trusts[key] = ServerTrust([fingerprint] if fingerprint else [])
+        return self._trusts[key]
 
     async def adopt_from_peer(self) -> int | None:
         """Take the newest checkpoint another member reported as this member's own (see the module's text), when
