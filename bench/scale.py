@@ -12,8 +12,11 @@ What it does (see bench/README.md, "scale.py"):
 2. runs client load at a fixed rate with aiohttp (333 heartbeats/s of one seat lease each and 100 print
    checks/s, the load of the site measured in issue #14)
    while a probe asks `/health/live` every 10 ms; `max_stall_ms` is the longest time between two
-   answers of the probe. Both run in a process of their own (`SiteClients`), so that this process's
-   pauses (its collector, its page loads) are not counted as the server's;
+   answers of the probe. With each answer the probe reads how long the server's loop thread has waited,
+   runnable, for a processor (/proc/PID/task/PID/schedstat), so each gap is split into the machine's part
+   (`stall_cpu_wait_ms_by_phase`) and the server's own (`max_stall_ms_less_cpu_wait`). The probe and the
+   client load run in a process of their own (`SiteClients`), so that this process's pauses (its collector,
+   its page loads) are not counted as the server's;
 3. phase "idle": client load only, the baseline (`client_p99_ms_idle`);
    phase "console": a logged-in browser session (the console's session cookie) loads every console
    page, the live-refresh fragments and every admin list, one after the other, repeatedly
@@ -537,6 +540,7 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
     phases = ("idle", "console", "snapshot") if cluster is None else ("idle", "console", "checkpoint", "away",
                                                                        "peer_checkpoint")
     stalls = {phase: ms(recorder.stall(phase)) for phase in phases}
+    own_stalls = {phase: ms(recorder.stall_less_cpu_wait(phase)) for phase in phases}
     loop_phases = [phase for phase in phases if phase != "peer_checkpoint"]  # filed under "away", entered before it
     return {
         "leases": size.leases,
@@ -554,9 +558,8 @@ async def measure(server: ServerProcess, size: Size, phase_s: float, rates: tupl
         # the time the server itself held its loop. On this machine the clients, the bench and (--triad) the other
         # members and the etcds share two processors; on a site each has its own.
         "stall_cpu_wait_ms_by_phase": {phase: ms(recorder.stall_cpu_wait(phase)) for phase in phases},
-        "max_stall_ms_less_cpu_wait": max((s for phase in phases
-                                           if (s := ms(recorder.stall_less_cpu_wait(phase))) is not None),
-                                          default=None),
+        "stall_less_cpu_wait_ms_by_phase": own_stalls,
+        "max_stall_ms_less_cpu_wait": max((s for s in own_stalls.values() if s is not None), default=None),
         # The server's own event loop (`licentia_event_loop_lateness_seconds`): by phase, the histogram bound that
         # held its latest tick, and how many ticks were over 50 ms. A probe gap with no late tick is not the loop.
         "server_loop_late_ms_by_phase": {phase: recorder.loop_late_ms(phase) for phase in loop_phases},
@@ -673,6 +676,7 @@ def main() -> None:
         "max_stall_ms_less_cpu_wait": max((r["max_stall_ms_less_cpu_wait"] for r in results.values()
                                            if r["max_stall_ms_less_cpu_wait"] is not None), default=None),
         "stall_cpu_wait_ms_by_phase": figure(largest, "stall_cpu_wait_ms_by_phase"),
+        "stall_less_cpu_wait_ms_by_phase": figure(largest, "stall_less_cpu_wait_ms_by_phase"),
         "client_p99_ms_idle": figure(largest, "client_p99_ms_idle"),
         "client_p99_ms_console_open": figure(largest, "client_p99_ms_console_open"),
         "page_p95_ms": max((r["page_p95_ms"] for r in results.values() if r["page_p95_ms"] is not None), default=None),
