@@ -355,9 +355,21 @@ class FailoverBench:
             await asyncio.sleep(0.05)
         raise TimeoutError(f"the primary was not active again within {timeout}s")
 
+    async def answers_live(self, role: str) -> bool:
+        """Whether `role`'s server answers `/health/live` within a second: a member whose process is stuck still
+        accepts connections (its kernel does), which is all the primary's `reachable` checks."""
+        assert self.http is not None
+        try:
+            async with self.http.get(f"{self.cluster.servers[role].url}/health/live",
+                                     timeout=aiohttp.ClientTimeout(total=1.0)) as answer:
+                return answer.status == 200
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return False
+
     async def wait_settled(self, timeout: float) -> None:
-        """The primary active, every member reachable and caught up."""
+        """The primary active, every member reachable, answering and caught up."""
         deadline = time.perf_counter() + timeout
+        silent: list[str] = []
         while time.perf_counter() < deadline:
             try:
                 status = await self.admin_get("primary", "/api/v1/admin/relationship")
@@ -368,9 +380,13 @@ class FailoverBench:
             # caught-up peer shows a few revisions behind.
             if (status.get("serving") and len(members) == 3
                     and all(m["reachable"] and (m["log_behind"] or 0) <= SETTLED_LAG for m in members)):
-                return
+                answers = await asyncio.gather(*(self.answers_live(role) for role in self.cluster.servers))
+                silent = [role for role, answered in zip(self.cluster.servers, answers, strict=True) if not answered]
+                if not silent:
+                    return
             await asyncio.sleep(0.1)
-        raise TimeoutError(f"the triad did not settle within {timeout}s (last seen: {status})")
+        not_answering = f"; not answering /health/live: {', '.join(silent)}" if silent else ""
+        raise TimeoutError(f"the triad did not settle within {timeout}s (last seen: {status}){not_answering}")
 
     async def wait_clients_served(self, since: float, timeout: float) -> list[tuple[float, int] | None]:
         deadline = time.perf_counter() + timeout
