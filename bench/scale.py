@@ -218,8 +218,9 @@ class Recorder:
         return max(self.gaps(phase), default=(None, None))[1]
 
     def stall_less_cpu_wait(self, phase: str) -> float | None:
-        """The longest gap of `phase` less, within it, the time the server's loop thread waited for a processor:
-        the time the server itself held its loop (running, or waiting on its own locks or the disk)."""
+        """The largest, over the gaps of `phase`, of a gap less the time within it the server's loop thread waited
+        for a processor: the time the server itself held its loop (running, or waiting on its own locks or the disk).
+        Not always the longest gap's: a shorter gap with less of the machine's wait can leave more."""
         return max((gap - waited for gap, waited in self.gaps(phase)), default=None)
 
 
