@@ -133,7 +133,7 @@ async def forward_to_active(request: Request, user: AdminUser, body: bytes, exc:
         content_type=request.headers.get("content-type", ""), username=user.username, role=user.role,
     )
     try:
-        answer = await forward(config, active, change, server.now())
+        answer = await forward(config, active, change, server.now(), node.peer_trust.of(active))
     except ForwardFailed as failed:
         console = active.api_url.rstrip("/") + server.config.console_path.rstrip("/") + "/"
         return _cannot_forward(

@@ -28,6 +28,7 @@ import msgspec
 from licentia.cluster.etcd_client import EtcdClient, EtcdUnavailable
 from licentia.cluster.etcd_member import EtcdMember, EtcdPeer, EtcdTiming
 from licentia.cluster.etcd_route import CHECK_EVERY_S, EtcdRoute
+from licentia.cluster.peer_trust import PeerTrust
 from licentia.cluster.relationship import Host
 from licentia.cluster.relationship_status import TriadStatus
 from licentia.cluster.triad_checkpoint import CheckpointPeers, TriadCheckpoints, load_peer_client
@@ -93,7 +94,8 @@ class TriadNode:
         self.log = TriadLog(config.me, applied_revision, self._command_time, self._apply_committed,
                             self._checkpoint_turn, lambda: self.checkpoints.fetch_from_peer())
         peers = CheckpointPeers(config.name, config.me, config.secret, config.others())
-        self.checkpoints = TriadCheckpoints(self.checkpoint_file, server, self.log, peers)
+        self.peer_trust = PeerTrust()  # checks the other members' certificates, for checkpoints and forwarded changes
+        self.checkpoints = TriadCheckpoints(self.checkpoint_file, server, self.log, peers, self.peer_trust)
         self.etcd: EtcdMember | None = None
         self.client: EtcdClient | None = None  # the route's current client (see `etcd_route`)
         self.route: EtcdRoute | None = None

@@ -38,6 +38,7 @@ import msgspec
 
 from licentia.cluster import peer_auth
 from licentia.cluster.etcd_client import EtcdUnavailable
+from licentia.cluster.peer_trust import PeerTrust
 from licentia.cluster.relationship import Host
 from licentia.cluster.triad_log import APPLIED_PREFIX, TriadLog, reported_checkpoints
 from licentia.cluster.triad_seam import CommitFailed
@@ -53,7 +54,7 @@ from licentia.store.snapshot_file import (
     snapshot_chunks,
     snapshot_heading,
 )
-from licentia.tls import CertificateRefused, ServerTrust
+from licentia.tls import CertificateRefused
 
 log = logging.getLogger("licentia.triad")
 
@@ -219,16 +220,14 @@ class TriadCheckpoints:
     """This member's checkpoint: written (forked) from what it has applied and reported to etcd, served to a
     peer that fell behind the compaction, and fetched from a peer when this member is the one behind."""
 
-    def __init__(self, path: Path, host: Host, log_: TriadLog, peers: CheckpointPeers) -> None:
+    def __init__(self, path: Path, host: Host, log_: TriadLog, peers: CheckpointPeers, trust: PeerTrust) -> None:
         self.path = path
         self.host = host
         self.log = log_
         self.peers = peers
         self._lock = asyncio.Lock()
         self._fork = True  # written by a forked child while that works, else by this process
-        # One trust per member and pinned fingerprint, kept: its context and the certificate it has checked serve
-        # every checkpoint taken from that member (a new one per checkpoint made a context and a TLS handshake more).
-        self._trusts: dict[tuple[str, str], ServerTrust] = {}
+        self.trust = trust  # the member's kept trust in its peers' certificates (a checkpoint makes no handshake more)
 
     async def write(self, report: bool = True) -> None:
         """Write the checkpoint of what this member has applied (synced), then tell etcd the revision it
@@ -274,19 +273,11 @@ class TriadCheckpoints:
         peers = self.peers
         signed = peer_auth.sign(peers.secret, peers.me, "POST", CHECKPOINT_PATH, b"", self.host.now())
         base = member.api_url.rstrip("/")
-        trust = self._trust(member)
+        trust = self.trust.of(member)
         await trust.prepare(base)
         async with (httpx.AsyncClient(timeout=30.0, verify=trust.verify_for(base)) as http,
                     http.stream("POST", base + CHECKPOINT_PATH, headers={peer_auth.HEADER: signed.header}) as answer):
             yield answer, signed
-
-    def _trust(self, member: TriadMember) -> ServerTrust:
-        """How `member`'s certificate is checked: by its pinned fingerprint, the same `ServerTrust` each time."""
-        fingerprint = member.tls_fingerprint or ""
-        key = (member.name, fingerprint)
-        if key not in self._trusts:
-            self._trusts[key] = ServerTrust([fingerprint] if fingerprint else [])
-        return self._trusts[key]
 
     async def adopt_from_peer(self) -> int | None:
         """Take the newest checkpoint another member reported as this member's own (see the module's text), when

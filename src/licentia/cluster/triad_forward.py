@@ -67,14 +67,15 @@ def encode(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-async def forward(config: TriadConfig, active: TriadMember, change: ForwardedChange, now: float) -> ForwardedAnswer:
-    """Send `change` to the active member, signed as this member; its genuine answer, or ForwardFailed."""
+async def forward(config: TriadConfig, active: TriadMember, change: ForwardedChange, now: float,
+                  trust: ServerTrust) -> ForwardedAnswer:
+    """Send `change` to the active member, signed as this member, checking its certificate with `trust` (this
+    member's kept trust in it, `cluster.peer_trust`); its genuine answer, or ForwardFailed."""
     import httpx  # imported when used: a standalone server never loads it (~5 MB)
 
     body = msgspec.json.encode(change)
     signed = peer_auth.sign(config.secret, config.me, "POST", FORWARD_PATH, body, now)
     base = active.api_url.rstrip("/")
-    trust = ServerTrust([active.tls_fingerprint] if active.tls_fingerprint else [])
     try:
         await trust.prepare(base)
         async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S, verify=trust.verify_for(base)) as http:
