@@ -21,8 +21,8 @@ from licentia.api.licensing_first import ClientRequests, LicensingFirst
 from licentia.api.metrics import ClientLatencyMiddleware, Metrics
 from licentia.api.openapi import openapi_document
 from licentia.api.routing import to_route
+from licentia.api.warm_up import warm_up
 from licentia.console.app import console_routes
-from licentia.console.views import compile_templates
 from licentia.server import LicenseServer
 from licentia.store.journal import JournalFailure
 
@@ -83,7 +83,7 @@ def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starl
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage_lifecycle:
             await server.start()
-        compiling = asyncio.get_running_loop().run_in_executor(None, compile_templates)
+        warming = asyncio.get_running_loop().run_in_executor(None, warm_up)  # off the loop (`api.warm_up`)
         ticking = asyncio.create_task(metrics.loop_lateness.run(), name="loop-lateness")
         try:
             yield
@@ -91,7 +91,7 @@ def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starl
             ticking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticking
-            await compiling
+            await warming
             if manage_lifecycle:
                 await server.stop()
 
