@@ -11,7 +11,6 @@ import gc
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -429,31 +428,3 @@ def test_the_serving_member_forks_its_own_checkpoint_only_when_none_was_taken_fo
     asyncio.run(main())
     assert events == ["took 7", "none to take", "none to take", "wrote its own", "wrote its own"]
     assert node.log.checkpointed_revision == 12
-
-
-def test_a_members_first_request_to_a_peer_imports_nothing_on_the_loop() -> None:
-    """`load_peer_client` (run by a member as it starts) leaves nothing for the first checkpoint taken from a peer to
-    import: its ~145 modules took the active member's loop for 75 ms."""
-    script = textwrap.dedent("""
-        import asyncio, http.server, sys, threading
-        import httpx
-        from licentia.cluster.triad_checkpoint import load_peer_client
-
-        server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        load_peer_client()
-        before = set(sys.modules)
-
-        async def main():
-            async with httpx.AsyncClient(timeout=5.0, verify=False) as client:
-                async with client.stream("GET", f"http://127.0.0.1:{server.server_port}/") as answer:
-                    async for _ in answer.aiter_bytes():
-                        pass
-
-        asyncio.run(main())
-        print(sorted(set(sys.modules) - before))
-    """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False,
-                          cwd=tempfile.mkdtemp())
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]", done.stdout

@@ -24,6 +24,7 @@ import msgspec
 
 from licentia import __version__
 from licentia.config import AlertConfig, ConfigError
+from licentia.outbound_http import http_client_imported
 
 log = logging.getLogger("licentia.alerts")
 
@@ -114,7 +115,8 @@ def send_email_sync(config: AlertConfig, recipients: list[str], alert: Alert) ->
 
 
 async def post_webhook(url: str, alert: Alert, timeout: float = WEBHOOK_TIMEOUT_S) -> None:
-    import httpx  # imported when used: a standalone server never loads it (~5 MB)
+    await http_client_imported()  # off the loop: a standalone server loads httpx (~5 MB) only to send a webhook
+    import httpx
 
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
         response = await http.post(

@@ -30,6 +30,7 @@ from licentia.cluster.relationship_status import BackupPairStatus, BackupPending
 from licentia.core.commands import MAIN_OWNED, Command, MergePeerChanges, PeerUsage, SharedConfig
 from licentia.core.model import BackupPair, Client, PairMember, PairRole, PeerCursor, Printer
 from licentia.core.state import Outcome
+from licentia.outbound_http import http_client_imported
 from licentia.tls import CertificateRefused, ServerTrust
 
 if TYPE_CHECKING:
@@ -233,6 +234,7 @@ class BackupLink:
 
     async def call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """A signed POST to the partner; raises PeerUnreachable when it cannot be reached or refuses."""
+        await http_client_imported()  # off the loop, before the first call to the partner
         import httpx
 
         pair = self.pair

@@ -23,6 +23,7 @@ from licentia.cluster import network_failure
 from licentia.cluster.license_pool import MemberHoldings, plan_pool
 from licentia.cluster.sealing import seal
 from licentia.core.state import Snapshot
+from licentia.outbound_http import http_client_imported
 from licentia.tls import CertificateRefused, ServerTrust, fingerprint, normalize_fingerprint, presented_certificate
 
 if TYPE_CHECKING:
@@ -93,7 +94,8 @@ async def member_trust(spec: dict[str, Any]) -> ServerTrust:
 
 
 async def open_member(spec: dict[str, Any], username: str, password: str) -> MemberSession:
-    import httpx  # imported when used: a standalone server never loads it (~5 MB)
+    await http_client_imported()  # off the loop: a standalone server loads httpx (~5 MB) only to set up a relationship
+    import httpx
 
     trust = await member_trust(spec)
     http = httpx.AsyncClient(base_url=spec["api_url"].rstrip("/"), timeout=5.0, verify=trust.context)

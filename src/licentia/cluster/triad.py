@@ -31,7 +31,7 @@ from licentia.cluster.etcd_route import CHECK_EVERY_S, EtcdRoute
 from licentia.cluster.peer_trust import PeerTrust
 from licentia.cluster.relationship import Host
 from licentia.cluster.relationship_status import TriadStatus
-from licentia.cluster.triad_checkpoint import CheckpointPeers, TriadCheckpoints, load_peer_client
+from licentia.cluster.triad_checkpoint import CheckpointPeers, TriadCheckpoints
 from licentia.cluster.triad_clock import CommandClock
 from licentia.cluster.triad_election import KEEPALIVE_EVERY_S, TriadElection
 from licentia.cluster.triad_log import CHECKPOINT_AFTER_S, AppliedEntry, ClaimLost, TriadLog
@@ -43,6 +43,7 @@ from licentia.cluster.triad_watchdog import MemberWatchdog, WatchedParts
 from licentia.core.commands import Checkout, Command, DissolveTriad, ElectedActive, Heartbeat, ReclaimExpired
 from licentia.core.model import TriadMember
 from licentia.core.state import Outcome
+from licentia.outbound_http import http_client_imported
 from licentia.store import data_directory
 from licentia.store.journal import usage_rows
 
@@ -129,7 +130,7 @@ class TriadNode:
         tls = await asyncio.to_thread(
             ensure_member_tls, self.tls_dir, self.config.secret, self.config.name, me.name, etcd_peer(me).host
         )
-        await asyncio.to_thread(load_peer_client)
+        await http_client_imported()  # off the loop, before the first request to a peer
         peers = [etcd_peer(m) for m in self.config.members]
         self.etcd = EtcdMember(self.etcd_dir, etcd_peer(me), peers, self.config.origin, self.tls_dir, ETCD_TIMING)
         await self.etcd.start()

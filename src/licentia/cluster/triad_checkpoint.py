@@ -146,16 +146,6 @@ def _pieces(fd: int, size: int) -> Iterator[bytes]:
         yield piece
 
 
-def load_peer_client() -> None:
-    """Import what a member's first request to a peer (a checkpoint, a forwarded change) otherwise imported on the
-    loop as it was made: httpcore's connection, anyio's asyncio backend and h11, ~145 modules in ~80 ms (seen as a
-    75 ms stall of the active member, at the first checkpoint it took from a peer)."""
-    import anyio._backends._asyncio  # noqa: F401
-    import h11  # noqa: F401
-    import httpcore._async.http11
-    import httpcore._backends.anyio  # noqa: F401
-
-
 def _write_synced(fd: int, pieces: list[bytes]) -> None:
     """Write `pieces` at the end of `fd` and sync them: a checkpoint arriving is synced SYNC_EVERY bytes at a time,
     as a forked child writes one (`write_private`'s `sync_every`), so that it never has tens of megabytes waiting to
