@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
-import textwrap
-
-
-def _run(script: str) -> str:
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=60,
-                          check=False, cwd=tempfile.mkdtemp())
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.strip().splitlines()[-1]
+from import_threads import last_line_printed
 
 
 def test_after_the_http_client_is_imported_a_first_request_imports_nothing_more() -> None:
     """Its ~145 modules took a triad's active member's loop for 75 ms at the first checkpoint it took from a peer."""
-    left = _run("""
-        import asyncio, http.server, sys, threading
+    left = last_line_printed("""
+        import asyncio, http.server
         from licentia.outbound_http import import_http_client
 
         server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
@@ -42,21 +32,12 @@ def test_after_the_http_client_is_imported_a_first_request_imports_nothing_more(
 def test_a_standalone_servers_first_webhook_imports_its_http_client_off_the_loop() -> None:
     """A standalone server loads httpx only when an alert is first sent to a webhook: that must not stop the clients
     it serves."""
-    imported = _run("""
-        import asyncio, http.server, sys, threading
-
-        imported_on = {}
-
-        class Watch:
-            def find_spec(self, name, path=None, target=None):
-                if name not in sys.modules:
-                    imported_on.setdefault(name, threading.current_thread().name)
-                return None
-
+    imported_by = last_line_printed("""
+        import asyncio, http.server
         from licentia.alerts.delivery import Alert, post_webhook
 
         assert "httpx" not in sys.modules, "imported before the first webhook"
-        sys.meta_path.insert(0, Watch())
+        watch_imports()
 
         class Hook(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
@@ -71,4 +52,4 @@ def test_a_standalone_servers_first_webhook_imports_its_http_client_off_the_loop
         asyncio.run(post_webhook(f"http://127.0.0.1:{server.server_port}/hook", alert))
         print(sorted({imported_on[name] for name in ("httpx", "httpcore._async.http11", "h11")}))
     """)
-    assert "MainThread" not in imported, imported
+    assert "MainThread" not in imported_by, imported_by
