@@ -9,7 +9,7 @@ request id share an entry holding both leases.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 
 from licentia.core.model import Lease
 from licentia.core.printers import client_id
@@ -28,8 +28,14 @@ class LeaseRequests:
         self._by_request: dict[str, Lease | tuple[Lease, ...]] = {}
 
     @classmethod
-    def of(cls, leases: Iterable[Lease]) -> LeaseRequests:
+    def of(cls, leases: Sequence[Lease]) -> LeaseRequests:
+        """The index of `leases` (a loaded state's): keyed in one pass where every request id is its lease's alone,
+        as at nearly every site (one call of `add` per lease took ~0.15 s of a restart at 300,000 leases)."""
         requests = cls()
+        by_request: dict[str, Lease | tuple[Lease, ...]] = {lease.request_id: lease for lease in leases}
+        if len(by_request) == len(leases):
+            requests._by_request = by_request
+            return requests
         for lease in leases:
             requests.add(lease)
         return requests
