@@ -12,8 +12,8 @@ from __future__ import annotations
 import gzip
 import math
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec

@@ -521,7 +521,7 @@ class Listings:
             and self.printers_by_seen.fill_in_order(by_seen)
             and self.printers_by_name.fill_in_order(
                 list(map(printers.__getitem__, unpacked(orders.printers_by_name, len(printers)))))
-            and self.printers_by_group.fill_in_order(zip(map(_GROUP, by_seen), by_seen))
+            and self.printers_by_group.fill_in_order(zip(map(_GROUP, by_seen), by_seen, strict=True))
             and self.clients_by_seen.fill_in_order(
                 list(map(clients.__getitem__, unpacked(orders.clients_by_seen, len(clients)))))
             and self.clients_by_host.fill_in_order(
@@ -544,7 +544,7 @@ class Listings:
         listings.leases_by_holder.fill(leases)
         printers = list(printers)
         listings.printers_by_seen.fill(printers)
-        listings.printers_by_group.fill(zip(map(_GROUP, printers), printers))
+        listings.printers_by_group.fill(zip(map(_GROUP, printers), printers, strict=True))
         listings.printers_by_name.fill(printers)
         clients = list(clients)
         listings.clients_by_seen.fill(clients)
