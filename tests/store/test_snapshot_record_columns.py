@@ -64,7 +64,7 @@ def test_decoding_a_large_snapshot_file_runs_no_python_code_per_record():
     assert more_calls < 50, more_calls
 
 
-def test_loading_a_large_snapshot_file_runs_no_python_call_per_lease():
+def test_loading_a_large_snapshot_file_with_its_indexes_runs_no_python_call_per_record():
     """The whole load, the indexes included: the request index was filled with one call per lease (~0.15 s of a
     restart at 300,000 leases) and each printer paired with its group by a generator (one call per printer); the
     list orders still compute one key per block of 128 records."""
