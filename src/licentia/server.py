@@ -95,7 +95,9 @@ class LicenseServer:
         self.role_events = RoleEvents()  # the Redundancy page's timeline (cluster.role_events)
         self.heartbeats = HeartbeatCoalescer(self.execute, lambda: self.state.leases)
         self.host_names = VerifiedHostNames()
-        self._grant_cache: dict[tuple[str, str, str], tuple[float, dict[str, object]]] = {}
+        # (kind, product, client) -> (signed at, token, expires at): strings and floats only, so the collector untracks
+        # each entry's tuple and its full passes do not walk up to 10,000 of them (tests/api/test_heartbeat_grants.py).
+        self._grant_cache: dict[tuple[str, str, str], tuple[float, str, float]] = {}
         self.alerts = AlertService(self)
         # (command type, outcome code) -> count, for the metrics (licentia.api.metrics); see `execute`.
         self.outcomes: dict[tuple[type, str], int] = {}
@@ -545,14 +547,14 @@ class LicenseServer:
         key = (kind, product, client)
         cached = self._grant_cache.get(key)
         if cached is not None and now - cached[0] < GRANT_REUSE_S:
-            return cached[1]
+            return {"token": cached[1], "expires_at": cached[2]}
         expires = now + self.state.settings.client_grace_hours * 3600
         claims = {"kind": kind, "product": product, "sub": client, "iat": now, "exp": expires}
-        grant = {"token": self.grants.sign(claims), "expires_at": expires}
+        token = self.grants.sign(claims)
         if len(self._grant_cache) > 10_000:
             self._grant_cache.clear()
-        self._grant_cache[key] = (now, grant)
-        return grant
+        self._grant_cache[key] = (now, token, expires)
+        return {"token": token, "expires_at": expires}
 
 
 # A cheap first cut of what `PruneRegistries` may forget; the core checks again, and more.
