@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -73,7 +73,9 @@ def _proxy_headers(server: LicenseServer) -> list[Middleware]:
     return [Middleware(ProxyHeadersMiddleware, trusted_hosts=list(trusted))] if trusted else []
 
 
-def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starlette:
+def create_app(server: LicenseServer, *, manage_lifecycle: bool = True,
+               when_warm: Callable[[], None] | None = None) -> Starlette:
+    """The server's ASGI app. `when_warm` is called in a worker thread once the app has warmed up (`api.warm_up`)."""
     document = openapi_document(ENDPOINTS)
 
     async def openapi(request: Request) -> Response:
@@ -83,7 +85,7 @@ def create_app(server: LicenseServer, *, manage_lifecycle: bool = True) -> Starl
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage_lifecycle:
             await server.start()
-        warming = asyncio.get_running_loop().run_in_executor(None, warm_up)  # off the loop (`api.warm_up`)
+        warming = asyncio.get_running_loop().run_in_executor(None, warm_up, when_warm)  # off the loop (`api.warm_up`)
         ticking = asyncio.create_task(metrics.loop_lateness.run(), name="loop-lateness")
         try:
             yield

@@ -8,21 +8,26 @@
   a 2-core machine running about three times slower than usual).
 
 In the thread, an import holds the interpreter a switch interval (5 ms) at a time, so the loop keeps answering.
+What the process does once that is done (`licentia serve` freezes what start-up made: `cli.serving`) runs after it,
+in the same thread.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from licentia.console.views import compile_templates
 
 IMPORTED_ON_FIRST_USE = ("anyio._backends._asyncio",)
 
 
-def warm_up() -> int:
-    """Compile the console's templates and import the modules requests import on first use. Returns how many
-    templates were compiled."""
+def warm_up(then: Callable[[], None] | None = None) -> int:
+    """Compile the console's templates and import the modules requests import on first use, then call `then`.
+    Returns how many templates were compiled."""
     compiled = compile_templates()
     for name in IMPORTED_ON_FIRST_USE:
         importlib.import_module(name)
+    if then is not None:
+        then()
     return compiled

@@ -49,6 +49,15 @@ def _return_free_memory() -> None:
         trim(0)
 
 
+def freeze_start_up() -> None:
+    """Keep what start-up made (the app, its routes, the compiled templates, the modules imported in the warm-up)
+    out of the collector's full passes, as the loaded state is: they live as long as the server. Before, every full
+    pass walked them again, ~8,500 objects, 4.5-23 ms a pass on the event loop at 300,000 leases (bench/README.md).
+    Collected first, so that no garbage of the start-up is kept forever; called once, in the warm-up's thread."""
+    gc.collect()
+    gc.freeze()
+
+
 def _run(config: Config, install: list[Path] | None = None) -> int:
     import uvicorn
 
@@ -74,7 +83,7 @@ def _run(config: Config, install: list[Path] | None = None) -> int:
         gc.enable()
     _return_free_memory()
     server.install_on_start = install or []
-    app = create_app(server)
+    app = create_app(server, when_warm=freeze_start_up)
     certificate = server.certificate
     base = f"{'https' if certificate else 'http'}://{config.host}:{config.port}"
     tls_line = (
