@@ -21,7 +21,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -505,18 +505,16 @@ class LicenseServer:
             if not self.relation.may_reclaim():
                 break
             cutoff = self.now() - self.state.settings.usage_retention_days * DAY
-            if registry == "printers":
-                printers = self.state.printers
-                chunk = list(itertools.islice(printers, start, start + PRUNE_SLICE))
-                stale = [key for key in chunk if _printer_unseen(printers.get(key), cutoff)]
-                command = PruneRegistries(printer_ids=stale)
-            else:
-                clients = self.state.clients
-                chunk = list(itertools.islice(clients, start, start + PRUNE_SLICE))
-                stale = [key for key in chunk if _client_unseen(clients.get(key), cutoff)]
-                command = PruneRegistries(client_ids=stale)
+            keys: Mapping[str, object] = self.state.printers if registry == "printers" else self.state.clients
+            chunk = list(itertools.islice(keys, start, start + PRUNE_SLICE))
             if not chunk:
                 break
+            if registry == "printers":
+                stale = [key for key in chunk if _printer_unseen(self.state.printers.get(key), cutoff)]
+                command = PruneRegistries(printer_ids=stale)
+            else:
+                stale = [key for key in chunk if _client_unseen(self.state.clients.get(key), cutoff)]
+                command = PruneRegistries(client_ids=stale)
             start += len(chunk)
             if not stale:
                 continue
@@ -560,14 +558,14 @@ class LicenseServer:
         now = self.now()
         key = (kind, product, client)
         cached = self._grant_cache.get(key)
-        if cached is not None and now - cached[0] < GRANT_REUSE_S:
-            return {"token": cached[1], "expires_at": cached[2]}
-        expires = now + self.state.settings.client_grace_hours * 3600
-        claims = {"kind": kind, "product": product, "sub": client, "iat": now, "exp": expires}
-        token = self.grants.sign(claims)
-        if len(self._grant_cache) > 10_000:
-            self._grant_cache.clear()
-        self._grant_cache[key] = (now, token, expires)
+        if cached is None or now - cached[0] >= GRANT_REUSE_S:
+            expires = now + self.state.settings.client_grace_hours * 3600
+            claims = {"kind": kind, "product": product, "sub": client, "iat": now, "exp": expires}
+            cached = (now, self.grants.sign(claims), expires)
+            if len(self._grant_cache) > 10_000:
+                self._grant_cache.clear()
+            self._grant_cache[key] = cached
+        _, token, expires = cached
         return {"token": token, "expires_at": expires}
 
 
